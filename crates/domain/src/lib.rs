@@ -1,0 +1,25 @@
+//! payq's domain model: money with its currency, prefixed time-ordered ids, durations,
+//! the order and refund state machines, per-merchant settings and event types.
+//!
+//! Pure code: no I/O, no async runtime, no database. Everything here is parsed once at the
+//! edge and then trusted by the layers above.
+
+pub mod duration;
+pub mod event;
+pub mod ids;
+pub mod model;
+pub mod money;
+pub mod order;
+pub mod refund;
+pub mod settings;
+pub mod timestamp;
+
+pub use duration::{DurationError, HumanDuration};
+pub use event::EventType;
+pub use ids::{DeadLetterId, EventId, IdError, MerchantId, MessageId, OrderId, PaymentId, RefundId};
+pub use model::{Event, InventoryLevel, Merchant, Order, OrderItem, Payment, PaymentStatus, Refund};
+pub use money::{Currency, Money, MoneyError};
+pub use order::{OrderEvent, OrderStatus, TransitionError};
+pub use refund::{RefundEvent, RefundStatus, RefundTransitionError};
+pub use settings::MerchantSettings;
+pub use timestamp::Timestamp;

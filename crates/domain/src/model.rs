@@ -1,0 +1,162 @@
+//! payq's resources as the API returns them and as events carry them: merchants, orders,
+//! payments, refunds, inventory and events.
+//!
+//! Amounts are minor units beside their currency; [`Order::amount`] and friends give them
+//! back as [`Money`] for arithmetic.
+
+use crate::duration::HumanDuration;
+use crate::event::EventType;
+use crate::ids::{EventId, MerchantId, OrderId, PaymentId, RefundId};
+use crate::money::{Currency, Money, MoneyError};
+use crate::order::OrderStatus;
+use crate::refund::RefundStatus;
+use crate::settings::MerchantSettings;
+use crate::timestamp::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A merchant, without its secrets.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Merchant {
+    pub id: MerchantId,
+    pub name: String,
+    pub webhook_url: Option<String>,
+    pub settings: MerchantSettings,
+    pub created_at: Timestamp,
+}
+
+/// One line of an order: a SKU and how many.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderItem {
+    pub sku: String,
+    pub quantity: u32,
+}
+
+/// The status of one payment attempt at the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// Sent (or about to be sent) to the channel; no final answer yet.
+    Pending,
+    Succeeded,
+    Failed,
+    /// Closed at the channel before it was paid.
+    Closed,
+}
+
+impl PaymentStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Pending => "pending",
+            PaymentStatus::Succeeded => "succeeded",
+            PaymentStatus::Failed => "failed",
+            PaymentStatus::Closed => "closed",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Succeeded, Self::Failed, Self::Closed]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
+/// One payment attempt on an order.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Payment {
+    pub id: PaymentId,
+    pub channel: String,
+    pub channel_txn_id: Option<String>,
+    pub status: PaymentStatus,
+    pub failure_reason: Option<String>,
+}
+
+/// A payment order.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Order {
+    pub id: OrderId,
+    pub merchant_id: MerchantId,
+    pub merchant_order_no: String,
+    pub status: OrderStatus,
+    /// Minor units of `currency`.
+    pub amount: i64,
+    pub currency: Currency,
+    /// Minor units refunded so far (succeeded refunds).
+    pub amount_refunded: i64,
+    pub description: Option<String>,
+    pub customer_id: Option<String>,
+    pub items: Vec<OrderItem>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub paid_at: Option<Timestamp>,
+    pub shipped_at: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+    pub cancelled_at: Option<Timestamp>,
+    pub close_reason: Option<String>,
+    pub carrier: Option<String>,
+    pub tracking_no: Option<String>,
+    /// The latest payment attempt.
+    pub payment: Option<Payment>,
+    pub ship_reminders_sent: u32,
+    /// Compare-and-set version; not part of the API.
+    #[serde(skip)]
+    pub version: i64,
+}
+
+impl Order {
+    /// The order amount as money.
+    pub fn amount(&self) -> Result<Money, MoneyError> {
+        Money::new(self.amount, self.currency)
+    }
+
+    /// The amount refunded so far as money.
+    pub fn refunded(&self) -> Result<Money, MoneyError> {
+        Money::from_stored(self.amount_refunded, self.currency)
+    }
+}
+
+/// A refund of part or all of an order's payment.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Refund {
+    pub id: RefundId,
+    pub order_id: OrderId,
+    pub merchant_id: MerchantId,
+    pub amount: i64,
+    pub currency: Currency,
+    pub reason: Option<String>,
+    pub status: RefundStatus,
+    /// When the refund executes unless approved or rejected first.
+    pub execute_at: Timestamp,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub failure_reason: Option<String>,
+    #[serde(skip)]
+    pub version: i64,
+}
+
+/// Stock of one SKU.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InventoryLevel {
+    pub sku: String,
+    pub available: i64,
+}
+
+/// An event of a merchant's event log.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Event {
+    pub id: EventId,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    pub created_at: String,
+    pub merchant_id: MerchantId,
+    /// `{order}` and, where relevant, `{refund}`, as the API returns them.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+/// What an order's payment timeout setting resolves to.
+pub fn payment_timeout(settings: &MerchantSettings, requested: Option<HumanDuration>) -> HumanDuration {
+    requested.unwrap_or(settings.payment_timeout)
+}

@@ -1,0 +1,92 @@
+//! The merchant's event log. Each state change writes its event in the change's
+//! transaction; the log is read back oldest first.
+
+use crate::{Store, StoreError, StoreResult, Tx};
+use payq_domain::{Event, EventId, EventType, MerchantId, OrderId, Timestamp};
+use sqlx::Row;
+
+/// An event to record.
+pub struct NewEvent<'a> {
+    pub event_type: EventType,
+    pub merchant_id: &'a MerchantId,
+    pub order_id: Option<&'a OrderId>,
+    /// `{order, refund?}` as the API returns them.
+    pub data: serde_json::Value,
+}
+
+impl Tx {
+    /// Appends an event to the merchant's log and returns it.
+    pub async fn insert_event(&mut self, e: NewEvent<'_>) -> StoreResult<Event> {
+        let event = Event {
+            id: EventId::generate(),
+            event_type: e.event_type,
+            created_at: Timestamp::now().to_rfc3339(),
+            merchant_id: e.merchant_id.clone(),
+            data: e.data,
+        };
+        let body = serde_json::to_string(&event).map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        sqlx::query(
+            "INSERT INTO events (id, merchant_id, type, order_id, created_at, body) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(event.id.as_str())
+        .bind(event.merchant_id.as_str())
+        .bind(event.event_type.as_str())
+        .bind(e.order_id.map(OrderId::as_str))
+        .bind(Timestamp::now().millis())
+        .bind(body)
+        .execute(self.conn())
+        .await?;
+        Ok(event)
+    }
+}
+
+fn event(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Event> {
+    let body: String = row.try_get("body")?;
+    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("event body: {e}")))
+}
+
+impl Store {
+    /// The merchant's events, oldest first, after the event `after`; `.1` is whether more
+    /// follow.
+    pub async fn events(
+        &self,
+        merchant: &MerchantId,
+        after: Option<&EventId>,
+        limit: u32,
+    ) -> StoreResult<(Vec<Event>, bool)> {
+        let rows = sqlx::query(
+            "SELECT body FROM events
+             WHERE merchant_id = $1 AND seq > COALESCE((SELECT seq FROM events WHERE id = $2 AND merchant_id = $1), 0)
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(merchant.as_str())
+        .bind(after.map(EventId::as_str))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(self.read())
+        .await?;
+        let mut events = rows.iter().map(event).collect::<StoreResult<Vec<_>>>()?;
+        let more = events.len() > limit as usize;
+        events.truncate(limit as usize);
+        Ok((events, more))
+    }
+
+    /// An event by id.
+    pub async fn event(&self, id: &EventId) -> StoreResult<Event> {
+        let row = sqlx::query("SELECT body FROM events WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(self.read())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        event(&row)
+    }
+
+    /// Whether the event `after` exists for the merchant.
+    pub async fn event_exists(&self, merchant: &MerchantId, id: &EventId) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE id = $1 AND merchant_id = $2")
+            .bind(id.as_str())
+            .bind(merchant.as_str())
+            .fetch_one(self.read())
+            .await?;
+        Ok(n > 0)
+    }
+}

@@ -1,0 +1,274 @@
+//! The delay engine's queue: timers, commands and deliveries as rows with a due time.
+//!
+//! A row is written in the transaction of the state change that causes it. Workers claim due
+//! rows with a lease (the claim pushes `due_at` to the lease's end and stamps a claim token),
+//! then complete, retry or dead-letter them. A crashed worker's rows become due again when
+//! its lease runs out.
+
+use crate::{Store, StoreError, StoreResult, Tx};
+use payq_domain::{DeadLetterId, MessageId, Timestamp};
+use sqlx::Row;
+
+/// A message to schedule.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// What handles it, e.g. `"payment.timeout"`.
+    pub kind: String,
+    /// What it is about (e.g. an order id), so that it can be cancelled by kind and key.
+    pub key: Option<String>,
+    pub payload: serde_json::Value,
+    pub due_at: Timestamp,
+}
+
+/// A message claimed by a worker.
+#[derive(Debug, Clone)]
+pub struct ClaimedMessage {
+    pub id: MessageId,
+    pub kind: String,
+    pub key: Option<String>,
+    pub payload: String,
+    pub scheduled_at: Timestamp,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+    /// The claim token; completing with a stale token does nothing.
+    pub claim: i64,
+}
+
+/// A message still waiting, for inspection.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PendingMessage {
+    pub id: String,
+    pub kind: String,
+    pub key: Option<String>,
+    pub due_at: Timestamp,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+/// Pending messages by kind, and the most overdue one.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MessageStats {
+    /// `(kind, pending count)`.
+    pub pending_by_kind: Vec<(String, i64)>,
+    /// `(bucket, count)` for due-time buckets: overdue, <1m, <1h, <1d, later.
+    pub pending_by_due: Vec<(String, i64)>,
+    /// How late the most overdue message is, in milliseconds.
+    pub oldest_overdue_ms: Option<i64>,
+    pub dead_letters: i64,
+}
+
+fn claimed(row: &sqlx::sqlite::SqliteRow) -> StoreResult<ClaimedMessage> {
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(ClaimedMessage {
+        id: crate::rows::parse(row, "id")?,
+        kind: row.try_get("kind")?,
+        key: row.try_get("key")?,
+        payload: row.try_get("payload")?,
+        scheduled_at: Timestamp::from_millis(row.try_get("scheduled_at")?),
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        claim: row.try_get("claim")?,
+    })
+}
+
+impl Tx {
+    /// Schedules a message; it commits with this transaction or not at all.
+    pub async fn schedule(&mut self, m: NewMessage) -> StoreResult<MessageId> {
+        let id = MessageId::generate();
+        let payload = serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO messages (id, kind, key, payload, scheduled_at, due_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $5, $6)",
+        )
+        .bind(id.as_str())
+        .bind(&m.kind)
+        .bind(m.key.as_deref())
+        .bind(payload)
+        .bind(m.due_at.millis())
+        .bind(crate::now_ms())
+        .execute(self.conn())
+        .await?;
+        self.mark_message_scheduled();
+        Ok(id)
+    }
+
+    /// Cancels the pending messages of `kind` about `key` (a timer that became pointless).
+    pub async fn cancel_messages(&mut self, kind: &str, key: &str) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM messages WHERE kind = $1 AND key = $2")
+            .bind(kind)
+            .bind(key)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Whether a message of `kind` about `key` is pending.
+    pub async fn has_message(&mut self, kind: &str, key: &str) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE kind = $1 AND key = $2")
+            .bind(kind)
+            .bind(key)
+            .fetch_one(self.conn())
+            .await?;
+        Ok(n > 0)
+    }
+}
+
+impl Store {
+    /// Claims up to `limit` due messages for `lease_ms`, earliest first.
+    pub async fn claim_due(&self, now: Timestamp, limit: u32, lease_ms: i64) -> StoreResult<Vec<ClaimedMessage>> {
+        let claim: i64 = rand_claim();
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE messages SET due_at = $1, claim = $2, attempts = attempts + 1
+             WHERE id IN (SELECT id FROM messages WHERE due_at <= $3 ORDER BY due_at LIMIT $4)
+             RETURNING id, kind, key, payload, scheduled_at, attempts, claim",
+        )
+        .bind(now.millis().saturating_add(lease_ms))
+        .bind(claim)
+        .bind(now.millis())
+        .bind(i64::from(limit))
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        let mut out = rows.iter().map(claimed).collect::<StoreResult<Vec<_>>>()?;
+        out.sort_by_key(|m| m.scheduled_at);
+        Ok(out)
+    }
+
+    /// When the next message becomes due, if any is pending.
+    pub async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
+        let due: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM messages").fetch_one(self.read()).await?;
+        Ok(due.map(Timestamp::from_millis))
+    }
+
+    /// Removes a handled message (if the claim is still ours).
+    pub async fn complete_message(&self, id: &MessageId, claim: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        tx.complete_message(id, claim).await?;
+        tx.commit().await
+    }
+
+    /// Puts a failed message back to run again at `due_at`, keeping the error.
+    pub async fn retry_message(&self, id: &MessageId, claim: i64, due_at: Timestamp, error: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE messages SET due_at = $1, last_error = $2, claim = 0 WHERE id = $3 AND claim = $4")
+            .bind(due_at.millis())
+            .bind(error)
+            .bind(id.as_str())
+            .bind(claim)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        self.notify_messages_changed();
+        Ok(())
+    }
+
+    /// Moves a message that cannot succeed to the dead letters, with its last error.
+    pub async fn dead_letter_message(&self, m: &ClaimedMessage, error: &str) -> StoreResult<DeadLetterId> {
+        let id = DeadLetterId::generate();
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM messages WHERE id = $1 AND claim = $2")
+            .bind(m.id.as_str())
+            .bind(m.claim)
+            .execute(tx.conn())
+            .await?;
+        if done.rows_affected() == 1 {
+            sqlx::query(
+                "INSERT INTO dead_letters (id, message_id, kind, key, payload, attempts, last_error, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(id.as_str())
+            .bind(m.id.as_str())
+            .bind(&m.kind)
+            .bind(m.key.as_deref())
+            .bind(&m.payload)
+            .bind(i64::from(m.attempts))
+            .bind(error)
+            .bind(crate::now_ms())
+            .execute(tx.conn())
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Pending messages, soonest first.
+    pub async fn pending_messages(&self, kind: Option<&str>, limit: u32) -> StoreResult<Vec<PendingMessage>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, key, due_at, attempts, last_error FROM messages
+             WHERE ($1 IS NULL OR kind = $1) ORDER BY due_at LIMIT $2",
+        )
+        .bind(kind)
+        .bind(i64::from(limit))
+        .fetch_all(self.read())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingMessage {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    key: r.try_get("key")?,
+                    due_at: Timestamp::from_millis(r.try_get("due_at")?),
+                    attempts: r.try_get("attempts")?,
+                    last_error: r.try_get("last_error")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Counts for `payq timers stats` and `/v1/admin/stats`.
+    pub async fn message_stats(&self, now: Timestamp) -> StoreResult<MessageStats> {
+        let by_kind = sqlx::query("SELECT kind, COUNT(*) AS n FROM messages GROUP BY kind ORDER BY kind")
+            .fetch_all(self.read())
+            .await?;
+        let pending_by_kind = by_kind
+            .iter()
+            .map(|r| Ok((r.try_get("kind")?, r.try_get("n")?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let n = now.millis();
+        let by_due = sqlx::query(
+            "SELECT CASE WHEN due_at <= $1 THEN 'overdue' WHEN due_at <= $1 + 60000 THEN '<1m'
+                         WHEN due_at <= $1 + 3600000 THEN '<1h' WHEN due_at <= $1 + 86400000 THEN '<1d'
+                         ELSE 'later' END AS bucket, COUNT(*) AS n
+             FROM messages GROUP BY bucket",
+        )
+        .bind(n)
+        .fetch_all(self.read())
+        .await?;
+        let pending_by_due = by_due
+            .iter()
+            .map(|r| Ok((r.try_get("bucket")?, r.try_get("n")?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM messages WHERE due_at <= $1")
+            .bind(n)
+            .fetch_one(self.read())
+            .await?;
+        let dead_letters: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters").fetch_one(self.read()).await?;
+        Ok(MessageStats {
+            pending_by_kind,
+            pending_by_due,
+            oldest_overdue_ms: oldest.map(|due| n - due),
+            dead_letters,
+        })
+    }
+}
+
+impl Tx {
+    /// Removes a handled message inside this transaction, so the handler's effect and the
+    /// message's removal commit together.
+    pub async fn complete_message(&mut self, id: &MessageId, claim: i64) -> StoreResult<()> {
+        sqlx::query("DELETE FROM messages WHERE id = $1 AND claim = $2")
+            .bind(id.as_str())
+            .bind(claim)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+fn rand_claim() -> i64 {
+    // Unique enough per claim: time-ordered UUID bits folded into an i64, never 0.
+    let v = payq_domain::MessageId::generate();
+    let h = v.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    i64::from_ne_bytes(h.to_ne_bytes()) | 1
+}

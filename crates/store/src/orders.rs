@@ -1,0 +1,308 @@
+//! Orders and their payment attempts.
+
+use crate::rows::{self, select_orders};
+use crate::{Store, StoreError, StoreResult, Tx};
+use payq_domain::{
+    Currency, MerchantId, Order, OrderId, OrderItem, OrderStatus, PaymentId, PaymentStatus, Timestamp,
+};
+use sqlx::Row;
+
+/// An order to insert.
+pub struct NewOrder<'a> {
+    pub id: &'a OrderId,
+    pub merchant_id: &'a MerchantId,
+    pub merchant_order_no: &'a str,
+    /// Hash of the creating request's content, to tell a retry from a conflicting reuse.
+    pub request_hash: &'a str,
+    pub amount: i64,
+    pub currency: Currency,
+    pub description: Option<&'a str>,
+    pub customer_id: Option<&'a str>,
+    pub items: &'a [OrderItem],
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A payment attempt to insert; it becomes the order's current payment.
+pub struct NewPayment<'a> {
+    pub id: &'a PaymentId,
+    pub order: &'a Order,
+    pub channel: &'a str,
+    /// The simulated channel's instructions, as JSON.
+    pub simulate: Option<&'a str>,
+    pub created_at: Timestamp,
+}
+
+/// One page of a merchant's orders, newest first.
+pub struct OrderPage {
+    pub orders: Vec<Order>,
+    pub has_more: bool,
+}
+
+/// A payment attempt with what workers need to drive it.
+#[derive(Debug, Clone)]
+pub struct PaymentRecord {
+    pub id: PaymentId,
+    pub order_id: OrderId,
+    pub merchant_id: MerchantId,
+    pub channel: String,
+    pub channel_txn_id: Option<String>,
+    pub status: PaymentStatus,
+    pub failure_reason: Option<String>,
+    pub amount: i64,
+    pub currency: Currency,
+    pub customer_id: Option<String>,
+    pub simulate: Option<String>,
+    pub created_at: Timestamp,
+}
+
+fn payment_record(row: &sqlx::sqlite::SqliteRow) -> StoreResult<PaymentRecord> {
+    let status: String = row.try_get("status")?;
+    Ok(PaymentRecord {
+        id: rows::parse(row, "id")?,
+        order_id: rows::parse(row, "order_id")?,
+        merchant_id: rows::parse(row, "merchant_id")?,
+        channel: row.try_get("channel")?,
+        channel_txn_id: row.try_get("channel_txn_id")?,
+        status: PaymentStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("payment status {status}")))?,
+        failure_reason: row.try_get("failure_reason")?,
+        amount: row.try_get("amount")?,
+        currency: rows::parse(row, "currency")?,
+        customer_id: row.try_get("customer_id")?,
+        simulate: row.try_get("simulate")?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+    })
+}
+
+impl Tx {
+    /// Inserts an order. A second order with the same `merchant_order_no` is a `Conflict`.
+    pub async fn insert_order(&mut self, o: NewOrder<'_>) -> StoreResult<()> {
+        let items = serde_json::to_string(o.items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO orders (id, merchant_id, merchant_order_no, request_hash, status, amount, currency,
+                description, customer_id, items, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(o.id.as_str())
+        .bind(o.merchant_id.as_str())
+        .bind(o.merchant_order_no)
+        .bind(o.request_hash)
+        .bind(OrderStatus::PendingPayment.as_str())
+        .bind(o.amount)
+        .bind(o.currency.code())
+        .bind(o.description)
+        .bind(o.customer_id)
+        .bind(items)
+        .bind(o.created_at.millis())
+        .bind(o.expires_at.millis())
+        .execute(self.conn())
+        .await
+        .map_err(StoreError::from_db)?;
+        Ok(())
+    }
+
+    /// An order by id, read inside this transaction (the writer is exclusive, so the row
+    /// cannot change under us until commit).
+    pub async fn order(&mut self, id: &OrderId) -> StoreResult<Order> {
+        let row = sqlx::query(select_orders!("WHERE o.id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(self.conn())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        rows::order(&row)
+    }
+
+    /// The merchant's order with this `merchant_order_no` and the hash of the request that
+    /// created it.
+    pub async fn order_by_merchant_order_no(
+        &mut self,
+        merchant: &MerchantId,
+        merchant_order_no: &str,
+    ) -> StoreResult<Option<(Order, String)>> {
+        let row = sqlx::query(select_orders!(
+            "WHERE o.merchant_id = $1 AND o.merchant_order_no = $2"
+        ))
+        .bind(merchant.as_str())
+        .bind(merchant_order_no)
+        .fetch_optional(self.conn())
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some((rows::order(&row)?, row.try_get("request_hash")?))),
+        }
+    }
+
+    /// Writes the order's mutable fields if its version is still `order.version`, and bumps
+    /// the version. A lost race is a `Conflict`.
+    pub async fn update_order(&mut self, order: &Order) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE orders SET status = $1, amount_refunded = $2, paid_at = $3, shipped_at = $4, closed_at = $5,
+                cancelled_at = $6, close_reason = $7, carrier = $8, tracking_no = $9, ship_reminders_sent = $10,
+                version = version + 1
+             WHERE id = $11 AND version = $12",
+        )
+        .bind(order.status.as_str())
+        .bind(order.amount_refunded)
+        .bind(order.paid_at.map(Timestamp::millis))
+        .bind(order.shipped_at.map(Timestamp::millis))
+        .bind(order.closed_at.map(Timestamp::millis))
+        .bind(order.cancelled_at.map(Timestamp::millis))
+        .bind(order.close_reason.as_deref())
+        .bind(order.carrier.as_deref())
+        .bind(order.tracking_no.as_deref())
+        .bind(i64::from(order.ship_reminders_sent))
+        .bind(order.id.as_str())
+        .bind(order.version)
+        .execute(self.conn())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("order {} changed concurrently", order.id)));
+        }
+        Ok(())
+    }
+
+    /// Inserts a payment attempt and makes it the order's current payment.
+    pub async fn insert_payment(&mut self, p: NewPayment<'_>) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO payments (id, order_id, merchant_id, channel, status, amount, currency, customer_id,
+                simulate, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        )
+        .bind(p.id.as_str())
+        .bind(p.order.id.as_str())
+        .bind(p.order.merchant_id.as_str())
+        .bind(p.channel)
+        .bind(PaymentStatus::Pending.as_str())
+        .bind(p.order.amount)
+        .bind(p.order.currency.code())
+        .bind(p.order.customer_id.as_deref())
+        .bind(p.simulate)
+        .bind(p.created_at.millis())
+        .execute(self.conn())
+        .await
+        .map_err(StoreError::from_db)?;
+        sqlx::query("UPDATE orders SET current_payment_id = $1 WHERE id = $2")
+            .bind(p.id.as_str())
+            .bind(p.order.id.as_str())
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// A payment attempt, read inside this transaction.
+    pub async fn payment(&mut self, id: &PaymentId) -> StoreResult<PaymentRecord> {
+        let row = sqlx::query("SELECT * FROM payments WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(self.conn())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        payment_record(&row)
+    }
+
+    /// Records what the channel said about a payment attempt.
+    pub async fn update_payment(
+        &mut self,
+        id: &PaymentId,
+        status: PaymentStatus,
+        channel_txn_id: Option<&str>,
+        failure_reason: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE payments SET status = $1, channel_txn_id = COALESCE($2, channel_txn_id),
+                failure_reason = $3, updated_at = $4 WHERE id = $5",
+        )
+        .bind(status.as_str())
+        .bind(channel_txn_id)
+        .bind(failure_reason)
+        .bind(crate::now_ms())
+        .bind(id.as_str())
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// How many payment attempts this customer made since `since` (risk velocity).
+    pub async fn payments_by_customer_since(&mut self, customer_id: &str, since: Timestamp) -> StoreResult<i64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payments WHERE customer_id = $1 AND created_at >= $2")
+            .bind(customer_id)
+            .bind(since.millis())
+            .fetch_one(self.conn())
+            .await?;
+        Ok(n)
+    }
+
+    /// The merchant's succeeded payment volume since `since`, in minor units of `currency`.
+    pub async fn merchant_volume_since(
+        &mut self,
+        merchant: &MerchantId,
+        currency: Currency,
+        since: Timestamp,
+    ) -> StoreResult<i64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(amount), 0) FROM payments
+             WHERE merchant_id = $1 AND currency = $2 AND created_at >= $3 AND status IN ('pending', 'succeeded')",
+        )
+        .bind(merchant.as_str())
+        .bind(currency.code())
+        .bind(since.millis())
+        .fetch_one(self.conn())
+        .await?;
+        Ok(n)
+    }
+}
+
+impl Store {
+    /// The merchant's order `id`; another merchant's order is `NotFound`.
+    pub async fn order(&self, merchant: &MerchantId, id: &OrderId) -> StoreResult<Order> {
+        let row = sqlx::query(select_orders!("WHERE o.id = $1 AND o.merchant_id = $2"))
+            .bind(id.as_str())
+            .bind(merchant.as_str())
+            .fetch_optional(self.read())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        rows::order(&row)
+    }
+
+    /// A page of the merchant's orders, newest first, optionally of one status, starting
+    /// after the order `after`.
+    pub async fn list_orders(
+        &self,
+        merchant: &MerchantId,
+        status: Option<OrderStatus>,
+        after: Option<&OrderId>,
+        limit: u32,
+    ) -> StoreResult<OrderPage> {
+        let rows = sqlx::query(select_orders!(
+            "WHERE o.merchant_id = $1 AND ($2 IS NULL OR o.status = $2) AND ($3 IS NULL OR o.id < $3)
+             ORDER BY o.id DESC LIMIT $4"
+        ))
+        .bind(merchant.as_str())
+        .bind(status.map(OrderStatus::as_str))
+        .bind(after.map(OrderId::as_str))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(self.read())
+        .await?;
+        let mut orders = rows.iter().map(rows::order).collect::<StoreResult<Vec<_>>>()?;
+        let has_more = orders.len() > limit as usize;
+        orders.truncate(limit as usize);
+        Ok(OrderPage { orders, has_more })
+    }
+
+    /// A payment attempt by id.
+    pub async fn payment(&self, id: &PaymentId) -> StoreResult<PaymentRecord> {
+        let row = sqlx::query("SELECT * FROM payments WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(self.read())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        payment_record(&row)
+    }
+
+    /// Counts of orders by status.
+    pub async fn order_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM orders GROUP BY status ORDER BY status")
+            .fetch_all(self.read())
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("n")?))).collect()
+    }
+}

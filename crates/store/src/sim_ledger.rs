@@ -1,0 +1,123 @@
+//! The simulated channel's own ledger: what the "bank" behind channel `sim` knows about
+//! payments and refunds. payq's code reads it only through the channel, never directly.
+
+use crate::{Store, StoreError, StoreResult};
+use payq_domain::Timestamp;
+use sqlx::Row;
+
+/// A payment as the simulated channel records it.
+#[derive(Debug, Clone)]
+pub struct SimTxn {
+    pub txn_id: String,
+    pub payment_id: String,
+    pub amount: i64,
+    pub currency: String,
+    /// `pending`, `succeeded`, `failed` or `closed`.
+    pub status: String,
+    pub outcome: String,
+    pub refunded: i64,
+}
+
+fn sim_txn(row: &sqlx::sqlite::SqliteRow) -> StoreResult<SimTxn> {
+    Ok(SimTxn {
+        txn_id: row.try_get("txn_id")?,
+        payment_id: row.try_get("payment_id")?,
+        amount: row.try_get("amount")?,
+        currency: row.try_get("currency")?,
+        status: row.try_get("status")?,
+        outcome: row.try_get("outcome")?,
+        refunded: row.try_get("refunded")?,
+    })
+}
+
+impl Store {
+    /// Records a payment at the simulated channel; a second call for the same payment
+    /// returns the first record.
+    pub async fn sim_create(&self, txn: &SimTxn) -> StoreResult<SimTxn> {
+        let mut tx = self.begin().await?;
+        let now = Timestamp::now().millis();
+        sqlx::query(
+            "INSERT INTO sim_channel_txns (txn_id, payment_id, amount, currency, status, outcome, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (payment_id) DO NOTHING",
+        )
+        .bind(&txn.txn_id)
+        .bind(&txn.payment_id)
+        .bind(txn.amount)
+        .bind(&txn.currency)
+        .bind(&txn.status)
+        .bind(&txn.outcome)
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+        let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE payment_id = $1")
+            .bind(&txn.payment_id)
+            .fetch_one(tx.conn())
+            .await?;
+        tx.commit().await?;
+        sim_txn(&row)
+    }
+
+    /// A simulated-channel payment by transaction id.
+    pub async fn sim_txn(&self, txn_id: &str) -> StoreResult<SimTxn> {
+        let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE txn_id = $1")
+            .bind(txn_id)
+            .fetch_optional(self.read())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        sim_txn(&row)
+    }
+
+    /// Moves a simulated-channel payment from `pending` to `to`; returns the record after.
+    pub async fn sim_settle(&self, txn_id: &str, to: &str) -> StoreResult<SimTxn> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE sim_channel_txns SET status = $1, updated_at = $2 WHERE txn_id = $3 AND status = 'pending'")
+            .bind(to)
+            .bind(Timestamp::now().millis())
+            .bind(txn_id)
+            .execute(tx.conn())
+            .await?;
+        let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE txn_id = $1")
+            .bind(txn_id)
+            .fetch_optional(tx.conn())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        sim_txn(&row)
+    }
+
+    /// Refunds part of a succeeded simulated-channel payment, once per `refund_id`.
+    /// Returns false if the refund would exceed what was paid.
+    pub async fn sim_refund(&self, txn_id: &str, refund_id: &str, amount: i64) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sim_channel_refunds WHERE refund_id = $1")
+            .bind(refund_id)
+            .fetch_one(tx.conn())
+            .await?;
+        if seen > 0 {
+            tx.commit().await?;
+            return Ok(true);
+        }
+        let done = sqlx::query(
+            "UPDATE sim_channel_txns SET refunded = refunded + $1, updated_at = $2
+             WHERE txn_id = $3 AND status = 'succeeded' AND refunded + $1 <= amount",
+        )
+        .bind(amount)
+        .bind(Timestamp::now().millis())
+        .bind(txn_id)
+        .execute(tx.conn())
+        .await?;
+        if done.rows_affected() == 0 {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO sim_channel_refunds (refund_id, txn_id, amount, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(refund_id)
+            .bind(txn_id)
+            .bind(amount)
+            .bind(Timestamp::now().millis())
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

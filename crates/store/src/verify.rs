@@ -1,0 +1,123 @@
+//! The invariants of SPEC §8, checked on a database (`payq verify`).
+
+use crate::{Store, StoreResult};
+use sqlx::Row;
+
+/// One broken invariant.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Violation {
+    /// Which invariant.
+    pub invariant: &'static str,
+    /// The order, payment or refund concerned.
+    pub subject: String,
+    pub detail: String,
+}
+
+impl Store {
+    /// Checks every invariant and returns what is broken (empty when all hold).
+    pub async fn verify(&self) -> StoreResult<Vec<Violation>> {
+        let mut out = Vec::new();
+
+        // Money taken at the channel is on a paid order, or refunded (or being refunded).
+        let rows = sqlx::query(
+            "SELECT s.txn_id, s.payment_id, s.amount, s.refunded, o.id AS order_id, o.status,
+                    o.current_payment_id,
+                    (SELECT COALESCE(SUM(r.amount), 0) FROM refunds r
+                      WHERE r.payment_id = s.payment_id AND r.status IN ('processing', 'succeeded')) AS refunding
+             FROM sim_channel_txns s
+             LEFT JOIN payments p ON p.id = s.payment_id
+             LEFT JOIN orders o ON o.id = p.order_id
+             WHERE s.status = 'succeeded'",
+        )
+        .fetch_all(self.read())
+        .await?;
+        for r in rows {
+            let payment: String = r.try_get("payment_id")?;
+            let amount: i64 = r.try_get("amount")?;
+            let refunded: i64 = r.try_get("refunded")?;
+            let refunding: i64 = r.try_get("refunding")?;
+            let status: Option<String> = r.try_get("status")?;
+            let current: Option<String> = r.try_get("current_payment_id")?;
+            let on_paid_order = matches!(status.as_deref(), Some("paid" | "shipped" | "refunded" | "cancelled"))
+                && current.as_deref() == Some(payment.as_str());
+            if !on_paid_order && refunded.max(refunding) < amount {
+                out.push(Violation {
+                    invariant: "captured_payment_accounted",
+                    subject: payment,
+                    detail: format!(
+                        "captured {amount} at the channel, order status {}, refunded {refunded}",
+                        status.unwrap_or_else(|| "missing".into())
+                    ),
+                });
+            }
+        }
+
+        // Refunds never exceed payments, and the order's refunded total matches its refunds.
+        let rows = sqlx::query(
+            "SELECT o.id, o.amount, o.amount_refunded,
+                    (SELECT COALESCE(SUM(amount), 0) FROM refunds r WHERE r.order_id = o.id
+                      AND r.status IN ('pending_review', 'processing', 'succeeded')) AS held,
+                    (SELECT COALESCE(SUM(amount), 0) FROM refunds r WHERE r.order_id = o.id
+                      AND r.status = 'succeeded') AS succeeded
+             FROM orders o WHERE EXISTS (SELECT 1 FROM refunds r WHERE r.order_id = o.id)",
+        )
+        .fetch_all(self.read())
+        .await?;
+        for r in rows {
+            let id: String = r.try_get("id")?;
+            let amount: i64 = r.try_get("amount")?;
+            let refunded: i64 = r.try_get("amount_refunded")?;
+            let held: i64 = r.try_get("held")?;
+            let succeeded: i64 = r.try_get("succeeded")?;
+            if held > amount {
+                out.push(Violation {
+                    invariant: "refunds_within_payment",
+                    subject: id.clone(),
+                    detail: format!("refunds hold {held} of a {amount} payment"),
+                });
+            }
+            if refunded != succeeded {
+                out.push(Violation {
+                    invariant: "refunded_total_matches",
+                    subject: id,
+                    detail: format!("amount_refunded {refunded} but succeeded refunds sum to {succeeded}"),
+                });
+            }
+        }
+
+        // Every unpaid order has its payment timeout pending.
+        let rows = sqlx::query(
+            "SELECT o.id, o.status FROM orders o
+             WHERE o.status IN ('pending_payment', 'paying')
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.kind = 'payment.timeout' AND m.key = o.id)",
+        )
+        .fetch_all(self.read())
+        .await?;
+        for r in rows {
+            let status: String = r.try_get("status")?;
+            out.push(Violation {
+                invariant: "unpaid_order_has_timer",
+                subject: r.try_get("id")?,
+                detail: format!("order is {status} with no payment timeout pending"),
+            });
+        }
+
+        // Every in-flight refund has a message that will finish it.
+        let rows = sqlx::query(
+            "SELECT r.id, r.status FROM refunds r
+             WHERE r.status IN ('pending_review', 'processing')
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.kind = 'refund.execute' AND m.key = r.id)",
+        )
+        .fetch_all(self.read())
+        .await?;
+        for r in rows {
+            let status: String = r.try_get("status")?;
+            out.push(Violation {
+                invariant: "refund_has_message",
+                subject: r.try_get("id")?,
+                detail: format!("refund is {status} with nothing pending to finish it"),
+            });
+        }
+        Ok(out)
+    }
+}
