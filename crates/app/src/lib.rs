@@ -1,1 +1,20 @@
-//! placeholder
+//! payq's application layer: use cases, the worker that runs them from messages, the
+//! simulated payment channel, risk control, the HTTP API, configuration and telemetry.
+//!
+//! [`Application`] wires them together; the `payq` binary only parses the command line and
+//! calls it.
+
+pub mod application;
+pub mod channel;
+pub mod config;
+pub mod crypto;
+pub mod http;
+pub mod jobs;
+pub mod risk;
+pub mod telemetry;
+pub mod usecases;
+pub mod worker;
+
+pub use application::Application;
+pub use config::Settings;
+pub use usecases::Payq;

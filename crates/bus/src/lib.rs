@@ -1,1 +1,29 @@
-//! placeholder
+//! payq's message transports. Today: the embedded delay engine on the SQL store
+//! ([`store_engine`]). Handlers do not know which transport delivered a message: they get a
+//! [`ClaimedMessage`] and answer with a [`HandlerError`] kind on failure.
+
+pub mod store_engine;
+
+pub use payq_store::ClaimedMessage;
+pub use store_engine::{EngineConfig, Outcome, StoreEngine};
+
+use std::future::Future;
+
+/// Why handling a message failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Might succeed later (a timeout, a database hiccup, a channel 5xx): retry with back-off.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Will never succeed as is (an unknown kind, a malformed payload): dead-letter at once.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// Handles one message. Must be idempotent: re-read state, apply the transition, and treat
+/// a stale or repeated message as done.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles `msg`; `Ok` means its effect has committed.
+    fn handle(&self, msg: &ClaimedMessage)
+    -> impl Future<Output = Result<(), HandlerError>> + Send;
+}

@@ -157,6 +157,9 @@ pub struct Event {
 }
 
 /// What an order's payment timeout setting resolves to.
-pub fn payment_timeout(settings: &MerchantSettings, requested: Option<HumanDuration>) -> HumanDuration {
+pub fn payment_timeout(
+    settings: &MerchantSettings,
+    requested: Option<HumanDuration>,
+) -> HumanDuration {
     requested.unwrap_or(settings.payment_timeout)
 }

@@ -152,18 +152,30 @@ impl Money {
     /// `self + rhs`, refusing mixed currencies and overflow.
     pub fn checked_add(self, rhs: Money) -> Result<Money, MoneyError> {
         self.same_currency(rhs)?;
-        let minor = self.minor.checked_add(rhs.minor).ok_or(MoneyError::Overflow)?;
-        Ok(Money { minor, currency: self.currency })
+        let minor = self
+            .minor
+            .checked_add(rhs.minor)
+            .ok_or(MoneyError::Overflow)?;
+        Ok(Money {
+            minor,
+            currency: self.currency,
+        })
     }
 
     /// `self - rhs`, refusing mixed currencies and results below zero.
     pub fn checked_sub(self, rhs: Money) -> Result<Money, MoneyError> {
         self.same_currency(rhs)?;
-        let minor = self.minor.checked_sub(rhs.minor).ok_or(MoneyError::Overflow)?;
+        let minor = self
+            .minor
+            .checked_sub(rhs.minor)
+            .ok_or(MoneyError::Overflow)?;
         if minor < 0 {
             return Err(MoneyError::Negative);
         }
-        Ok(Money { minor, currency: self.currency })
+        Ok(Money {
+            minor,
+            currency: self.currency,
+        })
     }
 }
 
@@ -192,8 +204,14 @@ mod tests {
 
     #[test]
     fn refuses_zero_and_negative() {
-        assert_eq!(Money::new(0, Currency::Cny), Err(MoneyError::NotPositive(0)));
-        assert_eq!(Money::new(-5, Currency::Usd), Err(MoneyError::NotPositive(-5)));
+        assert_eq!(
+            Money::new(0, Currency::Cny),
+            Err(MoneyError::NotPositive(0))
+        );
+        assert_eq!(
+            Money::new(-5, Currency::Usd),
+            Err(MoneyError::NotPositive(-5))
+        );
     }
 
     #[test]
@@ -207,15 +225,24 @@ mod tests {
 
     #[test]
     fn displays_in_major_units() {
-        assert_eq!(Money::new(1999, Currency::Cny).map(|m| m.to_string()), Ok("19.99 CNY".into()));
-        assert_eq!(Money::new(500, Currency::Jpy).map(|m| m.to_string()), Ok("500 JPY".into()));
+        assert_eq!(
+            Money::new(1999, Currency::Cny).map(|m| m.to_string()),
+            Ok("19.99 CNY".into())
+        );
+        assert_eq!(
+            Money::new(500, Currency::Jpy).map(|m| m.to_string()),
+            Ok("500 JPY".into())
+        );
     }
 
     #[test]
     fn refuses_mixed_currencies() {
         let a = Money::zero(Currency::Cny);
         let b = Money::zero(Currency::Usd);
-        assert!(matches!(a.checked_add(b), Err(MoneyError::CurrencyMismatch(..))));
+        assert!(matches!(
+            a.checked_add(b),
+            Err(MoneyError::CurrencyMismatch(..))
+        ));
     }
 
     proptest! {

@@ -1,1 +1,124 @@
-fn main() {}
+//! `payq`: the one binary. Parses the command line, loads the settings, and hands over to
+//! the command; `serve` builds an [`payq_app::Application`] and runs it until a signal.
+
+mod load;
+mod ops;
+mod signals;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use payq_app::Settings;
+use payq_app::telemetry;
+use signals::shutdown_on_signal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// payq: payment orders, payments and refunds, with their time-driven follow-up.
+#[derive(Parser)]
+#[command(name = "payq", version, about)]
+struct Cli {
+    /// Configuration file (default: payq.toml if present, or PAYQ_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Database URL, e.g. sqlite://payq-data/payq.db (PAYQ_DATABASE_URL).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API and run the workers.
+    Serve {
+        /// Address to listen on (PAYQ_LISTEN).
+        #[arg(long)]
+        listen: Option<String>,
+        /// api, worker or all (PAYQ_ROLE).
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Run database migrations and exit.
+    Migrate,
+    /// Merchants.
+    Merchant {
+        #[command(subcommand)]
+        command: ops::MerchantCommand,
+    },
+    /// Check the invariants of SPEC §8 on the database; exits 1 if any is broken.
+    Verify,
+    /// Dead letters.
+    Dlq {
+        #[command(subcommand)]
+        command: ops::DlqCommand,
+    },
+    /// Pending timers and messages.
+    Timers {
+        #[command(subcommand)]
+        command: ops::TimersCommand,
+    },
+    /// Load generator: creates orders against a running payq and reports throughput and latency.
+    Load(load::LoadArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("payq: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut flags: Vec<(&str, String)> = Vec::new();
+    if let Some(url) = cli.database_url {
+        flags.push(("database_url", url));
+    }
+    if let Command::Serve { listen, role } = &cli.command {
+        if let Some(l) = listen {
+            flags.push(("listen", l.clone()));
+        }
+        if let Some(r) = role {
+            flags.push(("role", r.clone()));
+        }
+    }
+    let settings = Settings::load(cli.config, &flags)?;
+    telemetry::init_logs(&settings.log, settings.log_format);
+    match cli.command {
+        Command::Serve { .. } => serve(settings).await,
+        Command::Migrate => {
+            payq_store::Store::open(&settings.database_url)
+                .await
+                .context("migrating")?;
+            println!("migrations applied to {}", settings.database_url);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Merchant { command } => ops::merchant(settings, command).await,
+        Command::Verify => ops::verify(settings).await,
+        Command::Dlq { command } => ops::dlq(settings, command).await,
+        Command::Timers { command } => ops::timers(settings, command).await,
+        Command::Load(args) => load::run(args).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    let app = payq_app::Application::build(settings.clone()).await?;
+    let addr = app.local_addr();
+    if app.admin_token_generated() {
+        println!(
+            "payq: no PAYQ_ADMIN_TOKEN set; admin token for this run: {}",
+            app.admin_token()
+        );
+    }
+    println!(
+        "payq: listening on http://{addr} (database {}, role {:?})",
+        settings.database_url, settings.role
+    );
+    tracing::info!(%addr, "payq started");
+    app.run_until_stopped(shutdown_on_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -30,7 +30,9 @@ pub use sim_ledger::SimTxn;
 pub use verify::Violation;
 pub use writer::Tx;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,7 +77,13 @@ impl StoreError {
 
     /// Whether retrying the same operation later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Db(_) | StoreError::CommitFailed(_) | StoreError::Io(_) | StoreError::Conflict(_))
+        matches!(
+            self,
+            StoreError::Db(_)
+                | StoreError::CommitFailed(_)
+                | StoreError::Io(_)
+                | StoreError::Conflict(_)
+        )
     }
 }
 
@@ -122,7 +130,11 @@ impl Store {
             .connect_with(options.clone().read_only(true))
             .await?;
         let store = Store {
-            inner: Arc::new(Inner { read, writer, messages_changed: Notify::new() }),
+            inner: Arc::new(Inner {
+                read,
+                writer,
+                messages_changed: Notify::new(),
+            }),
         };
         store.migrate().await?;
         store.inner.writer.spawn_committer();

@@ -74,7 +74,8 @@ impl Tx {
     /// Schedules a message; it commits with this transaction or not at all.
     pub async fn schedule(&mut self, m: NewMessage) -> StoreResult<MessageId> {
         let id = MessageId::generate();
-        let payload = serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let payload =
+            serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO messages (id, kind, key, payload, scheduled_at, due_at, created_at)
              VALUES ($1, $2, $3, $4, $5, $5, $6)",
@@ -103,18 +104,24 @@ impl Tx {
 
     /// Whether a message of `kind` about `key` is pending.
     pub async fn has_message(&mut self, kind: &str, key: &str) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE kind = $1 AND key = $2")
-            .bind(kind)
-            .bind(key)
-            .fetch_one(self.conn())
-            .await?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE kind = $1 AND key = $2")
+                .bind(kind)
+                .bind(key)
+                .fetch_one(self.conn())
+                .await?;
         Ok(n > 0)
     }
 }
 
 impl Store {
     /// Claims up to `limit` due messages for `lease_ms`, earliest first.
-    pub async fn claim_due(&self, now: Timestamp, limit: u32, lease_ms: i64) -> StoreResult<Vec<ClaimedMessage>> {
+    pub async fn claim_due(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<ClaimedMessage>> {
         let claim: i64 = rand_claim();
         let mut tx = self.begin().await?;
         let rows = sqlx::query(
@@ -136,7 +143,9 @@ impl Store {
 
     /// When the next message becomes due, if any is pending.
     pub async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
-        let due: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM messages").fetch_one(self.read()).await?;
+        let due: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM messages")
+            .fetch_one(self.read())
+            .await?;
         Ok(due.map(Timestamp::from_millis))
     }
 
@@ -148,7 +157,13 @@ impl Store {
     }
 
     /// Puts a failed message back to run again at `due_at`, keeping the error.
-    pub async fn retry_message(&self, id: &MessageId, claim: i64, due_at: Timestamp, error: &str) -> StoreResult<()> {
+    pub async fn retry_message(
+        &self,
+        id: &MessageId,
+        claim: i64,
+        due_at: Timestamp,
+        error: &str,
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query("UPDATE messages SET due_at = $1, last_error = $2, claim = 0 WHERE id = $3 AND claim = $4")
             .bind(due_at.millis())
@@ -163,7 +178,11 @@ impl Store {
     }
 
     /// Moves a message that cannot succeed to the dead letters, with its last error.
-    pub async fn dead_letter_message(&self, m: &ClaimedMessage, error: &str) -> StoreResult<DeadLetterId> {
+    pub async fn dead_letter_message(
+        &self,
+        m: &ClaimedMessage,
+        error: &str,
+    ) -> StoreResult<DeadLetterId> {
         let id = DeadLetterId::generate();
         let mut tx = self.begin().await?;
         let done = sqlx::query("DELETE FROM messages WHERE id = $1 AND claim = $2")
@@ -192,7 +211,11 @@ impl Store {
     }
 
     /// Pending messages, soonest first.
-    pub async fn pending_messages(&self, kind: Option<&str>, limit: u32) -> StoreResult<Vec<PendingMessage>> {
+    pub async fn pending_messages(
+        &self,
+        kind: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<PendingMessage>> {
         let rows = sqlx::query(
             "SELECT id, kind, key, due_at, attempts, last_error FROM messages
              WHERE ($1 IS NULL OR kind = $1) ORDER BY due_at LIMIT $2",
@@ -217,9 +240,10 @@ impl Store {
 
     /// Counts for `payq timers stats` and `/v1/admin/stats`.
     pub async fn message_stats(&self, now: Timestamp) -> StoreResult<MessageStats> {
-        let by_kind = sqlx::query("SELECT kind, COUNT(*) AS n FROM messages GROUP BY kind ORDER BY kind")
-            .fetch_all(self.read())
-            .await?;
+        let by_kind =
+            sqlx::query("SELECT kind, COUNT(*) AS n FROM messages GROUP BY kind ORDER BY kind")
+                .fetch_all(self.read())
+                .await?;
         let pending_by_kind = by_kind
             .iter()
             .map(|r| Ok((r.try_get("kind")?, r.try_get("n")?)))
@@ -238,12 +262,14 @@ impl Store {
             .iter()
             .map(|r| Ok((r.try_get("bucket")?, r.try_get("n")?)))
             .collect::<StoreResult<Vec<_>>>()?;
-        let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM messages WHERE due_at <= $1")
-            .bind(n)
+        let oldest: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(due_at) FROM messages WHERE due_at <= $1")
+                .bind(n)
+                .fetch_one(self.read())
+                .await?;
+        let dead_letters: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
             .fetch_one(self.read())
             .await?;
-        let dead_letters: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters").fetch_one(self.read()).await?;
         Ok(MessageStats {
             pending_by_kind,
             pending_by_due,
@@ -269,6 +295,8 @@ impl Tx {
 fn rand_claim() -> i64 {
     // Unique enough per claim: time-ordered UUID bits folded into an i64, never 0.
     let v = payq_domain::MessageId::generate();
-    let h = v.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let h = v.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     i64::from_ne_bytes(h.to_ne_bytes()) | 1
 }

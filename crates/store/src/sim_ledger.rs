@@ -87,12 +87,18 @@ impl Store {
 
     /// Refunds part of a succeeded simulated-channel payment, once per `refund_id`.
     /// Returns false if the refund would exceed what was paid.
-    pub async fn sim_refund(&self, txn_id: &str, refund_id: &str, amount: i64) -> StoreResult<bool> {
+    pub async fn sim_refund(
+        &self,
+        txn_id: &str,
+        refund_id: &str,
+        amount: i64,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sim_channel_refunds WHERE refund_id = $1")
-            .bind(refund_id)
-            .fetch_one(tx.conn())
-            .await?;
+        let seen: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sim_channel_refunds WHERE refund_id = $1")
+                .bind(refund_id)
+                .fetch_one(tx.conn())
+                .await?;
         if seen > 0 {
             tx.commit().await?;
             return Ok(true);
@@ -119,5 +125,37 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+impl Store {
+    /// A simulated-channel payment by payq's payment id.
+    pub async fn sim_txn_by_payment(&self, payment_id: &str) -> StoreResult<SimTxn> {
+        let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE payment_id = $1")
+            .bind(payment_id)
+            .fetch_optional(self.read())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        sim_txn(&row)
+    }
+
+    /// Marks a simulated-channel payment succeeded whatever its status (a `late` payment
+    /// that the channel takes after saying it closed it).
+    pub async fn sim_force_succeed(&self, txn_id: &str) -> StoreResult<SimTxn> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE sim_channel_txns SET status = 'succeeded', updated_at = $1 WHERE txn_id = $2",
+        )
+        .bind(Timestamp::now().millis())
+        .bind(txn_id)
+        .execute(tx.conn())
+        .await?;
+        let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE txn_id = $1")
+            .bind(txn_id)
+            .fetch_optional(tx.conn())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        sim_txn(&row)
     }
 }

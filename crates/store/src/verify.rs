@@ -38,8 +38,10 @@ impl Store {
             let refunding: i64 = r.try_get("refunding")?;
             let status: Option<String> = r.try_get("status")?;
             let current: Option<String> = r.try_get("current_payment_id")?;
-            let on_paid_order = matches!(status.as_deref(), Some("paid" | "shipped" | "refunded" | "cancelled"))
-                && current.as_deref() == Some(payment.as_str());
+            let on_paid_order = matches!(
+                status.as_deref(),
+                Some("paid" | "shipped" | "refunded" | "cancelled")
+            ) && current.as_deref() == Some(payment.as_str());
             if !on_paid_order && refunded.max(refunding) < amount {
                 out.push(Violation {
                     invariant: "captured_payment_accounted",
@@ -80,7 +82,9 @@ impl Store {
                 out.push(Violation {
                     invariant: "refunded_total_matches",
                     subject: id,
-                    detail: format!("amount_refunded {refunded} but succeeded refunds sum to {succeeded}"),
+                    detail: format!(
+                        "amount_refunded {refunded} but succeeded refunds sum to {succeeded}"
+                    ),
                 });
             }
         }

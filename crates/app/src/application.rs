@@ -1,0 +1,173 @@
+//! [`Application`]: opens the store, binds the listener, and runs the HTTP API and the
+//! delay engine's workers (per `role`) until shutdown.
+
+use crate::channel::sim::{Sim, SimChannel};
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::usecases::Payq;
+use crate::worker::Worker;
+use anyhow::Context;
+use payq_bus::{EngineConfig, StoreEngine};
+use payq_domain::Timestamp;
+use payq_store::Store;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// How long `Idempotency-Key`s are kept (at least the 24 hours SPEC §6 promises).
+const IDEMPOTENCY_RETENTION_MS: i64 = 48 * 3600 * 1000;
+
+/// A payq process, built and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    settings: Arc<Settings>,
+    admin_token_generated: bool,
+}
+
+impl Application {
+    /// Opens the store (running migrations) and binds the listen address.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        settings.validate()?;
+        let store = Store::open(&settings.database_url)
+            .await
+            .with_context(|| format!("opening the database {}", settings.database_url))?;
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        let sim_secret = settings
+            .sim
+            .secret
+            .clone()
+            .unwrap_or_else(|| crate::crypto::random_hex(32));
+        let sim = SimChannel::new(store.clone(), sim_secret, settings.sim.callback_delay)?;
+        let callback_host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            addr.ip().to_string()
+        };
+        sim.set_callback_base(format!("http://{callback_host}:{}", addr.port()));
+        let (admin_token, admin_token_generated) = match settings.admin_token.clone() {
+            Some(t) if !t.is_empty() => (t, false),
+            _ => (format!("adm_{}", crate::crypto::random_hex(24)), true),
+        };
+        let settings = Arc::new(settings);
+        let payq = Payq::new(store, Arc::new(Sim(sim.clone())), settings.clone());
+        let state = AppState {
+            payq,
+            admin_token: admin_token.into(),
+            sim,
+            metrics: crate::telemetry::metrics_handle(),
+            openapi: Arc::new(http::openapi_json()),
+        };
+        Ok(Application {
+            listener,
+            addr,
+            state,
+            settings,
+            admin_token_generated,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin token in force.
+    pub fn admin_token(&self) -> &str {
+        &self.state.admin_token
+    }
+
+    /// Whether the admin token was generated because none was configured.
+    pub fn admin_token_generated(&self) -> bool {
+        self.admin_token_generated
+    }
+
+    /// The simulated channel's callback signing secret.
+    pub fn sim_secret(&self) -> &str {
+        self.state.sim.secret()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        self.state.payq.store()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains: stops accepting requests, lets
+    /// handlers in flight finish, and returns.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            state,
+            settings,
+            ..
+        } = self;
+        let mut tasks = tokio::task::JoinSet::new();
+        if settings.role.runs_workers() {
+            let engine = StoreEngine::new(
+                state.payq.store().clone(),
+                Arc::new(Worker::new(state.payq.clone())),
+                engine_config(&settings),
+            );
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                engine.run(stop).await;
+                Ok(())
+            });
+            let store = state.payq.store().clone();
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                housekeeping(store, stop).await;
+                Ok(())
+            });
+        }
+        if settings.role.serves_api() {
+            let app = http::router(state);
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+                    .context("HTTP server")
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.context("task panicked")??;
+        }
+        Ok(())
+    }
+}
+
+fn engine_config(settings: &Settings) -> EngineConfig {
+    let e = &settings.engine;
+    EngineConfig {
+        batch: e.batch,
+        concurrency: e.concurrency,
+        lease: e.lease.as_std(),
+        max_attempts: e.max_attempts,
+        base_backoff: e.base_backoff.as_std(),
+        max_backoff: e.max_backoff.as_std(),
+        ..EngineConfig::default()
+    }
+}
+
+/// Periodic clean-up: expired idempotency keys.
+async fn housekeeping(store: Store, shutdown: CancellationToken) {
+    loop {
+        let cutoff = Timestamp::now().plus_millis(-IDEMPOTENCY_RETENTION_MS);
+        match store.idempotency_expire(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "expired idempotency keys"),
+            Err(e) => tracing::warn!(error = %e, "could not expire idempotency keys"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+}

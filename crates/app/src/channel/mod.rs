@@ -1,0 +1,87 @@
+//! Payment channels. A channel takes payments, answers queries about them, closes unpaid
+//! ones and refunds paid ones. The simulated channel [`sim`] is built in; real channels
+//! (Alipay, WeChat Pay, Stripe) implement the same [`PaymentChannel`] trait.
+
+pub mod sim;
+
+use futures_util::future::BoxFuture;
+use payq_domain::{Currency, PaymentId, RefundId, Timestamp};
+
+/// A payment to start at the channel.
+#[derive(Debug, Clone)]
+pub struct PaymentRequest {
+    /// payq's payment id: the merchant-side reference the channel keys the payment by.
+    pub payment_id: PaymentId,
+    pub amount: i64,
+    pub currency: Currency,
+    /// When the order stops accepting payment.
+    pub expires_at: Timestamp,
+    /// Channel-specific instructions (the simulated channel's `simulate` object).
+    pub instructions: Option<serde_json::Value>,
+}
+
+/// What the channel says about a payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelStatus {
+    /// Not final yet.
+    Pending,
+    /// Money was taken; `txn_id` is the channel's reference.
+    Succeeded { txn_id: String },
+    /// Refused; will never succeed.
+    Failed { reason: String },
+    /// Closed before it was paid.
+    Closed,
+    /// The channel has never heard of it.
+    NotFound,
+}
+
+/// The channel's answer to a refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundOutcome {
+    Succeeded,
+    /// Refused for good (e.g. more than was paid).
+    Refused {
+        reason: String,
+    },
+}
+
+/// A channel failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// Might work if tried again (network, 5xx, timeout).
+    #[error("channel unavailable: {0}")]
+    Unavailable(String),
+    /// The request itself is wrong (bad instructions); retrying will not help.
+    #[error("channel refused the request: {0}")]
+    Invalid(String),
+}
+
+/// A payment channel.
+pub trait PaymentChannel: Send + Sync + 'static {
+    /// The channel's name in the API (`"sim"`).
+    fn name(&self) -> &'static str;
+
+    /// Starts a payment; repeating it for the same `payment_id` returns the same txn id.
+    fn create_payment(&self, req: PaymentRequest) -> BoxFuture<'_, Result<String, ChannelError>>;
+
+    /// The payment's status at the channel.
+    fn query_payment<'a>(
+        &'a self,
+        payment_id: &'a PaymentId,
+    ) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>>;
+
+    /// Closes an unpaid payment; answers with the status after the attempt (a payment that
+    /// was already paid stays `Succeeded`).
+    fn close_payment<'a>(
+        &'a self,
+        payment_id: &'a PaymentId,
+    ) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>>;
+
+    /// Refunds `amount` of a paid payment, once per `refund_id`.
+    fn refund<'a>(
+        &'a self,
+        payment_id: &'a PaymentId,
+        refund_id: &'a RefundId,
+        amount: i64,
+    ) -> BoxFuture<'a, Result<RefundOutcome, ChannelError>>;
+}

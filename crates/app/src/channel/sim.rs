@@ -1,0 +1,327 @@
+//! `sim`: a built-in payment channel that behaves like a real one. It records payments in
+//! its own ledger, then calls payq back over real HTTP (`POST /v1/channels/sim/notify`),
+//! signed, after `callback_delay`. `simulate.outcome` picks what happens:
+//!
+//! - `succeeded` (default): paid, one callback;
+//! - `failed`: declined, one callback;
+//! - `no_callback`: paid, but no callback: payq must find out by querying;
+//! - `duplicate_callbacks`: paid, the same callback three times;
+//! - `late`: paid only after the order's expiry (closing it does not stop it).
+
+use super::{ChannelError, ChannelStatus, PaymentChannel, PaymentRequest, RefundOutcome};
+use crate::crypto;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use payq_domain::{HumanDuration, PaymentId, RefundId, Timestamp};
+use payq_store::{SimTxn, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The header carrying the callback signature.
+pub const SIGNATURE_HEADER: &str = "sim-signature";
+
+/// How the simulated payment should go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SimOutcome {
+    #[default]
+    Succeeded,
+    Failed,
+    NoCallback,
+    DuplicateCallbacks,
+    Late,
+}
+
+impl SimOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            SimOutcome::Succeeded => "succeeded",
+            SimOutcome::Failed => "failed",
+            SimOutcome::NoCallback => "no_callback",
+            SimOutcome::DuplicateCallbacks => "duplicate_callbacks",
+            SimOutcome::Late => "late",
+        }
+    }
+}
+
+/// The `simulate` object of a pay request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Simulate {
+    #[serde(default)]
+    pub outcome: SimOutcome,
+    /// Delay before the callback (default 200ms).
+    pub callback_delay: Option<HumanDuration>,
+}
+
+/// The body of a callback.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SimNotification {
+    pub payment_id: String,
+    pub txn_id: String,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    pub amount: i64,
+    pub currency: String,
+    pub failure_reason: Option<String>,
+}
+
+/// The simulated channel.
+pub struct SimChannel {
+    store: Store,
+    secret: String,
+    default_delay: HumanDuration,
+    http: reqwest::Client,
+    /// Base URL of payq's own API, known once the listener is bound.
+    callback_base: OnceLock<String>,
+}
+
+impl SimChannel {
+    /// A channel keeping its ledger in `store` and signing callbacks with `secret`.
+    pub fn new(
+        store: Store,
+        secret: String,
+        default_delay: HumanDuration,
+    ) -> anyhow::Result<Arc<SimChannel>> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(Arc::new(SimChannel {
+            store,
+            secret,
+            default_delay,
+            http,
+            callback_base: OnceLock::new(),
+        }))
+    }
+
+    /// Sets where callbacks go (`http://127.0.0.1:8080`).
+    pub fn set_callback_base(&self, base: String) {
+        let _ = self.callback_base.set(base);
+    }
+
+    /// The signing secret (payq verifies callbacks with it).
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    fn settle_later(
+        self: &Arc<Self>,
+        txn: SimTxn,
+        outcome: SimOutcome,
+        delay: Duration,
+        expires_at: Timestamp,
+    ) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let wait = match outcome {
+                SimOutcome::Late => {
+                    let until_expiry = expires_at
+                        .millis()
+                        .saturating_sub(Timestamp::now().millis())
+                        .max(0);
+                    Duration::from_millis(u64::try_from(until_expiry).unwrap_or(0)) + delay
+                }
+                _ => delay,
+            };
+            tokio::time::sleep(wait).await;
+            let (status, reason) = match outcome {
+                SimOutcome::Failed => ("failed", Some("card_declined".to_owned())),
+                _ => ("succeeded", None),
+            };
+            let settled = match outcome {
+                SimOutcome::Late => this.store.sim_force_succeed(&txn.txn_id).await,
+                _ => this.store.sim_settle(&txn.txn_id, status).await,
+            };
+            let settled = match settled {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(txn = %txn.txn_id, error = %e, "sim channel could not settle a payment");
+                    return;
+                }
+            };
+            if settled.status != status {
+                return; // closed before it was paid
+            }
+            let callbacks = match outcome {
+                SimOutcome::NoCallback => 0,
+                SimOutcome::DuplicateCallbacks => 3,
+                _ => 1,
+            };
+            let note = SimNotification {
+                payment_id: settled.payment_id.clone(),
+                txn_id: settled.txn_id.clone(),
+                status: status.to_owned(),
+                amount: settled.amount,
+                currency: settled.currency.clone(),
+                failure_reason: reason,
+            };
+            for _ in 0..callbacks {
+                this.send_callback(&note).await;
+            }
+        });
+    }
+
+    /// Posts a callback, retrying a few times on failure as a real channel would.
+    async fn send_callback(&self, note: &SimNotification) {
+        let Some(base) = self.callback_base.get() else {
+            tracing::warn!("sim channel has no callback address yet");
+            return;
+        };
+        let Ok(body) = serde_json::to_vec(note) else {
+            return;
+        };
+        for attempt in 0..5u32 {
+            let t = Timestamp::now().unix_seconds();
+            let sent = self
+                .http
+                .post(format!("{base}/v1/channels/sim/notify"))
+                .header("content-type", "application/json")
+                .header(
+                    SIGNATURE_HEADER,
+                    crypto::signature_header(&self.secret, t, &body),
+                )
+                .body(body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => tracing::warn!(status = %r.status(), attempt, "sim callback refused"),
+                Err(e) => tracing::warn!(error = %e, attempt, "sim callback failed"),
+            }
+            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+        }
+    }
+}
+
+fn db(e: StoreError) -> ChannelError {
+    ChannelError::Unavailable(e.to_string())
+}
+
+fn status_of(txn: &SimTxn) -> ChannelStatus {
+    match txn.status.as_str() {
+        "succeeded" => ChannelStatus::Succeeded {
+            txn_id: txn.txn_id.clone(),
+        },
+        "failed" => ChannelStatus::Failed {
+            reason: "card_declined".into(),
+        },
+        "closed" => ChannelStatus::Closed,
+        _ => ChannelStatus::Pending,
+    }
+}
+
+/// A handle that implements [`PaymentChannel`] for the shared simulated channel.
+#[derive(Clone)]
+pub struct Sim(pub Arc<SimChannel>);
+
+impl PaymentChannel for Sim {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn create_payment(&self, req: PaymentRequest) -> BoxFuture<'_, Result<String, ChannelError>> {
+        async move {
+            let simulate: Simulate = match req.instructions {
+                Some(v) => {
+                    serde_json::from_value(v).map_err(|e| ChannelError::Invalid(e.to_string()))?
+                }
+                None => Simulate::default(),
+            };
+            let txn = SimTxn {
+                txn_id: format!("sim_{}", crypto::random_hex(12)),
+                payment_id: req.payment_id.to_string(),
+                amount: req.amount,
+                currency: req.currency.code().to_owned(),
+                status: "pending".into(),
+                outcome: simulate.outcome.as_str().into(),
+                refunded: 0,
+            };
+            let recorded = self.0.store.sim_create(&txn).await.map_err(db)?;
+            if recorded.txn_id == txn.txn_id {
+                let delay = simulate
+                    .callback_delay
+                    .unwrap_or(self.0.default_delay)
+                    .as_std();
+                self.0
+                    .settle_later(recorded.clone(), simulate.outcome, delay, req.expires_at);
+            }
+            Ok(recorded.txn_id)
+        }
+        .boxed()
+    }
+
+    fn query_payment<'a>(
+        &'a self,
+        payment_id: &'a PaymentId,
+    ) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>> {
+        async move {
+            match self.0.store.sim_txn_by_payment(payment_id.as_str()).await {
+                Ok(txn) => Ok(status_of(&txn)),
+                Err(StoreError::NotFound) => Ok(ChannelStatus::NotFound),
+                Err(e) => Err(db(e)),
+            }
+        }
+        .boxed()
+    }
+
+    fn close_payment<'a>(
+        &'a self,
+        payment_id: &'a PaymentId,
+    ) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>> {
+        async move {
+            let txn = match self.0.store.sim_txn_by_payment(payment_id.as_str()).await {
+                Ok(txn) => txn,
+                Err(StoreError::NotFound) => return Ok(ChannelStatus::NotFound),
+                Err(e) => return Err(db(e)),
+            };
+            if txn.outcome == SimOutcome::Late.as_str() {
+                // The race a `late` payment simulates: the channel says closed, and takes
+                // the money anyway afterwards.
+                return Ok(ChannelStatus::Closed);
+            }
+            let after = self
+                .0
+                .store
+                .sim_settle(&txn.txn_id, "closed")
+                .await
+                .map_err(db)?;
+            Ok(status_of(&after))
+        }
+        .boxed()
+    }
+
+    fn refund<'a>(
+        &'a self,
+        payment_id: &'a PaymentId,
+        refund_id: &'a RefundId,
+        amount: i64,
+    ) -> BoxFuture<'a, Result<RefundOutcome, ChannelError>> {
+        async move {
+            let txn = match self.0.store.sim_txn_by_payment(payment_id.as_str()).await {
+                Ok(txn) => txn,
+                Err(StoreError::NotFound) => {
+                    return Ok(RefundOutcome::Refused {
+                        reason: "unknown payment".into(),
+                    });
+                }
+                Err(e) => return Err(db(e)),
+            };
+            match self
+                .0
+                .store
+                .sim_refund(&txn.txn_id, refund_id.as_str(), amount)
+                .await
+                .map_err(db)?
+            {
+                true => Ok(RefundOutcome::Succeeded),
+                false => Ok(RefundOutcome::Refused {
+                    reason: "refund exceeds the captured amount".into(),
+                }),
+            }
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,297 @@
+//! Configuration: defaults < `payq.toml` (or the file named by `PAYQ_CONFIG`) < `PAYQ_*`
+//! environment < command-line flags, merged with the `config` crate.
+
+use anyhow::Context;
+use payq_domain::HumanDuration;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Which parts of payq this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Serve HTTP and write.
+    Api,
+    /// Consume messages.
+    Worker,
+    /// Both.
+    All,
+}
+
+impl Role {
+    /// Whether this process serves the HTTP API.
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::Api | Role::All)
+    }
+
+    /// Whether this process runs workers.
+    pub fn runs_workers(self) -> bool {
+        matches!(self, Role::Worker | Role::All)
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything payq can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Address to listen on (`PAYQ_LISTEN`).
+    pub listen: String,
+    /// `sqlite://path` (`PAYQ_DATABASE_URL`).
+    pub database_url: String,
+    /// RabbitMQ URL (`PAYQ_AMQP_URL`); unset in embedded mode.
+    pub amqp_url: Option<String>,
+    /// Admin bearer token (`PAYQ_ADMIN_TOKEN`); a random one is generated if unset.
+    pub admin_token: Option<String>,
+    /// `api`, `worker` or `all` (`PAYQ_ROLE`).
+    pub role: Role,
+    /// Log filter, e.g. `info,payq=debug` (`PAYQ_LOG`).
+    pub log: String,
+    /// `text` or `json` (`PAYQ_LOG_FORMAT`).
+    pub log_format: LogFormat,
+    pub delay: DelaySettings,
+    pub payment: PaymentSettings,
+    pub risk: RiskSettings,
+    pub sim: SimSettings,
+    pub engine: EngineSettings,
+}
+
+/// `[delay]`: the delay engine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DelaySettings {
+    /// `store` (`PAYQ_DELAY_ENGINE`).
+    pub engine: String,
+}
+
+/// `[payment]`: payment follow-up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PaymentSettings {
+    /// Waits between queries of the channel when no callback arrives
+    /// (`PAYQ_PAYMENT_QUERY_SCHEDULE`), comma-separated.
+    pub query_schedule: String,
+}
+
+/// `[risk]`: the rules every payment request passes (SPEC §6).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RiskSettings {
+    /// Largest order amount in minor units (any currency).
+    pub max_amount: i64,
+    /// Most payment requests per customer per minute.
+    pub velocity: u32,
+    /// Most payment volume per merchant per day in minor units; unlimited when unset.
+    pub merchant_daily_volume: Option<i64>,
+    /// Customers who may not pay.
+    pub blocked_customers: Vec<String>,
+}
+
+/// `[sim]`: the simulated channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimSettings {
+    /// Secret the channel signs callbacks with (`PAYQ_SIM_SECRET`); random if unset.
+    pub secret: Option<String>,
+    /// Default delay before the channel calls back.
+    pub callback_delay: HumanDuration,
+}
+
+/// `[engine]`: tuning of the store delay engine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineSettings {
+    pub concurrency: usize,
+    pub batch: u32,
+    pub max_attempts: u32,
+    pub base_backoff: HumanDuration,
+    pub max_backoff: HumanDuration,
+    pub lease: HumanDuration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://payq-data/payq.db".into(),
+            amqp_url: None,
+            admin_token: None,
+            role: Role::All,
+            log: "info".into(),
+            log_format: LogFormat::Text,
+            delay: DelaySettings::default(),
+            payment: PaymentSettings::default(),
+            risk: RiskSettings::default(),
+            sim: SimSettings::default(),
+            engine: EngineSettings::default(),
+        }
+    }
+}
+
+impl Default for DelaySettings {
+    fn default() -> Self {
+        DelaySettings {
+            engine: "store".into(),
+        }
+    }
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        PaymentSettings {
+            query_schedule: "2s,10s,30s,1m,5m".into(),
+        }
+    }
+}
+
+impl Default for RiskSettings {
+    fn default() -> Self {
+        RiskSettings {
+            max_amount: 10_000_000,
+            velocity: 10,
+            merchant_daily_volume: None,
+            blocked_customers: Vec::new(),
+        }
+    }
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        SimSettings {
+            secret: None,
+            callback_delay: HumanDuration::from_millis(200),
+        }
+    }
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            concurrency: 64,
+            batch: 256,
+            max_attempts: 10,
+            base_backoff: HumanDuration::from_millis(500),
+            max_backoff: HumanDuration::from_millis(600_000),
+            lease: HumanDuration::from_millis(60_000),
+        }
+    }
+}
+
+/// The environment variables of SPEC §7 and the setting each one sets.
+const ENV_NAMES: &[(&str, &str)] = &[
+    ("PAYQ_LISTEN", "listen"),
+    ("PAYQ_DATABASE_URL", "database_url"),
+    ("PAYQ_AMQP_URL", "amqp_url"),
+    ("PAYQ_ADMIN_TOKEN", "admin_token"),
+    ("PAYQ_ROLE", "role"),
+    ("PAYQ_DELAY_ENGINE", "delay.engine"),
+    ("PAYQ_PAYMENT_QUERY_SCHEDULE", "payment.query_schedule"),
+    ("PAYQ_LOG", "log"),
+    ("PAYQ_LOG_FORMAT", "log_format"),
+    ("PAYQ_SIM_SECRET", "sim.secret"),
+];
+
+impl Settings {
+    /// Merges the layers. `file` is the config file (else `PAYQ_CONFIG`, else `payq.toml`
+    /// if present); `flags` are `(setting, value)` pairs from the command line.
+    pub fn load(file: Option<PathBuf>, flags: &[(&str, String)]) -> anyhow::Result<Settings> {
+        let explicit = file.or_else(|| std::env::var_os("PAYQ_CONFIG").map(PathBuf::from));
+        let mut builder = config::Config::builder().add_source(
+            config::Config::try_from(&Settings::default()).context("default settings")?,
+        );
+        builder = match &explicit {
+            Some(path) => builder.add_source(config::File::from(path.as_path()).required(true)),
+            None => builder.add_source(config::File::with_name("payq.toml").required(false)),
+        };
+        // Nested settings also come from PAYQ_SECTION__KEY, e.g. PAYQ_RISK__MAX_AMOUNT.
+        builder = builder.add_source(
+            config::Environment::with_prefix("PAYQ")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true),
+        );
+        for (env, key) in ENV_NAMES {
+            if let Ok(value) = std::env::var(env) {
+                builder = builder
+                    .set_override(*key, value)
+                    .context("environment override")?;
+            }
+        }
+        for (key, value) in flags {
+            builder = builder
+                .set_override(*key, value.as_str())
+                .context("flag override")?;
+        }
+        let settings: Settings = builder
+            .build()
+            .context("reading configuration")?
+            .try_deserialize()
+            .context("invalid configuration")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.delay.engine != "store" {
+            anyhow::bail!(
+                "delay engine {:?} is not available in this build; use \"store\" (the embedded engine)",
+                self.delay.engine
+            );
+        }
+        if self.amqp_url.is_some() {
+            anyhow::bail!(
+                "PAYQ_AMQP_URL is set, but this build runs the embedded mode only (SQLite + store engine)"
+            );
+        }
+        parse_schedule(&self.payment.query_schedule).context("payment.query_schedule")?;
+        Ok(())
+    }
+
+    /// The payment query schedule as durations.
+    pub fn query_schedule(&self) -> Vec<HumanDuration> {
+        parse_schedule(&self.payment.query_schedule).unwrap_or_default()
+    }
+}
+
+/// Parses `"15s,30s,3m"` into durations.
+pub fn parse_schedule(s: &str) -> anyhow::Result<Vec<HumanDuration>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<HumanDuration>().map_err(anyhow::Error::from))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_parses() {
+        let s = parse_schedule("15s, 30s,3m").unwrap_or_default();
+        assert_eq!(
+            s.iter().map(|d| d.as_millis()).collect::<Vec<_>>(),
+            vec![15_000, 30_000, 180_000]
+        );
+        assert!(parse_schedule("15s,bogus").is_err());
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let s = Settings::load(Some(PathBuf::from("/nonexistent.toml")), &[]);
+        assert!(
+            s.is_err(),
+            "an explicit config file that is missing is an error"
+        );
+        let s = Settings::load(None, &[("listen", "127.0.0.1:9999".into())]).map(|s| s.listen);
+        assert_eq!(s.ok().as_deref(), Some("127.0.0.1:9999"));
+    }
+}

@@ -1,0 +1,91 @@
+//! `/v1/admin/*`: dead letters and stats (admin token).
+
+use super::error::ApiError;
+use super::extract::{AdminAuth, ApiQuery};
+use super::{AppState, page_limit, path_id};
+use axum::Json;
+use axum::extract::{Path, State};
+use payq_domain::{DeadLetterId, Timestamp};
+use payq_store::{DeadLetter, StoreError};
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/admin/dead-letters` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterQuery {
+    limit: Option<u32>,
+}
+
+/// Dead letters, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeadLetterList {
+    data: Vec<DeadLetter>,
+}
+
+/// Lists dead letters.
+#[utoipa::path(get, path = "/v1/admin/dead-letters", tag = "admin", params(DeadLetterQuery),
+    responses((status = 200, body = DeadLetterList)), security(("bearer" = [])))]
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+    ApiQuery(q): ApiQuery<DeadLetterQuery>,
+) -> Result<Json<DeadLetterList>, ApiError> {
+    let limit = page_limit(q.limit.or(Some(100)))?;
+    let data = state
+        .payq
+        .store()
+        .dead_letters(limit)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(DeadLetterList { data }))
+}
+
+/// Puts a dead letter back in the queue, due now.
+#[utoipa::path(post, path = "/v1/admin/dead-letters/{id}/replay", tag = "admin", params(("id" = String, Path)),
+    responses((status = 200, description = "replayed")), security(("bearer" = [])))]
+pub async fn replay(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id: DeadLetterId = path_id(&id, "dead letter")?;
+    match state.payq.store().replay_dead_letter(&id).await {
+        Ok(message_id) => Ok(Json(
+            serde_json::json!({ "replayed": id, "message_id": message_id.as_str() }),
+        )),
+        Err(StoreError::NotFound) => Err(ApiError::not_found("dead letter")),
+        Err(e) => Err(ApiError::internal(&e)),
+    }
+}
+
+/// Counts by status, pending messages by kind and due time, dead letters.
+#[utoipa::path(get, path = "/v1/admin/stats", tag = "admin", responses((status = 200, description = "stats")),
+    security(("bearer" = [])))]
+pub async fn stats(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = state.payq.store();
+    let orders = store
+        .order_counts()
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let messages = store
+        .message_stats(Timestamp::now())
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let to_map = |v: Vec<(String, i64)>| {
+        v.into_iter()
+            .map(|(k, n)| (k, serde_json::Value::from(n)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    let orders = to_map(orders);
+    Ok(Json(serde_json::json!({
+        "orders_by_status": orders,
+        "pending_messages_by_kind": to_map(messages.pending_by_kind),
+        "pending_messages_by_due": to_map(messages.pending_by_due),
+        "oldest_overdue_ms": messages.oldest_overdue_ms,
+        "dead_letters": messages.dead_letters,
+        "queue_depths": {},
+    })))
+}

@@ -1,0 +1,57 @@
+//! `GET /v1/events`: the merchant's event log, oldest first.
+
+use super::error::ApiError;
+use super::extract::{ApiQuery, MerchantAuth};
+use super::{AppState, page_limit};
+use axum::Json;
+use axum::extract::State;
+use payq_domain::{Event, EventId};
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/events` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// An event id: list the events after it.
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+/// A page of events.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventList {
+    data: Vec<Event>,
+    has_more: bool,
+}
+
+/// The merchant's events, oldest first.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
+    responses((status = 200, body = EventList)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    MerchantAuth(merchant): MerchantAuth,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<Json<EventList>, ApiError> {
+    let limit = page_limit(q.limit)?;
+    let after = q
+        .after
+        .map(|a| {
+            a.parse::<EventId>()
+                .map_err(|e| ApiError::invalid(e.to_string()))
+        })
+        .transpose()?;
+    let store = state.payq.store();
+    if let Some(after) = &after
+        && !store
+            .event_exists(&merchant.id, after)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+    {
+        return Err(ApiError::invalid("after names no event of this merchant"));
+    }
+    let (data, has_more) = store
+        .events(&merchant.id, after.as_ref(), limit)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(EventList { data, has_more }))
+}

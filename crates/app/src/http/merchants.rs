@@ -1,0 +1,41 @@
+//! `/v1/merchants` (admin).
+
+use super::error::ApiError;
+use super::extract::{AdminAuth, ApiJson};
+use super::{AppState, path_id};
+use crate::usecases::{CreateMerchant, CreatedMerchant};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use payq_domain::{Merchant, MerchantId};
+use payq_store::StoreError;
+
+/// Creates a merchant; its API key and webhook secret are shown only in this response.
+#[utoipa::path(post, path = "/v1/merchants", tag = "merchants", request_body = CreateMerchant,
+    responses((status = 201, body = CreatedMerchant)), security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+    ApiJson(req): ApiJson<CreateMerchant>,
+) -> Result<(StatusCode, Json<CreatedMerchant>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.payq.create_merchant(req).await?),
+    ))
+}
+
+/// A merchant, without secrets.
+#[utoipa::path(get, path = "/v1/merchants/{id}", tag = "merchants",
+    params(("id" = String, Path)), responses((status = 200, body = Merchant)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Merchant>, ApiError> {
+    let id: MerchantId = path_id(&id, "merchant")?;
+    match state.payq.store().merchant(&id).await {
+        Ok(m) => Ok(Json(m)),
+        Err(StoreError::NotFound) => Err(ApiError::not_found("merchant")),
+        Err(e) => Err(ApiError::internal(&e)),
+    }
+}

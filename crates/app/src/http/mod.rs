@@ -1,0 +1,125 @@
+//! The HTTP API (SPEC §6): routes, their OpenAPI description (generated from the same
+//! route table, so the two cannot drift), and the middleware around them.
+
+mod admin;
+mod channels;
+pub mod error;
+mod events;
+pub mod extract;
+mod health;
+mod inventory;
+mod merchants;
+pub mod middleware;
+mod orders;
+mod refunds;
+
+use crate::channel::sim::SimChannel;
+use crate::usecases::Payq;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub payq: Payq,
+    pub admin_token: Arc<str>,
+    pub sim: Arc<SimChannel>,
+    pub metrics: Option<PrometheusHandle>,
+    pub openapi: Arc<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "payq", description = "Payment orders, payments, refunds and their time-driven follow-up."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "merchants", description = "Merchants (admin token)"),
+        (name = "orders", description = "Payment orders"),
+        (name = "refunds", description = "Refunds"),
+        (name = "inventory", description = "Stock for the post-payment check"),
+        (name = "events", description = "The merchant's event log"),
+        (name = "channels", description = "Payment channel callbacks"),
+        (name = "admin", description = "Operations (admin token)"),
+        (name = "health", description = "Probes and metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The route table, with its OpenAPI description.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(merchants::create))
+        .routes(routes!(merchants::get))
+        .routes(routes!(orders::create, orders::list))
+        .routes(routes!(orders::get))
+        .routes(routes!(orders::pay))
+        .routes(routes!(orders::close))
+        .routes(routes!(orders::ship))
+        .routes(routes!(orders::cancel))
+        .routes(routes!(refunds::create))
+        .routes(routes!(refunds::get))
+        .routes(routes!(refunds::approve))
+        .routes(routes!(refunds::reject))
+        .routes(routes!(inventory::put, inventory::get))
+        .routes(routes!(events::list))
+        .routes(routes!(channels::sim_notify))
+        .routes(routes!(admin::dead_letters))
+        .routes(routes!(admin::replay))
+        .routes(routes!(admin::stats))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(health::openapi))
+}
+
+/// The OpenAPI document of the API, as JSON.
+pub fn openapi_json() -> String {
+    let (_, api) = routes().split_for_parts();
+    api.to_pretty_json().unwrap_or_else(|_| "{}".into())
+}
+
+/// The API router.
+pub fn router(state: AppState) -> Router {
+    let (router, _) = routes().split_for_parts();
+    router
+        .route_layer(axum::middleware::from_fn(middleware::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::idempotency,
+        ))
+        .layer(DefaultBodyLimit::max(middleware::BODY_LIMIT))
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .with_state(state)
+}
+
+/// Parses a path id, treating a malformed one as a resource that does not exist.
+fn path_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, error::ApiError> {
+    raw.parse().map_err(|_| error::ApiError::not_found(what))
+}
+
+/// A page size from `?limit=`: 1 to 100, default 20.
+fn page_limit(limit: Option<u32>) -> Result<u32, error::ApiError> {
+    match limit {
+        None => Ok(20),
+        Some(n @ 1..=100) => Ok(n),
+        Some(_) => Err(error::ApiError::invalid("limit must be between 1 and 100")),
+    }
+}

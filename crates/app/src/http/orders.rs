@@ -1,0 +1,157 @@
+//! `/v1/orders`: create, read, list, pay, close, ship, cancel.
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery, MerchantAuth, OptionalJson};
+use super::{AppState, page_limit, path_id};
+use crate::usecases::{CreateOrder, CreateOrderOutcome, PayOrder, ShipOrder};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use payq_domain::{Order, OrderId, OrderStatus};
+use serde::{Deserialize, Serialize};
+
+/// Creates an order. The same `merchant_order_no` with the same content answers `200`
+/// with the existing order.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = CreateOrder,
+    responses((status = 201, body = Order), (status = 200, description = "the same order already existed", body = Order)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    MerchantAuth(merchant): MerchantAuth,
+    ApiJson(req): ApiJson<CreateOrder>,
+) -> Result<(StatusCode, Json<Order>), ApiError> {
+    Ok(match state.payq.create_order(&merchant, req).await? {
+        CreateOrderOutcome::Created(o) => (StatusCode::CREATED, Json(o)),
+        CreateOrderOutcome::Existing(o) => (StatusCode::OK, Json(o)),
+    })
+}
+
+/// `GET /v1/orders` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<OrderStatus>,
+    limit: Option<u32>,
+    /// An order id: list the orders older than it.
+    after: Option<String>,
+}
+
+/// A page of orders.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OrderList {
+    data: Vec<Order>,
+    has_more: bool,
+}
+
+/// Lists the merchant's orders, newest first.
+#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(ListQuery),
+    responses((status = 200, body = OrderList)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    MerchantAuth(merchant): MerchantAuth,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<OrderList>, ApiError> {
+    let limit = page_limit(q.limit)?;
+    let after = q
+        .after
+        .map(|a| {
+            a.parse::<OrderId>()
+                .map_err(|e| ApiError::invalid(e.to_string()))
+        })
+        .transpose()?;
+    let page = state
+        .payq
+        .store()
+        .list_orders(&merchant.id, q.status, after.as_ref(), limit)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(OrderList {
+        data: page.orders,
+        has_more: page.has_more,
+    }))
+}
+
+/// One order.
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", params(("id" = String, Path)),
+    responses((status = 200, body = Order)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    MerchantAuth(merchant): MerchantAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, ApiError> {
+    Ok(Json(
+        state.payq.order(&merchant, &path_id(&id, "order")?).await?,
+    ))
+}
+
+/// Starts a payment: answers `202` with the order `paying`; the channel is called by a
+/// worker and its callback completes the payment.
+#[utoipa::path(post, path = "/v1/orders/{id}/pay", tag = "orders", params(("id" = String, Path)), request_body = PayOrder,
+    responses((status = 202, body = Order)), security(("bearer" = [])))]
+pub async fn pay(
+    State(state): State<AppState>,
+    MerchantAuth(merchant): MerchantAuth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<PayOrder>,
+) -> Result<(StatusCode, Json<Order>), ApiError> {
+    let order = state
+        .payq
+        .pay(&merchant, &path_id(&id, "order")?, req)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(order)))
+}
+
+/// Closes an unpaid order.
+#[utoipa::path(post, path = "/v1/orders/{id}/close", tag = "orders", params(("id" = String, Path)),
+    responses((status = 200, body = Order)), security(("bearer" = [])))]
+pub async fn close(
+    State(state): State<AppState>,
+    MerchantAuth(merchant): MerchantAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, ApiError> {
+    Ok(Json(
+        state.payq.close(&merchant, &path_id(&id, "order")?).await?,
+    ))
+}
+
+/// Marks a paid order shipped.
+#[utoipa::path(post, path = "/v1/orders/{id}/ship", tag = "orders", params(("id" = String, Path)), request_body = ShipOrder,
+    responses((status = 200, body = Order)), security(("bearer" = [])))]
+pub async fn ship(
+    State(state): State<AppState>,
+    MerchantAuth(merchant): MerchantAuth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ShipOrder>,
+) -> Result<Json<Order>, ApiError> {
+    Ok(Json(
+        state
+            .payq
+            .ship(&merchant, &path_id(&id, "order")?, req)
+            .await?,
+    ))
+}
+
+/// `POST /v1/orders/{id}/cancel` body.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelOrder {
+    reason: Option<String>,
+}
+
+/// Cancels a paid order and refunds it in full.
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", params(("id" = String, Path)), request_body = CancelOrder,
+    responses((status = 200, body = Order)), security(("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    MerchantAuth(merchant): MerchantAuth,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<CancelOrder>,
+) -> Result<Json<Order>, ApiError> {
+    let reason = body.and_then(|b| b.reason);
+    Ok(Json(
+        state
+            .payq
+            .cancel(&merchant, &path_id(&id, "order")?, reason)
+            .await?,
+    ))
+}

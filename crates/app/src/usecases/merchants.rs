@@ -1,0 +1,78 @@
+//! Creating merchants.
+
+use super::{AppError, AppResult, Payq, check_text};
+use crate::crypto::{self, ApiKey};
+use payq_domain::{Merchant, MerchantId, MerchantSettings, Timestamp};
+use payq_store::{NewMerchant, Store};
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/merchants` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMerchant {
+    pub name: String,
+    pub webhook_url: Option<String>,
+    #[serde(default)]
+    pub settings: MerchantSettings,
+}
+
+/// A new merchant with its secrets, shown only once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedMerchant {
+    #[serde(flatten)]
+    pub merchant: Merchant,
+    pub api_key: String,
+    pub webhook_secret: String,
+}
+
+impl Payq {
+    /// Creates a merchant with a fresh API key and webhook secret.
+    pub async fn create_merchant(&self, req: CreateMerchant) -> AppResult<CreatedMerchant> {
+        create_merchant(&self.store, req).await
+    }
+}
+
+/// Creates a merchant with a fresh API key and webhook secret (also used by
+/// `payq merchant create`, which has no channel).
+pub async fn create_merchant(store: &Store, req: CreateMerchant) -> AppResult<CreatedMerchant> {
+    let name = req.name.trim();
+    if name.is_empty() {
+        return Err(AppError::InvalidRequest("name must not be empty".into()));
+    }
+    check_text("name", Some(name), 200)?;
+    if let Some(url) = req.webhook_url.as_deref() {
+        let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() <= 2048;
+        if !ok || reqwest::Url::parse(url).is_err() {
+            return Err(AppError::InvalidRequest(
+                "webhook_url must be an http(s) URL".into(),
+            ));
+        }
+    }
+    let key = ApiKey::generate();
+    let webhook_secret = format!("whsec_{}", crypto::random_hex(32));
+    let merchant = Merchant {
+        id: MerchantId::generate(),
+        name: name.to_owned(),
+        webhook_url: req.webhook_url,
+        settings: req.settings,
+        created_at: Timestamp::now(),
+    };
+    let mut tx = store.begin().await?;
+    tx.insert_merchant(NewMerchant {
+        id: &merchant.id,
+        name: &merchant.name,
+        webhook_url: merchant.webhook_url.as_deref(),
+        settings: &merchant.settings,
+        api_key_id: &key.key_id,
+        api_key_hash: &key.hash,
+        webhook_secret: &webhook_secret,
+        created_at: merchant.created_at,
+    })
+    .await?;
+    tx.commit().await?;
+    Ok(CreatedMerchant {
+        merchant,
+        api_key: key.key,
+        webhook_secret,
+    })
+}

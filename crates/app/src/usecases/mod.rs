@@ -1,0 +1,146 @@
+//! Use cases: everything payq does, as methods of [`Payq`]. HTTP handlers and the worker
+//! call these; each one reads state, applies the domain's transition function and commits
+//! the change with its events and messages in one transaction.
+
+mod inventory;
+mod merchants;
+mod orders;
+mod payments;
+mod refunds;
+
+pub use merchants::{CreateMerchant, CreatedMerchant, create_merchant};
+pub use orders::{CreateOrder, CreateOrderOutcome, PayOrder, ShipOrder};
+pub use refunds::CreateRefund;
+
+use crate::channel::PaymentChannel;
+use crate::config::Settings;
+use payq_domain::{EventType, Order, OrderEvent, Refund, RefundEvent, TransitionError};
+use payq_store::{NewEvent, Store, StoreError, Tx};
+use std::sync::Arc;
+
+/// Why a use case did not happen. Each maps to one problem code at the HTTP edge.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    AmountExceedsRefundable(String),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        AppError::Unexpected(anyhow::Error::new(e))
+    }
+}
+
+impl From<TransitionError> for AppError {
+    fn from(e: TransitionError) -> Self {
+        AppError::InvalidState(e.to_string())
+    }
+}
+
+impl From<payq_domain::RefundTransitionError> for AppError {
+    fn from(e: payq_domain::RefundTransitionError) -> Self {
+        AppError::InvalidState(e.to_string())
+    }
+}
+
+impl AppError {
+    /// Whether retrying later may succeed (for the worker).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AppError::Unexpected(e) => e
+                .downcast_ref::<StoreError>()
+                .is_none_or(StoreError::is_transient),
+            _ => false,
+        }
+    }
+}
+
+/// Result alias for use cases.
+pub type AppResult<T> = Result<T, AppError>;
+
+/// The use cases, with what they need.
+#[derive(Clone)]
+pub struct Payq {
+    pub(crate) store: Store,
+    pub(crate) channel: Arc<dyn PaymentChannel>,
+    pub(crate) settings: Arc<Settings>,
+}
+
+impl Payq {
+    /// Use cases over `store`, paying through `channel`.
+    pub fn new(store: Store, channel: Arc<dyn PaymentChannel>, settings: Arc<Settings>) -> Payq {
+        Payq {
+            store,
+            channel,
+            settings,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Applies `event` to the order's status through the state machine.
+fn transition(order: &mut Order, event: OrderEvent) -> AppResult<()> {
+    order.status = order.status.on(event)?;
+    Ok(())
+}
+
+/// Applies `event` to the refund's status through the state machine.
+fn transition_refund(refund: &mut Refund, event: RefundEvent) -> AppResult<()> {
+    refund.status = refund.status.on(event)?;
+    Ok(())
+}
+
+/// Appends an event carrying the order (and refund) as the API shows them.
+async fn record(
+    tx: &mut Tx,
+    event_type: EventType,
+    order: &Order,
+    refund: Option<&Refund>,
+) -> AppResult<()> {
+    let mut data = serde_json::json!({ "order": order });
+    if let Some(refund) = refund {
+        data["refund"] = serde_json::to_value(refund).map_err(anyhow::Error::from)?;
+    }
+    tx.insert_event(NewEvent {
+        event_type,
+        merchant_id: &order.merchant_id,
+        order_id: Some(&order.id),
+        data,
+    })
+    .await?;
+    Ok(())
+}
+
+/// Writes the order, bumping its in-memory version to match the store.
+async fn save(tx: &mut Tx, order: &mut Order) -> AppResult<()> {
+    tx.update_order(order).await?;
+    order.version += 1;
+    Ok(())
+}
+
+/// Checks free text from a request.
+fn check_text(field: &str, value: Option<&str>, max: usize) -> AppResult<()> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(AppError::InvalidRequest(format!(
+            "{field} is longer than {max} characters"
+        ))),
+        Some(v) if v.chars().any(char::is_control) => Err(AppError::InvalidRequest(format!(
+            "{field} contains control characters"
+        ))),
+        _ => Ok(()),
+    }
+}

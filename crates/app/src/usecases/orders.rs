@@ -1,0 +1,275 @@
+//! Orders: create, pay, close, ship, cancel.
+
+use super::{AppError, AppResult, Payq, check_text, record, save, transition};
+use crate::channel::sim::Simulate;
+use crate::crypto;
+use crate::jobs::{self, PaymentRequestJob, PaymentTimeoutJob};
+use payq_domain::{
+    Currency, EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, OrderItem,
+    PaymentId, Timestamp,
+};
+use payq_store::{NewOrder, NewPayment, StoreError};
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/orders` body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrder {
+    /// The merchant's own order number; unique per merchant.
+    pub merchant_order_no: String,
+    /// Minor units of `currency`, e.g. 1999 = 19.99 CNY.
+    pub amount: i64,
+    pub currency: Currency,
+    pub description: Option<String>,
+    pub customer_id: Option<String>,
+    #[serde(default)]
+    pub items: Vec<OrderItem>,
+    /// Overrides the merchant's `payment_timeout`.
+    pub payment_timeout: Option<HumanDuration>,
+}
+
+/// Whether an order was created or an identical one already existed.
+pub enum CreateOrderOutcome {
+    Created(Order),
+    Existing(Order),
+}
+
+/// `POST /v1/orders/{id}/pay` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayOrder {
+    /// The payment channel; `"sim"` is built in.
+    pub channel: String,
+    /// Instructions for the simulated channel.
+    pub simulate: Option<Simulate>,
+}
+
+/// `POST /v1/orders/{id}/ship` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipOrder {
+    pub carrier: String,
+    pub tracking_no: String,
+}
+
+fn validate(req: &CreateOrder) -> AppResult<Money> {
+    let no = req.merchant_order_no.as_str();
+    if no.is_empty() || no.len() > 64 || !no.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::InvalidRequest(
+            "merchant_order_no must be 1 to 64 printable ASCII characters".into(),
+        ));
+    }
+    let amount = Money::new(req.amount, req.currency)
+        .map_err(|e| AppError::InvalidRequest(e.to_string()))?;
+    check_text("description", req.description.as_deref(), 500)?;
+    check_text("customer_id", req.customer_id.as_deref(), 128)?;
+    if req.items.len() > 100 {
+        return Err(AppError::InvalidRequest("at most 100 items".into()));
+    }
+    for item in &req.items {
+        if item.sku.is_empty() || item.sku.len() > 64 {
+            return Err(AppError::InvalidRequest(
+                "item sku must be 1 to 64 characters".into(),
+            ));
+        }
+        if item.quantity == 0 {
+            return Err(AppError::InvalidRequest(
+                "item quantity must be at least 1".into(),
+            ));
+        }
+    }
+    if req.payment_timeout.is_some_and(|d| d.as_millis() == 0) {
+        return Err(AppError::InvalidRequest(
+            "payment_timeout must be positive".into(),
+        ));
+    }
+    Ok(amount)
+}
+
+impl Payq {
+    /// Creates an order with its payment-timeout timer, in one transaction. The same
+    /// `merchant_order_no` with the same content returns the existing order; with other
+    /// content it is a conflict.
+    pub async fn create_order(
+        &self,
+        merchant: &Merchant,
+        req: CreateOrder,
+    ) -> AppResult<CreateOrderOutcome> {
+        let amount = validate(&req)?;
+        let canonical = serde_json::to_vec(&req).map_err(anyhow::Error::from)?;
+        let request_hash = crypto::sha256_hex(&canonical);
+        let now = Timestamp::now();
+        let timeout = req
+            .payment_timeout
+            .unwrap_or(merchant.settings.payment_timeout);
+        let id = OrderId::generate();
+        let mut tx = self.store.begin().await?;
+        if let Some((existing, hash)) = tx
+            .order_by_merchant_order_no(&merchant.id, &req.merchant_order_no)
+            .await?
+        {
+            return if hash == request_hash {
+                Ok(CreateOrderOutcome::Existing(existing))
+            } else {
+                Err(AppError::Conflict(format!(
+                    "merchant_order_no {:?} already names order {} with other content",
+                    req.merchant_order_no, existing.id
+                )))
+            };
+        }
+        tx.insert_order(NewOrder {
+            id: &id,
+            merchant_id: &merchant.id,
+            merchant_order_no: &req.merchant_order_no,
+            request_hash: &request_hash,
+            amount: amount.minor(),
+            currency: amount.currency(),
+            description: req.description.as_deref(),
+            customer_id: req.customer_id.as_deref(),
+            items: &req.items,
+            created_at: now,
+            expires_at: now.plus_millis(timeout.as_millis()),
+        })
+        .await?;
+        let order = tx.order(&id).await?;
+        record(&mut tx, EventType::OrderCreated, &order, None).await?;
+        tx.schedule(jobs::message(
+            jobs::PAYMENT_TIMEOUT,
+            order.id.as_str(),
+            &PaymentTimeoutJob {
+                order_id: order.id.clone(),
+            },
+            order.expires_at,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(CreateOrderOutcome::Created(order))
+    }
+
+    /// The merchant's order.
+    pub async fn order(&self, merchant: &Merchant, id: &OrderId) -> AppResult<Order> {
+        match self.store.order(&merchant.id, id).await {
+            Err(StoreError::NotFound) => Err(AppError::NotFound("order")),
+            other => Ok(other?),
+        }
+    }
+
+    /// Starts a payment attempt: the order becomes `paying` and the channel call is queued.
+    pub async fn pay(&self, merchant: &Merchant, id: &OrderId, req: PayOrder) -> AppResult<Order> {
+        if req.channel != self.channel.name() {
+            return Err(AppError::InvalidRequest(format!(
+                "unknown channel {:?}; available: {:?}",
+                req.channel.chars().take(40).collect::<String>(),
+                self.channel.name()
+            )));
+        }
+        let simulate = req
+            .simulate
+            .map(|s| serde_json::to_string(&s))
+            .transpose()
+            .map_err(anyhow::Error::from)?;
+        let mut tx = self.store.begin().await?;
+        let mut order = self.owned(&mut tx, merchant, id).await?;
+        if Timestamp::now() >= order.expires_at {
+            return Err(AppError::InvalidState(
+                "the order's payment deadline has passed".into(),
+            ));
+        }
+        transition(&mut order, OrderEvent::PayRequested)?;
+        let payment_id = PaymentId::generate();
+        tx.insert_payment(NewPayment {
+            id: &payment_id,
+            order: &order,
+            channel: &req.channel,
+            simulate: simulate.as_deref(),
+            created_at: Timestamp::now(),
+        })
+        .await?;
+        save(&mut tx, &mut order).await?;
+        let order = tx.order(id).await?;
+        record(&mut tx, EventType::OrderPaying, &order, None).await?;
+        tx.schedule(jobs::message(
+            jobs::PAYMENT_REQUEST,
+            payment_id.as_str(),
+            &PaymentRequestJob {
+                payment_id: payment_id.clone(),
+            },
+            Timestamp::now(),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// Closes an unpaid order at the merchant's request.
+    pub async fn close(&self, merchant: &Merchant, id: &OrderId) -> AppResult<Order> {
+        let mut tx = self.store.begin().await?;
+        let mut order = self.owned(&mut tx, merchant, id).await?;
+        transition(&mut order, OrderEvent::CloseRequested)?;
+        order.closed_at = Some(Timestamp::now());
+        order.close_reason = Some("merchant_closed".into());
+        save(&mut tx, &mut order).await?;
+        tx.cancel_messages(jobs::PAYMENT_TIMEOUT, order.id.as_str())
+            .await?;
+        record(&mut tx, EventType::OrderClosed, &order, None).await?;
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// Marks a paid order shipped.
+    pub async fn ship(
+        &self,
+        merchant: &Merchant,
+        id: &OrderId,
+        req: ShipOrder,
+    ) -> AppResult<Order> {
+        for (field, value) in [("carrier", &req.carrier), ("tracking_no", &req.tracking_no)] {
+            if value.trim().is_empty() {
+                return Err(AppError::InvalidRequest(format!(
+                    "{field} must not be empty"
+                )));
+            }
+            check_text(field, Some(value), 128)?;
+        }
+        let mut tx = self.store.begin().await?;
+        let mut order = self.owned(&mut tx, merchant, id).await?;
+        transition(&mut order, OrderEvent::Shipped)?;
+        order.shipped_at = Some(Timestamp::now());
+        order.carrier = Some(req.carrier);
+        order.tracking_no = Some(req.tracking_no);
+        save(&mut tx, &mut order).await?;
+        record(&mut tx, EventType::OrderShipped, &order, None).await?;
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// Cancels a paid order and refunds it in full.
+    pub async fn cancel(
+        &self,
+        merchant: &Merchant,
+        id: &OrderId,
+        reason: Option<String>,
+    ) -> AppResult<Order> {
+        check_text("reason", reason.as_deref(), 200)?;
+        let mut tx = self.store.begin().await?;
+        let order = self.owned(&mut tx, merchant, id).await?;
+        let reason = reason.unwrap_or_else(|| "merchant_cancelled".into());
+        let order = self.cancel_and_refund(&mut tx, order, &reason).await?;
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// Reads the order inside `tx`, refusing another merchant's.
+    pub(crate) async fn owned(
+        &self,
+        tx: &mut payq_store::Tx,
+        merchant: &Merchant,
+        id: &OrderId,
+    ) -> AppResult<Order> {
+        match tx.order(id).await {
+            Ok(order) if order.merchant_id == merchant.id => Ok(order),
+            Ok(_) | Err(StoreError::NotFound) => Err(AppError::NotFound("order")),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

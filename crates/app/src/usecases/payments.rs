@@ -1,0 +1,264 @@
+//! Payments after the request: risk control and the channel call, channel results
+//! (callbacks and queries), missing callbacks, payment timeouts and late payments.
+
+use super::{AppError, AppResult, Payq, record, save, transition};
+use crate::channel::{ChannelError, ChannelStatus, PaymentRequest};
+use crate::jobs::{self, PaymentQueryJob};
+use crate::risk;
+use payq_domain::{
+    EventType, Money, OrderEvent, OrderId, OrderStatus, PaymentId, PaymentStatus, RefundStatus,
+    Timestamp,
+};
+use payq_store::Tx;
+
+fn channel_err(e: ChannelError) -> AppError {
+    match e {
+        ChannelError::Unavailable(_) => AppError::Unexpected(anyhow::Error::new(e)),
+        ChannelError::Invalid(m) => AppError::InvalidRequest(m),
+    }
+}
+
+impl Payq {
+    /// Runs risk control on a requested payment, then starts it at the channel.
+    pub async fn request_payment(&self, payment_id: &PaymentId) -> AppResult<()> {
+        let mut tx = self.store.begin().await?;
+        let payment = tx.payment(payment_id).await?;
+        let mut order = tx.order(&payment.order_id).await?;
+        let current = order.payment.as_ref().is_some_and(|p| &p.id == payment_id);
+        if payment.status != PaymentStatus::Pending
+            || order.status != OrderStatus::Paying
+            || !current
+        {
+            return Ok(()); // stale: the attempt already ended
+        }
+        if let Some(rule) = risk::check(&self.settings.risk, &mut tx, &order).await? {
+            let reason = format!("risk:{}", rule.as_str());
+            tx.update_payment(payment_id, PaymentStatus::Failed, None, Some(&reason))
+                .await?;
+            transition(&mut order, OrderEvent::PaymentFailed)?;
+            save(&mut tx, &mut order).await?;
+            let order = tx.order(&order.id).await?;
+            record(&mut tx, EventType::RiskRejected, &order, None).await?;
+            record(&mut tx, EventType::PaymentFailed, &order, None).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        tx.commit().await?;
+
+        let instructions = payment
+            .simulate
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(anyhow::Error::from)?;
+        let request = PaymentRequest {
+            payment_id: payment_id.clone(),
+            amount: payment.amount,
+            currency: payment.currency,
+            expires_at: order.expires_at,
+            instructions,
+        };
+        let txn_id = match self.channel.create_payment(request).await {
+            Ok(txn_id) => txn_id,
+            Err(ChannelError::Invalid(reason)) => {
+                return self
+                    .apply_channel_status(payment_id, ChannelStatus::Failed { reason })
+                    .await;
+            }
+            Err(e) => return Err(channel_err(e)),
+        };
+        let mut tx = self.store.begin().await?;
+        tx.update_payment(payment_id, PaymentStatus::Pending, Some(&txn_id), None)
+            .await?;
+        self.schedule_query(&mut tx, payment_id, 0).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn schedule_query(
+        &self,
+        tx: &mut Tx,
+        payment_id: &PaymentId,
+        attempt: usize,
+    ) -> AppResult<()> {
+        let schedule = self.settings.query_schedule();
+        if let Some(wait) = schedule.get(attempt) {
+            tx.schedule(jobs::message(
+                jobs::PAYMENT_QUERY,
+                payment_id.as_str(),
+                &PaymentQueryJob {
+                    payment_id: payment_id.clone(),
+                    attempt,
+                },
+                Timestamp::now().plus_millis(wait.as_millis()),
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Records what the channel says about a payment (from a callback or a query).
+    /// Repeated and out-of-date answers change nothing; a success for an order that is no
+    /// longer waiting for this payment is refunded.
+    pub async fn apply_channel_status(
+        &self,
+        payment_id: &PaymentId,
+        status: ChannelStatus,
+    ) -> AppResult<()> {
+        let mut tx = self.store.begin().await?;
+        let payment = tx.payment(payment_id).await?;
+        let mut order = tx.order(&payment.order_id).await?;
+        let current = order.payment.as_ref().is_some_and(|p| &p.id == payment_id);
+        match status {
+            ChannelStatus::Succeeded { txn_id } => {
+                if payment.status == PaymentStatus::Succeeded {
+                    return Ok(()); // duplicate
+                }
+                tx.update_payment(payment_id, PaymentStatus::Succeeded, Some(&txn_id), None)
+                    .await?;
+                tx.cancel_messages(jobs::PAYMENT_QUERY, payment_id.as_str())
+                    .await?;
+                if current && order.status == OrderStatus::Paying {
+                    transition(&mut order, OrderEvent::PaymentSucceeded)?;
+                    order.paid_at = Some(Timestamp::now());
+                    save(&mut tx, &mut order).await?;
+                    tx.cancel_messages(jobs::PAYMENT_TIMEOUT, order.id.as_str())
+                        .await?;
+                    let order = tx.order(&order.id).await?;
+                    record(&mut tx, EventType::PaymentSucceeded, &order, None).await?;
+                } else {
+                    // Paid after the order closed (or for a superseded attempt): give it back.
+                    let amount = Money::new(payment.amount, payment.currency)
+                        .map_err(|e| AppError::Unexpected(e.into()))?;
+                    let refund = self
+                        .open_refund_of(
+                            &mut tx,
+                            &order,
+                            payment_id,
+                            amount,
+                            Some("late_payment".into()),
+                            RefundStatus::Processing,
+                            Timestamp::now(),
+                        )
+                        .await?;
+                    record(
+                        &mut tx,
+                        EventType::PaymentLateRefunded,
+                        &order,
+                        Some(&refund),
+                    )
+                    .await?;
+                }
+            }
+            ChannelStatus::Failed { reason } => {
+                if payment.status != PaymentStatus::Pending {
+                    return Ok(());
+                }
+                tx.update_payment(payment_id, PaymentStatus::Failed, None, Some(&reason))
+                    .await?;
+                tx.cancel_messages(jobs::PAYMENT_QUERY, payment_id.as_str())
+                    .await?;
+                if current && order.status == OrderStatus::Paying {
+                    transition(&mut order, OrderEvent::PaymentFailed)?;
+                    save(&mut tx, &mut order).await?;
+                    let order = tx.order(&order.id).await?;
+                    record(&mut tx, EventType::PaymentFailed, &order, None).await?;
+                }
+            }
+            ChannelStatus::Closed | ChannelStatus::NotFound => {
+                if payment.status == PaymentStatus::Pending {
+                    tx.update_payment(payment_id, PaymentStatus::Closed, None, None)
+                        .await?;
+                    tx.cancel_messages(jobs::PAYMENT_QUERY, payment_id.as_str())
+                        .await?;
+                }
+            }
+            ChannelStatus::Pending => return Ok(()),
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Queries the channel about a payment whose callback has not come, and schedules the
+    /// next query if it is still pending.
+    pub async fn query_payment(&self, payment_id: &PaymentId, attempt: usize) -> AppResult<()> {
+        let payment = self.store.payment(payment_id).await?;
+        if payment.status != PaymentStatus::Pending {
+            return Ok(());
+        }
+        let status = self
+            .channel
+            .query_payment(payment_id)
+            .await
+            .map_err(channel_err)?;
+        if status == ChannelStatus::Pending || status == ChannelStatus::NotFound {
+            let mut tx = self.store.begin().await?;
+            self.schedule_query(&mut tx, payment_id, attempt + 1)
+                .await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        self.apply_channel_status(payment_id, status).await
+    }
+
+    /// At the payment deadline: closes an unpaid order. If a payment is in flight, the
+    /// channel is asked first; a paid order is never closed.
+    pub async fn payment_timeout(&self, order_id: &OrderId) -> AppResult<()> {
+        let mut tx = self.store.begin().await?;
+        let order = tx.order(order_id).await?;
+        tx.commit().await?;
+        if order.status == OrderStatus::Paying {
+            if let Some(payment) = order
+                .payment
+                .as_ref()
+                .filter(|p| p.status == PaymentStatus::Pending)
+            {
+                let mut status = self
+                    .channel
+                    .query_payment(&payment.id)
+                    .await
+                    .map_err(channel_err)?;
+                if !matches!(
+                    status,
+                    ChannelStatus::Succeeded { .. } | ChannelStatus::Failed { .. }
+                ) {
+                    status = self
+                        .channel
+                        .close_payment(&payment.id)
+                        .await
+                        .map_err(channel_err)?;
+                }
+                let paid = matches!(status, ChannelStatus::Succeeded { .. });
+                self.apply_channel_status(&payment.id, status).await?;
+                if paid {
+                    return Ok(());
+                }
+            }
+        }
+        let mut tx = self.store.begin().await?;
+        let mut order = tx.order(order_id).await?;
+        if !matches!(
+            order.status,
+            OrderStatus::PendingPayment | OrderStatus::Paying
+        ) {
+            return Ok(()); // paid, closed or cancelled meanwhile
+        }
+        if let Some(p) = order
+            .payment
+            .as_ref()
+            .filter(|p| p.status == PaymentStatus::Pending)
+        {
+            // The channel call has not been made yet (or the channel never saw it).
+            tx.update_payment(&p.id, PaymentStatus::Closed, None, None)
+                .await?;
+        }
+        transition(&mut order, OrderEvent::Expired)?;
+        order.closed_at = Some(Timestamp::now());
+        order.close_reason = Some("timeout".into());
+        save(&mut tx, &mut order).await?;
+        let order = tx.order(order_id).await?;
+        record(&mut tx, EventType::OrderClosed, &order, None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,282 @@
+//! Refunds: request with a review window, approve, reject, execute through the channel,
+//! and the full refunds of cancellation and late payment.
+
+use super::{AppError, AppResult, Payq, check_text, record, save, transition, transition_refund};
+use crate::channel::RefundOutcome;
+use crate::jobs::{self, RefundExecuteJob};
+use payq_domain::{
+    EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, PaymentId, Refund,
+    RefundEvent, RefundId, RefundStatus, Timestamp,
+};
+use payq_store::{StoreError, Tx};
+use serde::Deserialize;
+
+/// `POST /v1/orders/{id}/refunds` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRefund {
+    /// Minor units of the order's currency.
+    pub amount: i64,
+    pub reason: Option<String>,
+    /// Overrides the merchant's `refund_review` window.
+    pub review: Option<HumanDuration>,
+}
+
+impl Payq {
+    /// Requests a refund; it waits in `pending_review` until its window ends.
+    pub async fn create_refund(
+        &self,
+        merchant: &Merchant,
+        order_id: &OrderId,
+        req: CreateRefund,
+    ) -> AppResult<Refund> {
+        check_text("reason", req.reason.as_deref(), 200)?;
+        let mut tx = self.store.begin().await?;
+        let order = self.owned(&mut tx, merchant, order_id).await?;
+        if !order.status.is_paid() {
+            return Err(AppError::InvalidState(format!(
+                "an order that is {} cannot be refunded",
+                order.status
+            )));
+        }
+        let amount = Money::new(req.amount, order.currency)
+            .map_err(|e| AppError::InvalidRequest(e.to_string()))?;
+        let review = req.review.unwrap_or(merchant.settings.refund_review);
+        let execute_at = Timestamp::now().plus_millis(review.as_millis());
+        let refund = self
+            .open_refund(
+                &mut tx,
+                &order,
+                amount,
+                req.reason,
+                RefundStatus::PendingReview,
+                execute_at,
+            )
+            .await?;
+        record(&mut tx, EventType::RefundCreated, &order, Some(&refund)).await?;
+        tx.commit().await?;
+        Ok(refund)
+    }
+
+    /// The merchant's refund.
+    pub async fn refund(&self, merchant: &Merchant, id: &RefundId) -> AppResult<Refund> {
+        match self.store.refund(&merchant.id, id).await {
+            Err(StoreError::NotFound) => Err(AppError::NotFound("refund")),
+            other => Ok(other?),
+        }
+    }
+
+    /// Ends the review window now: the refund executes at once.
+    pub async fn approve_refund(&self, merchant: &Merchant, id: &RefundId) -> AppResult<Refund> {
+        let mut tx = self.store.begin().await?;
+        let mut refund = owned_refund(&mut tx, merchant, id).await?;
+        transition_refund(&mut refund, RefundEvent::Execute)?;
+        refund.execute_at = Timestamp::now();
+        refund.updated_at = refund.execute_at;
+        tx.update_refund(&refund).await?;
+        refund.version += 1;
+        tx.cancel_messages(jobs::REFUND_EXECUTE, refund.id.as_str())
+            .await?;
+        schedule_execute(&mut tx, &refund).await?;
+        tx.commit().await?;
+        Ok(refund)
+    }
+
+    /// Rejects a refund during review.
+    pub async fn reject_refund(&self, merchant: &Merchant, id: &RefundId) -> AppResult<Refund> {
+        let mut tx = self.store.begin().await?;
+        let mut refund = owned_refund(&mut tx, merchant, id).await?;
+        transition_refund(&mut refund, RefundEvent::Reject)?;
+        refund.updated_at = Timestamp::now();
+        tx.update_refund(&refund).await?;
+        refund.version += 1;
+        tx.cancel_messages(jobs::REFUND_EXECUTE, refund.id.as_str())
+            .await?;
+        let order = tx.order(&refund.order_id).await?;
+        record(&mut tx, EventType::RefundRejected, &order, Some(&refund)).await?;
+        tx.commit().await?;
+        Ok(refund)
+    }
+
+    /// Executes a refund whose review is over: moves it to `processing`, asks the channel,
+    /// and records the answer. Safe to run again at any point.
+    pub async fn execute_refund(&self, id: &RefundId) -> AppResult<()> {
+        let mut tx = self.store.begin().await?;
+        let mut refund = tx.refund(id).await?;
+        if refund.status == RefundStatus::PendingReview {
+            transition_refund(&mut refund, RefundEvent::Execute)?;
+            refund.updated_at = Timestamp::now();
+            tx.update_refund(&refund).await?;
+            refund.version += 1;
+        }
+        let payment_id = tx.refund_payment_id(id).await?;
+        tx.commit().await?;
+        if refund.status != RefundStatus::Processing {
+            return Ok(()); // already finished or rejected
+        }
+        let outcome = self
+            .channel
+            .refund(&payment_id, &refund.id, refund.amount)
+            .await
+            .map_err(|e| AppError::Unexpected(anyhow::Error::new(e)))?;
+        self.finish_refund(id, outcome).await
+    }
+
+    async fn finish_refund(&self, id: &RefundId, outcome: RefundOutcome) -> AppResult<()> {
+        let mut tx = self.store.begin().await?;
+        let mut refund = tx.refund(id).await?;
+        if refund.status != RefundStatus::Processing {
+            return Ok(());
+        }
+        let mut order = tx.order(&refund.order_id).await?;
+        refund.updated_at = Timestamp::now();
+        let event = match outcome {
+            RefundOutcome::Succeeded => {
+                transition_refund(&mut refund, RefundEvent::ChannelSucceeded)?;
+                let refunded = order
+                    .refunded()
+                    .and_then(|r| r.checked_add(Money::new(refund.amount, refund.currency)?))
+                    .map_err(|e| AppError::Unexpected(anyhow::anyhow!("refund total: {e}")))?;
+                order.amount_refunded = refunded.minor();
+                if order.amount_refunded == order.amount && order.status.is_paid() {
+                    transition(&mut order, OrderEvent::FullyRefunded)?;
+                }
+                save(&mut tx, &mut order).await?;
+                EventType::RefundSucceeded
+            }
+            RefundOutcome::Refused { reason } => {
+                transition_refund(&mut refund, RefundEvent::ChannelFailed)?;
+                refund.failure_reason = Some(reason);
+                EventType::RefundFailed
+            }
+        };
+        tx.update_refund(&refund).await?;
+        refund.version += 1;
+        record(&mut tx, event, &order, Some(&refund)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Cancels a paid order inside `tx` and starts a refund of everything not yet refunded
+    /// (refunds still in review are rejected: the full refund replaces them).
+    pub(crate) async fn cancel_and_refund(
+        &self,
+        tx: &mut Tx,
+        mut order: Order,
+        reason: &str,
+    ) -> AppResult<Order> {
+        transition(&mut order, OrderEvent::Cancelled)?;
+        order.cancelled_at = Some(Timestamp::now());
+        order.close_reason = Some(reason.to_owned());
+        save(tx, &mut order).await?;
+        for mut pending in tx.refunds_pending_review(&order.id).await? {
+            transition_refund(&mut pending, RefundEvent::Reject)?;
+            pending.updated_at = Timestamp::now();
+            tx.update_refund(&pending).await?;
+            tx.cancel_messages(jobs::REFUND_EXECUTE, pending.id.as_str())
+                .await?;
+            record(tx, EventType::RefundRejected, &order, Some(&pending)).await?;
+        }
+        record(tx, EventType::OrderCancelled, &order, None).await?;
+        let held = tx.refunds_held(&order.id).await?;
+        let left = order.amount - held;
+        if left > 0 {
+            let amount =
+                Money::new(left, order.currency).map_err(|e| AppError::Unexpected(e.into()))?;
+            let refund = self
+                .open_refund(
+                    tx,
+                    &order,
+                    amount,
+                    Some(reason.to_owned()),
+                    RefundStatus::Processing,
+                    Timestamp::now(),
+                )
+                .await?;
+            record(tx, EventType::RefundCreated, &order, Some(&refund)).await?;
+        }
+        Ok(order)
+    }
+
+    /// Inserts a refund after checking it fits in what is left to refund, and schedules its
+    /// execution.
+    pub(crate) async fn open_refund(
+        &self,
+        tx: &mut Tx,
+        order: &Order,
+        amount: Money,
+        reason: Option<String>,
+        status: RefundStatus,
+        execute_at: Timestamp,
+    ) -> AppResult<Refund> {
+        let payment_id: PaymentId = order
+            .payment
+            .as_ref()
+            .map(|p| p.id.clone())
+            .ok_or_else(|| AppError::InvalidState("the order has no payment to refund".into()))?;
+        self.open_refund_of(tx, order, &payment_id, amount, reason, status, execute_at)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn open_refund_of(
+        &self,
+        tx: &mut Tx,
+        order: &Order,
+        payment_id: &PaymentId,
+        amount: Money,
+        reason: Option<String>,
+        status: RefundStatus,
+        execute_at: Timestamp,
+    ) -> AppResult<Refund> {
+        let held = Money::from_stored(tx.refunds_held(&order.id).await?, order.currency)
+            .map_err(|e| AppError::Unexpected(e.into()))?;
+        let paid = order.amount().map_err(|e| AppError::Unexpected(e.into()))?;
+        let left =
+            payq_domain::refund::refundable(paid, held).unwrap_or(Money::zero(order.currency));
+        if amount.minor() > left.minor() {
+            return Err(AppError::AmountExceedsRefundable(format!(
+                "refund of {amount} exceeds the {left} left to refund"
+            )));
+        }
+        let now = Timestamp::now();
+        let refund = Refund {
+            id: RefundId::generate(),
+            order_id: order.id.clone(),
+            merchant_id: order.merchant_id.clone(),
+            amount: amount.minor(),
+            currency: amount.currency(),
+            reason,
+            status,
+            execute_at,
+            created_at: now,
+            updated_at: now,
+            failure_reason: None,
+            version: 0,
+        };
+        tx.insert_refund(&refund, payment_id).await?;
+        schedule_execute(tx, &refund).await?;
+        Ok(refund)
+    }
+}
+
+async fn schedule_execute(tx: &mut Tx, refund: &Refund) -> AppResult<()> {
+    tx.schedule(jobs::message(
+        jobs::REFUND_EXECUTE,
+        refund.id.as_str(),
+        &RefundExecuteJob {
+            refund_id: refund.id.clone(),
+        },
+        refund.execute_at,
+    ))
+    .await?;
+    Ok(())
+}
+
+async fn owned_refund(tx: &mut Tx, merchant: &Merchant, id: &RefundId) -> AppResult<Refund> {
+    match tx.refund(id).await {
+        Ok(r) if r.merchant_id == merchant.id => Ok(r),
+        Ok(_) | Err(StoreError::NotFound) => Err(AppError::NotFound("refund")),
+        Err(e) => Err(e.into()),
+    }
+}

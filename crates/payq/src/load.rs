@@ -1,0 +1,172 @@
+//! `payq load`: a load generator. Creates a merchant through the admin API, then creates
+//! orders from many concurrent clients, and reports throughput and latency percentiles.
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// `payq load` options.
+#[derive(clap::Args)]
+pub struct LoadArgs {
+    /// Base URL of a running payq.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Admin token of that payq.
+    #[arg(long, env = "PAYQ_ADMIN_TOKEN")]
+    admin_token: String,
+    /// Orders to create.
+    #[arg(long, default_value_t = 10_000)]
+    orders: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    concurrency: u64,
+    /// Also pay each order (create → pay).
+    #[arg(long)]
+    pay: bool,
+}
+
+pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    if args.orders == 0 || args.concurrency == 0 {
+        bail!("--orders and --concurrency must be positive");
+    }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency as usize)
+        .build()?;
+    let merchant: serde_json::Value = http
+        .post(format!("{}/v1/merchants", args.url))
+        .bearer_auth(&args.admin_token)
+        .json(&serde_json::json!({ "name": "load test" }))
+        .send()
+        .await
+        .context("creating the load-test merchant")?
+        .error_for_status()?
+        .json()
+        .await?;
+    let key = merchant["api_key"]
+        .as_str()
+        .context("no api_key in the merchant response")?
+        .to_owned();
+    let run_id = uuid_like();
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let bar = ProgressBar::new(args.orders);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} orders  {per_sec}  eta {eta}",
+    )?);
+    let started = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..args.concurrency {
+        let (http, key, url, next, errors, bar, run_id) = (
+            http.clone(),
+            key.clone(),
+            args.url.clone(),
+            next.clone(),
+            errors.clone(),
+            bar.clone(),
+            run_id.clone(),
+        );
+        let (total, pay) = (args.orders, args.pay);
+        clients.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return latencies;
+                }
+                let t = Instant::now();
+                let body = serde_json::json!({
+                    "merchant_order_no": format!("load-{run_id}-{i}"),
+                    "amount": 1999, "currency": "CNY", "customer_id": format!("c{}", i % 1000),
+                });
+                let ok = match http
+                    .post(format!("{url}/v1/orders"))
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().as_u16() == 201 => {
+                        if pay {
+                            pay_order(&http, &url, &key, r).await
+                        } else {
+                            true
+                        }
+                    }
+                    _ => false,
+                };
+                latencies.push(t.elapsed());
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                bar.inc(1);
+            }
+        });
+    }
+    let mut all: Vec<Duration> = Vec::new();
+    while let Some(done) = clients.join_next().await {
+        all.extend(done?);
+    }
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    all.sort();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let n = all.len() as f64;
+    println!(
+        "payq load: {} requests in {:.2}s = {:.0} orders/s, concurrency {}, errors {}",
+        all.len(),
+        elapsed.as_secs_f64(),
+        n / elapsed.as_secs_f64(),
+        args.concurrency,
+        errors.load(Ordering::Relaxed)
+    );
+    println!(
+        "latency: p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        ms(pct(0.50)),
+        ms(pct(0.90)),
+        ms(pct(0.99)),
+        ms(all.last().copied().unwrap_or_default())
+    );
+    Ok(if errors.load(Ordering::Relaxed) == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn pay_order(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    created: reqwest::Response,
+) -> bool {
+    let Ok(order) = created.json::<serde_json::Value>().await else {
+        return false;
+    };
+    let Some(id) = order["id"].as_str() else {
+        return false;
+    };
+    http.post(format!("{url}/v1/orders/{id}/pay"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({ "channel": "sim" }))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().as_u16() == 202)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+    )
+}

@@ -1,0 +1,142 @@
+//! Operator commands that work on the database directly: merchants, verify, dead letters,
+//! timers.
+
+use anyhow::Context;
+use clap::Subcommand;
+use payq_app::Settings;
+use payq_app::usecases::CreateMerchant;
+use payq_domain::{DeadLetterId, Timestamp};
+use payq_store::Store;
+use std::process::ExitCode;
+
+/// `payq merchant …`
+#[derive(Subcommand)]
+pub enum MerchantCommand {
+    /// Create a merchant and print it with its API key and webhook secret.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        webhook_url: Option<String>,
+    },
+}
+
+/// `payq dlq …`
+#[derive(Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one dead letter with its payload and last error.
+    Show { id: String },
+    /// Put a dead letter back in the queue, due now.
+    Replay { id: String },
+    /// Delete every dead letter.
+    Purge,
+}
+
+/// `payq timers …`
+#[derive(Subcommand)]
+pub enum TimersCommand {
+    /// List pending timers and messages, soonest first.
+    List {
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Pending counts by kind and due-time bucket, and the most overdue.
+    Stats,
+}
+
+async fn open(settings: &Settings) -> anyhow::Result<Store> {
+    Store::open(&settings.database_url)
+        .await
+        .with_context(|| format!("opening {}", settings.database_url))
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub async fn merchant(settings: Settings, command: MerchantCommand) -> anyhow::Result<ExitCode> {
+    let MerchantCommand::Create { name, webhook_url } = command;
+    let store = open(&settings).await?;
+    let created = payq_app::usecases::create_merchant(
+        &store,
+        CreateMerchant {
+            name,
+            webhook_url,
+            settings: Default::default(),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    print_json(&created)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn verify(settings: Settings) -> anyhow::Result<ExitCode> {
+    let store = open(&settings).await?;
+    let violations = store.verify().await?;
+    if violations.is_empty() {
+        println!("payq verify: all invariants hold");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for v in &violations {
+        println!("VIOLATION {}: {}: {}", v.invariant, v.subject, v.detail);
+    }
+    println!("payq verify: {} violation(s)", violations.len());
+    Ok(ExitCode::from(1))
+}
+
+pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<ExitCode> {
+    let store = open(&settings).await?;
+    match command {
+        DlqCommand::List { limit } => {
+            for d in store.dead_letters(limit).await? {
+                println!(
+                    "{}  {}  attempts={}  {}  {}",
+                    d.id, d.kind, d.attempts, d.created_at, d.last_error
+                );
+            }
+        }
+        DlqCommand::Show { id } => {
+            let id: DeadLetterId = id.parse()?;
+            print_json(&store.dead_letter(&id).await?)?;
+        }
+        DlqCommand::Replay { id } => {
+            let id: DeadLetterId = id.parse()?;
+            let msg = store.replay_dead_letter(&id).await?;
+            println!("replayed {id} as {msg}");
+        }
+        DlqCommand::Purge => println!(
+            "purged {} dead letter(s)",
+            store.purge_dead_letters().await?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn timers(settings: Settings, command: TimersCommand) -> anyhow::Result<ExitCode> {
+    let store = open(&settings).await?;
+    match command {
+        TimersCommand::List { kind, limit } => {
+            for m in store.pending_messages(kind.as_deref(), limit).await? {
+                println!(
+                    "{}  {:<16} due {}  key={}  attempts={}",
+                    m.id,
+                    m.kind,
+                    m.due_at,
+                    m.key.unwrap_or_default(),
+                    m.attempts
+                );
+            }
+        }
+        TimersCommand::Stats => print_json(&store.message_stats(Timestamp::now()).await?)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
