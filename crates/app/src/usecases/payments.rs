@@ -207,32 +207,32 @@ impl Payq {
         let mut tx = self.store.begin().await?;
         let order = tx.order(order_id).await?;
         tx.commit().await?;
-        if order.status == OrderStatus::Paying {
-            if let Some(payment) = order
-                .payment
-                .as_ref()
-                .filter(|p| p.status == PaymentStatus::Pending)
-            {
-                let mut status = self
+        let in_flight = order
+            .payment
+            .as_ref()
+            .filter(|p| p.status == PaymentStatus::Pending);
+        if order.status == OrderStatus::Paying
+            && let Some(payment) = in_flight
+        {
+            let mut status = self
+                .channel
+                .query_payment(&payment.id)
+                .await
+                .map_err(channel_err)?;
+            if !matches!(
+                status,
+                ChannelStatus::Succeeded { .. } | ChannelStatus::Failed { .. }
+            ) {
+                status = self
                     .channel
-                    .query_payment(&payment.id)
+                    .close_payment(&payment.id)
                     .await
                     .map_err(channel_err)?;
-                if !matches!(
-                    status,
-                    ChannelStatus::Succeeded { .. } | ChannelStatus::Failed { .. }
-                ) {
-                    status = self
-                        .channel
-                        .close_payment(&payment.id)
-                        .await
-                        .map_err(channel_err)?;
-                }
-                let paid = matches!(status, ChannelStatus::Succeeded { .. });
-                self.apply_channel_status(&payment.id, status).await?;
-                if paid {
-                    return Ok(());
-                }
+            }
+            let paid = matches!(status, ChannelStatus::Succeeded { .. });
+            self.apply_channel_status(&payment.id, status).await?;
+            if paid {
+                return Ok(());
             }
         }
         let mut tx = self.store.begin().await?;

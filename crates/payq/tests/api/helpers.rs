@@ -1,0 +1,349 @@
+//! `spawn_app()`: a real payq on port 0 with a fresh SQLite file, plus helpers to drive it
+//! over HTTP and to look at its database.
+
+use payq_app::config::Settings;
+use payq_app::{Application, crypto};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A running payq for one test.
+pub struct TestApp {
+    pub base: String,
+    pub admin_token: String,
+    pub sim_secret: String,
+    pub db_url: String,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Settings for tests: short schedules so time-driven behaviour shows within a second.
+pub fn test_settings(db_url: &str) -> Settings {
+    let mut s = Settings {
+        listen: "127.0.0.1:0".into(),
+        database_url: db_url.into(),
+        ..Settings::default()
+    };
+    s.admin_token = Some("test-admin-token".into());
+    s.payment.query_schedule = "100ms,200ms,400ms,800ms".into();
+    s.sim.callback_delay = "50ms".parse().unwrap_or(s.sim.callback_delay);
+    s.engine.base_backoff = "50ms".parse().unwrap_or(s.engine.base_backoff);
+    s.engine.max_attempts = 3;
+    s
+}
+
+/// Starts payq with the test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts payq with the test settings, adjusted by `tweak`.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_url = format!("sqlite://{}/payq.db", dir.path().display());
+    let mut settings = test_settings(&db_url);
+    tweak(&mut settings);
+    let app = Application::build(settings).await.expect("payq builds");
+    let base = format!("http://{}", app.local_addr());
+    let admin_token = app.admin_token().to_owned();
+    let sim_secret = app.sim_secret().to_owned();
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move { app.run_until_stopped(stop).await });
+    TestApp {
+        base,
+        admin_token,
+        sim_secret,
+        db_url,
+        http: reqwest::Client::new(),
+        shutdown,
+        _dir: dir,
+    }
+}
+
+/// A merchant's id and API key.
+pub struct TestMerchant {
+    pub id: String,
+    pub key: String,
+}
+
+/// A response's status and JSON body (or `Null`).
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        reply(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.send(reqwest::Method::GET, path, Some(token), None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.send(reqwest::Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
+    /// Creates a merchant with default settings adjusted by `settings`.
+    pub async fn merchant_with(&self, settings: Value) -> TestMerchant {
+        let r = self
+            .post(
+                "/v1/merchants",
+                &self.admin_token,
+                json!({ "name": "Test Shop", "settings": settings }),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        TestMerchant {
+            id: r.body["id"].as_str().expect("id").to_owned(),
+            key: r.body["api_key"].as_str().expect("api_key").to_owned(),
+        }
+    }
+
+    pub async fn merchant(&self) -> TestMerchant {
+        self.merchant_with(json!({})).await
+    }
+
+    /// Creates an order of `amount` CNY and returns its JSON.
+    pub async fn order(&self, m: &TestMerchant, no: &str, amount: i64) -> Value {
+        self.order_with(
+            m,
+            json!({ "merchant_order_no": no, "amount": amount, "currency": "CNY" }),
+        )
+        .await
+    }
+
+    pub async fn order_with(&self, m: &TestMerchant, body: Value) -> Value {
+        let r = self.post("/v1/orders", &m.key, body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body
+    }
+
+    /// Pays an order through `sim` with `simulate`, expecting `202 paying`.
+    pub async fn pay(&self, m: &TestMerchant, order_id: &str, simulate: Value) -> Value {
+        let r = self
+            .post(
+                &format!("/v1/orders/{order_id}/pay"),
+                &m.key,
+                json!({ "channel": "sim", "simulate": simulate }),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        assert_eq!(r.body["status"], "paying");
+        r.body
+    }
+
+    /// Creates and pays an order, waiting until it is `paid`.
+    pub async fn paid_order(&self, m: &TestMerchant, no: &str, amount: i64) -> Value {
+        let order = self.order(m, no, amount).await;
+        let id = order["id"].as_str().expect("id").to_owned();
+        self.pay(m, &id, json!({})).await;
+        self.wait_order(m, &id, "paid").await
+    }
+
+    /// Polls the order until it has `status`, for at most 10 s.
+    pub async fn wait_order(&self, m: &TestMerchant, id: &str, status: &str) -> Value {
+        eventually(&format!("order {id} becomes {status}"), || async {
+            let r = self.get(&format!("/v1/orders/{id}"), &m.key).await;
+            (r.body["status"] == status).then_some(r.body)
+        })
+        .await
+    }
+
+    /// Polls the refund until it has `status`.
+    pub async fn wait_refund(&self, m: &TestMerchant, id: &str, status: &str) -> Value {
+        eventually(&format!("refund {id} becomes {status}"), || async {
+            let r = self.get(&format!("/v1/refunds/{id}"), &m.key).await;
+            (r.body["status"] == status).then_some(r.body)
+        })
+        .await
+    }
+
+    /// All of the merchant's events, oldest first.
+    pub async fn events(&self, m: &TestMerchant) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let path = match &after {
+                Some(a) => format!("/v1/events?limit=100&after={a}"),
+                None => "/v1/events?limit=100".to_owned(),
+            };
+            let r = self.get(&path, &m.key).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            let page = r.body["data"].as_array().cloned().unwrap_or_default();
+            after = page
+                .last()
+                .and_then(|e| e["id"].as_str())
+                .map(str::to_owned);
+            out.extend(page);
+            if r.body["has_more"] != true {
+                return out;
+            }
+        }
+    }
+
+    /// The event types recorded for an order, oldest first.
+    pub async fn event_types(&self, m: &TestMerchant, order_id: &str) -> Vec<String> {
+        self.events(m)
+            .await
+            .into_iter()
+            .filter(|e| e["data"]["order"]["id"] == order_id)
+            .filter_map(|e| e["type"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Posts a simulated-channel callback signed with `secret` at unix time `t`.
+    pub async fn notify_signed(&self, body: &Value, secret: &str, t: i64) -> Reply {
+        let raw = serde_json::to_vec(body).expect("json");
+        let r = self
+            .http
+            .post(self.url("/v1/channels/sim/notify"))
+            .header("content-type", "application/json")
+            .header("sim-signature", crypto::signature_header(secret, t, &raw))
+            .body(raw)
+            .send()
+            .await
+            .expect("sent");
+        reply(r).await
+    }
+
+    /// A fingerprint of every table: row counts and the sum of versions. Equal
+    /// fingerprints mean nothing was written.
+    pub async fn db_fingerprint(&self) -> Vec<(String, i64)> {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&self.db_url)
+            .await
+            .expect("db opens");
+        let mut out = Vec::new();
+        for table in [
+            "merchants",
+            "orders",
+            "payments",
+            "refunds",
+            "inventory",
+            "events",
+            "messages",
+            "dead_letters",
+            "sim_channel_txns",
+        ] {
+            let n: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("count");
+            out.push((table.to_owned(), n));
+        }
+        for table in ["orders", "refunds"] {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COALESCE(SUM(version), 0) FROM {table}"
+            )))
+            .fetch_one(&mut conn)
+            .await
+            .expect("sum");
+            out.push((format!("{table}.version"), n));
+        }
+        let inv: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(available), 0) FROM inventory")
+            .fetch_one(&mut conn)
+            .await
+            .expect("sum");
+        out.push(("inventory.available".into(), inv));
+        out
+    }
+
+    /// Runs `payq verify` on this app's database and returns its exit code and output.
+    pub fn verify(&self) -> (i32, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_payq"))
+            .args(["verify", "--database-url", &self.db_url])
+            .env_remove("PAYQ_CONFIG")
+            .output()
+            .expect("payq verify runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+}
+
+async fn reply(r: reqwest::Response) -> Reply {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = r.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        body,
+        content_type,
+        headers,
+    }
+}
+
+/// Polls `probe` every 25 ms until it yields a value, failing after 10 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Asserts a problem response with `status` and `code`.
+pub fn assert_problem(r: &Reply, status: u16, code: &str) {
+    assert_eq!(r.status, status, "body: {}", r.body);
+    assert_eq!(r.body["code"], code, "body: {}", r.body);
+    assert_eq!(r.body["status"], status);
+    assert!(
+        r.content_type.starts_with("application/problem+json"),
+        "content-type {}",
+        r.content_type
+    );
+    assert!(
+        r.body["title"].is_string() && r.body["detail"].is_string() && r.body["type"].is_string()
+    );
+}

@@ -1,0 +1,15 @@
+//! payq's integration tests: one binary, each test against its own real payq (HTTP on port
+//! 0, a fresh SQLite file, the simulated channel calling back over real HTTP).
+
+mod helpers;
+
+mod admin;
+mod bad_input;
+mod callbacks;
+mod health;
+mod idempotency;
+mod merchants;
+mod orders;
+mod payments;
+mod refunds;
+mod verify;
