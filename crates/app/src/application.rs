@@ -127,6 +127,13 @@ impl Application {
             });
         }
         if settings.role.serves_api() {
+            match state.sim.resume().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(payments = n, "sim channel resumed pending payments"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sim channel could not resume pending payments")
+                }
+            }
             let app = http::router(state);
             let stop = shutdown.clone();
             tasks.spawn(async move {
@@ -156,18 +163,30 @@ fn engine_config(settings: &Settings) -> EngineConfig {
     }
 }
 
-/// Periodic clean-up: expired idempotency keys.
+/// Periodic work: the pending-messages gauge every few seconds, expired idempotency keys
+/// every hour.
 async fn housekeeping(store: Store, shutdown: CancellationToken) {
+    let mut last_expiry: Option<tokio::time::Instant> = None;
     loop {
-        let cutoff = Timestamp::now().plus_millis(-IDEMPOTENCY_RETENTION_MS);
-        match store.idempotency_expire(cutoff).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(expired = n, "expired idempotency keys"),
-            Err(e) => tracing::warn!(error = %e, "could not expire idempotency keys"),
+        if last_expiry.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+            last_expiry = Some(tokio::time::Instant::now());
+            let cutoff = Timestamp::now().plus_millis(-IDEMPOTENCY_RETENTION_MS);
+            match store.idempotency_expire(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "expired idempotency keys"),
+                Err(e) => tracing::warn!(error = %e, "could not expire idempotency keys"),
+            }
+        }
+        if let Ok(stats) = store.message_stats(Timestamp::now()).await {
+            metrics::gauge!("payq_messages_pending").set(stats.pending_total as f64);
+            metrics::gauge!("payq_dead_letters").set(stats.dead_letters as f64);
+            for (kind, n) in stats.pending_by_kind {
+                metrics::gauge!("payq_messages_pending_by_kind", "kind" => kind).set(n as f64);
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
 }

@@ -58,6 +58,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub delay: DelaySettings,
     pub payment: PaymentSettings,
+    pub webhook: WebhookSettings,
     pub risk: RiskSettings,
     pub sim: SimSettings,
     pub engine: EngineSettings,
@@ -78,6 +79,26 @@ pub struct PaymentSettings {
     /// Waits between queries of the channel when no callback arrives
     /// (`PAYQ_PAYMENT_QUERY_SCHEDULE`), comma-separated.
     pub query_schedule: String,
+}
+
+/// `[webhook]`: deliveries to merchants' webhook URLs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// Waits before each further attempt (`PAYQ_WEBHOOK_RETRY_SCHEDULE`), comma-separated:
+    /// N entries mean 1 + N attempts, then the delivery is dead-lettered.
+    pub retry_schedule: String,
+    /// How long to wait for the merchant's answer.
+    pub timeout: HumanDuration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            retry_schedule: "15s,15s,30s,3m,10m,20m,30m,30m,30m,60m,3h,3h,3h,6h,6h".into(),
+            timeout: HumanDuration::from_millis(10_000),
+        }
+    }
 }
 
 /// `[risk]`: the rules every payment request passes (SPEC §6).
@@ -128,6 +149,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             delay: DelaySettings::default(),
             payment: PaymentSettings::default(),
+            webhook: WebhookSettings::default(),
             risk: RiskSettings::default(),
             sim: SimSettings::default(),
             engine: EngineSettings::default(),
@@ -193,6 +215,7 @@ const ENV_NAMES: &[(&str, &str)] = &[
     ("PAYQ_ROLE", "role"),
     ("PAYQ_DELAY_ENGINE", "delay.engine"),
     ("PAYQ_PAYMENT_QUERY_SCHEDULE", "payment.query_schedule"),
+    ("PAYQ_WEBHOOK_RETRY_SCHEDULE", "webhook.retry_schedule"),
     ("PAYQ_LOG", "log"),
     ("PAYQ_LOG_FORMAT", "log_format"),
     ("PAYQ_SIM_SECRET", "sim.secret"),
@@ -252,12 +275,18 @@ impl Settings {
             );
         }
         parse_schedule(&self.payment.query_schedule).context("payment.query_schedule")?;
+        parse_schedule(&self.webhook.retry_schedule).context("webhook.retry_schedule")?;
         Ok(())
     }
 
     /// The payment query schedule as durations.
     pub fn query_schedule(&self) -> Vec<HumanDuration> {
         parse_schedule(&self.payment.query_schedule).unwrap_or_default()
+    }
+
+    /// The webhook retry schedule as durations.
+    pub fn webhook_retry_schedule(&self) -> Vec<HumanDuration> {
+        parse_schedule(&self.webhook.retry_schedule).unwrap_or_default()
     }
 }
 

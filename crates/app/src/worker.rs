@@ -1,9 +1,14 @@
 //! The worker: turns each message of the delay engine into the use case it stands for.
 
-use crate::jobs::{self, PaymentQueryJob, PaymentRequestJob, PaymentTimeoutJob, RefundExecuteJob};
+use crate::jobs::{
+    self, OrderCheckJob, PaymentQueryJob, PaymentRequestJob, PaymentTimeoutJob, RefundExecuteJob,
+    ShipReminderJob, WebhookDeliverJob,
+};
+use crate::usecases::DeliveryOutcome;
 use crate::usecases::{AppError, Payq};
 use payq_bus::{ClaimedMessage, Handler, HandlerError};
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 
 /// Handles payq's messages with its use cases.
 pub struct Worker {
@@ -30,6 +35,49 @@ fn classify(e: AppError) -> HandlerError {
     }
 }
 
+/// How long a delivery waits when an earlier delivery of the same order is still pending.
+const TURN_WAIT: Duration = Duration::from_millis(100);
+
+impl Worker {
+    /// Delivers one webhook, in event-log order per order, on the configured retry schedule;
+    /// after the last retry the delivery is dead-lettered (and can be replayed).
+    async fn deliver(&self, msg: &ClaimedMessage) -> Result<(), HandlerError> {
+        let job: WebhookDeliverJob = payload(msg)?;
+        if let (Some(key), Some(ordinal)) = (msg.key.as_deref(), msg.ordinal) {
+            let earlier = self
+                .payq
+                .store()
+                .has_earlier_message(jobs::WEBHOOK_DELIVER, key, ordinal)
+                .await
+                .map_err(|e| HandlerError::Transient(e.to_string()))?;
+            if earlier {
+                return Err(HandlerError::Defer(TURN_WAIT));
+            }
+        }
+        match self
+            .payq
+            .deliver_webhook(&job.event_id, msg.attempts)
+            .await
+            .map_err(classify)?
+        {
+            DeliveryOutcome::Delivered | DeliveryOutcome::NoEndpoint => Ok(()),
+            DeliveryOutcome::Failed(error) => {
+                let schedule = self.payq.settings().webhook_retry_schedule();
+                match schedule.get(msg.attempts.saturating_sub(1) as usize) {
+                    Some(wait) => Err(HandlerError::RetryAfter {
+                        delay: wait.as_std(),
+                        error,
+                    }),
+                    None => Err(HandlerError::Permanent(format!(
+                        "webhook not delivered after {} attempts: {error}",
+                        msg.attempts
+                    ))),
+                }
+            }
+        }
+    }
+}
+
 impl Handler for Worker {
     async fn handle(&self, msg: &ClaimedMessage) -> Result<(), HandlerError> {
         let result = match msg.kind.as_str() {
@@ -49,6 +97,15 @@ impl Handler for Worker {
                 let job: RefundExecuteJob = payload(msg)?;
                 self.payq.execute_refund(&job.refund_id).await
             }
+            jobs::ORDER_CHECK => {
+                let job: OrderCheckJob = payload(msg)?;
+                self.payq.post_pay_check(&job.order_id).await
+            }
+            jobs::SHIP_REMINDER => {
+                let job: ShipReminderJob = payload(msg)?;
+                self.payq.ship_reminder(&job.order_id, job.attempt).await
+            }
+            jobs::WEBHOOK_DELIVER => return self.deliver(msg).await,
             other => {
                 return Err(HandlerError::Permanent(format!(
                     "unknown message kind {other:?}"

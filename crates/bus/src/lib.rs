@@ -18,6 +18,17 @@ pub enum HandlerError {
     /// Will never succeed as is (an unknown kind, a malformed payload): dead-letter at once.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// Failed; try again after exactly `delay` (the handler keeps its own schedule, e.g.
+    /// webhook retries). Not limited by the engine's attempt limit.
+    #[error("retry in {delay:?}: {error}")]
+    RetryAfter {
+        delay: std::time::Duration,
+        error: String,
+    },
+    /// Not this message's turn yet (an earlier one of the same key is pending): run it again
+    /// after `0`, without counting an attempt.
+    #[error("deferred for {0:?}")]
+    Defer(std::time::Duration),
 }
 
 /// Handles one message. Must be idempotent: re-read state, apply the transition, and treat

@@ -87,10 +87,7 @@ impl<H: Handler> StoreEngine<H> {
             return Ok(Outcome::Empty);
         }
         let n = claimed.len();
-        let runs = claimed
-            .into_iter()
-            .map(|m| run_one(&self.store, &*self.handler, &self.config, m));
-        futures_util::future::join_all(runs).await;
+        run_batch(&self.store, &*self.handler, &self.config, claimed).await;
         Ok(Outcome::Done(n))
     }
 
@@ -126,8 +123,10 @@ impl<H: Handler> StoreEngine<H> {
                 }
             };
             let full = claimed.len() == limit as usize;
-            for msg in claimed {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
+            if !claimed.is_empty() {
+                // One permit per message: the batch holds its share of the concurrency bound.
+                let count = u32::try_from(claimed.len()).unwrap_or(u32::MAX);
+                let Ok(permit) = permits.clone().acquire_many_owned(count).await else {
                     break;
                 };
                 let (store, handler, config) = (
@@ -136,7 +135,7 @@ impl<H: Handler> StoreEngine<H> {
                     self.config.clone(),
                 );
                 tracker.spawn(async move {
-                    run_one(&store, &*handler, &config, msg).await;
+                    run_batch(&store, &*handler, &config, claimed).await;
                     drop(permit);
                 });
             }
@@ -184,49 +183,83 @@ fn lease_ms(config: &EngineConfig) -> i64 {
     i64::try_from(config.lease.as_millis()).unwrap_or(60_000)
 }
 
-/// Runs the handler on one claimed message and records the outcome in the store.
-async fn run_one<H: Handler>(
-    store: &Store,
-    handler: &H,
-    config: &EngineConfig,
-    msg: ClaimedMessage,
-) {
-    let kind = msg.kind.clone();
+/// What to do with a message once its handler returned.
+enum Verdict {
+    Done,
+    Retry { delay: Duration, error: String },
+    Defer(Duration),
+    Dead(String),
+}
+
+/// Runs the handler on one claimed message and decides what becomes of it.
+async fn judge<H: Handler>(handler: &H, config: &EngineConfig, msg: &ClaimedMessage) -> Verdict {
     if msg.attempts <= 1 {
         let late_ms = Timestamp::now()
             .millis()
             .saturating_sub(msg.scheduled_at.millis())
             .max(0);
-        metrics::histogram!("payq_timer_lateness_seconds", "kind" => kind.clone())
+        metrics::histogram!("payq_timer_lateness_seconds", "kind" => msg.kind.clone())
             .record(late_ms as f64 / 1000.0);
     }
-    let result = handler.handle(&msg).await;
-    let recorded = match result {
-        Ok(()) => {
-            metrics::counter!("payq_messages_fired_total", "kind" => kind.clone()).increment(1);
-            store.complete_message(&msg.id, msg.claim).await
+    match handler.handle(msg).await {
+        Ok(()) => Verdict::Done,
+        Err(HandlerError::Defer(delay)) => Verdict::Defer(delay),
+        Err(HandlerError::RetryAfter { delay, error }) => Verdict::Retry { delay, error },
+        Err(HandlerError::Transient(error)) if msg.attempts < config.max_attempts => {
+            Verdict::Retry {
+                delay: backoff(config, msg.attempts),
+                error,
+            }
         }
-        Err(HandlerError::Transient(e)) if msg.attempts < config.max_attempts => {
-            metrics::counter!("payq_messages_retried_total", "kind" => kind.clone()).increment(1);
-            let delay = backoff(config, msg.attempts);
-            tracing::warn!(message = %msg.id, kind = %kind, attempt = msg.attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "message failed; will retry");
-            let due =
-                Timestamp::now().plus_millis(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-            store.retry_message(&msg.id, msg.claim, due, &e).await
-        }
-        Err(e) => {
-            metrics::counter!("payq_messages_failed_total", "kind" => kind.clone()).increment(1);
-            tracing::error!(message = %msg.id, kind = %kind, attempts = msg.attempts, error = %e, "message dead-lettered");
-            store
-                .dead_letter_message(&msg, &e.to_string())
-                .await
-                .map(|_| ())
-        }
-    };
-    if let Err(e) = recorded {
-        // The lease will expire and the message will run again; handlers are idempotent.
-        tracing::warn!(message = %msg.id, error = %e, "could not record the message outcome");
+        Err(e) => Verdict::Dead(e.to_string()),
     }
+}
+
+/// Runs the handlers of a claimed batch concurrently, then records the outcomes: all the
+/// completions of the batch in one transaction.
+async fn run_batch<H: Handler>(
+    store: &Store,
+    handler: &H,
+    config: &EngineConfig,
+    batch: Vec<ClaimedMessage>,
+) {
+    let verdicts =
+        futures_util::future::join_all(batch.iter().map(|m| judge(handler, config, m))).await;
+    let mut done = Vec::new();
+    for (msg, verdict) in batch.iter().zip(verdicts) {
+        let kind = msg.kind.clone();
+        let recorded = match verdict {
+            Verdict::Done => {
+                metrics::counter!("payq_messages_fired_total", "kind" => kind).increment(1);
+                done.push(msg);
+                Ok(())
+            }
+            Verdict::Defer(delay) => store.defer_message(msg, due_in(delay)).await,
+            Verdict::Retry { delay, error } => {
+                metrics::counter!("payq_messages_retried_total", "kind" => kind.clone())
+                    .increment(1);
+                tracing::warn!(message = %msg.id, kind = %kind, attempt = msg.attempts, retry_in_ms = delay.as_millis() as u64, error = %error, "message failed; will retry");
+                store.retry_message(msg, due_in(delay), &error).await
+            }
+            Verdict::Dead(error) => {
+                metrics::counter!("payq_messages_failed_total", "kind" => kind.clone())
+                    .increment(1);
+                tracing::error!(message = %msg.id, kind = %kind, attempts = msg.attempts, error = %error, "message dead-lettered");
+                store.dead_letter_message(msg, &error).await.map(|_| ())
+            }
+        };
+        if let Err(e) = recorded {
+            // The lease will expire and the message will run again; handlers are idempotent.
+            tracing::warn!(message = %msg.id, error = %e, "could not record the message outcome");
+        }
+    }
+    if let Err(e) = store.complete_messages(&done).await {
+        tracing::warn!(error = %e, count = done.len(), "could not complete handled messages; they will run again");
+    }
+}
+
+fn due_in(delay: Duration) -> Timestamp {
+    Timestamp::now().plus_millis(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// `base * 2^(attempt-1)`, capped, with ±20% jitter so retries of a burst spread out.

@@ -100,6 +100,9 @@ pub struct Order {
     /// The latest payment attempt.
     pub payment: Option<Payment>,
     pub ship_reminders_sent: u32,
+    /// When the post-payment check took the items from stock; not part of the API.
+    #[serde(skip)]
+    pub checked_at: Option<Timestamp>,
     /// Compare-and-set version; not part of the API.
     #[serde(skip)]
     pub version: i64,

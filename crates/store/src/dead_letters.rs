@@ -13,6 +13,9 @@ pub struct DeadLetter {
     pub message_id: String,
     pub kind: String,
     pub key: Option<String>,
+    /// Position among deliveries of the same key (kept so a replay still goes in order).
+    #[serde(skip)]
+    pub ordinal: Option<i64>,
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     pub attempts: i64,
@@ -28,6 +31,7 @@ fn dead_letter(row: &sqlx::sqlite::SqliteRow) -> StoreResult<DeadLetter> {
         message_id: row.try_get("message_id")?,
         kind: row.try_get("kind")?,
         key: row.try_get("key")?,
+        ordinal: row.try_get("ordinal")?,
         payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         attempts: row.try_get("attempts")?,
         last_error: row.try_get("last_error")?,
@@ -72,6 +76,7 @@ impl Store {
             .schedule(crate::NewMessage {
                 kind: dl.kind,
                 key: dl.key,
+                ordinal: dl.ordinal,
                 payload: dl.payload,
                 due_at: Timestamp::now(),
             })

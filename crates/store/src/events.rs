@@ -15,8 +15,8 @@ pub struct NewEvent<'a> {
 }
 
 impl Tx {
-    /// Appends an event to the merchant's log and returns it.
-    pub async fn insert_event(&mut self, e: NewEvent<'_>) -> StoreResult<Event> {
+    /// Appends an event to the merchant's log and returns it with its position in the log.
+    pub async fn insert_event(&mut self, e: NewEvent<'_>) -> StoreResult<(Event, i64)> {
         let event = Event {
             id: EventId::generate(),
             event_type: e.event_type,
@@ -26,8 +26,9 @@ impl Tx {
         };
         let body =
             serde_json::to_string(&event).map_err(|err| StoreError::Corrupt(err.to_string()))?;
-        sqlx::query(
-            "INSERT INTO events (id, merchant_id, type, order_id, created_at, body) VALUES ($1, $2, $3, $4, $5, $6)",
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO events (id, merchant_id, type, order_id, created_at, body) VALUES ($1, $2, $3, $4, $5, $6)
+             RETURNING seq",
         )
         .bind(event.id.as_str())
         .bind(event.merchant_id.as_str())
@@ -35,9 +36,9 @@ impl Tx {
         .bind(e.order_id.map(OrderId::as_str))
         .bind(Timestamp::now().millis())
         .bind(body)
-        .execute(self.conn())
+        .fetch_one(self.conn())
         .await?;
-        Ok(event)
+        Ok((event, seq))
     }
 }
 
@@ -90,5 +91,18 @@ impl Store {
                 .fetch_one(self.read())
                 .await?;
         Ok(n > 0)
+    }
+
+    /// An event's stored JSON body (the exact bytes webhooks send) and its merchant.
+    pub async fn event_body(&self, id: &EventId) -> StoreResult<(MerchantId, String)> {
+        let row = sqlx::query("SELECT merchant_id, body FROM events WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(self.read())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok((
+            crate::rows::parse(&row, "merchant_id")?,
+            row.try_get("body")?,
+        ))
     }
 }

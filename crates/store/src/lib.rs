@@ -17,6 +17,7 @@ mod refunds;
 mod rows;
 mod sim_ledger;
 mod verify;
+mod webhooks;
 mod writer;
 
 pub use dead_letters::DeadLetter;

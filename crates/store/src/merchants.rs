@@ -52,6 +52,11 @@ impl Tx {
         Ok(())
     }
 
+    /// A merchant, read inside this transaction.
+    pub async fn merchant(&mut self, id: &MerchantId) -> StoreResult<Merchant> {
+        Ok(self.merchant_credentials(id).await?.merchant)
+    }
+
     /// A merchant with its credentials, read inside this transaction.
     pub async fn merchant_credentials(
         &mut self,

@@ -3,7 +3,8 @@
 //! A row is written in the transaction of the state change that causes it. Workers claim due
 //! rows with a lease (the claim pushes `due_at` to the lease's end and stamps a claim token),
 //! then complete, retry or dead-letter them. A crashed worker's rows become due again when
-//! its lease runs out.
+//! its lease runs out. Totals of fired, retried and dead-lettered messages are kept in
+//! `engine_counters`, written in the same transactions.
 
 use crate::{Store, StoreError, StoreResult, Tx};
 use payq_domain::{DeadLetterId, MessageId, Timestamp};
@@ -16,6 +17,9 @@ pub struct NewMessage {
     pub kind: String,
     /// What it is about (e.g. an order id), so that it can be cancelled by kind and key.
     pub key: Option<String>,
+    /// Position among the messages of the same kind and key, for handlers that must go in
+    /// order (webhook deliveries of one order).
+    pub ordinal: Option<i64>,
     pub payload: serde_json::Value,
     pub due_at: Timestamp,
 }
@@ -26,6 +30,7 @@ pub struct ClaimedMessage {
     pub id: MessageId,
     pub kind: String,
     pub key: Option<String>,
+    pub ordinal: Option<i64>,
     pub payload: String,
     pub scheduled_at: Timestamp,
     /// Attempts so far, this one included.
@@ -45,7 +50,7 @@ pub struct PendingMessage {
     pub last_error: Option<String>,
 }
 
-/// Pending messages by kind, and the most overdue one.
+/// Pending messages by kind and due time, the most overdue one, and engine totals.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct MessageStats {
     /// `(kind, pending count)`.
@@ -54,7 +59,10 @@ pub struct MessageStats {
     pub pending_by_due: Vec<(String, i64)>,
     /// How late the most overdue message is, in milliseconds.
     pub oldest_overdue_ms: Option<i64>,
+    pub pending_total: i64,
     pub dead_letters: i64,
+    /// `(counter, total)`, e.g. `("fired:payment.timeout", 12)`.
+    pub counters: Vec<(String, i64)>,
 }
 
 fn claimed(row: &sqlx::sqlite::SqliteRow) -> StoreResult<ClaimedMessage> {
@@ -63,6 +71,7 @@ fn claimed(row: &sqlx::sqlite::SqliteRow) -> StoreResult<ClaimedMessage> {
         id: crate::rows::parse(row, "id")?,
         kind: row.try_get("kind")?,
         key: row.try_get("key")?,
+        ordinal: row.try_get("ordinal")?,
         payload: row.try_get("payload")?,
         scheduled_at: Timestamp::from_millis(row.try_get("scheduled_at")?),
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
@@ -77,12 +86,13 @@ impl Tx {
         let payload =
             serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO messages (id, kind, key, payload, scheduled_at, due_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $5, $6)",
+            "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
         )
         .bind(id.as_str())
         .bind(&m.kind)
         .bind(m.key.as_deref())
+        .bind(m.ordinal)
         .bind(payload)
         .bind(m.due_at.millis())
         .bind(crate::now_ms())
@@ -90,6 +100,14 @@ impl Tx {
         .await?;
         self.mark_message_scheduled();
         Ok(id)
+    }
+
+    /// Schedules many messages in this transaction.
+    pub async fn schedule_many(&mut self, messages: Vec<NewMessage>) -> StoreResult<()> {
+        for m in messages {
+            self.schedule(m).await?;
+        }
+        Ok(())
     }
 
     /// Cancels the pending messages of `kind` about `key` (a timer that became pointless).
@@ -112,6 +130,18 @@ impl Tx {
                 .await?;
         Ok(n > 0)
     }
+
+    async fn bump(&mut self, counter: String, by: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO engine_counters (name, n) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET n = n + excluded.n",
+        )
+        .bind(counter)
+        .bind(by)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
 }
 
 impl Store {
@@ -127,7 +157,7 @@ impl Store {
         let rows = sqlx::query(
             "UPDATE messages SET due_at = $1, claim = $2, attempts = attempts + 1
              WHERE id IN (SELECT id FROM messages WHERE due_at <= $3 ORDER BY due_at LIMIT $4)
-             RETURNING id, kind, key, payload, scheduled_at, attempts, claim",
+             RETURNING id, kind, key, ordinal, payload, scheduled_at, attempts, claim",
         )
         .bind(now.millis().saturating_add(lease_ms))
         .bind(claim)
@@ -149,29 +179,90 @@ impl Store {
         Ok(due.map(Timestamp::from_millis))
     }
 
-    /// Removes a handled message (if the claim is still ours).
-    pub async fn complete_message(&self, id: &MessageId, claim: i64) -> StoreResult<()> {
+    /// Whether a message of `kind` about `key` with a smaller ordinal than `ordinal` is
+    /// still pending (an earlier delivery that must go first).
+    pub async fn has_earlier_message(
+        &self,
+        kind: &str,
+        key: &str,
+        ordinal: i64,
+    ) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE kind = $1 AND key = $2 AND ordinal < $3",
+        )
+        .bind(kind)
+        .bind(key)
+        .bind(ordinal)
+        .fetch_one(self.read())
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// Removes handled messages (those whose claim is still ours), in one transaction.
+    pub async fn complete_messages(&self, done: &[&ClaimedMessage]) -> StoreResult<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.begin().await?;
-        tx.complete_message(id, claim).await?;
+        let mut fired = std::collections::BTreeMap::<&str, i64>::new();
+        for m in done {
+            let gone = sqlx::query("DELETE FROM messages WHERE id = $1 AND claim = $2")
+                .bind(m.id.as_str())
+                .bind(m.claim)
+                .execute(tx.conn())
+                .await?;
+            if gone.rows_affected() == 1 {
+                *fired.entry(m.kind.as_str()).or_default() += 1;
+            }
+        }
+        for (kind, n) in fired {
+            tx.bump(format!("fired:{kind}"), n).await?;
+        }
         tx.commit().await
+    }
+
+    /// Removes one handled message (if the claim is still ours).
+    pub async fn complete_message(&self, m: &ClaimedMessage) -> StoreResult<()> {
+        self.complete_messages(&[m]).await
     }
 
     /// Puts a failed message back to run again at `due_at`, keeping the error.
     pub async fn retry_message(
         &self,
-        id: &MessageId,
-        claim: i64,
+        m: &ClaimedMessage,
         due_at: Timestamp,
         error: &str,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE messages SET due_at = $1, last_error = $2, claim = 0 WHERE id = $3 AND claim = $4")
-            .bind(due_at.millis())
-            .bind(error)
-            .bind(id.as_str())
-            .bind(claim)
-            .execute(tx.conn())
-            .await?;
+        let done = sqlx::query(
+            "UPDATE messages SET due_at = $1, last_error = $2 WHERE id = $3 AND claim = $4",
+        )
+        .bind(due_at.millis())
+        .bind(error)
+        .bind(m.id.as_str())
+        .bind(m.claim)
+        .execute(tx.conn())
+        .await?;
+        if done.rows_affected() == 1 {
+            tx.bump(format!("retried:{}", m.kind), 1).await?;
+        }
+        tx.commit().await?;
+        self.notify_messages_changed();
+        Ok(())
+    }
+
+    /// Puts a message back to run at `due_at` without counting this as an attempt (it was
+    /// not its turn yet).
+    pub async fn defer_message(&self, m: &ClaimedMessage, due_at: Timestamp) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE messages SET due_at = $1, attempts = MAX(attempts - 1, 0) WHERE id = $2 AND claim = $3",
+        )
+        .bind(due_at.millis())
+        .bind(m.id.as_str())
+        .bind(m.claim)
+        .execute(tx.conn())
+        .await?;
         tx.commit().await?;
         self.notify_messages_changed();
         Ok(())
@@ -192,21 +283,25 @@ impl Store {
             .await?;
         if done.rows_affected() == 1 {
             sqlx::query(
-                "INSERT INTO dead_letters (id, message_id, kind, key, payload, attempts, last_error, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO dead_letters (id, message_id, kind, key, ordinal, payload, attempts, last_error, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(id.as_str())
             .bind(m.id.as_str())
             .bind(&m.kind)
             .bind(m.key.as_deref())
+            .bind(m.ordinal)
             .bind(&m.payload)
             .bind(i64::from(m.attempts))
             .bind(error)
             .bind(crate::now_ms())
             .execute(tx.conn())
             .await?;
+            tx.bump(format!("dead_lettered:{}", m.kind), 1).await?;
         }
         tx.commit().await?;
+        // A later message of the same key may have been waiting for this one.
+        self.notify_messages_changed();
         Ok(id)
     }
 
@@ -240,14 +335,19 @@ impl Store {
 
     /// Counts for `payq timers stats` and `/v1/admin/stats`.
     pub async fn message_stats(&self, now: Timestamp) -> StoreResult<MessageStats> {
+        let pairs = |rows: Vec<sqlx::sqlite::SqliteRow>,
+                     k: &str,
+                     v: &str|
+         -> StoreResult<Vec<(String, i64)>> {
+            rows.iter()
+                .map(|r| Ok((r.try_get(k)?, r.try_get(v)?)))
+                .collect()
+        };
         let by_kind =
             sqlx::query("SELECT kind, COUNT(*) AS n FROM messages GROUP BY kind ORDER BY kind")
                 .fetch_all(self.read())
                 .await?;
-        let pending_by_kind = by_kind
-            .iter()
-            .map(|r| Ok((r.try_get("kind")?, r.try_get("n")?)))
-            .collect::<StoreResult<Vec<_>>>()?;
+        let pending_by_kind = pairs(by_kind, "kind", "n")?;
         let n = now.millis();
         let by_due = sqlx::query(
             "SELECT CASE WHEN due_at <= $1 THEN 'overdue' WHEN due_at <= $1 + 60000 THEN '<1m'
@@ -258,10 +358,7 @@ impl Store {
         .bind(n)
         .fetch_all(self.read())
         .await?;
-        let pending_by_due = by_due
-            .iter()
-            .map(|r| Ok((r.try_get("bucket")?, r.try_get("n")?)))
-            .collect::<StoreResult<Vec<_>>>()?;
+        let pending_by_due = pairs(by_due, "bucket", "n")?;
         let oldest: Option<i64> =
             sqlx::query_scalar("SELECT MIN(due_at) FROM messages WHERE due_at <= $1")
                 .bind(n)
@@ -270,32 +367,24 @@ impl Store {
         let dead_letters: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
             .fetch_one(self.read())
             .await?;
+        let counters = sqlx::query("SELECT name, n FROM engine_counters ORDER BY name")
+            .fetch_all(self.read())
+            .await?;
         Ok(MessageStats {
+            pending_total: pending_by_kind.iter().map(|(_, n)| n).sum(),
             pending_by_kind,
             pending_by_due,
             oldest_overdue_ms: oldest.map(|due| n - due),
             dead_letters,
+            counters: pairs(counters, "name", "n")?,
         })
     }
 }
 
-impl Tx {
-    /// Removes a handled message inside this transaction, so the handler's effect and the
-    /// message's removal commit together.
-    pub async fn complete_message(&mut self, id: &MessageId, claim: i64) -> StoreResult<()> {
-        sqlx::query("DELETE FROM messages WHERE id = $1 AND claim = $2")
-            .bind(id.as_str())
-            .bind(claim)
-            .execute(self.conn())
-            .await?;
-        Ok(())
-    }
-}
-
 fn rand_claim() -> i64 {
-    // Unique enough per claim: time-ordered UUID bits folded into an i64, never 0.
-    let v = payq_domain::MessageId::generate();
-    let h = v.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+    // A fresh, non-zero token per claim, from the random bits of a UUIDv7.
+    let id = payq_domain::MessageId::generate();
+    let h = id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     i64::from_ne_bytes(h.to_ne_bytes()) | 1

@@ -141,7 +141,7 @@ impl Tx {
         let done = sqlx::query(
             "UPDATE orders SET status = $1, amount_refunded = $2, paid_at = $3, shipped_at = $4, closed_at = $5,
                 cancelled_at = $6, close_reason = $7, carrier = $8, tracking_no = $9, ship_reminders_sent = $10,
-                version = version + 1
+                checked_at = $13, version = version + 1
              WHERE id = $11 AND version = $12",
         )
         .bind(order.status.as_str())
@@ -156,6 +156,7 @@ impl Tx {
         .bind(i64::from(order.ship_reminders_sent))
         .bind(order.id.as_str())
         .bind(order.version)
+        .bind(order.checked_at.map(Timestamp::millis))
         .execute(self.conn())
         .await?;
         if done.rows_affected() == 0 {

@@ -52,7 +52,7 @@ macro_rules! select_orders {
             "SELECT o.id, o.merchant_id, o.merchant_order_no, o.status, o.amount, o.currency, ",
             "o.amount_refunded, o.description, o.customer_id, o.items, o.created_at, o.expires_at, o.paid_at, ",
             "o.shipped_at, o.closed_at, o.cancelled_at, o.close_reason, o.carrier, o.tracking_no, ",
-            "o.ship_reminders_sent, o.version, o.request_hash, p.id AS p_id, p.channel AS p_channel, ",
+            "o.ship_reminders_sent, o.checked_at, o.version, o.request_hash, p.id AS p_id, p.channel AS p_channel, ",
             "p.channel_txn_id AS p_channel_txn_id, p.status AS p_status, p.failure_reason AS p_failure_reason ",
             "FROM orders o LEFT JOIN payments p ON p.id = o.current_payment_id ",
             $tail
@@ -101,6 +101,7 @@ pub(crate) fn order(row: &SqliteRow) -> Result<Order, StoreError> {
         payment,
         ship_reminders_sent: u32::try_from(reminders)
             .map_err(|e| corrupt("ship_reminders_sent", e))?,
+        checked_at: opt_ts(row, "checked_at")?,
         version: row.try_get("version")?,
     })
 }

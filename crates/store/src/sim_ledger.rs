@@ -16,6 +16,8 @@ pub struct SimTxn {
     pub status: String,
     pub outcome: String,
     pub refunded: i64,
+    /// When the channel settles it (pays, declines, ...), while it is pending.
+    pub settle_at: Option<Timestamp>,
 }
 
 fn sim_txn(row: &sqlx::sqlite::SqliteRow) -> StoreResult<SimTxn> {
@@ -27,6 +29,9 @@ fn sim_txn(row: &sqlx::sqlite::SqliteRow) -> StoreResult<SimTxn> {
         status: row.try_get("status")?,
         outcome: row.try_get("outcome")?,
         refunded: row.try_get("refunded")?,
+        settle_at: row
+            .try_get::<Option<i64>, _>("settle_at")?
+            .map(Timestamp::from_millis),
     })
 }
 
@@ -37,8 +42,8 @@ impl Store {
         let mut tx = self.begin().await?;
         let now = Timestamp::now().millis();
         sqlx::query(
-            "INSERT INTO sim_channel_txns (txn_id, payment_id, amount, currency, status, outcome, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (payment_id) DO NOTHING",
+            "INSERT INTO sim_channel_txns (txn_id, payment_id, amount, currency, status, outcome, settle_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7) ON CONFLICT (payment_id) DO NOTHING",
         )
         .bind(&txn.txn_id)
         .bind(&txn.payment_id)
@@ -47,6 +52,7 @@ impl Store {
         .bind(&txn.status)
         .bind(&txn.outcome)
         .bind(now)
+        .bind(txn.settle_at.map(Timestamp::millis))
         .execute(tx.conn())
         .await?;
         let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE payment_id = $1")
@@ -157,5 +163,15 @@ impl Store {
             .ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         sim_txn(&row)
+    }
+
+    /// Pending simulated-channel payments (to resume settling them after a restart).
+    pub async fn sim_pending(&self) -> StoreResult<Vec<SimTxn>> {
+        let rows = sqlx::query(
+            "SELECT * FROM sim_channel_txns WHERE status = 'pending' AND settle_at IS NOT NULL",
+        )
+        .fetch_all(self.read())
+        .await?;
+        rows.iter().map(sim_txn).collect()
     }
 }

@@ -18,10 +18,15 @@ impl Store {
     pub async fn verify(&self) -> StoreResult<Vec<Violation>> {
         let mut out = Vec::new();
 
-        // Money taken at the channel is on a paid order, or refunded (or being refunded).
+        // Money taken at the channel is on a paid order, or refunded (or being refunded), or
+        // its result is still on its way (the payment is pending with a query or the order's
+        // timeout still to run).
         let rows = sqlx::query(
             "SELECT s.txn_id, s.payment_id, s.amount, s.refunded, o.id AS order_id, o.status,
                     o.current_payment_id,
+                    (p.status = 'pending' AND EXISTS (SELECT 1 FROM messages m
+                      WHERE (m.kind = 'payment.query' AND m.key = p.id)
+                         OR (m.kind IN ('payment.timeout', 'payment.request') AND m.key IN (o.id, p.id)))) AS in_flight,
                     (SELECT COALESCE(SUM(r.amount), 0) FROM refunds r
                       WHERE r.payment_id = s.payment_id AND r.status IN ('processing', 'succeeded')) AS refunding
              FROM sim_channel_txns s
@@ -38,11 +43,12 @@ impl Store {
             let refunding: i64 = r.try_get("refunding")?;
             let status: Option<String> = r.try_get("status")?;
             let current: Option<String> = r.try_get("current_payment_id")?;
+            let in_flight: bool = r.try_get::<Option<bool>, _>("in_flight")?.unwrap_or(false);
             let on_paid_order = matches!(
                 status.as_deref(),
                 Some("paid" | "shipped" | "refunded" | "cancelled")
             ) && current.as_deref() == Some(payment.as_str());
-            if !on_paid_order && refunded.max(refunding) < amount {
+            if !on_paid_order && !in_flight && refunded.max(refunding) < amount {
                 out.push(Violation {
                     invariant: "captured_payment_accounted",
                     subject: payment,
@@ -120,6 +126,59 @@ impl Store {
                 invariant: "refund_has_message",
                 subject: r.try_get("id")?,
                 detail: format!("refund is {status} with nothing pending to finish it"),
+            });
+        }
+        // Every paid order has its post-payment check and its next ship reminder pending
+        // (or done).
+        let rows = sqlx::query(
+            "SELECT o.id, o.checked_at IS NOT NULL OR EXISTS (SELECT 1 FROM messages m
+                      WHERE m.kind = 'order.check' AND m.key = o.id) AS check_ok,
+                    o.ship_reminders_sent >= COALESCE(json_extract(mc.settings, '$.ship_reminder_max'), 3)
+                      OR EXISTS (SELECT 1 FROM messages m WHERE m.kind = 'order.ship_reminder' AND m.key = o.id)
+                      AS reminder_ok
+             FROM orders o JOIN merchants mc ON mc.id = o.merchant_id WHERE o.status = 'paid'",
+        )
+        .fetch_all(self.read())
+        .await?;
+        for r in rows {
+            let id: String = r.try_get("id")?;
+            if !r.try_get::<bool, _>("check_ok")? {
+                out.push(Violation {
+                    invariant: "paid_order_has_check",
+                    subject: id.clone(),
+                    detail: "paid order with neither a post-payment check pending nor one done"
+                        .into(),
+                });
+            }
+            if !r.try_get::<bool, _>("reminder_ok")? {
+                out.push(Violation {
+                    invariant: "paid_order_has_reminder",
+                    subject: id,
+                    detail: "paid, unshipped order with no ship reminder pending".into(),
+                });
+            }
+        }
+
+        // Every event of a merchant with a webhook is delivered, dead-lettered, or on its way.
+        let rows = sqlx::query(
+            "SELECT e.id, e.type FROM events e JOIN merchants mc ON mc.id = e.merchant_id
+             WHERE mc.webhook_url IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.kind = 'webhook.deliver'
+                                 AND json_extract(m.payload, '$.event_id') = e.id)
+               AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.kind = 'webhook.deliver'
+                                 AND json_extract(d.payload, '$.event_id') = e.id)",
+        )
+        .fetch_all(self.read())
+        .await?;
+        for r in rows {
+            let kind: String = r.try_get("type")?;
+            out.push(Violation {
+                invariant: "event_delivered",
+                subject: r.try_get("id")?,
+                detail: format!(
+                    "{kind} event neither delivered, dead-lettered nor pending delivery"
+                ),
             });
         }
         Ok(out)

@@ -34,6 +34,19 @@ pub enum SimOutcome {
 }
 
 impl SimOutcome {
+    fn parse(s: &str) -> SimOutcome {
+        [
+            Self::Succeeded,
+            Self::Failed,
+            Self::NoCallback,
+            Self::DuplicateCallbacks,
+            Self::Late,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+        .unwrap_or_default()
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             SimOutcome::Succeeded => "succeeded",
@@ -107,26 +120,25 @@ impl SimChannel {
         &self.secret
     }
 
-    fn settle_later(
-        self: &Arc<Self>,
-        txn: SimTxn,
-        outcome: SimOutcome,
-        delay: Duration,
-        expires_at: Timestamp,
-    ) {
+    /// Resumes settling the payments that were pending when the process stopped (a real
+    /// channel keeps working while payq is down).
+    pub async fn resume(self: &Arc<Self>) -> anyhow::Result<usize> {
+        let pending = self.store.sim_pending().await?;
+        let n = pending.len();
+        for txn in pending {
+            let outcome = SimOutcome::parse(&txn.outcome);
+            self.settle_later(txn, outcome);
+        }
+        Ok(n)
+    }
+
+    fn settle_later(self: &Arc<Self>, txn: SimTxn, outcome: SimOutcome) {
         let this = self.clone();
         tokio::spawn(async move {
-            let wait = match outcome {
-                SimOutcome::Late => {
-                    let until_expiry = expires_at
-                        .millis()
-                        .saturating_sub(Timestamp::now().millis())
-                        .max(0);
-                    Duration::from_millis(u64::try_from(until_expiry).unwrap_or(0)) + delay
-                }
-                _ => delay,
-            };
-            tokio::time::sleep(wait).await;
+            let ms = txn.settle_at.map_or(0, |t| {
+                t.millis().saturating_sub(Timestamp::now().millis()).max(0)
+            });
+            tokio::time::sleep(Duration::from_millis(u64::try_from(ms).unwrap_or(0))).await;
             let (status, reason) = match outcome {
                 SimOutcome::Failed => ("failed", Some("card_declined".to_owned())),
                 _ => ("succeeded", None),
@@ -196,6 +208,21 @@ impl SimChannel {
     }
 }
 
+/// When a payment with these instructions settles: after the callback delay, and for a
+/// `late` payment only after the order's expiry.
+fn settle_at(
+    simulate: &Simulate,
+    default_delay: HumanDuration,
+    expires_at: Timestamp,
+) -> Timestamp {
+    let delay = simulate.callback_delay.unwrap_or(default_delay).as_millis();
+    let from = match simulate.outcome {
+        SimOutcome::Late => expires_at.max(Timestamp::now()),
+        _ => Timestamp::now(),
+    };
+    from.plus_millis(delay)
+}
+
 fn db(e: StoreError) -> ChannelError {
     ChannelError::Unavailable(e.to_string())
 }
@@ -238,15 +265,11 @@ impl PaymentChannel for Sim {
                 status: "pending".into(),
                 outcome: simulate.outcome.as_str().into(),
                 refunded: 0,
+                settle_at: Some(settle_at(&simulate, self.0.default_delay, req.expires_at)),
             };
             let recorded = self.0.store.sim_create(&txn).await.map_err(db)?;
             if recorded.txn_id == txn.txn_id {
-                let delay = simulate
-                    .callback_delay
-                    .unwrap_or(self.0.default_delay)
-                    .as_std();
-                self.0
-                    .settle_later(recorded.clone(), simulate.outcome, delay, req.expires_at);
+                self.0.settle_later(recorded.clone(), simulate.outcome);
             }
             Ok(recorded.txn_id)
         }

@@ -2,20 +2,25 @@
 //! call these; each one reads state, applies the domain's transition function and commits
 //! the change with its events and messages in one transaction.
 
+mod follow_up;
 mod inventory;
 mod merchants;
 mod orders;
 mod payments;
 mod refunds;
+mod webhooks;
 
 pub use merchants::{CreateMerchant, CreatedMerchant, create_merchant};
 pub use orders::{CreateOrder, CreateOrderOutcome, PayOrder, ShipOrder};
 pub use refunds::CreateRefund;
+pub use webhooks::DeliveryOutcome;
 
 use crate::channel::PaymentChannel;
 use crate::config::Settings;
+use crate::jobs;
+use payq_domain::Timestamp;
 use payq_domain::{EventType, Order, OrderEvent, Refund, RefundEvent, TransitionError};
-use payq_store::{NewEvent, Store, StoreError, Tx};
+use payq_store::{NewEvent, NewMessage, Store, StoreError, Tx};
 use std::sync::Arc;
 
 /// Why a use case did not happen. Each maps to one problem code at the HTTP edge.
@@ -74,21 +79,34 @@ pub struct Payq {
     pub(crate) store: Store,
     pub(crate) channel: Arc<dyn PaymentChannel>,
     pub(crate) settings: Arc<Settings>,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Payq {
     /// Use cases over `store`, paying through `channel`.
     pub fn new(store: Store, channel: Arc<dyn PaymentChannel>, settings: Arc<Settings>) -> Payq {
+        // The timeout is per request; building a client without TLS roots cannot fail in
+        // practice, and the default client is an acceptable fallback.
+        let http = reqwest::Client::builder()
+            .timeout(settings.webhook.timeout.as_std())
+            .build()
+            .unwrap_or_default();
         Payq {
             store,
             channel,
             settings,
+            http,
         }
     }
 
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 }
 
@@ -115,13 +133,37 @@ async fn record(
     if let Some(refund) = refund {
         data["refund"] = serde_json::to_value(refund).map_err(anyhow::Error::from)?;
     }
-    tx.insert_event(NewEvent {
-        event_type,
-        merchant_id: &order.merchant_id,
-        order_id: Some(&order.id),
-        data,
-    })
-    .await?;
+    publish(tx, event_type, order, data).await
+}
+
+/// Appends an event with `data` to the merchant's log and, if the merchant has a webhook,
+/// schedules its delivery, ordered after the order's earlier events, in the same
+/// transaction.
+async fn publish(
+    tx: &mut Tx,
+    event_type: EventType,
+    order: &Order,
+    data: serde_json::Value,
+) -> AppResult<()> {
+    let (event, seq) = tx
+        .insert_event(NewEvent {
+            event_type,
+            merchant_id: &order.merchant_id,
+            order_id: Some(&order.id),
+            data,
+        })
+        .await?;
+    if tx.merchant(&order.merchant_id).await?.webhook_url.is_some() {
+        tx.schedule(NewMessage {
+            kind: jobs::WEBHOOK_DELIVER.to_owned(),
+            key: Some(order.id.to_string()),
+            ordinal: Some(seq),
+            payload: serde_json::to_value(jobs::WebhookDeliverJob { event_id: event.id })
+                .map_err(anyhow::Error::from)?,
+            due_at: Timestamp::now(),
+        })
+        .await?;
+    }
     Ok(())
 }
 

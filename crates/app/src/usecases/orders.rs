@@ -238,6 +238,8 @@ impl Payq {
         order.carrier = Some(req.carrier);
         order.tracking_no = Some(req.tracking_no);
         save(&mut tx, &mut order).await?;
+        tx.cancel_messages(jobs::SHIP_REMINDER, order.id.as_str())
+            .await?;
         record(&mut tx, EventType::OrderShipped, &order, None).await?;
         tx.commit().await?;
         Ok(order)

@@ -125,6 +125,7 @@ impl Payq {
                     tx.cancel_messages(jobs::PAYMENT_TIMEOUT, order.id.as_str())
                         .await?;
                     let order = tx.order(&order.id).await?;
+                    self.schedule_follow_up(&mut tx, &order).await?;
                     record(&mut tx, EventType::PaymentSucceeded, &order, None).await?;
                 } else {
                     // Paid after the order closed (or for a superseded attempt): give it back.

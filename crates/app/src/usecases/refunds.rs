@@ -169,6 +169,10 @@ impl Payq {
         order.cancelled_at = Some(Timestamp::now());
         order.close_reason = Some(reason.to_owned());
         save(tx, &mut order).await?;
+        tx.cancel_messages(jobs::SHIP_REMINDER, order.id.as_str())
+            .await?;
+        tx.cancel_messages(jobs::ORDER_CHECK, order.id.as_str())
+            .await?;
         for mut pending in tx.refunds_pending_review(&order.id).await? {
             transition_refund(&mut pending, RefundEvent::Reject)?;
             pending.updated_at = Timestamp::now();

@@ -1,0 +1,68 @@
+//! Delivering events to the merchant's webhook, signed:
+//! `Payq-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(webhook_secret, "<t>.<body>")>`.
+
+use super::{AppResult, Payq};
+use crate::crypto;
+use payq_domain::{EventId, Timestamp};
+use payq_store::StoreError;
+
+/// What one delivery attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The merchant answered 2xx (now or on an earlier attempt).
+    Delivered,
+    /// There is nothing to deliver to (the merchant has no webhook URL any more).
+    NoEndpoint,
+    /// The merchant did not answer 2xx in time; the reason.
+    Failed(String),
+}
+
+impl Payq {
+    /// Attempts to deliver event `event_id`; `attempt` counts from 1.
+    pub async fn deliver_webhook(
+        &self,
+        event_id: &EventId,
+        attempt: u32,
+    ) -> AppResult<DeliveryOutcome> {
+        if self.store.webhook_delivered(event_id).await? {
+            return Ok(DeliveryOutcome::Delivered);
+        }
+        let (merchant_id, body) = self.store.event_body(event_id).await?;
+        let creds = match self.store.merchant_with_credentials(&merchant_id).await {
+            Ok(c) => c,
+            Err(StoreError::NotFound) => return Ok(DeliveryOutcome::NoEndpoint),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(url) = creds.merchant.webhook_url.as_deref() else {
+            return Ok(DeliveryOutcome::NoEndpoint);
+        };
+        let t = Timestamp::now().unix_seconds();
+        let sent = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("payq-event-id", event_id.as_str())
+            .header(
+                "payq-signature",
+                crypto::signature_header(&creds.webhook_secret, t, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await;
+        let failure = match sent {
+            Ok(r) if r.status().is_success() => {
+                self.store
+                    .record_webhook_delivery(event_id, &merchant_id, attempt)
+                    .await?;
+                metrics::counter!("payq_webhook_deliveries_total", "outcome" => "delivered")
+                    .increment(1);
+                return Ok(DeliveryOutcome::Delivered);
+            }
+            Ok(r) => format!("merchant answered {}", r.status()),
+            Err(e) if e.is_timeout() => "merchant did not answer in time".to_owned(),
+            Err(e) => format!("could not reach the merchant: {e}"),
+        };
+        metrics::counter!("payq_webhook_deliveries_total", "outcome" => "failed").increment(1);
+        Ok(DeliveryOutcome::Failed(failure))
+    }
+}
