@@ -35,21 +35,12 @@ impl Application {
         let store = Store::open(&settings.database_url)
             .await
             .with_context(|| format!("opening the database {}", settings.database_url))?;
-        let listener = TcpListener::bind(&settings.listen)
-            .await
-            .with_context(|| format!("binding {}", settings.listen))?;
+        let listener =
+            TcpListener::bind(&settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let addr = listener.local_addr()?;
-        let sim_secret = settings
-            .sim
-            .secret
-            .clone()
-            .unwrap_or_else(|| crate::crypto::random_hex(32));
+        let sim_secret = settings.sim.secret.clone().unwrap_or_else(|| crate::crypto::random_hex(32));
         let sim = SimChannel::new(store.clone(), sim_secret, settings.sim.callback_delay)?;
-        let callback_host = if addr.ip().is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else {
-            addr.ip().to_string()
-        };
+        let callback_host = if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
         sim.set_callback_base(format!("http://{callback_host}:{}", addr.port()));
         let (admin_token, admin_token_generated) = match settings.admin_token.clone() {
             Some(t) if !t.is_empty() => (t, false),
@@ -64,13 +55,7 @@ impl Application {
             metrics: crate::telemetry::metrics_handle(),
             openapi: Arc::new(http::openapi_json()),
         };
-        Ok(Application {
-            listener,
-            addr,
-            state,
-            settings,
-            admin_token_generated,
-        })
+        Ok(Application { listener, addr, state, settings, admin_token_generated })
     }
 
     /// The bound address (useful with port 0).
@@ -101,12 +86,7 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then drains: stops accepting requests, lets
     /// handlers in flight finish, and returns.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Application {
-            listener,
-            state,
-            settings,
-            ..
-        } = self;
+        let Application { listener, state, settings, .. } = self;
         let mut tasks = tokio::task::JoinSet::new();
         if settings.role.runs_workers() {
             let engine = StoreEngine::new(

@@ -159,17 +159,13 @@ impl Default for Settings {
 
 impl Default for DelaySettings {
     fn default() -> Self {
-        DelaySettings {
-            engine: "store".into(),
-        }
+        DelaySettings { engine: "store".into() }
     }
 }
 
 impl Default for PaymentSettings {
     fn default() -> Self {
-        PaymentSettings {
-            query_schedule: "2s,10s,30s,1m,5m".into(),
-        }
+        PaymentSettings { query_schedule: "2s,10s,30s,1m,5m".into() }
     }
 }
 
@@ -186,10 +182,7 @@ impl Default for RiskSettings {
 
 impl Default for SimSettings {
     fn default() -> Self {
-        SimSettings {
-            secret: None,
-            callback_delay: HumanDuration::from_millis(200),
-        }
+        SimSettings { secret: None, callback_delay: HumanDuration::from_millis(200) }
     }
 }
 
@@ -226,37 +219,26 @@ impl Settings {
     /// if present); `flags` are `(setting, value)` pairs from the command line.
     pub fn load(file: Option<PathBuf>, flags: &[(&str, String)]) -> anyhow::Result<Settings> {
         let explicit = file.or_else(|| std::env::var_os("PAYQ_CONFIG").map(PathBuf::from));
-        let mut builder = config::Config::builder().add_source(
-            config::Config::try_from(&Settings::default()).context("default settings")?,
-        );
+        let mut builder = config::Config::builder()
+            .add_source(config::Config::try_from(&Settings::default()).context("default settings")?);
         builder = match &explicit {
             Some(path) => builder.add_source(config::File::from(path.as_path()).required(true)),
             None => builder.add_source(config::File::with_name("payq.toml").required(false)),
         };
         // Nested settings also come from PAYQ_SECTION__KEY, e.g. PAYQ_RISK__MAX_AMOUNT.
         builder = builder.add_source(
-            config::Environment::with_prefix("PAYQ")
-                .prefix_separator("_")
-                .separator("__")
-                .try_parsing(true),
+            config::Environment::with_prefix("PAYQ").prefix_separator("_").separator("__").try_parsing(true),
         );
         for (env, key) in ENV_NAMES {
             if let Ok(value) = std::env::var(env) {
-                builder = builder
-                    .set_override(*key, value)
-                    .context("environment override")?;
+                builder = builder.set_override(*key, value).context("environment override")?;
             }
         }
         for (key, value) in flags {
-            builder = builder
-                .set_override(*key, value.as_str())
-                .context("flag override")?;
+            builder = builder.set_override(*key, value.as_str()).context("flag override")?;
         }
-        let settings: Settings = builder
-            .build()
-            .context("reading configuration")?
-            .try_deserialize()
-            .context("invalid configuration")?;
+        let settings: Settings =
+            builder.build().context("reading configuration")?.try_deserialize().context("invalid configuration")?;
         settings.validate()?;
         Ok(settings)
     }
@@ -270,9 +252,7 @@ impl Settings {
             );
         }
         if self.amqp_url.is_some() {
-            anyhow::bail!(
-                "PAYQ_AMQP_URL is set, but this build runs the embedded mode only (SQLite + store engine)"
-            );
+            anyhow::bail!("PAYQ_AMQP_URL is set, but this build runs the embedded mode only (SQLite + store engine)");
         }
         parse_schedule(&self.payment.query_schedule).context("payment.query_schedule")?;
         parse_schedule(&self.webhook.retry_schedule).context("webhook.retry_schedule")?;
@@ -306,20 +286,14 @@ mod tests {
     #[test]
     fn schedule_parses() {
         let s = parse_schedule("15s, 30s,3m").unwrap_or_default();
-        assert_eq!(
-            s.iter().map(|d| d.as_millis()).collect::<Vec<_>>(),
-            vec![15_000, 30_000, 180_000]
-        );
+        assert_eq!(s.iter().map(|d| d.as_millis()).collect::<Vec<_>>(), vec![15_000, 30_000, 180_000]);
         assert!(parse_schedule("15s,bogus").is_err());
     }
 
     #[test]
     fn flags_override_defaults() {
         let s = Settings::load(Some(PathBuf::from("/nonexistent.toml")), &[]);
-        assert!(
-            s.is_err(),
-            "an explicit config file that is missing is an error"
-        );
+        assert!(s.is_err(), "an explicit config file that is missing is an error");
         let s = Settings::load(None, &[("listen", "127.0.0.1:9999".into())]).map(|s| s.listen);
         assert_eq!(s.ok().as_deref(), Some("127.0.0.1:9999"));
     }

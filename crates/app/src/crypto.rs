@@ -126,21 +126,9 @@ mod tests {
     fn signatures_verify_and_refuse() {
         let h = signature_header("s3cret", 1_000, b"{}");
         assert_eq!(verify_signature("s3cret", &h, b"{}", 1_010, 300), Ok(()));
-        assert_eq!(
-            verify_signature("other", &h, b"{}", 1_010, 300),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify_signature("s3cret", &h, b"{ }", 1_010, 300),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify_signature("s3cret", &h, b"{}", 2_000, 300),
-            Err(SignatureError::Stale(300))
-        );
-        assert_eq!(
-            verify_signature("s3cret", "garbage", b"{}", 1_000, 300),
-            Err(SignatureError::Malformed)
-        );
+        assert_eq!(verify_signature("other", &h, b"{}", 1_010, 300), Err(SignatureError::Mismatch));
+        assert_eq!(verify_signature("s3cret", &h, b"{ }", 1_010, 300), Err(SignatureError::Mismatch));
+        assert_eq!(verify_signature("s3cret", &h, b"{}", 2_000, 300), Err(SignatureError::Stale(300)));
+        assert_eq!(verify_signature("s3cret", "garbage", b"{}", 1_000, 300), Err(SignatureError::Malformed));
     }
 }

@@ -28,11 +28,7 @@ impl RiskRule {
 
 /// Checks `order` against the rules, inside the transaction that records the payment
 /// attempt (which is itself counted in velocity and volume). `None` means it passes.
-pub async fn check(
-    rules: &RiskSettings,
-    tx: &mut Tx,
-    order: &Order,
-) -> StoreResult<Option<RiskRule>> {
+pub async fn check(rules: &RiskSettings, tx: &mut Tx, order: &Order) -> StoreResult<Option<RiskRule>> {
     if order.amount > rules.max_amount {
         return Ok(Some(RiskRule::MaxAmount));
     }
@@ -47,11 +43,7 @@ pub async fn check(
     }
     if let Some(limit) = rules.merchant_daily_volume {
         let day_ago = Timestamp::now().plus_millis(-86_400_000);
-        if tx
-            .merchant_volume_since(&order.merchant_id, order.currency, day_ago)
-            .await?
-            > limit
-        {
+        if tx.merchant_volume_since(&order.merchant_id, order.currency, day_ago).await? > limit {
             return Ok(Some(RiskRule::MerchantDailyVolume));
         }
     }

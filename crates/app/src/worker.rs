@@ -1,8 +1,8 @@
 //! The worker: turns each message of the delay engine into the use case it stands for.
 
 use crate::jobs::{
-    self, OrderCheckJob, PaymentQueryJob, PaymentRequestJob, PaymentTimeoutJob, RefundExecuteJob,
-    ShipReminderJob, WebhookDeliverJob,
+    self, OrderCheckJob, PaymentQueryJob, PaymentRequestJob, PaymentTimeoutJob, RefundExecuteJob, ShipReminderJob,
+    WebhookDeliverJob,
 };
 use crate::usecases::DeliveryOutcome;
 use crate::usecases::{AppError, Payq};
@@ -28,11 +28,7 @@ fn payload<T: DeserializeOwned>(msg: &ClaimedMessage) -> Result<T, HandlerError>
 }
 
 fn classify(e: AppError) -> HandlerError {
-    if e.is_transient() {
-        HandlerError::Transient(format!("{e:#}"))
-    } else {
-        HandlerError::Permanent(format!("{e:#}"))
-    }
+    if e.is_transient() { HandlerError::Transient(format!("{e:#}")) } else { HandlerError::Permanent(format!("{e:#}")) }
 }
 
 /// How long a delivery waits when an earlier delivery of the same order is still pending.
@@ -54,20 +50,12 @@ impl Worker {
                 return Err(HandlerError::Defer(TURN_WAIT));
             }
         }
-        match self
-            .payq
-            .deliver_webhook(&job.event_id, msg.attempts)
-            .await
-            .map_err(classify)?
-        {
+        match self.payq.deliver_webhook(&job.event_id, msg.attempts).await.map_err(classify)? {
             DeliveryOutcome::Delivered | DeliveryOutcome::NoEndpoint => Ok(()),
             DeliveryOutcome::Failed(error) => {
                 let schedule = self.payq.settings().webhook_retry_schedule();
                 match schedule.get(msg.attempts.saturating_sub(1) as usize) {
-                    Some(wait) => Err(HandlerError::RetryAfter {
-                        delay: wait.as_std(),
-                        error,
-                    }),
+                    Some(wait) => Err(HandlerError::RetryAfter { delay: wait.as_std(), error }),
                     None => Err(HandlerError::Permanent(format!(
                         "webhook not delivered after {} attempts: {error}",
                         msg.attempts
@@ -107,9 +95,7 @@ impl Handler for Worker {
             }
             jobs::WEBHOOK_DELIVER => return self.deliver(msg).await,
             other => {
-                return Err(HandlerError::Permanent(format!(
-                    "unknown message kind {other:?}"
-                )));
+                return Err(HandlerError::Permanent(format!("unknown message kind {other:?}")));
             }
         };
         result.map_err(classify)

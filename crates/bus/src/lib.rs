@@ -21,10 +21,7 @@ pub enum HandlerError {
     /// Failed; try again after exactly `delay` (the handler keeps its own schedule, e.g.
     /// webhook retries). Not limited by the engine's attempt limit.
     #[error("retry in {delay:?}: {error}")]
-    RetryAfter {
-        delay: std::time::Duration,
-        error: String,
-    },
+    RetryAfter { delay: std::time::Duration, error: String },
     /// Not this message's turn yet (an earlier one of the same key is pending): run it again
     /// after `0`, without counting an attempt.
     #[error("deferred for {0:?}")]
@@ -35,6 +32,5 @@ pub enum HandlerError {
 /// a stale or repeated message as done.
 pub trait Handler: Send + Sync + 'static {
     /// Handles `msg`; `Ok` means its effect has committed.
-    fn handle(&self, msg: &ClaimedMessage)
-    -> impl Future<Output = Result<(), HandlerError>> + Send;
+    fn handle(&self, msg: &ClaimedMessage) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }

@@ -69,20 +69,13 @@ pub struct StoreEngine<H: Handler> {
 impl<H: Handler> StoreEngine<H> {
     /// An engine that runs `handler` on the messages of `store`.
     pub fn new(store: Store, handler: Arc<H>, config: EngineConfig) -> Self {
-        StoreEngine {
-            store,
-            handler,
-            config,
-        }
+        StoreEngine { store, handler, config }
     }
 
     /// Claims what is due now and handles it, waiting for every handler. For tests and
     /// tools that drive the engine one step at a time.
     pub async fn process_next(&self) -> Result<Outcome, payq_store::StoreError> {
-        let claimed = self
-            .store
-            .claim_due(Timestamp::now(), self.config.batch, lease_ms(&self.config))
-            .await?;
+        let claimed = self.store.claim_due(Timestamp::now(), self.config.batch, lease_ms(&self.config)).await?;
         if claimed.is_empty() {
             return Ok(Outcome::Empty);
         }
@@ -95,10 +88,7 @@ impl<H: Handler> StoreEngine<H> {
     pub async fn run(self, shutdown: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
         let tracker = TaskTracker::new();
-        tracing::info!(
-            concurrency = self.config.concurrency,
-            "store delay engine started"
-        );
+        tracing::info!(concurrency = self.config.concurrency, "store delay engine started");
         while !shutdown.is_cancelled() {
             let free = permits.available_permits().min(self.config.batch as usize);
             if free == 0 {
@@ -110,11 +100,7 @@ impl<H: Handler> StoreEngine<H> {
                 continue;
             }
             let limit = u32::try_from(free).unwrap_or(self.config.batch);
-            let claimed = match self
-                .store
-                .claim_due(Timestamp::now(), limit, lease_ms(&self.config))
-                .await
-            {
+            let claimed = match self.store.claim_due(Timestamp::now(), limit, lease_ms(&self.config)).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not claim due messages; retrying");
@@ -129,11 +115,7 @@ impl<H: Handler> StoreEngine<H> {
                 let Ok(permit) = permits.clone().acquire_many_owned(count).await else {
                     break;
                 };
-                let (store, handler, config) = (
-                    self.store.clone(),
-                    self.handler.clone(),
-                    self.config.clone(),
-                );
+                let (store, handler, config) = (self.store.clone(), self.handler.clone(), self.config.clone());
                 tracker.spawn(async move {
                     run_batch(&store, &*handler, &config, claimed).await;
                     drop(permit);
@@ -144,10 +126,7 @@ impl<H: Handler> StoreEngine<H> {
             }
             let wait = match self.store.next_due().await {
                 Ok(Some(due)) => {
-                    let ms = due
-                        .millis()
-                        .saturating_sub(Timestamp::now().millis())
-                        .max(0);
+                    let ms = due.millis().saturating_sub(Timestamp::now().millis()).max(0);
                     Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(self.config.idle_poll)
                 }
                 Ok(None) => self.config.idle_poll,
@@ -194,22 +173,15 @@ enum Verdict {
 /// Runs the handler on one claimed message and decides what becomes of it.
 async fn judge<H: Handler>(handler: &H, config: &EngineConfig, msg: &ClaimedMessage) -> Verdict {
     if msg.attempts <= 1 {
-        let late_ms = Timestamp::now()
-            .millis()
-            .saturating_sub(msg.scheduled_at.millis())
-            .max(0);
-        metrics::histogram!("payq_timer_lateness_seconds", "kind" => msg.kind.clone())
-            .record(late_ms as f64 / 1000.0);
+        let late_ms = Timestamp::now().millis().saturating_sub(msg.scheduled_at.millis()).max(0);
+        metrics::histogram!("payq_timer_lateness_seconds", "kind" => msg.kind.clone()).record(late_ms as f64 / 1000.0);
     }
     match handler.handle(msg).await {
         Ok(()) => Verdict::Done,
         Err(HandlerError::Defer(delay)) => Verdict::Defer(delay),
         Err(HandlerError::RetryAfter { delay, error }) => Verdict::Retry { delay, error },
         Err(HandlerError::Transient(error)) if msg.attempts < config.max_attempts => {
-            Verdict::Retry {
-                delay: backoff(config, msg.attempts),
-                error,
-            }
+            Verdict::Retry { delay: backoff(config, msg.attempts), error }
         }
         Err(e) => Verdict::Dead(e.to_string()),
     }
@@ -217,14 +189,9 @@ async fn judge<H: Handler>(handler: &H, config: &EngineConfig, msg: &ClaimedMess
 
 /// Runs the handlers of a claimed batch concurrently, then records the outcomes: all the
 /// completions of the batch in one transaction.
-async fn run_batch<H: Handler>(
-    store: &Store,
-    handler: &H,
-    config: &EngineConfig,
-    batch: Vec<ClaimedMessage>,
-) {
-    let verdicts =
-        futures_util::future::join_all(batch.iter().map(|m| judge(handler, config, m))).await;
+async fn run_batch<H: Handler>(store: &Store, handler: &H, config: &EngineConfig, batch: Vec<ClaimedMessage>) {
+    let handlers = futures_util::future::join_all(batch.iter().map(|m| judge(handler, config, m)));
+    let verdicts = with_lease_renewal(store, config, &batch, handlers).await;
     let mut done = Vec::new();
     for (msg, verdict) in batch.iter().zip(verdicts) {
         let kind = msg.kind.clone();
@@ -236,14 +203,12 @@ async fn run_batch<H: Handler>(
             }
             Verdict::Defer(delay) => store.defer_message(msg, due_in(delay)).await,
             Verdict::Retry { delay, error } => {
-                metrics::counter!("payq_messages_retried_total", "kind" => kind.clone())
-                    .increment(1);
+                metrics::counter!("payq_messages_retried_total", "kind" => kind.clone()).increment(1);
                 tracing::warn!(message = %msg.id, kind = %kind, attempt = msg.attempts, retry_in_ms = delay.as_millis() as u64, error = %error, "message failed; will retry");
                 store.retry_message(msg, due_in(delay), &error).await
             }
             Verdict::Dead(error) => {
-                metrics::counter!("payq_messages_failed_total", "kind" => kind.clone())
-                    .increment(1);
+                metrics::counter!("payq_messages_failed_total", "kind" => kind.clone()).increment(1);
                 tracing::error!(message = %msg.id, kind = %kind, attempts = msg.attempts, error = %error, "message dead-lettered");
                 store.dead_letter_message(msg, &error).await.map(|_| ())
             }
@@ -258,15 +223,36 @@ async fn run_batch<H: Handler>(
     }
 }
 
+/// Awaits `work` while renewing the batch's leases every third of the lease, so handlers
+/// slower than the lease (a webhook waiting for its timeout) are never run twice at once.
+async fn with_lease_renewal<T>(
+    store: &Store,
+    config: &EngineConfig,
+    batch: &[ClaimedMessage],
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let period = config.lease / 3;
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tokio::time::sleep(period) => {
+                let held: Vec<&ClaimedMessage> = batch.iter().collect();
+                if let Err(e) = store.extend_leases(&held, due_in(config.lease)).await {
+                    tracing::warn!(error = %e, "could not renew message leases");
+                }
+            }
+        }
+    }
+}
+
 fn due_in(delay: Duration) -> Timestamp {
     Timestamp::now().plus_millis(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// `base * 2^(attempt-1)`, capped, with ±20% jitter so retries of a burst spread out.
 fn backoff(config: &EngineConfig, attempt: u32) -> Duration {
-    let exp = config
-        .base_backoff
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let exp = config.base_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     let capped = exp.min(config.max_backoff);
     let jitter: f64 = rand::random_range(0.8..1.2);
     capped.mul_f64(jitter)
@@ -284,15 +270,9 @@ mod tests {
             ..EngineConfig::default()
         };
         let first = backoff(&config, 1);
-        assert!(
-            first >= Duration::from_millis(80) && first <= Duration::from_millis(120),
-            "{first:?}"
-        );
+        assert!(first >= Duration::from_millis(80) && first <= Duration::from_millis(120), "{first:?}");
         let third = backoff(&config, 3);
-        assert!(
-            third >= Duration::from_millis(320) && third <= Duration::from_millis(480),
-            "{third:?}"
-        );
+        assert!(third >= Duration::from_millis(320) && third <= Duration::from_millis(480), "{third:?}");
         assert!(backoff(&config, 30) <= Duration::from_millis(1200));
     }
 }

@@ -8,25 +8,11 @@ use std::time::Duration;
 
 /// Why a duration string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid duration {0:?}: expected a whole number and a unit (ms, s, m, h, d), e.g. \"500ms\" or \"15m\""
-)]
+#[error("invalid duration {0:?}: expected a whole number and a unit (ms, s, m, h, d), e.g. \"500ms\" or \"15m\"")]
 pub struct DurationError(String);
 
 /// A duration that parses from and prints as a short human string.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 #[schema(value_type = String, example = "15m")]
 pub struct HumanDuration(Duration);
@@ -70,10 +56,7 @@ impl FromStr for HumanDuration {
             "d" => 86_400_000,
             _ => return Err(err()),
         };
-        let ms = n
-            .checked_mul(factor)
-            .filter(|ms| *ms <= MAX_MILLIS)
-            .ok_or_else(err)?;
+        let ms = n.checked_mul(factor).filter(|ms| *ms <= MAX_MILLIS).ok_or_else(err)?;
         Ok(HumanDuration(Duration::from_millis(ms)))
     }
 }
@@ -94,12 +77,7 @@ impl From<HumanDuration> for String {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        for (unit, size) in [
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1_000),
-        ] {
+        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
             if ms >= size && ms.is_multiple_of(size) {
                 return write!(f, "{}{unit}", ms / size);
             }
@@ -114,42 +92,16 @@ mod tests {
 
     #[test]
     fn parses_units() {
-        assert_eq!(
-            "500ms"
-                .parse::<HumanDuration>()
-                .map(HumanDuration::as_millis),
-            Ok(500)
-        );
-        assert_eq!(
-            "30s".parse::<HumanDuration>().map(HumanDuration::as_millis),
-            Ok(30_000)
-        );
-        assert_eq!(
-            "15m".parse::<HumanDuration>().map(HumanDuration::as_millis),
-            Ok(900_000)
-        );
-        assert_eq!(
-            "48h".parse::<HumanDuration>().map(HumanDuration::as_millis),
-            Ok(172_800_000)
-        );
-        assert_eq!(
-            "2d".parse::<HumanDuration>().map(HumanDuration::as_millis),
-            Ok(172_800_000)
-        );
+        assert_eq!("500ms".parse::<HumanDuration>().map(HumanDuration::as_millis), Ok(500));
+        assert_eq!("30s".parse::<HumanDuration>().map(HumanDuration::as_millis), Ok(30_000));
+        assert_eq!("15m".parse::<HumanDuration>().map(HumanDuration::as_millis), Ok(900_000));
+        assert_eq!("48h".parse::<HumanDuration>().map(HumanDuration::as_millis), Ok(172_800_000));
+        assert_eq!("2d".parse::<HumanDuration>().map(HumanDuration::as_millis), Ok(172_800_000));
     }
 
     #[test]
     fn refuses_garbage() {
-        for bad in [
-            "",
-            "15",
-            "m",
-            "-1s",
-            "1.5s",
-            "10y",
-            "99999999999999999999h",
-            "3 s",
-        ] {
+        for bad in ["", "15", "m", "-1s", "1.5s", "10y", "99999999999999999999h", "3 s"] {
             assert!(bad.parse::<HumanDuration>().is_err(), "{bad}");
         }
     }

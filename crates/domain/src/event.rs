@@ -73,15 +73,8 @@ mod tests {
 
     #[test]
     fn wire_names_match_serde() {
-        for t in [
-            EventType::OrderCreated,
-            EventType::ShipReminder,
-            EventType::PaymentLateRefunded,
-        ] {
-            assert_eq!(
-                serde_json::to_value(t).ok(),
-                Some(serde_json::Value::from(t.as_str()))
-            );
+        for t in [EventType::OrderCreated, EventType::ShipReminder, EventType::PaymentLateRefunded] {
+            assert_eq!(serde_json::to_value(t).ok(), Some(serde_json::Value::from(t.as_str())));
         }
     }
 }

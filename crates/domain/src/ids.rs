@@ -122,10 +122,6 @@ mod tests {
         assert!(r.as_str().parse::<OrderId>().is_err());
         assert!("ord_xyz".parse::<OrderId>().is_err());
         assert!("".parse::<OrderId>().is_err());
-        assert!(
-            "ord_0123456789ABCDEF0123456789abcdef"
-                .parse::<OrderId>()
-                .is_err()
-        );
+        assert!("ord_0123456789ABCDEF0123456789abcdef".parse::<OrderId>().is_err());
     }
 }

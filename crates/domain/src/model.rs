@@ -57,9 +57,7 @@ impl PaymentStatus {
 
     /// Parses the wire name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Succeeded, Self::Failed, Self::Closed]
-            .into_iter()
-            .find(|p| p.as_str() == s)
+        [Self::Pending, Self::Succeeded, Self::Failed, Self::Closed].into_iter().find(|p| p.as_str() == s)
     }
 }
 
@@ -160,9 +158,6 @@ pub struct Event {
 }
 
 /// What an order's payment timeout setting resolves to.
-pub fn payment_timeout(
-    settings: &MerchantSettings,
-    requested: Option<HumanDuration>,
-) -> HumanDuration {
+pub fn payment_timeout(settings: &MerchantSettings, requested: Option<HumanDuration>) -> HumanDuration {
     requested.unwrap_or(settings.payment_timeout)
 }

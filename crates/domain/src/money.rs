@@ -20,14 +20,8 @@ pub enum Currency {
 
 impl Currency {
     /// Every supported currency.
-    pub const ALL: [Currency; 6] = [
-        Currency::Cny,
-        Currency::Usd,
-        Currency::Eur,
-        Currency::Jpy,
-        Currency::Gbp,
-        Currency::Hkd,
-    ];
+    pub const ALL: [Currency; 6] =
+        [Currency::Cny, Currency::Usd, Currency::Eur, Currency::Jpy, Currency::Gbp, Currency::Hkd];
 
     /// The ISO 4217 code, e.g. `"CNY"`.
     pub fn code(self) -> &'static str {
@@ -60,10 +54,7 @@ impl FromStr for Currency {
     type Err = MoneyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Currency::ALL
-            .into_iter()
-            .find(|c| c.code() == s)
-            .ok_or_else(|| MoneyError::UnknownCurrency(s.to_owned()))
+        Currency::ALL.into_iter().find(|c| c.code() == s).ok_or_else(|| MoneyError::UnknownCurrency(s.to_owned()))
     }
 }
 
@@ -152,30 +143,18 @@ impl Money {
     /// `self + rhs`, refusing mixed currencies and overflow.
     pub fn checked_add(self, rhs: Money) -> Result<Money, MoneyError> {
         self.same_currency(rhs)?;
-        let minor = self
-            .minor
-            .checked_add(rhs.minor)
-            .ok_or(MoneyError::Overflow)?;
-        Ok(Money {
-            minor,
-            currency: self.currency,
-        })
+        let minor = self.minor.checked_add(rhs.minor).ok_or(MoneyError::Overflow)?;
+        Ok(Money { minor, currency: self.currency })
     }
 
     /// `self - rhs`, refusing mixed currencies and results below zero.
     pub fn checked_sub(self, rhs: Money) -> Result<Money, MoneyError> {
         self.same_currency(rhs)?;
-        let minor = self
-            .minor
-            .checked_sub(rhs.minor)
-            .ok_or(MoneyError::Overflow)?;
+        let minor = self.minor.checked_sub(rhs.minor).ok_or(MoneyError::Overflow)?;
         if minor < 0 {
             return Err(MoneyError::Negative);
         }
-        Ok(Money {
-            minor,
-            currency: self.currency,
-        })
+        Ok(Money { minor, currency: self.currency })
     }
 }
 
@@ -186,14 +165,7 @@ impl fmt::Display for Money {
             return write!(f, "{} {}", self.minor, self.currency);
         }
         let scale = 10i64.pow(exp);
-        write!(
-            f,
-            "{}.{:0width$} {}",
-            self.minor / scale,
-            self.minor % scale,
-            self.currency,
-            width = exp as usize
-        )
+        write!(f, "{}.{:0width$} {}", self.minor / scale, self.minor % scale, self.currency, width = exp as usize)
     }
 }
 
@@ -204,14 +176,8 @@ mod tests {
 
     #[test]
     fn refuses_zero_and_negative() {
-        assert_eq!(
-            Money::new(0, Currency::Cny),
-            Err(MoneyError::NotPositive(0))
-        );
-        assert_eq!(
-            Money::new(-5, Currency::Usd),
-            Err(MoneyError::NotPositive(-5))
-        );
+        assert_eq!(Money::new(0, Currency::Cny), Err(MoneyError::NotPositive(0)));
+        assert_eq!(Money::new(-5, Currency::Usd), Err(MoneyError::NotPositive(-5)));
     }
 
     #[test]
@@ -225,24 +191,15 @@ mod tests {
 
     #[test]
     fn displays_in_major_units() {
-        assert_eq!(
-            Money::new(1999, Currency::Cny).map(|m| m.to_string()),
-            Ok("19.99 CNY".into())
-        );
-        assert_eq!(
-            Money::new(500, Currency::Jpy).map(|m| m.to_string()),
-            Ok("500 JPY".into())
-        );
+        assert_eq!(Money::new(1999, Currency::Cny).map(|m| m.to_string()), Ok("19.99 CNY".into()));
+        assert_eq!(Money::new(500, Currency::Jpy).map(|m| m.to_string()), Ok("500 JPY".into()));
     }
 
     #[test]
     fn refuses_mixed_currencies() {
         let a = Money::zero(Currency::Cny);
         let b = Money::zero(Currency::Usd);
-        assert!(matches!(
-            a.checked_add(b),
-            Err(MoneyError::CurrencyMismatch(..))
-        ));
+        assert!(matches!(a.checked_add(b), Err(MoneyError::CurrencyMismatch(..))));
     }
 
     proptest! {

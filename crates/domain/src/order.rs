@@ -86,10 +86,7 @@ impl OrderStatus {
 
     /// Whether no further transition can leave this status except refunds.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            OrderStatus::Closed | OrderStatus::Cancelled | OrderStatus::Refunded
-        )
+        matches!(self, OrderStatus::Closed | OrderStatus::Cancelled | OrderStatus::Refunded)
     }
 
     /// Whether money has been taken for the order (refunds are possible).
@@ -194,10 +191,7 @@ mod tests {
     fn status_strings_roundtrip() {
         for s in S::ALL {
             assert_eq!(s.as_str().parse::<OrderStatus>(), Ok(s));
-            assert_eq!(
-                serde_json::to_value(s).ok(),
-                Some(serde_json::Value::from(s.as_str()))
-            );
+            assert_eq!(serde_json::to_value(s).ok(), Some(serde_json::Value::from(s.as_str())));
         }
         assert!("PAID".parse::<OrderStatus>().is_err());
     }

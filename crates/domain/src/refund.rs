@@ -64,10 +64,7 @@ impl RefundStatus {
 
     /// Whether the refund's amount counts against the refundable amount.
     pub fn holds_funds(self) -> bool {
-        matches!(
-            self,
-            RefundStatus::PendingReview | RefundStatus::Processing | RefundStatus::Succeeded
-        )
+        matches!(self, RefundStatus::PendingReview | RefundStatus::Processing | RefundStatus::Succeeded)
     }
 
     /// The wire name.

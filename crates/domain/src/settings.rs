@@ -42,8 +42,7 @@ mod tests {
 
     #[test]
     fn defaults_and_partial_overrides() {
-        let s: MerchantSettings =
-            serde_json::from_str(r#"{"payment_timeout":"300ms"}"#).unwrap_or_default();
+        let s: MerchantSettings = serde_json::from_str(r#"{"payment_timeout":"300ms"}"#).unwrap_or_default();
         assert_eq!(s.payment_timeout.as_millis(), 300);
         assert_eq!(s.refund_review.to_string(), "1h");
         assert!(serde_json::from_str::<MerchantSettings>(r#"{"bogus":1}"#).is_err());

@@ -32,9 +32,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if args.orders == 0 || args.concurrency == 0 {
         bail!("--orders and --concurrency must be positive");
     }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency as usize)
-        .build()?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency as usize).build()?;
     let merchant: serde_json::Value = http
         .post(format!("{}/v1/merchants", args.url))
         .bearer_auth(&args.admin_token)
@@ -45,29 +43,17 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         .error_for_status()?
         .json()
         .await?;
-    let key = merchant["api_key"]
-        .as_str()
-        .context("no api_key in the merchant response")?
-        .to_owned();
+    let key = merchant["api_key"].as_str().context("no api_key in the merchant response")?.to_owned();
     let run_id = uuid_like();
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let bar = ProgressBar::new(args.orders);
-    bar.set_style(ProgressStyle::with_template(
-        "{bar:40} {pos}/{len} orders  {per_sec}  eta {eta}",
-    )?);
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} orders  {per_sec}  eta {eta}")?);
     let started = Instant::now();
     let mut clients = tokio::task::JoinSet::new();
     for _ in 0..args.concurrency {
-        let (http, key, url, next, errors, bar, run_id) = (
-            http.clone(),
-            key.clone(),
-            args.url.clone(),
-            next.clone(),
-            errors.clone(),
-            bar.clone(),
-            run_id.clone(),
-        );
+        let (http, key, url, next, errors, bar, run_id) =
+            (http.clone(), key.clone(), args.url.clone(), next.clone(), errors.clone(), bar.clone(), run_id.clone());
         let (total, pay) = (args.orders, args.pay);
         clients.spawn(async move {
             let mut latencies = Vec::new();
@@ -81,13 +67,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
                     "merchant_order_no": format!("load-{run_id}-{i}"),
                     "amount": 1999, "currency": "CNY", "customer_id": format!("c{}", i % 1000),
                 });
-                let ok = match http
-                    .post(format!("{url}/v1/orders"))
-                    .bearer_auth(&key)
-                    .json(&body)
-                    .send()
-                    .await
-                {
+                let ok = match http.post(format!("{url}/v1/orders")).bearer_auth(&key).json(&body).send().await {
                     Ok(r) if r.status().as_u16() == 201 => {
                         if pay {
                             pay_order(&http, &url, &key, r).await
@@ -113,9 +93,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     all.sort();
     let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default()
     };
     let n = all.len() as f64;
     println!(
@@ -133,19 +111,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         ms(pct(0.99)),
         ms(all.last().copied().unwrap_or_default())
     );
-    Ok(if errors.load(Ordering::Relaxed) == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if errors.load(Ordering::Relaxed) == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn pay_order(
-    http: &reqwest::Client,
-    url: &str,
-    key: &str,
-    created: reqwest::Response,
-) -> bool {
+async fn pay_order(http: &reqwest::Client, url: &str, key: &str, created: reqwest::Response) -> bool {
     let Ok(order) = created.json::<serde_json::Value>().await else {
         return false;
     };
@@ -165,8 +134,5 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn uuid_like() -> String {
-    format!(
-        "{:x}",
-        time::OffsetDateTime::now_utc().unix_timestamp_nanos()
-    )
+    format!("{:x}", time::OffsetDateTime::now_utc().unix_timestamp_nanos())
 }

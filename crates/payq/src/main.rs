@@ -91,9 +91,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { .. } => serve(settings).await,
         Command::Migrate => {
-            payq_store::Store::open(&settings.database_url)
-                .await
-                .context("migrating")?;
+            payq_store::Store::open(&settings.database_url).await.context("migrating")?;
             println!("migrations applied to {}", settings.database_url);
             Ok(ExitCode::SUCCESS)
         }
@@ -109,15 +107,9 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let app = payq_app::Application::build(settings.clone()).await?;
     let addr = app.local_addr();
     if app.admin_token_generated() {
-        println!(
-            "payq: no PAYQ_ADMIN_TOKEN set; admin token for this run: {}",
-            app.admin_token()
-        );
+        println!("payq: no PAYQ_ADMIN_TOKEN set; admin token for this run: {}", app.admin_token());
     }
-    println!(
-        "payq: listening on http://{addr} (database {}, role {:?})",
-        settings.database_url, settings.role
-    );
+    println!("payq: listening on http://{addr} (database {}, role {:?})", settings.database_url, settings.role);
     tracing::info!(%addr, "payq started");
     app.run_until_stopped(shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -52,9 +52,7 @@ pub enum TimersCommand {
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<Store> {
-    Store::open(&settings.database_url)
-        .await
-        .with_context(|| format!("opening {}", settings.database_url))
+    Store::open(&settings.database_url).await.with_context(|| format!("opening {}", settings.database_url))
 }
 
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -65,16 +63,10 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
 pub async fn merchant(settings: Settings, command: MerchantCommand) -> anyhow::Result<ExitCode> {
     let MerchantCommand::Create { name, webhook_url } = command;
     let store = open(&settings).await?;
-    let created = payq_app::usecases::create_merchant(
-        &store,
-        CreateMerchant {
-            name,
-            webhook_url,
-            settings: Default::default(),
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let created =
+        payq_app::usecases::create_merchant(&store, CreateMerchant { name, webhook_url, settings: Default::default() })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     print_json(&created)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -98,10 +90,7 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
     match command {
         DlqCommand::List { limit } => {
             for d in store.dead_letters(limit).await? {
-                println!(
-                    "{}  {}  attempts={}  {}  {}",
-                    d.id, d.kind, d.attempts, d.created_at, d.last_error
-                );
+                println!("{}  {}  attempts={}  {}  {}", d.id, d.kind, d.attempts, d.created_at, d.last_error);
             }
         }
         DlqCommand::Show { id } => {
@@ -113,10 +102,7 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
             let msg = store.replay_dead_letter(&id).await?;
             println!("replayed {id} as {msg}");
         }
-        DlqCommand::Purge => println!(
-            "purged {} dead letter(s)",
-            store.purge_dead_letters().await?
-        ),
+        DlqCommand::Purge => println!("purged {} dead letter(s)", store.purge_dead_letters().await?),
     }
     Ok(ExitCode::SUCCESS)
 }

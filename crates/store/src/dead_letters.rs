@@ -68,10 +68,7 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         let dl = dead_letter(&row)?;
-        sqlx::query("DELETE FROM dead_letters WHERE id = $1")
-            .bind(id.as_str())
-            .execute(tx.conn())
-            .await?;
+        sqlx::query("DELETE FROM dead_letters WHERE id = $1").bind(id.as_str()).execute(tx.conn()).await?;
         let msg = tx
             .schedule(crate::NewMessage {
                 kind: dl.kind,
@@ -88,9 +85,7 @@ impl Store {
     /// Deletes all dead letters. Returns how many.
     pub async fn purge_dead_letters(&self) -> StoreResult<u64> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM dead_letters")
-            .execute(tx.conn())
-            .await?;
+        let done = sqlx::query("DELETE FROM dead_letters").execute(tx.conn()).await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }

@@ -24,8 +24,7 @@ impl Tx {
             merchant_id: e.merchant_id.clone(),
             data: e.data,
         };
-        let body =
-            serde_json::to_string(&event).map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        let body = serde_json::to_string(&event).map_err(|err| StoreError::Corrupt(err.to_string()))?;
         let seq: i64 = sqlx::query_scalar(
             "INSERT INTO events (id, merchant_id, type, order_id, created_at, body) VALUES ($1, $2, $3, $4, $5, $6)
              RETURNING seq",
@@ -84,12 +83,11 @@ impl Store {
 
     /// Whether the event `after` exists for the merchant.
     pub async fn event_exists(&self, merchant: &MerchantId, id: &EventId) -> StoreResult<bool> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE id = $1 AND merchant_id = $2")
-                .bind(id.as_str())
-                .bind(merchant.as_str())
-                .fetch_one(self.read())
-                .await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE id = $1 AND merchant_id = $2")
+            .bind(id.as_str())
+            .bind(merchant.as_str())
+            .fetch_one(self.read())
+            .await?;
         Ok(n > 0)
     }
 
@@ -100,9 +98,6 @@ impl Store {
             .fetch_optional(self.read())
             .await?
             .ok_or(StoreError::NotFound)?;
-        Ok((
-            crate::rows::parse(&row, "merchant_id")?,
-            row.try_get("body")?,
-        ))
+        Ok((crate::rows::parse(&row, "merchant_id")?, row.try_get("body")?))
     }
 }

@@ -33,11 +33,13 @@ impl Store {
         request_hash: &str,
     ) -> StoreResult<IdempotencyBegin> {
         let mut tx = self.begin().await?;
-        let row = sqlx::query("SELECT request_hash, status, response FROM idempotency_keys WHERE principal = $1 AND key = $2")
-            .bind(principal)
-            .bind(key)
-            .fetch_optional(tx.conn())
-            .await?;
+        let row = sqlx::query(
+            "SELECT request_hash, status, response FROM idempotency_keys WHERE principal = $1 AND key = $2",
+        )
+        .bind(principal)
+        .bind(key)
+        .fetch_optional(tx.conn())
+        .await?;
         let outcome = match row {
             Some(row) => {
                 let hash: String = row.try_get("request_hash")?;
@@ -46,8 +48,7 @@ impl Store {
                 match (hash == request_hash, status, body) {
                     (false, _, _) => IdempotencyBegin::Mismatch,
                     (true, Some(status), Some(body)) => IdempotencyBegin::Replay(StoredResponse {
-                        status: u16::try_from(status)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                        status: u16::try_from(status).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                         body,
                     }),
                     (true, _, _) => IdempotencyBegin::InProgress,
@@ -71,12 +72,7 @@ impl Store {
     }
 
     /// Keeps the response to a reserved key.
-    pub async fn idempotency_complete(
-        &self,
-        principal: &str,
-        key: &str,
-        response: &StoredResponse,
-    ) -> StoreResult<()> {
+    pub async fn idempotency_complete(&self, principal: &str, key: &str, response: &StoredResponse) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query("UPDATE idempotency_keys SET status = $1, response = $2 WHERE principal = $3 AND key = $4")
             .bind(i64::from(response.status))
@@ -92,13 +88,11 @@ impl Store {
     /// client can retry with it.
     pub async fn idempotency_release(&self, principal: &str, key: &str) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND status IS NULL",
-        )
-        .bind(principal)
-        .bind(key)
-        .execute(tx.conn())
-        .await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND status IS NULL")
+            .bind(principal)
+            .bind(key)
+            .execute(tx.conn())
+            .await?;
         tx.commit().await
     }
 

@@ -13,12 +13,7 @@ pub struct Shortage {
 
 impl Tx {
     /// Sets the stock of a SKU.
-    pub async fn put_inventory(
-        &mut self,
-        merchant: &MerchantId,
-        sku: &str,
-        available: i64,
-    ) -> StoreResult<()> {
+    pub async fn put_inventory(&mut self, merchant: &MerchantId, sku: &str, available: i64) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO inventory (merchant_id, sku, available) VALUES ($1, $2, $3)
              ON CONFLICT (merchant_id, sku) DO UPDATE SET available = excluded.available",
@@ -44,20 +39,15 @@ impl Tx {
             *q = q.saturating_add(item.quantity);
         }
         for (sku, quantity) in &wanted {
-            let available: Option<i64> = sqlx::query_scalar(
-                "SELECT available FROM inventory WHERE merchant_id = $1 AND sku = $2",
-            )
-            .bind(merchant.as_str())
-            .bind(*sku)
-            .fetch_optional(self.conn())
-            .await?;
+            let available: Option<i64> =
+                sqlx::query_scalar("SELECT available FROM inventory WHERE merchant_id = $1 AND sku = $2")
+                    .bind(merchant.as_str())
+                    .bind(*sku)
+                    .fetch_optional(self.conn())
+                    .await?;
             let Some(available) = available else { continue };
             if available < i64::from(*quantity) {
-                return Ok(Some(Shortage {
-                    sku: (*sku).to_owned(),
-                    wanted: *quantity,
-                    available,
-                }));
+                return Ok(Some(Shortage { sku: (*sku).to_owned(), wanted: *quantity, available }));
             }
         }
         for (sku, quantity) in &wanted {
@@ -74,21 +64,13 @@ impl Tx {
 
 impl Store {
     /// The stock of a SKU, if it was ever set.
-    pub async fn inventory(
-        &self,
-        merchant: &MerchantId,
-        sku: &str,
-    ) -> StoreResult<Option<InventoryLevel>> {
-        let available: Option<i64> = sqlx::query_scalar(
-            "SELECT available FROM inventory WHERE merchant_id = $1 AND sku = $2",
-        )
-        .bind(merchant.as_str())
-        .bind(sku)
-        .fetch_optional(self.read())
-        .await?;
-        Ok(available.map(|available| InventoryLevel {
-            sku: sku.to_owned(),
-            available,
-        }))
+    pub async fn inventory(&self, merchant: &MerchantId, sku: &str) -> StoreResult<Option<InventoryLevel>> {
+        let available: Option<i64> =
+            sqlx::query_scalar("SELECT available FROM inventory WHERE merchant_id = $1 AND sku = $2")
+                .bind(merchant.as_str())
+                .bind(sku)
+                .fetch_optional(self.read())
+                .await?;
+        Ok(available.map(|available| InventoryLevel { sku: sku.to_owned(), available }))
     }
 }

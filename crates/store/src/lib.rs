@@ -31,9 +31,7 @@ pub use sim_ledger::SimTxn;
 pub use verify::Violation;
 pub use writer::Tx;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,13 +76,7 @@ impl StoreError {
 
     /// Whether retrying the same operation later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Db(_)
-                | StoreError::CommitFailed(_)
-                | StoreError::Io(_)
-                | StoreError::Conflict(_)
-        )
+        matches!(self, StoreError::Db(_) | StoreError::CommitFailed(_) | StoreError::Io(_) | StoreError::Conflict(_))
     }
 }
 
@@ -126,17 +118,8 @@ impl Store {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let writer = writer::Writer::connect(&options).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.clone().read_only(true))
-            .await?;
-        let store = Store {
-            inner: Arc::new(Inner {
-                read,
-                writer,
-                messages_changed: Notify::new(),
-            }),
-        };
+        let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?;
+        let store = Store { inner: Arc::new(Inner { read, writer, messages_changed: Notify::new() }) };
         store.migrate().await?;
         store.inner.writer.spawn_committer();
         Ok(store)

@@ -25,15 +25,17 @@ pub struct MerchantCredentials {
 
 macro_rules! select_merchants {
     ($tail:literal) => {
-        concat!("SELECT id, name, webhook_url, settings, created_at, api_key_hash, webhook_secret FROM merchants ", $tail)
+        concat!(
+            "SELECT id, name, webhook_url, settings, created_at, api_key_hash, webhook_secret FROM merchants ",
+            $tail
+        )
     };
 }
 
 impl Tx {
     /// Inserts a merchant.
     pub async fn insert_merchant(&mut self, m: NewMerchant<'_>) -> StoreResult<()> {
-        let settings =
-            serde_json::to_string(m.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let settings = serde_json::to_string(m.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO merchants (id, name, webhook_url, settings, api_key_id, api_key_hash, webhook_secret, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -58,10 +60,7 @@ impl Tx {
     }
 
     /// A merchant with its credentials, read inside this transaction.
-    pub async fn merchant_credentials(
-        &mut self,
-        id: &MerchantId,
-    ) -> StoreResult<MerchantCredentials> {
+    pub async fn merchant_credentials(&mut self, id: &MerchantId) -> StoreResult<MerchantCredentials> {
         let row = sqlx::query(select_merchants!("WHERE id = $1"))
             .bind(id.as_str())
             .fetch_optional(self.conn())
@@ -86,10 +85,7 @@ impl Store {
     }
 
     /// A merchant by id, with its credentials.
-    pub async fn merchant_with_credentials(
-        &self,
-        id: &MerchantId,
-    ) -> StoreResult<MerchantCredentials> {
+    pub async fn merchant_with_credentials(&self, id: &MerchantId) -> StoreResult<MerchantCredentials> {
         let row = sqlx::query(select_merchants!("WHERE id = $1"))
             .bind(id.as_str())
             .fetch_optional(self.read())

@@ -83,8 +83,7 @@ impl Tx {
     /// Schedules a message; it commits with this transaction or not at all.
     pub async fn schedule(&mut self, m: NewMessage) -> StoreResult<MessageId> {
         let id = MessageId::generate();
-        let payload =
-            serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let payload = serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
@@ -122,12 +121,11 @@ impl Tx {
 
     /// Whether a message of `kind` about `key` is pending.
     pub async fn has_message(&mut self, kind: &str, key: &str) -> StoreResult<bool> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE kind = $1 AND key = $2")
-                .bind(kind)
-                .bind(key)
-                .fetch_one(self.conn())
-                .await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE kind = $1 AND key = $2")
+            .bind(kind)
+            .bind(key)
+            .fetch_one(self.conn())
+            .await?;
         Ok(n > 0)
     }
 
@@ -146,12 +144,7 @@ impl Tx {
 
 impl Store {
     /// Claims up to `limit` due messages for `lease_ms`, earliest first.
-    pub async fn claim_due(
-        &self,
-        now: Timestamp,
-        limit: u32,
-        lease_ms: i64,
-    ) -> StoreResult<Vec<ClaimedMessage>> {
+    pub async fn claim_due(&self, now: Timestamp, limit: u32, lease_ms: i64) -> StoreResult<Vec<ClaimedMessage>> {
         let claim: i64 = rand_claim();
         let mut tx = self.begin().await?;
         let rows = sqlx::query(
@@ -173,29 +166,35 @@ impl Store {
 
     /// When the next message becomes due, if any is pending.
     pub async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
-        let due: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM messages")
-            .fetch_one(self.read())
-            .await?;
+        let due: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM messages").fetch_one(self.read()).await?;
         Ok(due.map(Timestamp::from_millis))
     }
 
     /// Whether a message of `kind` about `key` with a smaller ordinal than `ordinal` is
     /// still pending (an earlier delivery that must go first).
-    pub async fn has_earlier_message(
-        &self,
-        kind: &str,
-        key: &str,
-        ordinal: i64,
-    ) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM messages WHERE kind = $1 AND key = $2 AND ordinal < $3",
-        )
-        .bind(kind)
-        .bind(key)
-        .bind(ordinal)
-        .fetch_one(self.read())
-        .await?;
+    pub async fn has_earlier_message(&self, kind: &str, key: &str, ordinal: i64) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE kind = $1 AND key = $2 AND ordinal < $3")
+            .bind(kind)
+            .bind(key)
+            .bind(ordinal)
+            .fetch_one(self.read())
+            .await?;
         Ok(n > 0)
+    }
+
+    /// Pushes the leases of messages still being handled to `until`, so a slow handler is
+    /// not taken over while it runs.
+    pub async fn extend_leases(&self, held: &[&ClaimedMessage], until: Timestamp) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for m in held {
+            sqlx::query("UPDATE messages SET due_at = $1 WHERE id = $2 AND claim = $3")
+                .bind(until.millis())
+                .bind(m.id.as_str())
+                .bind(m.claim)
+                .execute(tx.conn())
+                .await?;
+        }
+        tx.commit().await
     }
 
     /// Removes handled messages (those whose claim is still ours), in one transaction.
@@ -227,22 +226,15 @@ impl Store {
     }
 
     /// Puts a failed message back to run again at `due_at`, keeping the error.
-    pub async fn retry_message(
-        &self,
-        m: &ClaimedMessage,
-        due_at: Timestamp,
-        error: &str,
-    ) -> StoreResult<()> {
+    pub async fn retry_message(&self, m: &ClaimedMessage, due_at: Timestamp, error: &str) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query(
-            "UPDATE messages SET due_at = $1, last_error = $2 WHERE id = $3 AND claim = $4",
-        )
-        .bind(due_at.millis())
-        .bind(error)
-        .bind(m.id.as_str())
-        .bind(m.claim)
-        .execute(tx.conn())
-        .await?;
+        let done = sqlx::query("UPDATE messages SET due_at = $1, last_error = $2 WHERE id = $3 AND claim = $4")
+            .bind(due_at.millis())
+            .bind(error)
+            .bind(m.id.as_str())
+            .bind(m.claim)
+            .execute(tx.conn())
+            .await?;
         if done.rows_affected() == 1 {
             tx.bump(format!("retried:{}", m.kind), 1).await?;
         }
@@ -255,25 +247,19 @@ impl Store {
     /// not its turn yet).
     pub async fn defer_message(&self, m: &ClaimedMessage, due_at: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "UPDATE messages SET due_at = $1, attempts = MAX(attempts - 1, 0) WHERE id = $2 AND claim = $3",
-        )
-        .bind(due_at.millis())
-        .bind(m.id.as_str())
-        .bind(m.claim)
-        .execute(tx.conn())
-        .await?;
+        sqlx::query("UPDATE messages SET due_at = $1, attempts = MAX(attempts - 1, 0) WHERE id = $2 AND claim = $3")
+            .bind(due_at.millis())
+            .bind(m.id.as_str())
+            .bind(m.claim)
+            .execute(tx.conn())
+            .await?;
         tx.commit().await?;
         self.notify_messages_changed();
         Ok(())
     }
 
     /// Moves a message that cannot succeed to the dead letters, with its last error.
-    pub async fn dead_letter_message(
-        &self,
-        m: &ClaimedMessage,
-        error: &str,
-    ) -> StoreResult<DeadLetterId> {
+    pub async fn dead_letter_message(&self, m: &ClaimedMessage, error: &str) -> StoreResult<DeadLetterId> {
         let id = DeadLetterId::generate();
         let mut tx = self.begin().await?;
         let done = sqlx::query("DELETE FROM messages WHERE id = $1 AND claim = $2")
@@ -306,11 +292,7 @@ impl Store {
     }
 
     /// Pending messages, soonest first.
-    pub async fn pending_messages(
-        &self,
-        kind: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<PendingMessage>> {
+    pub async fn pending_messages(&self, kind: Option<&str>, limit: u32) -> StoreResult<Vec<PendingMessage>> {
         let rows = sqlx::query(
             "SELECT id, kind, key, due_at, attempts, last_error FROM messages
              WHERE ($1 IS NULL OR kind = $1) ORDER BY due_at LIMIT $2",
@@ -335,18 +317,12 @@ impl Store {
 
     /// Counts for `payq timers stats` and `/v1/admin/stats`.
     pub async fn message_stats(&self, now: Timestamp) -> StoreResult<MessageStats> {
-        let pairs = |rows: Vec<sqlx::sqlite::SqliteRow>,
-                     k: &str,
-                     v: &str|
-         -> StoreResult<Vec<(String, i64)>> {
-            rows.iter()
-                .map(|r| Ok((r.try_get(k)?, r.try_get(v)?)))
-                .collect()
+        let pairs = |rows: Vec<sqlx::sqlite::SqliteRow>, k: &str, v: &str| -> StoreResult<Vec<(String, i64)>> {
+            rows.iter().map(|r| Ok((r.try_get(k)?, r.try_get(v)?))).collect()
         };
-        let by_kind =
-            sqlx::query("SELECT kind, COUNT(*) AS n FROM messages GROUP BY kind ORDER BY kind")
-                .fetch_all(self.read())
-                .await?;
+        let by_kind = sqlx::query("SELECT kind, COUNT(*) AS n FROM messages GROUP BY kind ORDER BY kind")
+            .fetch_all(self.read())
+            .await?;
         let pending_by_kind = pairs(by_kind, "kind", "n")?;
         let n = now.millis();
         let by_due = sqlx::query(
@@ -359,17 +335,12 @@ impl Store {
         .fetch_all(self.read())
         .await?;
         let pending_by_due = pairs(by_due, "bucket", "n")?;
-        let oldest: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(due_at) FROM messages WHERE due_at <= $1")
-                .bind(n)
-                .fetch_one(self.read())
-                .await?;
-        let dead_letters: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
+        let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM messages WHERE due_at <= $1")
+            .bind(n)
             .fetch_one(self.read())
             .await?;
-        let counters = sqlx::query("SELECT name, n FROM engine_counters ORDER BY name")
-            .fetch_all(self.read())
-            .await?;
+        let dead_letters: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters").fetch_one(self.read()).await?;
+        let counters = sqlx::query("SELECT name, n FROM engine_counters ORDER BY name").fetch_all(self.read()).await?;
         Ok(MessageStats {
             pending_total: pending_by_kind.iter().map(|(_, n)| n).sum(),
             pending_by_kind,
@@ -384,8 +355,7 @@ impl Store {
 fn rand_claim() -> i64 {
     // A fresh, non-zero token per claim, from the random bits of a UUIDv7.
     let id = payq_domain::MessageId::generate();
-    let h = id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let h =
+        id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     i64::from_ne_bytes(h.to_ne_bytes()) | 1
 }

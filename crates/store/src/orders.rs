@@ -2,10 +2,7 @@
 
 use crate::rows::{self, select_orders};
 use crate::{Store, StoreError, StoreResult, Tx};
-use payq_domain::{
-    Currency, MerchantId, Order, OrderId, OrderItem, OrderStatus, PaymentId, PaymentStatus,
-    Timestamp,
-};
+use payq_domain::{Currency, MerchantId, Order, OrderId, OrderItem, OrderStatus, PaymentId, PaymentStatus, Timestamp};
 use sqlx::Row;
 
 /// An order to insert.
@@ -65,8 +62,7 @@ fn payment_record(row: &sqlx::sqlite::SqliteRow) -> StoreResult<PaymentRecord> {
         merchant_id: rows::parse(row, "merchant_id")?,
         channel: row.try_get("channel")?,
         channel_txn_id: row.try_get("channel_txn_id")?,
-        status: PaymentStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("payment status {status}")))?,
+        status: PaymentStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("payment status {status}")))?,
         failure_reason: row.try_get("failure_reason")?,
         amount: row.try_get("amount")?,
         currency: rows::parse(row, "currency")?,
@@ -79,8 +75,7 @@ fn payment_record(row: &sqlx::sqlite::SqliteRow) -> StoreResult<PaymentRecord> {
 impl Tx {
     /// Inserts an order. A second order with the same `merchant_order_no` is a `Conflict`.
     pub async fn insert_order(&mut self, o: NewOrder<'_>) -> StoreResult<()> {
-        let items =
-            serde_json::to_string(o.items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let items = serde_json::to_string(o.items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO orders (id, merchant_id, merchant_order_no, request_hash, status, amount, currency,
                 description, customer_id, items, created_at, expires_at)
@@ -122,13 +117,11 @@ impl Tx {
         merchant: &MerchantId,
         merchant_order_no: &str,
     ) -> StoreResult<Option<(Order, String)>> {
-        let row = sqlx::query(select_orders!(
-            "WHERE o.merchant_id = $1 AND o.merchant_order_no = $2"
-        ))
-        .bind(merchant.as_str())
-        .bind(merchant_order_no)
-        .fetch_optional(self.conn())
-        .await?;
+        let row = sqlx::query(select_orders!("WHERE o.merchant_id = $1 AND o.merchant_order_no = $2"))
+            .bind(merchant.as_str())
+            .bind(merchant_order_no)
+            .fetch_optional(self.conn())
+            .await?;
         match row {
             None => Ok(None),
             Some(row) => Ok(Some((rows::order(&row)?, row.try_get("request_hash")?))),
@@ -160,10 +153,7 @@ impl Tx {
         .execute(self.conn())
         .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "order {} changed concurrently",
-                order.id
-            )));
+            return Err(StoreError::Conflict(format!("order {} changed concurrently", order.id)));
         }
         Ok(())
     }
@@ -229,18 +219,12 @@ impl Tx {
     }
 
     /// How many payment attempts this customer made since `since` (risk velocity).
-    pub async fn payments_by_customer_since(
-        &mut self,
-        customer_id: &str,
-        since: Timestamp,
-    ) -> StoreResult<i64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM payments WHERE customer_id = $1 AND created_at >= $2",
-        )
-        .bind(customer_id)
-        .bind(since.millis())
-        .fetch_one(self.conn())
-        .await?;
+    pub async fn payments_by_customer_since(&mut self, customer_id: &str, since: Timestamp) -> StoreResult<i64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payments WHERE customer_id = $1 AND created_at >= $2")
+            .bind(customer_id)
+            .bind(since.millis())
+            .fetch_one(self.conn())
+            .await?;
         Ok(n)
     }
 
@@ -295,10 +279,7 @@ impl Store {
         .bind(i64::from(limit) + 1)
         .fetch_all(self.read())
         .await?;
-        let mut orders = rows
-            .iter()
-            .map(rows::order)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let mut orders = rows.iter().map(rows::order).collect::<StoreResult<Vec<_>>>()?;
         let has_more = orders.len() > limit as usize;
         orders.truncate(limit as usize);
         Ok(OrderPage { orders, has_more })
@@ -316,12 +297,9 @@ impl Store {
 
     /// Counts of orders by status.
     pub async fn order_counts(&self) -> StoreResult<Vec<(String, i64)>> {
-        let rows =
-            sqlx::query("SELECT status, COUNT(*) AS n FROM orders GROUP BY status ORDER BY status")
-                .fetch_all(self.read())
-                .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
-            .collect()
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM orders GROUP BY status ORDER BY status")
+            .fetch_all(self.read())
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("n")?))).collect()
     }
 }

@@ -45,8 +45,7 @@ impl Tx {
             .fetch_optional(self.conn())
             .await?
             .ok_or(StoreError::NotFound)?;
-        raw.parse()
-            .map_err(|e: payq_domain::IdError| StoreError::Corrupt(e.to_string()))
+        raw.parse().map_err(|e: payq_domain::IdError| StoreError::Corrupt(e.to_string()))
     }
 
     /// Writes a refund's status if its version is unchanged, and bumps the version.
@@ -64,10 +63,7 @@ impl Tx {
         .execute(self.conn())
         .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "refund {} changed concurrently",
-                refund.id
-            )));
+            return Err(StoreError::Conflict(format!("refund {} changed concurrently", refund.id)));
         }
         Ok(())
     }
@@ -86,12 +82,10 @@ impl Tx {
 
     /// The order's refunds still awaiting review.
     pub async fn refunds_pending_review(&mut self, order: &OrderId) -> StoreResult<Vec<Refund>> {
-        let rows = sqlx::query(
-            "SELECT * FROM refunds WHERE order_id = $1 AND status = 'pending_review' ORDER BY id",
-        )
-        .bind(order.as_str())
-        .fetch_all(self.conn())
-        .await?;
+        let rows = sqlx::query("SELECT * FROM refunds WHERE order_id = $1 AND status = 'pending_review' ORDER BY id")
+            .bind(order.as_str())
+            .fetch_all(self.conn())
+            .await?;
         rows.iter().map(rows::refund).collect()
     }
 }

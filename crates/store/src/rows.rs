@@ -3,8 +3,8 @@
 
 use crate::StoreError;
 use payq_domain::{
-    Currency, Merchant, MerchantSettings, Order, OrderItem, OrderStatus, Payment, PaymentStatus,
-    Refund, RefundStatus, Timestamp,
+    Currency, Merchant, MerchantSettings, Order, OrderItem, OrderStatus, Payment, PaymentStatus, Refund, RefundStatus,
+    Timestamp,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -27,9 +27,7 @@ fn ts(row: &SqliteRow, col: &str) -> Result<Timestamp, StoreError> {
 }
 
 fn opt_ts(row: &SqliteRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
-    Ok(row
-        .try_get::<Option<i64>, _>(col)?
-        .map(Timestamp::from_millis))
+    Ok(row.try_get::<Option<i64>, _>(col)?.map(Timestamp::from_millis))
 }
 
 pub(crate) fn merchant(row: &SqliteRow) -> Result<Merchant, StoreError> {
@@ -38,8 +36,7 @@ pub(crate) fn merchant(row: &SqliteRow) -> Result<Merchant, StoreError> {
         id: parse(row, "id")?,
         name: row.try_get("name")?,
         webhook_url: row.try_get("webhook_url")?,
-        settings: serde_json::from_str::<MerchantSettings>(&settings)
-            .map_err(|e| corrupt("settings", e))?,
+        settings: serde_json::from_str::<MerchantSettings>(&settings).map_err(|e| corrupt("settings", e))?,
         created_at: ts(row, "created_at")?,
     })
 }
@@ -71,8 +68,7 @@ pub(crate) fn order(row: &SqliteRow) -> Result<Order, StoreError> {
                 id: id.parse().map_err(|e| corrupt("payment id", e))?,
                 channel: row.try_get("p_channel")?,
                 channel_txn_id: row.try_get("p_channel_txn_id")?,
-                status: PaymentStatus::parse(&status)
-                    .ok_or_else(|| corrupt("payment status", &status))?,
+                status: PaymentStatus::parse(&status).ok_or_else(|| corrupt("payment status", &status))?,
                 failure_reason: row.try_get("p_failure_reason")?,
             })
         }
@@ -99,8 +95,7 @@ pub(crate) fn order(row: &SqliteRow) -> Result<Order, StoreError> {
         carrier: row.try_get("carrier")?,
         tracking_no: row.try_get("tracking_no")?,
         payment,
-        ship_reminders_sent: u32::try_from(reminders)
-            .map_err(|e| corrupt("ship_reminders_sent", e))?,
+        ship_reminders_sent: u32::try_from(reminders).map_err(|e| corrupt("ship_reminders_sent", e))?,
         checked_at: opt_ts(row, "checked_at")?,
         version: row.try_get("version")?,
     })

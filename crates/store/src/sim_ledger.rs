@@ -29,9 +29,7 @@ fn sim_txn(row: &sqlx::sqlite::SqliteRow) -> StoreResult<SimTxn> {
         status: row.try_get("status")?,
         outcome: row.try_get("outcome")?,
         refunded: row.try_get("refunded")?,
-        settle_at: row
-            .try_get::<Option<i64>, _>("settle_at")?
-            .map(Timestamp::from_millis),
+        settle_at: row.try_get::<Option<i64>, _>("settle_at")?.map(Timestamp::from_millis),
     })
 }
 
@@ -76,12 +74,14 @@ impl Store {
     /// Moves a simulated-channel payment from `pending` to `to`; returns the record after.
     pub async fn sim_settle(&self, txn_id: &str, to: &str) -> StoreResult<SimTxn> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE sim_channel_txns SET status = $1, updated_at = $2 WHERE txn_id = $3 AND status = 'pending'")
-            .bind(to)
-            .bind(Timestamp::now().millis())
-            .bind(txn_id)
-            .execute(tx.conn())
-            .await?;
+        sqlx::query(
+            "UPDATE sim_channel_txns SET status = $1, updated_at = $2 WHERE txn_id = $3 AND status = 'pending'",
+        )
+        .bind(to)
+        .bind(Timestamp::now().millis())
+        .bind(txn_id)
+        .execute(tx.conn())
+        .await?;
         let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE txn_id = $1")
             .bind(txn_id)
             .fetch_optional(tx.conn())
@@ -93,18 +93,12 @@ impl Store {
 
     /// Refunds part of a succeeded simulated-channel payment, once per `refund_id`.
     /// Returns false if the refund would exceed what was paid.
-    pub async fn sim_refund(
-        &self,
-        txn_id: &str,
-        refund_id: &str,
-        amount: i64,
-    ) -> StoreResult<bool> {
+    pub async fn sim_refund(&self, txn_id: &str, refund_id: &str, amount: i64) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let seen: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM sim_channel_refunds WHERE refund_id = $1")
-                .bind(refund_id)
-                .fetch_one(tx.conn())
-                .await?;
+        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sim_channel_refunds WHERE refund_id = $1")
+            .bind(refund_id)
+            .fetch_one(tx.conn())
+            .await?;
         if seen > 0 {
             tx.commit().await?;
             return Ok(true);
@@ -149,13 +143,11 @@ impl Store {
     /// that the channel takes after saying it closed it).
     pub async fn sim_force_succeed(&self, txn_id: &str) -> StoreResult<SimTxn> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "UPDATE sim_channel_txns SET status = 'succeeded', updated_at = $1 WHERE txn_id = $2",
-        )
-        .bind(Timestamp::now().millis())
-        .bind(txn_id)
-        .execute(tx.conn())
-        .await?;
+        sqlx::query("UPDATE sim_channel_txns SET status = 'succeeded', updated_at = $1 WHERE txn_id = $2")
+            .bind(Timestamp::now().millis())
+            .bind(txn_id)
+            .execute(tx.conn())
+            .await?;
         let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE txn_id = $1")
             .bind(txn_id)
             .fetch_optional(tx.conn())
@@ -167,11 +159,9 @@ impl Store {
 
     /// Pending simulated-channel payments (to resume settling them after a restart).
     pub async fn sim_pending(&self) -> StoreResult<Vec<SimTxn>> {
-        let rows = sqlx::query(
-            "SELECT * FROM sim_channel_txns WHERE status = 'pending' AND settle_at IS NOT NULL",
-        )
-        .fetch_all(self.read())
-        .await?;
+        let rows = sqlx::query("SELECT * FROM sim_channel_txns WHERE status = 'pending' AND settle_at IS NOT NULL")
+            .fetch_all(self.read())
+            .await?;
         rows.iter().map(sim_txn).collect()
     }
 }

@@ -44,10 +44,8 @@ impl Store {
             let status: Option<String> = r.try_get("status")?;
             let current: Option<String> = r.try_get("current_payment_id")?;
             let in_flight: bool = r.try_get::<Option<bool>, _>("in_flight")?.unwrap_or(false);
-            let on_paid_order = matches!(
-                status.as_deref(),
-                Some("paid" | "shipped" | "refunded" | "cancelled")
-            ) && current.as_deref() == Some(payment.as_str());
+            let on_paid_order = matches!(status.as_deref(), Some("paid" | "shipped" | "refunded" | "cancelled"))
+                && current.as_deref() == Some(payment.as_str());
             if !on_paid_order && !in_flight && refunded.max(refunding) < amount {
                 out.push(Violation {
                     invariant: "captured_payment_accounted",
@@ -88,9 +86,7 @@ impl Store {
                 out.push(Violation {
                     invariant: "refunded_total_matches",
                     subject: id,
-                    detail: format!(
-                        "amount_refunded {refunded} but succeeded refunds sum to {succeeded}"
-                    ),
+                    detail: format!("amount_refunded {refunded} but succeeded refunds sum to {succeeded}"),
                 });
             }
         }
@@ -146,8 +142,7 @@ impl Store {
                 out.push(Violation {
                     invariant: "paid_order_has_check",
                     subject: id.clone(),
-                    detail: "paid order with neither a post-payment check pending nor one done"
-                        .into(),
+                    detail: "paid order with neither a post-payment check pending nor one done".into(),
                 });
             }
             if !r.try_get::<bool, _>("reminder_ok")? {
@@ -176,9 +171,7 @@ impl Store {
             out.push(Violation {
                 invariant: "event_delivered",
                 subject: r.try_get("id")?,
-                detail: format!(
-                    "{kind} event neither delivered, dead-lettered nor pending delivery"
-                ),
+                detail: format!("{kind} event neither delivered, dead-lettered nor pending delivery"),
             });
         }
         Ok(out)

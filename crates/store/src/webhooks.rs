@@ -6,11 +6,10 @@ use payq_domain::{EventId, MerchantId, Timestamp};
 impl Store {
     /// Whether the event was delivered to the merchant's webhook.
     pub async fn webhook_delivered(&self, event: &EventId) -> StoreResult<bool> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE event_id = $1")
-                .bind(event.as_str())
-                .fetch_one(self.read())
-                .await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE event_id = $1")
+            .bind(event.as_str())
+            .fetch_one(self.read())
+            .await?;
         Ok(n > 0)
     }
 

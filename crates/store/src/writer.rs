@@ -29,9 +29,7 @@ impl WriterConn {
     /// Undoes a savepoint left by a `Tx` that was dropped mid-way (an error path).
     async fn clean_up(&mut self) -> StoreResult<()> {
         if self.dangling_savepoint {
-            sqlx::query("ROLLBACK TO tx")
-                .execute(&mut self.conn)
-                .await?;
+            sqlx::query("ROLLBACK TO tx").execute(&mut self.conn).await?;
             sqlx::query("RELEASE tx").execute(&mut self.conn).await?;
             self.dangling_savepoint = false;
         }
@@ -58,11 +56,7 @@ impl Writer {
     pub(crate) async fn connect(options: &SqliteConnectOptions) -> StoreResult<Writer> {
         let conn = SqliteConnection::connect_with(options).await?;
         Ok(Writer {
-            conn: Arc::new(Mutex::new(WriterConn {
-                conn,
-                batch: None,
-                dangling_savepoint: false,
-            })),
+            conn: Arc::new(Mutex::new(WriterConn { conn, batch: None, dangling_savepoint: false })),
             dirty: Arc::new(Notify::new()),
         })
     }
@@ -71,9 +65,7 @@ impl Writer {
         let mut guard = self.conn.lock().await;
         guard.clean_up().await?;
         guard.commit_batch().await;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&mut guard.conn)
-            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&mut guard.conn).await?;
         Ok(())
     }
 
@@ -108,18 +100,12 @@ impl Tx {
         let mut guard = store.writer().conn.clone().lock_owned().await;
         guard.clean_up().await?;
         if guard.batch.is_none() {
-            sqlx::query("BEGIN IMMEDIATE")
-                .execute(&mut guard.conn)
-                .await?;
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut guard.conn).await?;
             guard.batch = Some(watch::channel(None).0);
         }
         sqlx::query("SAVEPOINT tx").execute(&mut guard.conn).await?;
         guard.dangling_savepoint = true;
-        Ok(Tx {
-            guard,
-            store,
-            scheduled_message: false,
-        })
+        Ok(Tx { guard, store, scheduled_message: false })
     }
 
     /// The connection, for the repository methods of this crate.
@@ -133,9 +119,7 @@ impl Tx {
 
     /// Makes the writes durable. Returns once the batch holding them is committed.
     pub async fn commit(mut self) -> StoreResult<()> {
-        sqlx::query("RELEASE tx")
-            .execute(&mut self.guard.conn)
-            .await?;
+        sqlx::query("RELEASE tx").execute(&mut self.guard.conn).await?;
         self.guard.dangling_savepoint = false;
         let mut done = match &self.guard.batch {
             Some(batch) => batch.subscribe(),

@@ -65,17 +65,11 @@ pub trait PaymentChannel: Send + Sync + 'static {
     fn create_payment(&self, req: PaymentRequest) -> BoxFuture<'_, Result<String, ChannelError>>;
 
     /// The payment's status at the channel.
-    fn query_payment<'a>(
-        &'a self,
-        payment_id: &'a PaymentId,
-    ) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>>;
+    fn query_payment<'a>(&'a self, payment_id: &'a PaymentId) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>>;
 
     /// Closes an unpaid payment; answers with the status after the attempt (a payment that
     /// was already paid stays `Succeeded`).
-    fn close_payment<'a>(
-        &'a self,
-        payment_id: &'a PaymentId,
-    ) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>>;
+    fn close_payment<'a>(&'a self, payment_id: &'a PaymentId) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>>;
 
     /// Refunds `amount` of a paid payment, once per `refund_id`.
     fn refund<'a>(

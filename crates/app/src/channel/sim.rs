@@ -35,16 +35,10 @@ pub enum SimOutcome {
 
 impl SimOutcome {
     fn parse(s: &str) -> SimOutcome {
-        [
-            Self::Succeeded,
-            Self::Failed,
-            Self::NoCallback,
-            Self::DuplicateCallbacks,
-            Self::Late,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == s)
-        .unwrap_or_default()
+        [Self::Succeeded, Self::Failed, Self::NoCallback, Self::DuplicateCallbacks, Self::Late]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .unwrap_or_default()
     }
 
     fn as_str(self) -> &'static str {
@@ -93,21 +87,9 @@ pub struct SimChannel {
 
 impl SimChannel {
     /// A channel keeping its ledger in `store` and signing callbacks with `secret`.
-    pub fn new(
-        store: Store,
-        secret: String,
-        default_delay: HumanDuration,
-    ) -> anyhow::Result<Arc<SimChannel>> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?;
-        Ok(Arc::new(SimChannel {
-            store,
-            secret,
-            default_delay,
-            http,
-            callback_base: OnceLock::new(),
-        }))
+    pub fn new(store: Store, secret: String, default_delay: HumanDuration) -> anyhow::Result<Arc<SimChannel>> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        Ok(Arc::new(SimChannel { store, secret, default_delay, http, callback_base: OnceLock::new() }))
     }
 
     /// Sets where callbacks go (`http://127.0.0.1:8080`).
@@ -135,9 +117,7 @@ impl SimChannel {
     fn settle_later(self: &Arc<Self>, txn: SimTxn, outcome: SimOutcome) {
         let this = self.clone();
         tokio::spawn(async move {
-            let ms = txn.settle_at.map_or(0, |t| {
-                t.millis().saturating_sub(Timestamp::now().millis()).max(0)
-            });
+            let ms = txn.settle_at.map_or(0, |t| t.millis().saturating_sub(Timestamp::now().millis()).max(0));
             tokio::time::sleep(Duration::from_millis(u64::try_from(ms).unwrap_or(0))).await;
             let (status, reason) = match outcome {
                 SimOutcome::Failed => ("failed", Some("card_declined".to_owned())),
@@ -191,10 +171,7 @@ impl SimChannel {
                 .http
                 .post(format!("{base}/v1/channels/sim/notify"))
                 .header("content-type", "application/json")
-                .header(
-                    SIGNATURE_HEADER,
-                    crypto::signature_header(&self.secret, t, &body),
-                )
+                .header(SIGNATURE_HEADER, crypto::signature_header(&self.secret, t, &body))
                 .body(body.clone())
                 .send()
                 .await;
@@ -210,11 +187,7 @@ impl SimChannel {
 
 /// When a payment with these instructions settles: after the callback delay, and for a
 /// `late` payment only after the order's expiry.
-fn settle_at(
-    simulate: &Simulate,
-    default_delay: HumanDuration,
-    expires_at: Timestamp,
-) -> Timestamp {
+fn settle_at(simulate: &Simulate, default_delay: HumanDuration, expires_at: Timestamp) -> Timestamp {
     let delay = simulate.callback_delay.unwrap_or(default_delay).as_millis();
     let from = match simulate.outcome {
         SimOutcome::Late => expires_at.max(Timestamp::now()),
@@ -229,12 +202,8 @@ fn db(e: StoreError) -> ChannelError {
 
 fn status_of(txn: &SimTxn) -> ChannelStatus {
     match txn.status.as_str() {
-        "succeeded" => ChannelStatus::Succeeded {
-            txn_id: txn.txn_id.clone(),
-        },
-        "failed" => ChannelStatus::Failed {
-            reason: "card_declined".into(),
-        },
+        "succeeded" => ChannelStatus::Succeeded { txn_id: txn.txn_id.clone() },
+        "failed" => ChannelStatus::Failed { reason: "card_declined".into() },
         "closed" => ChannelStatus::Closed,
         _ => ChannelStatus::Pending,
     }
@@ -252,9 +221,7 @@ impl PaymentChannel for Sim {
     fn create_payment(&self, req: PaymentRequest) -> BoxFuture<'_, Result<String, ChannelError>> {
         async move {
             let simulate: Simulate = match req.instructions {
-                Some(v) => {
-                    serde_json::from_value(v).map_err(|e| ChannelError::Invalid(e.to_string()))?
-                }
+                Some(v) => serde_json::from_value(v).map_err(|e| ChannelError::Invalid(e.to_string()))?,
                 None => Simulate::default(),
             };
             let txn = SimTxn {
@@ -276,10 +243,7 @@ impl PaymentChannel for Sim {
         .boxed()
     }
 
-    fn query_payment<'a>(
-        &'a self,
-        payment_id: &'a PaymentId,
-    ) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>> {
+    fn query_payment<'a>(&'a self, payment_id: &'a PaymentId) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>> {
         async move {
             match self.0.store.sim_txn_by_payment(payment_id.as_str()).await {
                 Ok(txn) => Ok(status_of(&txn)),
@@ -290,10 +254,7 @@ impl PaymentChannel for Sim {
         .boxed()
     }
 
-    fn close_payment<'a>(
-        &'a self,
-        payment_id: &'a PaymentId,
-    ) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>> {
+    fn close_payment<'a>(&'a self, payment_id: &'a PaymentId) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>> {
         async move {
             let txn = match self.0.store.sim_txn_by_payment(payment_id.as_str()).await {
                 Ok(txn) => txn,
@@ -305,12 +266,7 @@ impl PaymentChannel for Sim {
                 // the money anyway afterwards.
                 return Ok(ChannelStatus::Closed);
             }
-            let after = self
-                .0
-                .store
-                .sim_settle(&txn.txn_id, "closed")
-                .await
-                .map_err(db)?;
+            let after = self.0.store.sim_settle(&txn.txn_id, "closed").await.map_err(db)?;
             Ok(status_of(&after))
         }
         .boxed()
@@ -326,23 +282,13 @@ impl PaymentChannel for Sim {
             let txn = match self.0.store.sim_txn_by_payment(payment_id.as_str()).await {
                 Ok(txn) => txn,
                 Err(StoreError::NotFound) => {
-                    return Ok(RefundOutcome::Refused {
-                        reason: "unknown payment".into(),
-                    });
+                    return Ok(RefundOutcome::Refused { reason: "unknown payment".into() });
                 }
                 Err(e) => return Err(db(e)),
             };
-            match self
-                .0
-                .store
-                .sim_refund(&txn.txn_id, refund_id.as_str(), amount)
-                .await
-                .map_err(db)?
-            {
+            match self.0.store.sim_refund(&txn.txn_id, refund_id.as_str(), amount).await.map_err(db)? {
                 true => Ok(RefundOutcome::Succeeded),
-                false => Ok(RefundOutcome::Refused {
-                    reason: "refund exceeds the captured amount".into(),
-                }),
+                false => Ok(RefundOutcome::Refused { reason: "refund exceeds the captured amount".into() }),
             }
         }
         .boxed()

@@ -29,37 +29,22 @@ pub async fn sim_notify(
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::unauthorized("missing Sim-Signature header"))?;
-    verify_signature(
-        state.sim.secret(),
-        signature,
-        &body,
-        Timestamp::now().unix_seconds(),
-        SIGNATURE_TOLERANCE_S,
-    )
-    .map_err(|e| ApiError::unauthorized(e.to_string()))?;
-    let note: SimNotification = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid(format!("invalid notification: {e}")))?;
-    let payment_id: PaymentId = note
-        .payment_id
-        .parse()
-        .map_err(|_| ApiError::not_found("payment"))?;
+    verify_signature(state.sim.secret(), signature, &body, Timestamp::now().unix_seconds(), SIGNATURE_TOLERANCE_S)
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let note: SimNotification =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid notification: {e}")))?;
+    let payment_id: PaymentId = note.payment_id.parse().map_err(|_| ApiError::not_found("payment"))?;
     let payment = match state.payq.store().payment(&payment_id).await {
         Ok(p) => p,
         Err(StoreError::NotFound) => return Err(ApiError::not_found("payment")),
         Err(e) => return Err(ApiError::internal(&e)),
     };
     if payment.amount != note.amount || payment.currency.code() != note.currency {
-        return Err(ApiError::invalid(
-            "notification amount or currency does not match the payment",
-        ));
+        return Err(ApiError::invalid("notification amount or currency does not match the payment"));
     }
     let status = match note.status.as_str() {
-        "succeeded" => ChannelStatus::Succeeded {
-            txn_id: note.txn_id,
-        },
-        "failed" => ChannelStatus::Failed {
-            reason: note.failure_reason.unwrap_or_else(|| "declined".into()),
-        },
+        "succeeded" => ChannelStatus::Succeeded { txn_id: note.txn_id },
+        "failed" => ChannelStatus::Failed { reason: note.failure_reason.unwrap_or_else(|| "declined".into()) },
         other => return Err(ApiError::invalid(format!("unknown status {other:?}"))),
     };
     state.payq.apply_channel_status(&payment_id, status).await?;

@@ -17,11 +17,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with `status`, `code` and `detail`.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            detail: detail.into(),
-        }
+        ApiError { status, code, detail: detail.into() }
     }
 
     /// 400 `invalid_request`.
@@ -36,30 +32,18 @@ impl ApiError {
 
     /// 404 `not_found`.
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
     /// 413 `payload_too_large`.
     pub fn too_large() -> ApiError {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "request body exceeds 64 KiB",
-        )
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body exceeds 64 KiB")
     }
 
     /// 500 `internal`, logging the cause; the body says nothing about it.
     pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(error = %cause, "request failed");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "an internal error occurred",
-        )
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred")
     }
 
     fn title(&self) -> &'static str {
@@ -76,12 +60,7 @@ impl IntoResponse for ApiError {
             "detail": self.detail,
             "code": self.code,
         });
-        (
-            self.status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            Json(body),
-        )
-            .into_response()
+        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], Json(body)).into_response()
     }
 }
 
@@ -92,11 +71,9 @@ impl From<AppError> for ApiError {
             AppError::InvalidRequest(d) => ApiError::invalid(d),
             AppError::InvalidState(d) => ApiError::new(StatusCode::CONFLICT, "invalid_state", d),
             AppError::Conflict(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
-            AppError::AmountExceedsRefundable(d) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "amount_exceeds_refundable",
-                d,
-            ),
+            AppError::AmountExceedsRefundable(d) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "amount_exceeds_refundable", d)
+            }
             AppError::Unexpected(e) => ApiError::internal(&format!("{e:#}")),
         }
     }

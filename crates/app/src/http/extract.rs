@@ -30,12 +30,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|r| match r.status() {
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(),
-                _ => ApiError::invalid(r.body_text()),
-            })?;
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|r| match r.status() {
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(),
+            _ => ApiError::invalid(r.body_text()),
+        })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(None));
         }

@@ -24,12 +24,7 @@ pub async fn put(
     Path(sku): Path<String>,
     ApiJson(req): ApiJson<PutInventory>,
 ) -> Result<Json<InventoryLevel>, ApiError> {
-    Ok(Json(
-        state
-            .payq
-            .put_inventory(&merchant, &sku, req.available)
-            .await?,
-    ))
+    Ok(Json(state.payq.put_inventory(&merchant, &sku, req.available).await?))
 }
 
 /// The stock of a SKU.

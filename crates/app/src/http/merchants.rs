@@ -18,10 +18,7 @@ pub async fn create(
     _admin: AdminAuth,
     ApiJson(req): ApiJson<CreateMerchant>,
 ) -> Result<(StatusCode, Json<CreatedMerchant>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(state.payq.create_merchant(req).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(state.payq.create_merchant(req).await?)))
 }
 
 /// A merchant, without secrets.

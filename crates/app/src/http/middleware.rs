@@ -27,16 +27,10 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let key = match key.to_str() {
         Ok(k) if !k.is_empty() && k.len() <= 255 => k.to_owned(),
         _ => {
-            return ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters")
-                .into_response();
+            return ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters").into_response();
         }
     };
-    let principal = sha256_hex(
-        req.headers()
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes)
-            .unwrap_or_default(),
-    );
+    let principal = sha256_hex(req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes).unwrap_or_default());
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, BODY_LIMIT).await else {
         return ApiError::too_large().into_response();
@@ -45,10 +39,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     fingerprint.extend_from_slice(&bytes);
     let request_hash = sha256_hex(&fingerprint);
     let store = state.payq.store().clone();
-    match store
-        .idempotency_begin(&principal, &key, &request_hash)
-        .await
-    {
+    match store.idempotency_begin(&principal, &key, &request_hash).await {
         Err(e) => ApiError::internal(&e).into_response(),
         Ok(IdempotencyBegin::Mismatch) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -64,9 +55,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         .into_response(),
         Ok(IdempotencyBegin::Replay(stored)) => replay(stored),
         Ok(IdempotencyBegin::Reserved) => {
-            let response = next
-                .run(Request::from_parts(parts, Body::from(bytes)))
-                .await;
+            let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
             let (head, body) = response.into_parts();
             let Ok(body) = to_bytes(body, usize::MAX).await else {
                 let _ = store.idempotency_release(&principal, &key).await;
@@ -75,10 +64,8 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             let outcome = if head.status.is_server_error() {
                 store.idempotency_release(&principal, &key).await
             } else {
-                let stored = StoredResponse {
-                    status: head.status.as_u16(),
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                };
+                let stored =
+                    StoredResponse { status: head.status.as_u16(), body: String::from_utf8_lossy(&body).into_owned() };
                 store.idempotency_complete(&principal, &key, &stored).await
             };
             if let Err(e) = outcome {
@@ -91,20 +78,10 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
 
 fn replay(stored: StoredResponse) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-    let content_type = if status.is_success() {
-        "application/json"
-    } else {
-        "application/problem+json"
-    };
+    let content_type = if status.is_success() { "application/json" } else { "application/problem+json" };
     (
         status,
-        [
-            (header::CONTENT_TYPE, content_type),
-            (
-                header::HeaderName::from_static("idempotent-replayed"),
-                "true",
-            ),
-        ],
+        [(header::CONTENT_TYPE, content_type), (header::HeaderName::from_static("idempotent-replayed"), "true")],
         stored.body,
     )
         .into_response()
@@ -112,11 +89,8 @@ fn replay(stored: StoredResponse) -> Response {
 
 /// Counts requests by route and status and records their latency.
 pub async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let start = Instant::now();
     let response = next.run(req).await;

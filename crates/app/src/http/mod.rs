@@ -101,10 +101,7 @@ pub fn router(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
     router
         .route_layer(axum::middleware::from_fn(middleware::track))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::idempotency,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::idempotency))
         .layer(DefaultBodyLimit::max(middleware::BODY_LIMIT))
         .fallback(|| async { error::ApiError::not_found("route") })
         .with_state(state)

@@ -52,23 +52,14 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<OrderList>, ApiError> {
     let limit = page_limit(q.limit)?;
-    let after = q
-        .after
-        .map(|a| {
-            a.parse::<OrderId>()
-                .map_err(|e| ApiError::invalid(e.to_string()))
-        })
-        .transpose()?;
+    let after = q.after.map(|a| a.parse::<OrderId>().map_err(|e| ApiError::invalid(e.to_string()))).transpose()?;
     let page = state
         .payq
         .store()
         .list_orders(&merchant.id, q.status, after.as_ref(), limit)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    Ok(Json(OrderList {
-        data: page.orders,
-        has_more: page.has_more,
-    }))
+    Ok(Json(OrderList { data: page.orders, has_more: page.has_more }))
 }
 
 /// One order.
@@ -79,9 +70,7 @@ pub async fn get(
     MerchantAuth(merchant): MerchantAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Order>, ApiError> {
-    Ok(Json(
-        state.payq.order(&merchant, &path_id(&id, "order")?).await?,
-    ))
+    Ok(Json(state.payq.order(&merchant, &path_id(&id, "order")?).await?))
 }
 
 /// Starts a payment: answers `202` with the order `paying`; the channel is called by a
@@ -94,10 +83,7 @@ pub async fn pay(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<PayOrder>,
 ) -> Result<(StatusCode, Json<Order>), ApiError> {
-    let order = state
-        .payq
-        .pay(&merchant, &path_id(&id, "order")?, req)
-        .await?;
+    let order = state.payq.pay(&merchant, &path_id(&id, "order")?, req).await?;
     Ok((StatusCode::ACCEPTED, Json(order)))
 }
 
@@ -109,9 +95,7 @@ pub async fn close(
     MerchantAuth(merchant): MerchantAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Order>, ApiError> {
-    Ok(Json(
-        state.payq.close(&merchant, &path_id(&id, "order")?).await?,
-    ))
+    Ok(Json(state.payq.close(&merchant, &path_id(&id, "order")?).await?))
 }
 
 /// Marks a paid order shipped.
@@ -123,12 +107,7 @@ pub async fn ship(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<ShipOrder>,
 ) -> Result<Json<Order>, ApiError> {
-    Ok(Json(
-        state
-            .payq
-            .ship(&merchant, &path_id(&id, "order")?, req)
-            .await?,
-    ))
+    Ok(Json(state.payq.ship(&merchant, &path_id(&id, "order")?, req).await?))
 }
 
 /// `POST /v1/orders/{id}/cancel` body.
@@ -148,10 +127,5 @@ pub async fn cancel(
     OptionalJson(body): OptionalJson<CancelOrder>,
 ) -> Result<Json<Order>, ApiError> {
     let reason = body.and_then(|b| b.reason);
-    Ok(Json(
-        state
-            .payq
-            .cancel(&merchant, &path_id(&id, "order")?, reason)
-            .await?,
-    ))
+    Ok(Json(state.payq.cancel(&merchant, &path_id(&id, "order")?, reason).await?))
 }

@@ -18,10 +18,7 @@ pub async fn create(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<CreateRefund>,
 ) -> Result<(StatusCode, Json<Refund>), ApiError> {
-    let refund = state
-        .payq
-        .create_refund(&merchant, &path_id(&id, "order")?, req)
-        .await?;
+    let refund = state.payq.create_refund(&merchant, &path_id(&id, "order")?, req).await?;
     Ok((StatusCode::CREATED, Json(refund)))
 }
 

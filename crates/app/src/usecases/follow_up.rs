@@ -14,9 +14,7 @@ impl Payq {
         tx.schedule(jobs::message(
             jobs::ORDER_CHECK,
             order.id.as_str(),
-            &OrderCheckJob {
-                order_id: order.id.clone(),
-            },
+            &OrderCheckJob { order_id: order.id.clone() },
             paid_at.plus_millis(settings.post_pay_check_delay.as_millis()),
         ))
         .await?;
@@ -24,10 +22,7 @@ impl Payq {
             tx.schedule(jobs::message(
                 jobs::SHIP_REMINDER,
                 order.id.as_str(),
-                &ShipReminderJob {
-                    order_id: order.id.clone(),
-                    attempt: 1,
-                },
+                &ShipReminderJob { order_id: order.id.clone(), attempt: 1 },
                 paid_at.plus_millis(settings.ship_deadline.as_millis()),
             ))
             .await?;
@@ -53,8 +48,7 @@ impl Payq {
                 tracing::info!(order = %order.id, sku = %shortage.sku, wanted = shortage.wanted,
                     available = shortage.available, "post-payment check failed: out of stock");
                 order.checked_at = Some(Timestamp::now());
-                self.cancel_and_refund(&mut tx, order, "out_of_stock")
-                    .await?;
+                self.cancel_and_refund(&mut tx, order, "out_of_stock").await?;
             }
         }
         tx.commit().await?;
@@ -76,16 +70,14 @@ impl Payq {
         }
         order.ship_reminders_sent = attempt;
         save(&mut tx, &mut order).await?;
-        let data = serde_json::json!({ "order": order, "attempt": attempt, "max_attempts": settings.ship_reminder_max });
+        let data =
+            serde_json::json!({ "order": order, "attempt": attempt, "max_attempts": settings.ship_reminder_max });
         publish(&mut tx, EventType::ShipReminder, &order, data).await?;
         if attempt < settings.ship_reminder_max {
             tx.schedule(jobs::message(
                 jobs::SHIP_REMINDER,
                 order.id.as_str(),
-                &ShipReminderJob {
-                    order_id: order.id.clone(),
-                    attempt: attempt + 1,
-                },
+                &ShipReminderJob { order_id: order.id.clone(), attempt: attempt + 1 },
                 Timestamp::now().plus_millis(settings.ship_reminder_interval.as_millis()),
             ))
             .await?;

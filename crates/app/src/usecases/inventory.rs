@@ -5,36 +5,21 @@ use payq_domain::{InventoryLevel, Merchant};
 
 impl Payq {
     /// Sets the stock of a SKU.
-    pub async fn put_inventory(
-        &self,
-        merchant: &Merchant,
-        sku: &str,
-        available: i64,
-    ) -> AppResult<InventoryLevel> {
+    pub async fn put_inventory(&self, merchant: &Merchant, sku: &str, available: i64) -> AppResult<InventoryLevel> {
         if sku.is_empty() || sku.len() > 64 {
-            return Err(AppError::InvalidRequest(
-                "sku must be 1 to 64 characters".into(),
-            ));
+            return Err(AppError::InvalidRequest("sku must be 1 to 64 characters".into()));
         }
         if available < 0 {
-            return Err(AppError::InvalidRequest(
-                "available must be zero or more".into(),
-            ));
+            return Err(AppError::InvalidRequest("available must be zero or more".into()));
         }
         let mut tx = self.store.begin().await?;
         tx.put_inventory(&merchant.id, sku, available).await?;
         tx.commit().await?;
-        Ok(InventoryLevel {
-            sku: sku.to_owned(),
-            available,
-        })
+        Ok(InventoryLevel { sku: sku.to_owned(), available })
     }
 
     /// The stock of a SKU.
     pub async fn inventory(&self, merchant: &Merchant, sku: &str) -> AppResult<InventoryLevel> {
-        self.store
-            .inventory(&merchant.id, sku)
-            .await?
-            .ok_or(AppError::NotFound("sku"))
+        self.store.inventory(&merchant.id, sku).await?.ok_or(AppError::NotFound("sku"))
     }
 }

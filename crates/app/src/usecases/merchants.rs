@@ -43,9 +43,7 @@ pub async fn create_merchant(store: &Store, req: CreateMerchant) -> AppResult<Cr
     if let Some(url) = req.webhook_url.as_deref() {
         let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() <= 2048;
         if !ok || reqwest::Url::parse(url).is_err() {
-            return Err(AppError::InvalidRequest(
-                "webhook_url must be an http(s) URL".into(),
-            ));
+            return Err(AppError::InvalidRequest("webhook_url must be an http(s) URL".into()));
         }
     }
     let key = ApiKey::generate();
@@ -70,9 +68,5 @@ pub async fn create_merchant(store: &Store, req: CreateMerchant) -> AppResult<Cr
     })
     .await?;
     tx.commit().await?;
-    Ok(CreatedMerchant {
-        merchant,
-        api_key: key.key,
-        webhook_secret,
-    })
+    Ok(CreatedMerchant { merchant, api_key: key.key, webhook_secret })
 }

@@ -62,9 +62,7 @@ impl AppError {
     /// Whether retrying later may succeed (for the worker).
     pub fn is_transient(&self) -> bool {
         match self {
-            AppError::Unexpected(e) => e
-                .downcast_ref::<StoreError>()
-                .is_none_or(StoreError::is_transient),
+            AppError::Unexpected(e) => e.downcast_ref::<StoreError>().is_none_or(StoreError::is_transient),
             _ => false,
         }
     }
@@ -87,16 +85,8 @@ impl Payq {
     pub fn new(store: Store, channel: Arc<dyn PaymentChannel>, settings: Arc<Settings>) -> Payq {
         // The timeout is per request; building a client without TLS roots cannot fail in
         // practice, and the default client is an acceptable fallback.
-        let http = reqwest::Client::builder()
-            .timeout(settings.webhook.timeout.as_std())
-            .build()
-            .unwrap_or_default();
-        Payq {
-            store,
-            channel,
-            settings,
-            http,
-        }
+        let http = reqwest::Client::builder().timeout(settings.webhook.timeout.as_std()).build().unwrap_or_default();
+        Payq { store, channel, settings, http }
     }
 
     /// The store.
@@ -123,12 +113,7 @@ fn transition_refund(refund: &mut Refund, event: RefundEvent) -> AppResult<()> {
 }
 
 /// Appends an event carrying the order (and refund) as the API shows them.
-async fn record(
-    tx: &mut Tx,
-    event_type: EventType,
-    order: &Order,
-    refund: Option<&Refund>,
-) -> AppResult<()> {
+async fn record(tx: &mut Tx, event_type: EventType, order: &Order, refund: Option<&Refund>) -> AppResult<()> {
     let mut data = serde_json::json!({ "order": order });
     if let Some(refund) = refund {
         data["refund"] = serde_json::to_value(refund).map_err(anyhow::Error::from)?;
@@ -139,19 +124,9 @@ async fn record(
 /// Appends an event with `data` to the merchant's log and, if the merchant has a webhook,
 /// schedules its delivery, ordered after the order's earlier events, in the same
 /// transaction.
-async fn publish(
-    tx: &mut Tx,
-    event_type: EventType,
-    order: &Order,
-    data: serde_json::Value,
-) -> AppResult<()> {
+async fn publish(tx: &mut Tx, event_type: EventType, order: &Order, data: serde_json::Value) -> AppResult<()> {
     let (event, seq) = tx
-        .insert_event(NewEvent {
-            event_type,
-            merchant_id: &order.merchant_id,
-            order_id: Some(&order.id),
-            data,
-        })
+        .insert_event(NewEvent { event_type, merchant_id: &order.merchant_id, order_id: Some(&order.id), data })
         .await?;
     if tx.merchant(&order.merchant_id).await?.webhook_url.is_some() {
         tx.schedule(NewMessage {
@@ -177,12 +152,12 @@ async fn save(tx: &mut Tx, order: &mut Order) -> AppResult<()> {
 /// Checks free text from a request.
 fn check_text(field: &str, value: Option<&str>, max: usize) -> AppResult<()> {
     match value {
-        Some(v) if v.chars().count() > max => Err(AppError::InvalidRequest(format!(
-            "{field} is longer than {max} characters"
-        ))),
-        Some(v) if v.chars().any(char::is_control) => Err(AppError::InvalidRequest(format!(
-            "{field} contains control characters"
-        ))),
+        Some(v) if v.chars().count() > max => {
+            Err(AppError::InvalidRequest(format!("{field} is longer than {max} characters")))
+        }
+        Some(v) if v.chars().any(char::is_control) => {
+            Err(AppError::InvalidRequest(format!("{field} contains control characters")))
+        }
         _ => Ok(()),
     }
 }

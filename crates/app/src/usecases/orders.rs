@@ -5,8 +5,7 @@ use crate::channel::sim::Simulate;
 use crate::crypto;
 use crate::jobs::{self, PaymentRequestJob, PaymentTimeoutJob};
 use payq_domain::{
-    Currency, EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, OrderItem,
-    PaymentId, Timestamp,
+    Currency, EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, OrderItem, PaymentId, Timestamp,
 };
 use payq_store::{NewOrder, NewPayment, StoreError};
 use serde::{Deserialize, Serialize};
@@ -55,12 +54,9 @@ pub struct ShipOrder {
 fn validate(req: &CreateOrder) -> AppResult<Money> {
     let no = req.merchant_order_no.as_str();
     if no.is_empty() || no.len() > 64 || !no.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(AppError::InvalidRequest(
-            "merchant_order_no must be 1 to 64 printable ASCII characters".into(),
-        ));
+        return Err(AppError::InvalidRequest("merchant_order_no must be 1 to 64 printable ASCII characters".into()));
     }
-    let amount = Money::new(req.amount, req.currency)
-        .map_err(|e| AppError::InvalidRequest(e.to_string()))?;
+    let amount = Money::new(req.amount, req.currency).map_err(|e| AppError::InvalidRequest(e.to_string()))?;
     check_text("description", req.description.as_deref(), 500)?;
     check_text("customer_id", req.customer_id.as_deref(), 128)?;
     if req.items.len() > 100 {
@@ -68,20 +64,14 @@ fn validate(req: &CreateOrder) -> AppResult<Money> {
     }
     for item in &req.items {
         if item.sku.is_empty() || item.sku.len() > 64 {
-            return Err(AppError::InvalidRequest(
-                "item sku must be 1 to 64 characters".into(),
-            ));
+            return Err(AppError::InvalidRequest("item sku must be 1 to 64 characters".into()));
         }
         if item.quantity == 0 {
-            return Err(AppError::InvalidRequest(
-                "item quantity must be at least 1".into(),
-            ));
+            return Err(AppError::InvalidRequest("item quantity must be at least 1".into()));
         }
     }
     if req.payment_timeout.is_some_and(|d| d.as_millis() == 0) {
-        return Err(AppError::InvalidRequest(
-            "payment_timeout must be positive".into(),
-        ));
+        return Err(AppError::InvalidRequest("payment_timeout must be positive".into()));
     }
     Ok(amount)
 }
@@ -90,24 +80,15 @@ impl Payq {
     /// Creates an order with its payment-timeout timer, in one transaction. The same
     /// `merchant_order_no` with the same content returns the existing order; with other
     /// content it is a conflict.
-    pub async fn create_order(
-        &self,
-        merchant: &Merchant,
-        req: CreateOrder,
-    ) -> AppResult<CreateOrderOutcome> {
+    pub async fn create_order(&self, merchant: &Merchant, req: CreateOrder) -> AppResult<CreateOrderOutcome> {
         let amount = validate(&req)?;
         let canonical = serde_json::to_vec(&req).map_err(anyhow::Error::from)?;
         let request_hash = crypto::sha256_hex(&canonical);
         let now = Timestamp::now();
-        let timeout = req
-            .payment_timeout
-            .unwrap_or(merchant.settings.payment_timeout);
+        let timeout = req.payment_timeout.unwrap_or(merchant.settings.payment_timeout);
         let id = OrderId::generate();
         let mut tx = self.store.begin().await?;
-        if let Some((existing, hash)) = tx
-            .order_by_merchant_order_no(&merchant.id, &req.merchant_order_no)
-            .await?
-        {
+        if let Some((existing, hash)) = tx.order_by_merchant_order_no(&merchant.id, &req.merchant_order_no).await? {
             return if hash == request_hash {
                 Ok(CreateOrderOutcome::Existing(existing))
             } else {
@@ -136,9 +117,7 @@ impl Payq {
         tx.schedule(jobs::message(
             jobs::PAYMENT_TIMEOUT,
             order.id.as_str(),
-            &PaymentTimeoutJob {
-                order_id: order.id.clone(),
-            },
+            &PaymentTimeoutJob { order_id: order.id.clone() },
             order.expires_at,
         ))
         .await?;
@@ -163,17 +142,11 @@ impl Payq {
                 self.channel.name()
             )));
         }
-        let simulate = req
-            .simulate
-            .map(|s| serde_json::to_string(&s))
-            .transpose()
-            .map_err(anyhow::Error::from)?;
+        let simulate = req.simulate.map(|s| serde_json::to_string(&s)).transpose().map_err(anyhow::Error::from)?;
         let mut tx = self.store.begin().await?;
         let mut order = self.owned(&mut tx, merchant, id).await?;
         if Timestamp::now() >= order.expires_at {
-            return Err(AppError::InvalidState(
-                "the order's payment deadline has passed".into(),
-            ));
+            return Err(AppError::InvalidState("the order's payment deadline has passed".into()));
         }
         transition(&mut order, OrderEvent::PayRequested)?;
         let payment_id = PaymentId::generate();
@@ -191,9 +164,7 @@ impl Payq {
         tx.schedule(jobs::message(
             jobs::PAYMENT_REQUEST,
             payment_id.as_str(),
-            &PaymentRequestJob {
-                payment_id: payment_id.clone(),
-            },
+            &PaymentRequestJob { payment_id: payment_id.clone() },
             Timestamp::now(),
         ))
         .await?;
@@ -209,25 +180,17 @@ impl Payq {
         order.closed_at = Some(Timestamp::now());
         order.close_reason = Some("merchant_closed".into());
         save(&mut tx, &mut order).await?;
-        tx.cancel_messages(jobs::PAYMENT_TIMEOUT, order.id.as_str())
-            .await?;
+        tx.cancel_messages(jobs::PAYMENT_TIMEOUT, order.id.as_str()).await?;
         record(&mut tx, EventType::OrderClosed, &order, None).await?;
         tx.commit().await?;
         Ok(order)
     }
 
     /// Marks a paid order shipped.
-    pub async fn ship(
-        &self,
-        merchant: &Merchant,
-        id: &OrderId,
-        req: ShipOrder,
-    ) -> AppResult<Order> {
+    pub async fn ship(&self, merchant: &Merchant, id: &OrderId, req: ShipOrder) -> AppResult<Order> {
         for (field, value) in [("carrier", &req.carrier), ("tracking_no", &req.tracking_no)] {
             if value.trim().is_empty() {
-                return Err(AppError::InvalidRequest(format!(
-                    "{field} must not be empty"
-                )));
+                return Err(AppError::InvalidRequest(format!("{field} must not be empty")));
             }
             check_text(field, Some(value), 128)?;
         }
@@ -238,20 +201,14 @@ impl Payq {
         order.carrier = Some(req.carrier);
         order.tracking_no = Some(req.tracking_no);
         save(&mut tx, &mut order).await?;
-        tx.cancel_messages(jobs::SHIP_REMINDER, order.id.as_str())
-            .await?;
+        tx.cancel_messages(jobs::SHIP_REMINDER, order.id.as_str()).await?;
         record(&mut tx, EventType::OrderShipped, &order, None).await?;
         tx.commit().await?;
         Ok(order)
     }
 
     /// Cancels a paid order and refunds it in full.
-    pub async fn cancel(
-        &self,
-        merchant: &Merchant,
-        id: &OrderId,
-        reason: Option<String>,
-    ) -> AppResult<Order> {
+    pub async fn cancel(&self, merchant: &Merchant, id: &OrderId, reason: Option<String>) -> AppResult<Order> {
         check_text("reason", reason.as_deref(), 200)?;
         let mut tx = self.store.begin().await?;
         let order = self.owned(&mut tx, merchant, id).await?;
@@ -262,12 +219,7 @@ impl Payq {
     }
 
     /// Reads the order inside `tx`, refusing another merchant's.
-    pub(crate) async fn owned(
-        &self,
-        tx: &mut payq_store::Tx,
-        merchant: &Merchant,
-        id: &OrderId,
-    ) -> AppResult<Order> {
+    pub(crate) async fn owned(&self, tx: &mut payq_store::Tx, merchant: &Merchant, id: &OrderId) -> AppResult<Order> {
         match tx.order(id).await {
             Ok(order) if order.merchant_id == merchant.id => Ok(order),
             Ok(_) | Err(StoreError::NotFound) => Err(AppError::NotFound("order")),

@@ -6,8 +6,7 @@ use crate::channel::{ChannelError, ChannelStatus, PaymentRequest};
 use crate::jobs::{self, PaymentQueryJob};
 use crate::risk;
 use payq_domain::{
-    EventType, Money, OrderEvent, OrderId, OrderStatus, PaymentId, PaymentStatus, RefundStatus,
-    Timestamp,
+    EventType, Money, OrderEvent, OrderId, OrderStatus, PaymentId, PaymentStatus, RefundStatus, Timestamp,
 };
 use payq_store::Tx;
 
@@ -25,16 +24,12 @@ impl Payq {
         let payment = tx.payment(payment_id).await?;
         let mut order = tx.order(&payment.order_id).await?;
         let current = order.payment.as_ref().is_some_and(|p| &p.id == payment_id);
-        if payment.status != PaymentStatus::Pending
-            || order.status != OrderStatus::Paying
-            || !current
-        {
+        if payment.status != PaymentStatus::Pending || order.status != OrderStatus::Paying || !current {
             return Ok(()); // stale: the attempt already ended
         }
         if let Some(rule) = risk::check(&self.settings.risk, &mut tx, &order).await? {
             let reason = format!("risk:{}", rule.as_str());
-            tx.update_payment(payment_id, PaymentStatus::Failed, None, Some(&reason))
-                .await?;
+            tx.update_payment(payment_id, PaymentStatus::Failed, None, Some(&reason)).await?;
             transition(&mut order, OrderEvent::PaymentFailed)?;
             save(&mut tx, &mut order).await?;
             let order = tx.order(&order.id).await?;
@@ -45,12 +40,8 @@ impl Payq {
         }
         tx.commit().await?;
 
-        let instructions = payment
-            .simulate
-            .as_deref()
-            .map(serde_json::from_str)
-            .transpose()
-            .map_err(anyhow::Error::from)?;
+        let instructions =
+            payment.simulate.as_deref().map(serde_json::from_str).transpose().map_err(anyhow::Error::from)?;
         let request = PaymentRequest {
             payment_id: payment_id.clone(),
             amount: payment.amount,
@@ -61,35 +52,24 @@ impl Payq {
         let txn_id = match self.channel.create_payment(request).await {
             Ok(txn_id) => txn_id,
             Err(ChannelError::Invalid(reason)) => {
-                return self
-                    .apply_channel_status(payment_id, ChannelStatus::Failed { reason })
-                    .await;
+                return self.apply_channel_status(payment_id, ChannelStatus::Failed { reason }).await;
             }
             Err(e) => return Err(channel_err(e)),
         };
         let mut tx = self.store.begin().await?;
-        tx.update_payment(payment_id, PaymentStatus::Pending, Some(&txn_id), None)
-            .await?;
+        tx.update_payment(payment_id, PaymentStatus::Pending, Some(&txn_id), None).await?;
         self.schedule_query(&mut tx, payment_id, 0).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn schedule_query(
-        &self,
-        tx: &mut Tx,
-        payment_id: &PaymentId,
-        attempt: usize,
-    ) -> AppResult<()> {
+    async fn schedule_query(&self, tx: &mut Tx, payment_id: &PaymentId, attempt: usize) -> AppResult<()> {
         let schedule = self.settings.query_schedule();
         if let Some(wait) = schedule.get(attempt) {
             tx.schedule(jobs::message(
                 jobs::PAYMENT_QUERY,
                 payment_id.as_str(),
-                &PaymentQueryJob {
-                    payment_id: payment_id.clone(),
-                    attempt,
-                },
+                &PaymentQueryJob { payment_id: payment_id.clone(), attempt },
                 Timestamp::now().plus_millis(wait.as_millis()),
             ))
             .await?;
@@ -100,11 +80,7 @@ impl Payq {
     /// Records what the channel says about a payment (from a callback or a query).
     /// Repeated and out-of-date answers change nothing; a success for an order that is no
     /// longer waiting for this payment is refunded.
-    pub async fn apply_channel_status(
-        &self,
-        payment_id: &PaymentId,
-        status: ChannelStatus,
-    ) -> AppResult<()> {
+    pub async fn apply_channel_status(&self, payment_id: &PaymentId, status: ChannelStatus) -> AppResult<()> {
         let mut tx = self.store.begin().await?;
         let payment = tx.payment(payment_id).await?;
         let mut order = tx.order(&payment.order_id).await?;
@@ -114,23 +90,20 @@ impl Payq {
                 if payment.status == PaymentStatus::Succeeded {
                     return Ok(()); // duplicate
                 }
-                tx.update_payment(payment_id, PaymentStatus::Succeeded, Some(&txn_id), None)
-                    .await?;
-                tx.cancel_messages(jobs::PAYMENT_QUERY, payment_id.as_str())
-                    .await?;
+                tx.update_payment(payment_id, PaymentStatus::Succeeded, Some(&txn_id), None).await?;
+                tx.cancel_messages(jobs::PAYMENT_QUERY, payment_id.as_str()).await?;
                 if current && order.status == OrderStatus::Paying {
                     transition(&mut order, OrderEvent::PaymentSucceeded)?;
                     order.paid_at = Some(Timestamp::now());
                     save(&mut tx, &mut order).await?;
-                    tx.cancel_messages(jobs::PAYMENT_TIMEOUT, order.id.as_str())
-                        .await?;
+                    tx.cancel_messages(jobs::PAYMENT_TIMEOUT, order.id.as_str()).await?;
                     let order = tx.order(&order.id).await?;
                     self.schedule_follow_up(&mut tx, &order).await?;
                     record(&mut tx, EventType::PaymentSucceeded, &order, None).await?;
                 } else {
                     // Paid after the order closed (or for a superseded attempt): give it back.
-                    let amount = Money::new(payment.amount, payment.currency)
-                        .map_err(|e| AppError::Unexpected(e.into()))?;
+                    let amount =
+                        Money::new(payment.amount, payment.currency).map_err(|e| AppError::Unexpected(e.into()))?;
                     let refund = self
                         .open_refund_of(
                             &mut tx,
@@ -142,23 +115,15 @@ impl Payq {
                             Timestamp::now(),
                         )
                         .await?;
-                    record(
-                        &mut tx,
-                        EventType::PaymentLateRefunded,
-                        &order,
-                        Some(&refund),
-                    )
-                    .await?;
+                    record(&mut tx, EventType::PaymentLateRefunded, &order, Some(&refund)).await?;
                 }
             }
             ChannelStatus::Failed { reason } => {
                 if payment.status != PaymentStatus::Pending {
                     return Ok(());
                 }
-                tx.update_payment(payment_id, PaymentStatus::Failed, None, Some(&reason))
-                    .await?;
-                tx.cancel_messages(jobs::PAYMENT_QUERY, payment_id.as_str())
-                    .await?;
+                tx.update_payment(payment_id, PaymentStatus::Failed, None, Some(&reason)).await?;
+                tx.cancel_messages(jobs::PAYMENT_QUERY, payment_id.as_str()).await?;
                 if current && order.status == OrderStatus::Paying {
                     transition(&mut order, OrderEvent::PaymentFailed)?;
                     save(&mut tx, &mut order).await?;
@@ -168,10 +133,8 @@ impl Payq {
             }
             ChannelStatus::Closed | ChannelStatus::NotFound => {
                 if payment.status == PaymentStatus::Pending {
-                    tx.update_payment(payment_id, PaymentStatus::Closed, None, None)
-                        .await?;
-                    tx.cancel_messages(jobs::PAYMENT_QUERY, payment_id.as_str())
-                        .await?;
+                    tx.update_payment(payment_id, PaymentStatus::Closed, None, None).await?;
+                    tx.cancel_messages(jobs::PAYMENT_QUERY, payment_id.as_str()).await?;
                 }
             }
             ChannelStatus::Pending => return Ok(()),
@@ -187,15 +150,10 @@ impl Payq {
         if payment.status != PaymentStatus::Pending {
             return Ok(());
         }
-        let status = self
-            .channel
-            .query_payment(payment_id)
-            .await
-            .map_err(channel_err)?;
+        let status = self.channel.query_payment(payment_id).await.map_err(channel_err)?;
         if status == ChannelStatus::Pending || status == ChannelStatus::NotFound {
             let mut tx = self.store.begin().await?;
-            self.schedule_query(&mut tx, payment_id, attempt + 1)
-                .await?;
+            self.schedule_query(&mut tx, payment_id, attempt + 1).await?;
             tx.commit().await?;
             return Ok(());
         }
@@ -208,27 +166,13 @@ impl Payq {
         let mut tx = self.store.begin().await?;
         let order = tx.order(order_id).await?;
         tx.commit().await?;
-        let in_flight = order
-            .payment
-            .as_ref()
-            .filter(|p| p.status == PaymentStatus::Pending);
+        let in_flight = order.payment.as_ref().filter(|p| p.status == PaymentStatus::Pending);
         if order.status == OrderStatus::Paying
             && let Some(payment) = in_flight
         {
-            let mut status = self
-                .channel
-                .query_payment(&payment.id)
-                .await
-                .map_err(channel_err)?;
-            if !matches!(
-                status,
-                ChannelStatus::Succeeded { .. } | ChannelStatus::Failed { .. }
-            ) {
-                status = self
-                    .channel
-                    .close_payment(&payment.id)
-                    .await
-                    .map_err(channel_err)?;
+            let mut status = self.channel.query_payment(&payment.id).await.map_err(channel_err)?;
+            if !matches!(status, ChannelStatus::Succeeded { .. } | ChannelStatus::Failed { .. }) {
+                status = self.channel.close_payment(&payment.id).await.map_err(channel_err)?;
             }
             let paid = matches!(status, ChannelStatus::Succeeded { .. });
             self.apply_channel_status(&payment.id, status).await?;
@@ -238,20 +182,12 @@ impl Payq {
         }
         let mut tx = self.store.begin().await?;
         let mut order = tx.order(order_id).await?;
-        if !matches!(
-            order.status,
-            OrderStatus::PendingPayment | OrderStatus::Paying
-        ) {
+        if !matches!(order.status, OrderStatus::PendingPayment | OrderStatus::Paying) {
             return Ok(()); // paid, closed or cancelled meanwhile
         }
-        if let Some(p) = order
-            .payment
-            .as_ref()
-            .filter(|p| p.status == PaymentStatus::Pending)
-        {
+        if let Some(p) = order.payment.as_ref().filter(|p| p.status == PaymentStatus::Pending) {
             // The channel call has not been made yet (or the channel never saw it).
-            tx.update_payment(&p.id, PaymentStatus::Closed, None, None)
-                .await?;
+            tx.update_payment(&p.id, PaymentStatus::Closed, None, None).await?;
         }
         transition(&mut order, OrderEvent::Expired)?;
         order.closed_at = Some(Timestamp::now());

@@ -5,8 +5,8 @@ use super::{AppError, AppResult, Payq, check_text, record, save, transition, tra
 use crate::channel::RefundOutcome;
 use crate::jobs::{self, RefundExecuteJob};
 use payq_domain::{
-    EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, PaymentId, Refund,
-    RefundEvent, RefundId, RefundStatus, Timestamp,
+    EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, PaymentId, Refund, RefundEvent, RefundId,
+    RefundStatus, Timestamp,
 };
 use payq_store::{StoreError, Tx};
 use serde::Deserialize;
@@ -24,35 +24,18 @@ pub struct CreateRefund {
 
 impl Payq {
     /// Requests a refund; it waits in `pending_review` until its window ends.
-    pub async fn create_refund(
-        &self,
-        merchant: &Merchant,
-        order_id: &OrderId,
-        req: CreateRefund,
-    ) -> AppResult<Refund> {
+    pub async fn create_refund(&self, merchant: &Merchant, order_id: &OrderId, req: CreateRefund) -> AppResult<Refund> {
         check_text("reason", req.reason.as_deref(), 200)?;
         let mut tx = self.store.begin().await?;
         let order = self.owned(&mut tx, merchant, order_id).await?;
         if !order.status.is_paid() {
-            return Err(AppError::InvalidState(format!(
-                "an order that is {} cannot be refunded",
-                order.status
-            )));
+            return Err(AppError::InvalidState(format!("an order that is {} cannot be refunded", order.status)));
         }
-        let amount = Money::new(req.amount, order.currency)
-            .map_err(|e| AppError::InvalidRequest(e.to_string()))?;
+        let amount = Money::new(req.amount, order.currency).map_err(|e| AppError::InvalidRequest(e.to_string()))?;
         let review = req.review.unwrap_or(merchant.settings.refund_review);
         let execute_at = Timestamp::now().plus_millis(review.as_millis());
-        let refund = self
-            .open_refund(
-                &mut tx,
-                &order,
-                amount,
-                req.reason,
-                RefundStatus::PendingReview,
-                execute_at,
-            )
-            .await?;
+        let refund =
+            self.open_refund(&mut tx, &order, amount, req.reason, RefundStatus::PendingReview, execute_at).await?;
         record(&mut tx, EventType::RefundCreated, &order, Some(&refund)).await?;
         tx.commit().await?;
         Ok(refund)
@@ -75,8 +58,7 @@ impl Payq {
         refund.updated_at = refund.execute_at;
         tx.update_refund(&refund).await?;
         refund.version += 1;
-        tx.cancel_messages(jobs::REFUND_EXECUTE, refund.id.as_str())
-            .await?;
+        tx.cancel_messages(jobs::REFUND_EXECUTE, refund.id.as_str()).await?;
         schedule_execute(&mut tx, &refund).await?;
         tx.commit().await?;
         Ok(refund)
@@ -90,8 +72,7 @@ impl Payq {
         refund.updated_at = Timestamp::now();
         tx.update_refund(&refund).await?;
         refund.version += 1;
-        tx.cancel_messages(jobs::REFUND_EXECUTE, refund.id.as_str())
-            .await?;
+        tx.cancel_messages(jobs::REFUND_EXECUTE, refund.id.as_str()).await?;
         let order = tx.order(&refund.order_id).await?;
         record(&mut tx, EventType::RefundRejected, &order, Some(&refund)).await?;
         tx.commit().await?;
@@ -159,43 +140,27 @@ impl Payq {
 
     /// Cancels a paid order inside `tx` and starts a refund of everything not yet refunded
     /// (refunds still in review are rejected: the full refund replaces them).
-    pub(crate) async fn cancel_and_refund(
-        &self,
-        tx: &mut Tx,
-        mut order: Order,
-        reason: &str,
-    ) -> AppResult<Order> {
+    pub(crate) async fn cancel_and_refund(&self, tx: &mut Tx, mut order: Order, reason: &str) -> AppResult<Order> {
         transition(&mut order, OrderEvent::Cancelled)?;
         order.cancelled_at = Some(Timestamp::now());
         order.close_reason = Some(reason.to_owned());
         save(tx, &mut order).await?;
-        tx.cancel_messages(jobs::SHIP_REMINDER, order.id.as_str())
-            .await?;
-        tx.cancel_messages(jobs::ORDER_CHECK, order.id.as_str())
-            .await?;
+        tx.cancel_messages(jobs::SHIP_REMINDER, order.id.as_str()).await?;
+        tx.cancel_messages(jobs::ORDER_CHECK, order.id.as_str()).await?;
         for mut pending in tx.refunds_pending_review(&order.id).await? {
             transition_refund(&mut pending, RefundEvent::Reject)?;
             pending.updated_at = Timestamp::now();
             tx.update_refund(&pending).await?;
-            tx.cancel_messages(jobs::REFUND_EXECUTE, pending.id.as_str())
-                .await?;
+            tx.cancel_messages(jobs::REFUND_EXECUTE, pending.id.as_str()).await?;
             record(tx, EventType::RefundRejected, &order, Some(&pending)).await?;
         }
         record(tx, EventType::OrderCancelled, &order, None).await?;
         let held = tx.refunds_held(&order.id).await?;
         let left = order.amount - held;
         if left > 0 {
-            let amount =
-                Money::new(left, order.currency).map_err(|e| AppError::Unexpected(e.into()))?;
+            let amount = Money::new(left, order.currency).map_err(|e| AppError::Unexpected(e.into()))?;
             let refund = self
-                .open_refund(
-                    tx,
-                    &order,
-                    amount,
-                    Some(reason.to_owned()),
-                    RefundStatus::Processing,
-                    Timestamp::now(),
-                )
+                .open_refund(tx, &order, amount, Some(reason.to_owned()), RefundStatus::Processing, Timestamp::now())
                 .await?;
             record(tx, EventType::RefundCreated, &order, Some(&refund)).await?;
         }
@@ -218,8 +183,7 @@ impl Payq {
             .as_ref()
             .map(|p| p.id.clone())
             .ok_or_else(|| AppError::InvalidState("the order has no payment to refund".into()))?;
-        self.open_refund_of(tx, order, &payment_id, amount, reason, status, execute_at)
-            .await
+        self.open_refund_of(tx, order, &payment_id, amount, reason, status, execute_at).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -236,8 +200,7 @@ impl Payq {
         let held = Money::from_stored(tx.refunds_held(&order.id).await?, order.currency)
             .map_err(|e| AppError::Unexpected(e.into()))?;
         let paid = order.amount().map_err(|e| AppError::Unexpected(e.into()))?;
-        let left =
-            payq_domain::refund::refundable(paid, held).unwrap_or(Money::zero(order.currency));
+        let left = payq_domain::refund::refundable(paid, held).unwrap_or(Money::zero(order.currency));
         if amount.minor() > left.minor() {
             return Err(AppError::AmountExceedsRefundable(format!(
                 "refund of {amount} exceeds the {left} left to refund"
@@ -268,9 +231,7 @@ async fn schedule_execute(tx: &mut Tx, refund: &Refund) -> AppResult<()> {
     tx.schedule(jobs::message(
         jobs::REFUND_EXECUTE,
         refund.id.as_str(),
-        &RefundExecuteJob {
-            refund_id: refund.id.clone(),
-        },
+        &RefundExecuteJob { refund_id: refund.id.clone() },
         refund.execute_at,
     ))
     .await?;

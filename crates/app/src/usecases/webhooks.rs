@@ -19,11 +19,7 @@ pub enum DeliveryOutcome {
 
 impl Payq {
     /// Attempts to deliver event `event_id`; `attempt` counts from 1.
-    pub async fn deliver_webhook(
-        &self,
-        event_id: &EventId,
-        attempt: u32,
-    ) -> AppResult<DeliveryOutcome> {
+    pub async fn deliver_webhook(&self, event_id: &EventId, attempt: u32) -> AppResult<DeliveryOutcome> {
         if self.store.webhook_delivered(event_id).await? {
             return Ok(DeliveryOutcome::Delivered);
         }
@@ -42,20 +38,14 @@ impl Payq {
             .post(url)
             .header("content-type", "application/json")
             .header("payq-event-id", event_id.as_str())
-            .header(
-                "payq-signature",
-                crypto::signature_header(&creds.webhook_secret, t, body.as_bytes()),
-            )
+            .header("payq-signature", crypto::signature_header(&creds.webhook_secret, t, body.as_bytes()))
             .body(body)
             .send()
             .await;
         let failure = match sent {
             Ok(r) if r.status().is_success() => {
-                self.store
-                    .record_webhook_delivery(event_id, &merchant_id, attempt)
-                    .await?;
-                metrics::counter!("payq_webhook_deliveries_total", "outcome" => "delivered")
-                    .increment(1);
+                self.store.record_webhook_delivery(event_id, &merchant_id, attempt).await?;
+                metrics::counter!("payq_webhook_deliveries_total", "outcome" => "delivered").increment(1);
                 return Ok(DeliveryOutcome::Delivered);
             }
             Ok(r) => format!("merchant answered {}", r.status()),

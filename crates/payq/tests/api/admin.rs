@@ -13,16 +13,8 @@ async fn stats_show_orders_and_pending_messages() {
     assert_eq!(r.body["orders_by_status"]["paid"], 1);
     assert_eq!(r.body["pending_messages_by_kind"]["payment.timeout"], 1);
     assert_eq!(r.body["dead_letters"], 0);
-    assert_problem(
-        &app.get("/v1/admin/stats", &m.key).await,
-        401,
-        "unauthorized",
-    );
-    assert_problem(
-        &app.get("/v1/admin/dead-letters", &m.key).await,
-        401,
-        "unauthorized",
-    );
+    assert_problem(&app.get("/v1/admin/stats", &m.key).await, 401, "unauthorized");
+    assert_problem(&app.get("/v1/admin/dead-letters", &m.key).await, 401, "unauthorized");
 }
 
 #[tokio::test]
@@ -31,9 +23,7 @@ async fn a_poison_message_is_dead_lettered_and_can_be_replayed() {
     // A message no handler understands (as a newer payq might leave behind).
     {
         use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&app.db_url)
-            .await
-            .expect("db");
+        let mut conn = sqlx::SqliteConnection::connect(&app.db_url).await.expect("db");
         sqlx::query(
             "INSERT INTO messages (id, kind, key, payload, scheduled_at, due_at, created_at)
              VALUES ('msg_0000000000000000000000000000beef', 'payment.teleport', 'k1', '{\"x\":1}', 0, 0, 0)",
@@ -51,40 +41,21 @@ async fn a_poison_message_is_dead_lettered_and_can_be_replayed() {
     assert_eq!(dead["key"], "k1");
     assert_eq!(dead["payload"], json!({ "x": 1 }));
     assert_eq!(dead["attempts"], 1, "a permanent error is not retried");
-    assert!(
-        dead["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("unknown message kind")),
-        "{dead}"
-    );
+    assert!(dead["last_error"].as_str().is_some_and(|e| e.contains("unknown message kind")), "{dead}");
     assert!(dead["id"].as_str().is_some_and(|d| d.starts_with("dlq_")));
 
     let dlq = dead["id"].as_str().unwrap_or_default().to_owned();
-    let r = app
-        .post(
-            &format!("/v1/admin/dead-letters/{dlq}/replay"),
-            &app.admin_token,
-            json!({}),
-        )
-        .await;
+    let r = app.post(&format!("/v1/admin/dead-letters/{dlq}/replay"), &app.admin_token, json!({})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_problem(
-        &app.post(
-            &format!("/v1/admin/dead-letters/{dlq}/replay"),
-            &app.admin_token,
-            json!({}),
-        )
-        .await,
+        &app.post(&format!("/v1/admin/dead-letters/{dlq}/replay"), &app.admin_token, json!({})).await,
         404,
         "not_found",
     );
     // Replayed, it fails again the same way and comes back as a new dead letter.
     let again = eventually("the replayed message is dead-lettered again", || async {
         let r = app.get("/v1/admin/dead-letters", &app.admin_token).await;
-        r.body["data"]
-            .as_array()
-            .and_then(|d| d.first().cloned())
-            .filter(|d| d["id"] != dlq.as_str())
+        r.body["data"].as_array().and_then(|d| d.first().cloned()).filter(|d| d["id"] != dlq.as_str())
     })
     .await;
     assert_eq!(again["kind"], "payment.teleport");
@@ -98,38 +69,23 @@ async fn a_refund_the_channel_refuses_ends_failed() {
     let m = app.merchant_with(json!({ "refund_review": "100ms" })).await;
     let order = app.paid_order(&m, "D-1", 1000).await;
     let id = order["id"].as_str().unwrap_or_default();
-    let rid = app
-        .post(
-            &format!("/v1/orders/{id}/refunds"),
-            &m.key,
-            json!({ "amount": 100 }),
-        )
-        .await
-        .body["id"]
+    let rid = app.post(&format!("/v1/orders/{id}/refunds"), &m.key, json!({ "amount": 100 })).await.body["id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
     // Point the refund at a payment the channel never saw.
     {
         use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&app.db_url)
+        let mut conn = sqlx::SqliteConnection::connect(&app.db_url).await.expect("db");
+        sqlx::query("UPDATE refunds SET payment_id = 'pay_00000000000000000000000000000000' WHERE id = $1")
+            .bind(&rid)
+            .execute(&mut conn)
             .await
-            .expect("db");
-        sqlx::query(
-            "UPDATE refunds SET payment_id = 'pay_00000000000000000000000000000000' WHERE id = $1",
-        )
-        .bind(&rid)
-        .execute(&mut conn)
-        .await
-        .expect("update");
+            .expect("update");
     }
     let failed = app.wait_refund(&m, &rid, "failed").await;
     assert_eq!(failed["failure_reason"], "unknown payment");
     let order = app.get(&format!("/v1/orders/{id}"), &m.key).await.body;
     assert_eq!(order["amount_refunded"], 0);
-    assert!(
-        app.event_types(&m, id)
-            .await
-            .contains(&"refund.failed".to_owned())
-    );
+    assert!(app.event_types(&m, id).await.contains(&"refund.failed".to_owned()));
 }

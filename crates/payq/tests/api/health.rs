@@ -12,9 +12,7 @@ async fn probes_answer() {
 #[tokio::test]
 async fn openapi_lists_every_route() {
     let app = spawn_app().await;
-    let r = app
-        .send(reqwest::Method::GET, "/openapi.json", None, None)
-        .await;
+    let r = app.send(reqwest::Method::GET, "/openapi.json", None, None).await;
     assert_eq!(r.status, 200);
     let paths = r.body["paths"].as_object().cloned().unwrap_or_default();
     for p in [
@@ -51,23 +49,9 @@ async fn metrics_count_requests_by_route_and_status() {
     let app = spawn_app().await;
     let m = app.merchant().await;
     app.order(&m, "M-1", 100).await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        text.contains(r#"payq_http_requests_total{route="/v1/orders",method="POST",status="201"}"#),
-        "{text}"
-    );
-    assert!(
-        text.contains("payq_http_request_duration_seconds_bucket"),
-        "{text}"
-    );
+    let text = app.http.get(app.url("/metrics")).send().await.expect("sent").text().await.expect("text");
+    assert!(text.contains(r#"payq_http_requests_total{route="/v1/orders",method="POST",status="201"}"#), "{text}");
+    assert!(text.contains("payq_http_request_duration_seconds_bucket"), "{text}");
 }
 
 #[tokio::test]

@@ -27,11 +27,7 @@ impl Drop for TestApp {
 
 /// Settings for tests: short schedules so time-driven behaviour shows within a second.
 pub fn test_settings(db_url: &str) -> Settings {
-    let mut s = Settings {
-        listen: "127.0.0.1:0".into(),
-        database_url: db_url.into(),
-        ..Settings::default()
-    };
+    let mut s = Settings { listen: "127.0.0.1:0".into(), database_url: db_url.into(), ..Settings::default() };
     s.admin_token = Some("test-admin-token".into());
     s.payment.query_schedule = "100ms,200ms,400ms,800ms".into();
     s.sim.callback_delay = "50ms".parse().unwrap_or(s.sim.callback_delay);
@@ -58,15 +54,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move { app.run_until_stopped(stop).await });
-    TestApp {
-        base,
-        admin_token,
-        sim_secret,
-        db_url,
-        http: reqwest::Client::new(),
-        shutdown,
-        _dir: dir,
-    }
+    TestApp { base, admin_token, sim_secret, db_url, http: reqwest::Client::new(), shutdown, _dir: dir }
 }
 
 /// A merchant's id and API key.
@@ -89,13 +77,7 @@ impl TestApp {
     }
 
     /// Sends a request with an optional bearer token and JSON body.
-    pub async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
+    pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
         let mut req = self.http.request(method, self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -107,24 +89,17 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {
-        self.send(reqwest::Method::GET, path, Some(token), None)
-            .await
+        self.send(reqwest::Method::GET, path, Some(token), None).await
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
-        self.send(reqwest::Method::POST, path, Some(token), Some(body))
-            .await
+        self.send(reqwest::Method::POST, path, Some(token), Some(body)).await
     }
 
     /// Creates a merchant with default settings adjusted by `settings`.
     pub async fn merchant_with(&self, settings: Value) -> TestMerchant {
-        let r = self
-            .post(
-                "/v1/merchants",
-                &self.admin_token,
-                json!({ "name": "Test Shop", "settings": settings }),
-            )
-            .await;
+        let r =
+            self.post("/v1/merchants", &self.admin_token, json!({ "name": "Test Shop", "settings": settings })).await;
         assert_eq!(r.status, 201, "{}", r.body);
         TestMerchant {
             id: r.body["id"].as_str().expect("id").to_owned(),
@@ -138,11 +113,7 @@ impl TestApp {
 
     /// Creates an order of `amount` CNY and returns its JSON.
     pub async fn order(&self, m: &TestMerchant, no: &str, amount: i64) -> Value {
-        self.order_with(
-            m,
-            json!({ "merchant_order_no": no, "amount": amount, "currency": "CNY" }),
-        )
-        .await
+        self.order_with(m, json!({ "merchant_order_no": no, "amount": amount, "currency": "CNY" })).await
     }
 
     pub async fn order_with(&self, m: &TestMerchant, body: Value) -> Value {
@@ -154,11 +125,7 @@ impl TestApp {
     /// Pays an order through `sim` with `simulate`, expecting `202 paying`.
     pub async fn pay(&self, m: &TestMerchant, order_id: &str, simulate: Value) -> Value {
         let r = self
-            .post(
-                &format!("/v1/orders/{order_id}/pay"),
-                &m.key,
-                json!({ "channel": "sim", "simulate": simulate }),
-            )
+            .post(&format!("/v1/orders/{order_id}/pay"), &m.key, json!({ "channel": "sim", "simulate": simulate }))
             .await;
         assert_eq!(r.status, 202, "{}", r.body);
         assert_eq!(r.body["status"], "paying");
@@ -203,10 +170,7 @@ impl TestApp {
             let r = self.get(&path, &m.key).await;
             assert_eq!(r.status, 200, "{}", r.body);
             let page = r.body["data"].as_array().cloned().unwrap_or_default();
-            after = page
-                .last()
-                .and_then(|e| e["id"].as_str())
-                .map(str::to_owned);
+            after = page.last().and_then(|e| e["id"].as_str()).map(str::to_owned);
             out.extend(page);
             if r.body["has_more"] != true {
                 return out;
@@ -243,9 +207,7 @@ impl TestApp {
     /// fingerprints mean nothing was written.
     pub async fn db_fingerprint(&self) -> Vec<(String, i64)> {
         use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&self.db_url)
-            .await
-            .expect("db opens");
+        let mut conn = sqlx::SqliteConnection::connect(&self.db_url).await.expect("db opens");
         let mut out = Vec::new();
         for table in [
             "merchants",
@@ -258,20 +220,18 @@ impl TestApp {
             "dead_letters",
             "sim_channel_txns",
         ] {
-            let n: i64 =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-                    .fetch_one(&mut conn)
-                    .await
-                    .expect("count");
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(&mut conn)
+                .await
+                .expect("count");
             out.push((table.to_owned(), n));
         }
         for table in ["orders", "refunds"] {
-            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT COALESCE(SUM(version), 0) FROM {table}"
-            )))
-            .fetch_one(&mut conn)
-            .await
-            .expect("sum");
+            let n: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COALESCE(SUM(version), 0) FROM {table}")))
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("sum");
             out.push((format!("{table}.version"), n));
         }
         let inv: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(available), 0) FROM inventory")
@@ -289,29 +249,17 @@ impl TestApp {
             .env_remove("PAYQ_CONFIG")
             .output()
             .expect("payq verify runs");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 
 async fn reply(r: reqwest::Response) -> Reply {
     let status = r.status().as_u16();
     let headers = r.headers().clone();
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let text = r.text().await.unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply {
-        status,
-        body,
-        content_type,
-        headers,
-    }
+    Reply { status, body, content_type, headers }
 }
 
 /// Polls `probe` every 25 ms until it yields a value, failing after 10 s.
@@ -325,10 +273,7 @@ where
         if let Some(v) = probe().await {
             return v;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -338,12 +283,6 @@ pub fn assert_problem(r: &Reply, status: u16, code: &str) {
     assert_eq!(r.status, status, "body: {}", r.body);
     assert_eq!(r.body["code"], code, "body: {}", r.body);
     assert_eq!(r.body["status"], status);
-    assert!(
-        r.content_type.starts_with("application/problem+json"),
-        "content-type {}",
-        r.content_type
-    );
-    assert!(
-        r.body["title"].is_string() && r.body["detail"].is_string() && r.body["type"].is_string()
-    );
+    assert!(r.content_type.starts_with("application/problem+json"), "content-type {}", r.content_type);
+    assert!(r.body["title"].is_string() && r.body["detail"].is_string() && r.body["type"].is_string());
 }

@@ -19,18 +19,9 @@ async fn post_with_key(
         .expect("sent");
     let status = r.status().as_u16();
     let headers = r.headers().clone();
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let body = r.json().await.unwrap_or(serde_json::Value::Null);
-    crate::helpers::Reply {
-        status,
-        body,
-        content_type,
-        headers,
-    }
+    crate::helpers::Reply { status, body, content_type, headers }
 }
 
 #[tokio::test]
@@ -44,13 +35,7 @@ async fn the_same_key_and_body_replays_the_first_response() {
     let again = post_with_key(&app, &m.key, "/v1/orders", "key-1", body.clone()).await;
     assert_eq!(again.status, 201, "the first status is replayed, not 200");
     assert_eq!(again.body, first.body);
-    assert_eq!(
-        again
-            .headers
-            .get("idempotent-replayed")
-            .and_then(|v| v.to_str().ok()),
-        Some("true")
-    );
+    assert_eq!(again.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
     assert_eq!(app.db_fingerprint().await, before);
 
     // Errors are replayed too.
@@ -75,22 +60,8 @@ async fn the_same_key_and_body_replays_the_first_response() {
     assert_problem(&e2, 409, "invalid_state");
 
     // Pay twice with one key: one payment attempt.
-    let p1 = post_with_key(
-        &app,
-        &m.key,
-        &format!("/v1/orders/{id}/pay"),
-        "pay-1",
-        json!({ "channel": "sim" }),
-    )
-    .await;
-    let p2 = post_with_key(
-        &app,
-        &m.key,
-        &format!("/v1/orders/{id}/pay"),
-        "pay-1",
-        json!({ "channel": "sim" }),
-    )
-    .await;
+    let p1 = post_with_key(&app, &m.key, &format!("/v1/orders/{id}/pay"), "pay-1", json!({ "channel": "sim" })).await;
+    let p2 = post_with_key(&app, &m.key, &format!("/v1/orders/{id}/pay"), "pay-1", json!({ "channel": "sim" })).await;
     assert_eq!((p1.status, p2.status), (202, 202));
     assert_eq!(p1.body["payment"]["id"], p2.body["payment"]["id"]);
 }

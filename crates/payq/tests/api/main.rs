@@ -2,10 +2,13 @@
 //! 0, a fresh SQLite file, the simulated channel calling back over real HTTP).
 
 mod helpers;
+mod receiver;
 
 mod admin;
 mod bad_input;
 mod callbacks;
+mod crash;
+mod follow_up;
 mod health;
 mod idempotency;
 mod merchants;
@@ -13,3 +16,4 @@ mod orders;
 mod payments;
 mod refunds;
 mod verify;
+mod webhooks;

@@ -10,32 +10,17 @@ async fn admin_creates_and_reads_merchants_and_secrets_show_once() {
     assert_eq!(r.status, 201, "{}", r.body);
     let id = r.body["id"].as_str().unwrap_or_default().to_owned();
     assert!(id.starts_with("mch_"));
-    assert!(
-        r.body["api_key"]
-            .as_str()
-            .is_some_and(|k| k.starts_with("sk_") && k.len() >= 32)
-    );
-    assert!(
-        r.body["webhook_secret"]
-            .as_str()
-            .is_some_and(|s| s.len() >= 32)
-    );
+    assert!(r.body["api_key"].as_str().is_some_and(|k| k.starts_with("sk_") && k.len() >= 32));
+    assert!(r.body["webhook_secret"].as_str().is_some_and(|s| s.len() >= 32));
     assert_eq!(r.body["settings"]["payment_timeout"], "30m");
     assert_eq!(r.body["settings"]["refund_review"], "1h");
 
-    let r = app
-        .get(&format!("/v1/merchants/{id}"), &app.admin_token)
-        .await;
+    let r = app.get(&format!("/v1/merchants/{id}"), &app.admin_token).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["name"], "Tea House");
     assert!(r.body.get("api_key").is_none() && r.body.get("webhook_secret").is_none());
 
-    let r = app
-        .get(
-            "/v1/merchants/mch_00000000000000000000000000000000",
-            &app.admin_token,
-        )
-        .await;
+    let r = app.get("/v1/merchants/mch_00000000000000000000000000000000", &app.admin_token).await;
     assert_problem(&r, 404, "not_found");
 }
 
@@ -45,23 +30,9 @@ async fn merchant_routes_need_the_admin_token() {
     let m = app.merchant().await;
     let before = app.db_fingerprint().await;
     for token in [None, Some("wrong"), Some(m.key.as_str())] {
-        let r = app
-            .send(
-                reqwest::Method::POST,
-                "/v1/merchants",
-                token,
-                Some(json!({ "name": "x" })),
-            )
-            .await;
+        let r = app.send(reqwest::Method::POST, "/v1/merchants", token, Some(json!({ "name": "x" }))).await;
         assert_problem(&r, 401, "unauthorized");
-        let r = app
-            .send(
-                reqwest::Method::GET,
-                &format!("/v1/merchants/{}", m.id),
-                token,
-                None,
-            )
-            .await;
+        let r = app.send(reqwest::Method::GET, &format!("/v1/merchants/{}", m.id), token, None).await;
         assert_problem(&r, 401, "unauthorized");
     }
     assert_eq!(app.db_fingerprint().await, before);
@@ -77,9 +48,7 @@ async fn merchant_input_is_checked() {
         json!({ "name": "x", "settings": { "bogus": "1s" } }),
         json!({}),
     ] {
-        let r = app
-            .post("/v1/merchants", &app.admin_token, body.clone())
-            .await;
+        let r = app.post("/v1/merchants", &app.admin_token, body.clone()).await;
         assert_problem(&r, 400, "invalid_request");
     }
 }
@@ -90,15 +59,8 @@ async fn api_keys_authenticate_merchants_only() {
     let m = app.merchant().await;
     let last = if m.key.ends_with('0') { '1' } else { '0' };
     let forged = format!("{}{last}", &m.key[..m.key.len() - 1]);
-    for token in [
-        None,
-        Some("sk_nope"),
-        Some(app.admin_token.as_str()),
-        Some(forged.as_str()),
-    ] {
-        let r = app
-            .send(reqwest::Method::GET, "/v1/orders", token, None)
-            .await;
+    for token in [None, Some("sk_nope"), Some(app.admin_token.as_str()), Some(forged.as_str())] {
+        let r = app.send(reqwest::Method::GET, "/v1/orders", token, None).await;
         assert_problem(&r, 401, "unauthorized");
     }
     assert_eq!(app.get("/v1/orders", &m.key).await.status, 200);

@@ -10,14 +10,9 @@ async fn verify_passes_on_a_healthy_database_and_fails_on_a_broken_one() {
     assert_eq!(code, 0, "{out}");
 
     use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&app.db_url)
-        .await
-        .expect("db");
+    let mut conn = sqlx::SqliteConnection::connect(&app.db_url).await.expect("db");
     // An unpaid order loses its timeout; a paid order "forgets" its payment.
-    sqlx::query("DELETE FROM messages WHERE kind = 'payment.timeout'")
-        .execute(&mut conn)
-        .await
-        .expect("delete");
+    sqlx::query("DELETE FROM messages WHERE kind = 'payment.timeout'").execute(&mut conn).await.expect("delete");
     sqlx::query("UPDATE orders SET status = 'closed' WHERE id = $1")
         .bind(order["id"].as_str().unwrap_or_default())
         .execute(&mut conn)

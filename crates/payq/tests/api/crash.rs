@@ -1,0 +1,177 @@
+//! Faults: `kill -9` of the real `payq serve` process with orders in flight, then a
+//! restart on the same database. Nothing may be lost or applied twice.
+
+use crate::helpers::eventually;
+use crate::receiver::Receiver;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+const ADMIN: &str = "crash-admin-token";
+
+/// A `payq serve` child process.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(db_url: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_payq"))
+            .arg("serve")
+            .env("PAYQ_DATABASE_URL", db_url)
+            .env("PAYQ_LISTEN", "127.0.0.1:0")
+            .env("PAYQ_ADMIN_TOKEN", ADMIN)
+            .env("PAYQ_SIM_SECRET", "crash-sim-secret")
+            .env("PAYQ_PAYMENT_QUERY_SCHEDULE", "300ms,600ms,1s,2s")
+            .env("PAYQ_WEBHOOK_RETRY_SCHEDULE", "100ms,200ms,400ms,800ms")
+            .env("PAYQ_ENGINE__BASE_BACKOFF", "50ms")
+            // A dead process's claims are taken over after the lease; keep it well under the
+            // 4 s payment timeout so in-flight work resumes before orders expire.
+            .env("PAYQ_ENGINE__LEASE", "1s")
+            .env("PAYQ_LOG", "warn")
+            .env_remove("PAYQ_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("payq serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines.next().expect("payq prints its address").expect("stdout line");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap_or_default().to_owned();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Server { child, base }
+    }
+
+    /// `kill -9`.
+    fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http.request(method, url).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("sent");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_100_orders_in_flight_then_restart_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_url = format!("sqlite://{}/payq.db", dir.path().display());
+    let hook = Receiver::start().await;
+    let http = reqwest::Client::new();
+    let server = Server::start(&db_url);
+
+    let (status, merchant) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{}/v1/merchants", server.base),
+        ADMIN,
+        Some(json!({ "name": "Crash Shop", "webhook_url": hook.url,
+                     "settings": { "payment_timeout": "4s", "post_pay_check_delay": "300ms" } })),
+    )
+    .await;
+    assert_eq!(status, 201, "{merchant}");
+    let key = merchant["api_key"].as_str().unwrap_or_default().to_owned();
+
+    // 100 orders, paid with a mix of outcomes and callback delays, all in flight.
+    let outcomes = ["succeeded", "failed", "no_callback", "duplicate_callbacks"];
+    let mut expected = Vec::new();
+    for i in 0..100 {
+        let (s, order) = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{}/v1/orders", server.base),
+            &key,
+            Some(json!({ "merchant_order_no": format!("K-{i}"), "amount": 100 + i, "currency": "CNY" })),
+        )
+        .await;
+        assert_eq!(s, 201, "{order}");
+        let id = order["id"].as_str().unwrap_or_default().to_owned();
+        let outcome = outcomes[i as usize % outcomes.len()];
+        let delay = format!("{}ms", 200 + (i * 37) % 700);
+        let (s, body) = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{}/v1/orders/{id}/pay", server.base),
+            &key,
+            Some(json!({ "channel": "sim", "simulate": { "outcome": outcome, "callback_delay": delay } })),
+        )
+        .await;
+        assert_eq!(s, 202, "{body}");
+        expected.push((id, if outcome == "failed" { "closed" } else { "paid" }));
+    }
+    server.kill9();
+
+    let server = Server::start(&db_url);
+    for (id, want) in &expected {
+        eventually(&format!("order {id} becomes {want} after the restart"), || async {
+            let (_, o) = call(&http, reqwest::Method::GET, format!("{}/v1/orders/{id}", server.base), &key, None).await;
+            (o["status"] == *want).then_some(())
+        })
+        .await;
+    }
+    // Every event of the log reaches the webhook; a delivery cut short by the kill may be
+    // repeated, with the same Payq-Event-Id, but each event is recorded delivered once.
+    let mut events = Vec::new();
+    let mut after = String::new();
+    loop {
+        let url = format!(
+            "{}/v1/events?limit=100{}",
+            server.base,
+            if after.is_empty() { String::new() } else { format!("&after={after}") }
+        );
+        let (_, page) = call(&http, reqwest::Method::GET, url, &key, None).await;
+        let data = page["data"].as_array().cloned().unwrap_or_default();
+        after = data.last().and_then(|e| e["id"].as_str()).unwrap_or_default().to_owned();
+        events.extend(data);
+        if page["has_more"] != true {
+            break;
+        }
+    }
+    let ids: BTreeSet<String> = events.iter().filter_map(|e| e["id"].as_str().map(str::to_owned)).collect();
+    eventually("every event is delivered", || async {
+        let delivered: BTreeSet<String> = hook.delivered().into_iter().collect();
+        ids.is_subset(&delivered).then_some(())
+    })
+    .await;
+    // Each paid order was paid exactly once.
+    for (id, want) in &expected {
+        let succeeded = events
+            .iter()
+            .filter(|e| e["type"] == "payment.succeeded" && e["data"]["order"]["id"] == id.as_str())
+            .count();
+        assert_eq!(succeeded, usize::from(*want == "paid"), "order {id}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_payq"))
+        .args(["verify", "--database-url", &db_url])
+        .env_remove("PAYQ_CONFIG")
+        .output()
+        .expect("payq verify runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
