@@ -1,6 +1,7 @@
 //! `payq`: the one binary. Parses the command line, loads the settings, and hands over to
 //! the command; `serve` builds an [`payq_app::Application`] and runs it until a signal.
 
+mod bench;
 mod load;
 mod ops;
 mod signals;
@@ -59,6 +60,11 @@ enum Command {
     },
     /// Load generator: creates orders against a running payq and reports throughput and latency.
     Load(load::LoadArgs),
+    /// Benchmarks: payq's delay engines against their peers, in one run.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 #[tokio::main]
@@ -100,6 +106,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq { command } => ops::dlq(settings, command).await,
         Command::Timers { command } => ops::timers(settings, command).await,
         Command::Load(args) => load::run(args).await,
+        Command::Bench { command } => bench::run(command).await,
     }
 }
 

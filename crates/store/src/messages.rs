@@ -27,6 +27,8 @@ pub struct NewMessage {
 /// A message claimed by a worker.
 #[derive(Debug, Clone)]
 pub struct ClaimedMessage {
+    /// The row's integer key (claims and completions address rows by it).
+    pub seq: i64,
     pub id: MessageId,
     pub kind: String,
     pub key: Option<String>,
@@ -68,6 +70,7 @@ pub struct MessageStats {
 fn claimed(row: &sqlx::sqlite::SqliteRow) -> StoreResult<ClaimedMessage> {
     let attempts: i64 = row.try_get("attempts")?;
     Ok(ClaimedMessage {
+        seq: row.try_get("seq")?,
         id: crate::rows::parse(row, "id")?,
         kind: row.try_get("kind")?,
         key: row.try_get("key")?,
@@ -101,10 +104,34 @@ impl Tx {
         Ok(id)
     }
 
-    /// Schedules many messages in this transaction.
+    /// Schedules many messages in this transaction, several rows per statement.
     pub async fn schedule_many(&mut self, messages: Vec<NewMessage>) -> StoreResult<()> {
+        // 8 parameters a row; SQLite allows 32,766 per statement.
+        const ROWS: usize = 500;
+        let now = crate::now_ms();
+        let mut rows = Vec::with_capacity(messages.len());
         for m in messages {
-            self.schedule(m).await?;
+            let payload = serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            rows.push((MessageId::generate(), m, payload));
+        }
+        for chunk in rows.chunks(ROWS) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at) ",
+            );
+            q.push_values(chunk, |mut b, (id, m, payload)| {
+                b.push_bind(id.as_str())
+                    .push_bind(m.kind.as_str())
+                    .push_bind(m.key.as_deref())
+                    .push_bind(m.ordinal)
+                    .push_bind(payload.as_str())
+                    .push_bind(m.due_at.millis())
+                    .push_bind(m.due_at.millis())
+                    .push_bind(now);
+            });
+            q.build().execute(self.conn()).await?;
+        }
+        if !rows.is_empty() {
+            self.mark_message_scheduled();
         }
         Ok(())
     }
@@ -149,8 +176,8 @@ impl Store {
         let mut tx = self.begin().await?;
         let rows = sqlx::query(
             "UPDATE messages SET due_at = $1, claim = $2, attempts = attempts + 1
-             WHERE id IN (SELECT id FROM messages WHERE due_at <= $3 ORDER BY due_at LIMIT $4)
-             RETURNING id, kind, key, ordinal, payload, scheduled_at, attempts, claim",
+             WHERE seq IN (SELECT seq FROM messages WHERE due_at <= $3 ORDER BY due_at LIMIT $4)
+             RETURNING seq, id, kind, key, ordinal, payload, scheduled_at, attempts, claim",
         )
         .bind(now.millis().saturating_add(lease_ms))
         .bind(claim)
@@ -187,9 +214,9 @@ impl Store {
     pub async fn extend_leases(&self, held: &[&ClaimedMessage], until: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         for m in held {
-            sqlx::query("UPDATE messages SET due_at = $1 WHERE id = $2 AND claim = $3")
+            sqlx::query("UPDATE messages SET due_at = $1 WHERE seq = $2 AND claim = $3")
                 .bind(until.millis())
-                .bind(m.id.as_str())
+                .bind(m.seq)
                 .bind(m.claim)
                 .execute(tx.conn())
                 .await?;
@@ -203,15 +230,25 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        let mut fired = std::collections::BTreeMap::<&str, i64>::new();
+        let mut fired = std::collections::BTreeMap::<String, i64>::new();
+        // A claim token covers a whole claimed batch, so one statement removes many rows.
+        let mut by_claim = std::collections::BTreeMap::<i64, Vec<&ClaimedMessage>>::new();
         for m in done {
-            let gone = sqlx::query("DELETE FROM messages WHERE id = $1 AND claim = $2")
-                .bind(m.id.as_str())
-                .bind(m.claim)
-                .execute(tx.conn())
-                .await?;
-            if gone.rows_affected() == 1 {
-                *fired.entry(m.kind.as_str()).or_default() += 1;
+            by_claim.entry(m.claim).or_default().push(m);
+        }
+        for (claim, msgs) in by_claim {
+            for chunk in msgs.chunks(500) {
+                let mut q = sqlx::QueryBuilder::new("DELETE FROM messages WHERE claim = ");
+                q.push_bind(claim).push(" AND seq IN (");
+                let mut ids = q.separated(", ");
+                for m in chunk {
+                    ids.push_bind(m.seq);
+                }
+                q.push(") RETURNING kind");
+                let kinds: Vec<String> = q.build_query_scalar().fetch_all(tx.conn()).await?;
+                for kind in kinds {
+                    *fired.entry(kind).or_default() += 1;
+                }
             }
         }
         for (kind, n) in fired {
@@ -228,10 +265,10 @@ impl Store {
     /// Puts a failed message back to run again at `due_at`, keeping the error.
     pub async fn retry_message(&self, m: &ClaimedMessage, due_at: Timestamp, error: &str) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query("UPDATE messages SET due_at = $1, last_error = $2 WHERE id = $3 AND claim = $4")
+        let done = sqlx::query("UPDATE messages SET due_at = $1, last_error = $2 WHERE seq = $3 AND claim = $4")
             .bind(due_at.millis())
             .bind(error)
-            .bind(m.id.as_str())
+            .bind(m.seq)
             .bind(m.claim)
             .execute(tx.conn())
             .await?;
@@ -247,9 +284,9 @@ impl Store {
     /// not its turn yet).
     pub async fn defer_message(&self, m: &ClaimedMessage, due_at: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE messages SET due_at = $1, attempts = MAX(attempts - 1, 0) WHERE id = $2 AND claim = $3")
+        sqlx::query("UPDATE messages SET due_at = $1, attempts = MAX(attempts - 1, 0) WHERE seq = $2 AND claim = $3")
             .bind(due_at.millis())
-            .bind(m.id.as_str())
+            .bind(m.seq)
             .bind(m.claim)
             .execute(tx.conn())
             .await?;
@@ -262,8 +299,8 @@ impl Store {
     pub async fn dead_letter_message(&self, m: &ClaimedMessage, error: &str) -> StoreResult<DeadLetterId> {
         let id = DeadLetterId::generate();
         let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM messages WHERE id = $1 AND claim = $2")
-            .bind(m.id.as_str())
+        let done = sqlx::query("DELETE FROM messages WHERE seq = $1 AND claim = $2")
+            .bind(m.seq)
             .bind(m.claim)
             .execute(tx.conn())
             .await?;

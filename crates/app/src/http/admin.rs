@@ -68,6 +68,8 @@ pub async fn stats(State(state): State<AppState>, _admin: AdminAuth) -> Result<J
         "pending_messages_by_due": to_map(messages.pending_by_due),
         "oldest_overdue_ms": messages.oldest_overdue_ms,
         "dead_letters": messages.dead_letters,
+        "pending_messages": messages.pending_total,
+        "engine_totals": to_map(messages.counters),
         "queue_depths": {},
     })))
 }

@@ -1,0 +1,315 @@
+//! The RabbitMQ peers: the two ways teams usually build delays on RabbitMQ without a plugin.
+//!
+//! - **per-message TTL**: one wait queue; each message carries its own `expiration` and is
+//!   dead-lettered into the fired queue when it expires. RabbitMQ only expires messages at
+//!   the head of a queue, so a short delay behind a long one waits for it (head-of-line
+//!   blocking).
+//! - **TTL+DLX fixed levels**: one wait queue per delay level with `x-message-ttl`; a delay
+//!   is rounded up to the next level, so timers fire up to one level gap late.
+//!
+//! Messages are persistent, queues durable, publishes confirmed; the consumer of the fired
+//! queue reads with auto-ack and computes lateness from the due time in the body.
+
+use super::TimersArgs;
+use super::stats::{Report, late_ms, rate};
+use anyhow::Context;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use payq_domain::Timestamp;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Which peer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    PerMessageTtl,
+    FixedLevels,
+}
+
+/// Delay levels of the fixed-level setup, in milliseconds.
+const LEVELS_MS: [u64; 7] = [100, 250, 500, 1_000, 2_000, 5_000, 10_000];
+/// Publishes between waits for confirms.
+const CONFIRM_EVERY: u64 = 2_000;
+/// Longest wait for a batch of confirms (a confirm in flight when the connection drops
+/// never resolves).
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Mode {
+    fn engine(self) -> &'static str {
+        match self {
+            Mode::PerMessageTtl => "RabbitMQ per-message TTL",
+            Mode::FixedLevels => "RabbitMQ TTL+DLX levels",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Fired {
+    count: AtomicU64,
+    late: Mutex<Vec<f64>>,
+    first: Mutex<Option<Instant>>,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Fired {
+    fn reset(&self) -> (Vec<f64>, Option<Duration>) {
+        self.count.store(0, Ordering::SeqCst);
+        let late = self.late.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+        let first = self.first.lock().ok().and_then(|mut f| f.take());
+        let last = self.last.lock().ok().and_then(|mut l| l.take());
+        (late, first.zip(last).map(|(f, l)| l.duration_since(f)))
+    }
+
+    async fn wait_for(&self, n: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.count.load(Ordering::SeqCst) < n {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+}
+
+struct Peer {
+    mode: Mode,
+    channel: Channel,
+    wait_queues: Vec<String>,
+    fired_queue: String,
+}
+
+fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert((*k).into(), v.clone());
+    }
+    t
+}
+
+impl Peer {
+    async fn declare(conn: &Connection, mode: Mode) -> anyhow::Result<Peer> {
+        let channel = conn.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        let prefix =
+            format!("payq.bench.{}.{}", if mode == Mode::PerMessageTtl { "ttl" } else { "levels" }, std::process::id());
+        let fired_queue = format!("{prefix}.fired");
+        let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+        channel.queue_declare(fired_queue.as_str().into(), durable, FieldTable::default()).await?;
+        let dlx = [
+            ("x-dead-letter-exchange", AMQPValue::LongString(LongString::from(""))),
+            ("x-dead-letter-routing-key", AMQPValue::LongString(LongString::from(fired_queue.as_str()))),
+        ];
+        let mut wait_queues = Vec::new();
+        match mode {
+            Mode::PerMessageTtl => {
+                let q = format!("{prefix}.wait");
+                channel.queue_declare(q.as_str().into(), durable, table(&dlx)).await?;
+                wait_queues.push(q);
+            }
+            Mode::FixedLevels => {
+                for ms in LEVELS_MS {
+                    let q = format!("{prefix}.wait.{ms}");
+                    let mut args = dlx.to_vec();
+                    args.push(("x-message-ttl", AMQPValue::LongLongInt(i64::try_from(ms).unwrap_or(0))));
+                    channel.queue_declare(q.as_str().into(), durable, table(&args)).await?;
+                    wait_queues.push(q);
+                }
+            }
+        }
+        Ok(Peer { mode, channel, wait_queues, fired_queue })
+    }
+
+    /// Publishes a timer of `delay_ms`; the body is its due time (Unix ms).
+    async fn publish(&self, delay_ms: u64) -> anyhow::Result<()> {
+        let due = Timestamp::now().millis() + i64::try_from(delay_ms).unwrap_or(0);
+        let mut props = BasicProperties::default().with_delivery_mode(2);
+        let queue = match self.mode {
+            Mode::PerMessageTtl => {
+                props = props.with_expiration(delay_ms.to_string().into());
+                &self.wait_queues[0]
+            }
+            Mode::FixedLevels => {
+                let level = LEVELS_MS.iter().position(|l| *l >= delay_ms).unwrap_or(LEVELS_MS.len() - 1);
+                &self.wait_queues[level]
+            }
+        };
+        let _confirm = self
+            .channel
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions::default(),
+                due.to_string().as_bytes(),
+                props,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn confirm(&self) -> anyhow::Result<()> {
+        let returned = tokio::time::timeout(CONFIRM_TIMEOUT, self.channel.wait_for_confirms())
+            .await
+            .context("publisher confirms timed out")??;
+        anyhow::ensure!(returned.is_empty(), "{} messages returned", returned.len());
+        Ok(())
+    }
+
+    async fn cleanup(&self) {
+        for q in self.wait_queues.iter().chain([&self.fired_queue]) {
+            let _ = self.channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+        }
+    }
+}
+
+async fn consume(conn: &Connection, queue: &str, fired: Arc<Fired>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let channel = conn.create_channel().await?;
+    channel.basic_qos(2_000, BasicQosOptions::default()).await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "payq-bench".into(),
+            BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(tokio::spawn(async move {
+        let _channel = channel;
+        while let Some(Ok(delivery)) = consumer.next().await {
+            let now = Timestamp::now().millis();
+            let at = Instant::now();
+            let due = std::str::from_utf8(&delivery.data).ok().and_then(|s| s.parse::<i64>().ok()).unwrap_or(now);
+            if let Ok(mut l) = fired.late.lock() {
+                l.push(late_ms(due, now));
+            }
+            if let Ok(mut f) = fired.first.lock() {
+                f.get_or_insert(at);
+            }
+            if let Ok(mut l) = fired.last.lock() {
+                *l = Some(at);
+            }
+            fired.count.fetch_add(1, Ordering::SeqCst);
+        }
+    }))
+}
+
+/// Runs the mixed, drain and steady scenarios on one peer.
+pub async fn run(args: &TimersArgs, mode: Mode) -> anyhow::Result<Vec<Report>> {
+    let conn = match Connection::connect(&args.amqp_url, ConnectionProperties::default()).await {
+        Ok(c) => c,
+        Err(e) => {
+            println!("{}: skipped, RabbitMQ at {} unreachable: {e}", mode.engine(), args.amqp_url);
+            return Ok(Vec::new());
+        }
+    };
+    let peer = Peer::declare(&conn, mode).await?;
+    let fired = Arc::new(Fired::default());
+    let consumer = consume(&conn, &peer.fired_queue, fired.clone()).await?;
+    let result = scenarios(args, &peer, &fired).await;
+    consumer.abort();
+    peer.cleanup().await;
+    let _ = conn.close(200, "bench done".into()).await;
+    result
+}
+
+async fn scenarios(args: &TimersArgs, peer: &Peer, fired: &Fired) -> anyhow::Result<Vec<Report>> {
+    let engine = peer.mode.engine();
+    let n = args.burst;
+    let max = args.max_delay_ms();
+    let mut out = Vec::new();
+
+    // mixed
+    let started = Instant::now();
+    for i in 0..n {
+        let scrambled = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % n.max(1);
+        peer.publish(scrambled * max / n.max(1)).await?;
+        if (i + 1) % CONFIRM_EVERY == 0 {
+            peer.confirm().await?;
+        }
+    }
+    peer.confirm().await?;
+    let took = started.elapsed();
+    let all = fired.wait_for(n, Duration::from_millis(max) + Duration::from_secs(180)).await;
+    let end_to_end = fired.last.lock().ok().and_then(|l| *l).map(|l| l.duration_since(started));
+    let (late, _) = fired.reset();
+    println!("{engine}: mixed done (all fired: {all})");
+    out.push(
+        Report {
+            engine,
+            scenario: "mixed",
+            timers: n,
+            scheduled_per_s: Some(rate(n, took)),
+            fired_per_s: end_to_end.map(|d| rate(n, d)),
+            lateness_ms: late,
+            ..Default::default()
+        }
+        .finish(),
+    );
+
+    // drain: every timer due 5 s after it is published
+    let started = Instant::now();
+    for i in 0..n {
+        peer.publish(5_000).await?;
+        if (i + 1) % CONFIRM_EVERY == 0 {
+            peer.confirm().await?;
+        }
+    }
+    peer.confirm().await?;
+    let took = started.elapsed();
+    let all = fired.wait_for(n, Duration::from_secs(240)).await;
+    let (late, span) = fired.reset();
+    println!("{engine}: drain done (all fired: {all})");
+    out.push(
+        Report {
+            engine,
+            scenario: "drain",
+            timers: n,
+            scheduled_per_s: Some(rate(n, took)),
+            fired_per_s: span.map(|s| rate(n, s)),
+            lateness_ms: late,
+            ..Default::default()
+        }
+        .finish(),
+    );
+
+    // steady
+    let tick = Duration::from_millis(10);
+    let per_tick = (args.rate / 100).max(1);
+    let ticks = (args.steady_duration().as_millis() / tick.as_millis()) as u64;
+    let total = per_tick * ticks;
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    for t in 0..ticks {
+        interval.tick().await;
+        for j in 0..per_tick {
+            let i = t * per_tick + j;
+            let scrambled = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % total.max(1);
+            peer.publish(scrambled * max / total.max(1)).await?;
+        }
+        peer.confirm().await?;
+    }
+    let took = started.elapsed();
+    let all = fired.wait_for(total, Duration::from_millis(max) + Duration::from_secs(120)).await;
+    let (late, _) = fired.reset();
+    println!("{engine}: steady done");
+    out.push(
+        Report {
+            engine,
+            scenario: "steady",
+            timers: total,
+            scheduled_per_s: Some(rate(total, took)),
+            lateness_ms: late,
+            notes: vec![format!("target {}/s, all fired: {all}", args.rate)],
+            ..Default::default()
+        }
+        .finish(),
+    );
+    Ok(out)
+}

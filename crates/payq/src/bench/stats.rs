@@ -1,0 +1,96 @@
+//! Measurements of one scenario on one engine, and the table that compares them.
+
+use std::time::Duration;
+
+/// Figures of one scenario on one engine.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub engine: &'static str,
+    pub scenario: &'static str,
+    pub timers: u64,
+    pub scheduled_per_s: Option<f64>,
+    pub fired_per_s: Option<f64>,
+    /// Lateness in milliseconds, sorted.
+    pub lateness_ms: Vec<f64>,
+    /// Free-form extra figures, e.g. memory per pending timer.
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// The `p`-quantile of lateness (0.0 to 1.0).
+    pub fn late(&self, p: f64) -> Option<f64> {
+        if self.lateness_ms.is_empty() {
+            return None;
+        }
+        let i = ((self.lateness_ms.len() as f64 - 1.0) * p).round() as usize;
+        self.lateness_ms.get(i).copied()
+    }
+
+    /// Sorts lateness samples; call once all are in.
+    pub fn finish(mut self) -> Self {
+        self.lateness_ms.sort_by(f64::total_cmp);
+        self
+    }
+}
+
+/// Milliseconds between a due time and now, both as Unix milliseconds.
+pub fn late_ms(due_ms: i64, now_ms: i64) -> f64 {
+    (now_ms - due_ms) as f64
+}
+
+/// Per-second rate of `n` events in `d`.
+pub fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn fmt(v: Option<f64>, unit: &str) -> String {
+    match v {
+        Some(v) if v >= 1000.0 => format!("{:.0}{unit}", v),
+        Some(v) => format!("{v:.1}{unit}"),
+        None => "-".into(),
+    }
+}
+
+/// Prints every report, then each peer's figures as ratios to the store engine's.
+pub fn print_table(reports: &[Report]) {
+    println!();
+    println!(
+        "| engine | scenario | timers | scheduled/s | fired/s | lateness p50 | p99 | max | notes |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in reports {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.engine,
+            r.scenario,
+            r.timers,
+            fmt(r.scheduled_per_s, ""),
+            fmt(r.fired_per_s, ""),
+            fmt(r.late(0.5), " ms"),
+            fmt(r.late(0.99), " ms"),
+            fmt(r.late(1.0), " ms"),
+            r.notes.join("; ")
+        );
+    }
+    let base: Vec<&Report> = reports.iter().filter(|r| r.engine == "store (SQLite)").collect();
+    let peers: Vec<&Report> = reports.iter().filter(|r| r.engine != "store (SQLite)").collect();
+    if base.is_empty() || peers.is_empty() {
+        return;
+    }
+    println!("\nratios, store (SQLite) / peer (throughput: higher is better for store; lateness: peer / store)");
+    println!("| peer | scenario | scheduled/s | fired/s | p99 lateness peer/store |\n|---|---|---|---|---|");
+    for p in peers {
+        let Some(b) = base.iter().find(|b| b.scenario == p.scenario) else { continue };
+        let ratio = |a: Option<f64>, c: Option<f64>| match (a, c) {
+            (Some(a), Some(c)) if c > 0.0 => format!("{:.2}x", a / c),
+            _ => "-".into(),
+        };
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            p.engine,
+            p.scenario,
+            ratio(b.scheduled_per_s, p.scheduled_per_s),
+            ratio(b.fired_per_s, p.fired_per_s),
+            ratio(p.late(0.99), b.late(0.99).map(|v| v.max(1.0))),
+        );
+    }
+}

@@ -1,0 +1,274 @@
+//! The `store` delay engine on SQLite under the bench scenarios.
+
+use super::TimersArgs;
+use super::stats::{Report, late_ms, rate};
+use payq_bus::{ClaimedMessage, EngineConfig, Handler, HandlerError, StoreEngine};
+use payq_domain::Timestamp;
+use payq_store::{NewMessage, Store};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+const ENGINE: &str = "store (SQLite)";
+/// Timers written per transaction when scheduling in bulk.
+const CHUNK: usize = 2_000;
+
+/// Records when each timer fired.
+#[derive(Default)]
+struct Recorder {
+    fired: AtomicU64,
+    target: AtomicU64,
+    late: Mutex<Vec<f64>>,
+    first: Mutex<Option<Instant>>,
+    last: Mutex<Option<Instant>>,
+    done: Notify,
+}
+
+impl Recorder {
+    fn reset(&self, target: u64) {
+        self.fired.store(0, Ordering::SeqCst);
+        self.target.store(target, Ordering::SeqCst);
+        if let Ok(mut l) = self.late.lock() {
+            l.clear();
+        }
+        if let Ok(mut f) = self.first.lock() {
+            *f = None;
+        }
+        if let Ok(mut l) = self.last.lock() {
+            *l = None;
+        }
+    }
+
+    async fn wait(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.fired.load(Ordering::SeqCst) < self.target.load(Ordering::SeqCst) {
+            if tokio::time::timeout_at(deadline, self.done.notified()).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// When the last timer fired.
+    fn last(&self) -> Option<Instant> {
+        self.last.lock().ok().and_then(|l| *l)
+    }
+
+    fn take(&self) -> (Vec<f64>, Option<Duration>) {
+        let late = self.late.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+        let first = self.first.lock().ok().and_then(|f| *f);
+        let last = self.last.lock().ok().and_then(|l| *l);
+        let span = first.zip(last).map(|(f, l)| l.duration_since(f));
+        (late, span)
+    }
+}
+
+impl Handler for Recorder {
+    async fn handle(&self, msg: &ClaimedMessage) -> Result<(), HandlerError> {
+        let now = Timestamp::now().millis();
+        let at = Instant::now();
+        if let Ok(mut l) = self.late.lock() {
+            l.push(late_ms(msg.scheduled_at.millis(), now));
+        }
+        if let Ok(mut f) = self.first.lock() {
+            f.get_or_insert(at);
+        }
+        if let Ok(mut l) = self.last.lock() {
+            *l = Some(at);
+        }
+        let n = self.fired.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= self.target.load(Ordering::SeqCst) {
+            self.done.notify_waiters();
+        }
+        Ok(())
+    }
+}
+
+fn timer(due: Timestamp) -> NewMessage {
+    NewMessage { kind: "bench.timer".into(), key: None, ordinal: None, payload: serde_json::Value::Null, due_at: due }
+}
+
+/// Schedules timers due at `due(i, now)` for `i` in `0..n`, in chunks (`now` is when the
+/// chunk is written); returns the time taken.
+async fn schedule(store: &Store, n: u64, due: impl Fn(u64, Timestamp) -> Timestamp) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let end = (i + CHUNK as u64).min(n);
+        let now = Timestamp::now();
+        let mut tx = store.begin().await?;
+        tx.schedule_many((i..end).map(|i| due(i, now)).map(timer).collect()).await?;
+        tx.commit().await?;
+        i = end;
+    }
+    Ok(started.elapsed())
+}
+
+struct Running {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start(store: &Store, recorder: &Arc<Recorder>) -> Running {
+    let config = EngineConfig { batch: 4_000, concurrency: 16_000, ..EngineConfig::default() };
+    let engine = StoreEngine::new(store.clone(), recorder.clone(), config);
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let task = tokio::spawn(async move { engine.run(token).await });
+    Running { stop, task }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Runs every scenario on a fresh SQLite file.
+pub async fn run(args: &TimersArgs) -> anyhow::Result<Vec<Report>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bench.db");
+    let store = Store::open(&format!("sqlite://{}", path.display())).await?;
+    let recorder = Arc::new(Recorder::default());
+    let engine = start(&store, &recorder);
+    let max = args.max_delay_ms();
+    let mut out = Vec::new();
+
+    // mixed: delays spread over 0..max, scheduled as fast as possible.
+    let n = args.burst;
+    recorder.reset(n);
+    let started = Instant::now();
+    let took = schedule(&store, n, |i, now| now.plus_millis(spread(i, n, max))).await?;
+    let all = recorder.wait(Duration::from_millis(max) + Duration::from_secs(120)).await;
+    let end_to_end = recorder.last().map(|l| l.duration_since(started));
+    let (late, _) = recorder.take();
+    println!("store: mixed done ({n} timers, all fired: {all})");
+    out.push(
+        Report {
+            engine: ENGINE,
+            scenario: "mixed",
+            timers: n,
+            scheduled_per_s: Some(rate(n, took)),
+            fired_per_s: end_to_end.map(|d| rate(n, d)),
+            lateness_ms: late,
+            ..Default::default()
+        }
+        .finish(),
+    );
+
+    // drain: every timer due at the same instant; fired/s is how fast the backlog drains.
+    recorder.reset(n);
+    let due = Timestamp::now().plus_millis(5_000);
+    let took = schedule(&store, n, |_, _| due).await?;
+    let all = recorder.wait(Duration::from_secs(180)).await;
+    let (late, span) = recorder.take();
+    println!("store: drain done (all fired: {all})");
+    out.push(
+        Report {
+            engine: ENGINE,
+            scenario: "drain",
+            timers: n,
+            scheduled_per_s: Some(rate(n, took)),
+            fired_per_s: span.map(|s| rate(n, s)),
+            lateness_ms: late,
+            ..Default::default()
+        }
+        .finish(),
+    );
+
+    // steady: a fixed rate of timers with delays spread over 0..max.
+    let steady = steady(&store, &recorder, args.rate, args.steady_duration(), max).await?;
+    println!("store: steady done");
+    out.push(steady);
+
+    engine.stop().await;
+    if args.pending > 0 {
+        out.push(capacity(&store, &recorder, args, &path).await?);
+    }
+    Ok(out)
+}
+
+/// Delay of timer `i` of `n`, spread over `0..max` ms in a scrambled order so that
+/// neighbours in scheduling order have very different delays.
+fn spread(i: u64, n: u64, max: u64) -> i64 {
+    let scrambled = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % n.max(1);
+    i64::try_from(scrambled * max / n.max(1)).unwrap_or(0)
+}
+
+async fn steady(
+    store: &Store,
+    recorder: &Arc<Recorder>,
+    per_s: u64,
+    for_: Duration,
+    max: u64,
+) -> anyhow::Result<Report> {
+    let tick = Duration::from_millis(10);
+    let per_tick = (per_s / 100).max(1);
+    let ticks = (for_.as_millis() / tick.as_millis()) as u64;
+    let total = per_tick * ticks;
+    recorder.reset(total);
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    for t in 0..ticks {
+        interval.tick().await;
+        let now = Timestamp::now();
+        let mut tx = store.begin().await?;
+        tx.schedule_many((0..per_tick).map(|j| timer(now.plus_millis(spread(t * per_tick + j, total, max)))).collect())
+            .await?;
+        tx.commit().await?;
+    }
+    let took = started.elapsed();
+    let all = recorder.wait(Duration::from_millis(max) + Duration::from_secs(60)).await;
+    let (late, _) = recorder.take();
+    Ok(Report {
+        engine: ENGINE,
+        scenario: "steady",
+        timers: total,
+        scheduled_per_s: Some(rate(total, took)),
+        lateness_ms: late,
+        notes: vec![format!("target {per_s}/s, all fired: {all}")],
+        ..Default::default()
+    }
+    .finish())
+}
+
+/// Holds `args.pending` timers due in a day, then fires a steady stream of near timers
+/// among them.
+async fn capacity(
+    store: &Store,
+    recorder: &Arc<Recorder>,
+    args: &TimersArgs,
+    path: &std::path::Path,
+) -> anyhow::Result<Report> {
+    let p = args.pending;
+    let rss_before = super::rss_bytes();
+    let far = Timestamp::now().plus_millis(86_400_000);
+    let took = schedule(store, p, |i, _| far.plus_millis(i64::try_from(i % 3_600_000).unwrap_or(0))).await?;
+    let rss_after = super::rss_bytes();
+    let disk = ["", "-wal"]
+        .iter()
+        .filter_map(|s| std::fs::metadata(format!("{}{s}", path.display())).ok())
+        .map(|m| m.len())
+        .sum::<u64>();
+    println!("store: {p} pending timers scheduled in {took:.1?}");
+    let engine = start(store, recorder);
+    let mut report = steady(store, recorder, args.rate.min(10_000), Duration::from_secs(5), 1_000).await?;
+    engine.stop().await;
+    let pending = store.message_stats(Timestamp::now()).await?.pending_total;
+    report.scenario = "capacity";
+    report.notes = vec![
+        format!("{pending} pending"),
+        format!(
+            "process RSS {:.0} MB (+{:.0} B/pending)",
+            rss_after as f64 / 1e6,
+            rss_after.saturating_sub(rss_before) as f64 / p as f64
+        ),
+        format!("disk {:.0} B/pending", disk as f64 / p as f64),
+        format!("scheduled at {:.0}/s", rate(p, took)),
+    ];
+    Ok(report)
+}
