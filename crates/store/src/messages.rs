@@ -185,6 +185,9 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(tx.conn())
         .await?;
+        // Wait for the claim's batch to commit even though a lost claim would be harmless:
+        // the batch may hold the very change that scheduled these messages, and handlers
+        // read through other connections, which see it only once it is committed.
         tx.commit().await?;
         let mut out = rows.iter().map(claimed).collect::<StoreResult<Vec<_>>>()?;
         out.sort_by_key(|m| m.scheduled_at);
@@ -350,6 +353,19 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Copies the whole WAL into the database file and truncates it (after a bulk load).
+    pub async fn checkpoint(&self) -> StoreResult<()> {
+        self.writer().checkpoint().await
+    }
+
+    /// Pending messages by kind (an index scan).
+    pub async fn pending_by_kind(&self) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT kind, COUNT(*) AS n FROM messages GROUP BY kind ORDER BY kind")
+            .fetch_all(self.read())
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("kind")?, r.try_get("n")?))).collect()
     }
 
     /// Counts for `payq timers stats` and `/v1/admin/stats`.

@@ -69,6 +69,15 @@ impl Writer {
         Ok(())
     }
 
+    /// Commits any open batch, then checkpoints the whole WAL and truncates it.
+    pub(crate) async fn checkpoint(&self) -> StoreResult<()> {
+        let mut guard = self.conn.lock().await;
+        guard.clean_up().await?;
+        guard.commit_batch().await;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut guard.conn).await?;
+        Ok(())
+    }
+
     /// Starts the committer task. It ends when the store is dropped.
     pub(crate) fn spawn_committer(&self) {
         let conn = Arc::downgrade(&self.conn);

@@ -51,6 +51,11 @@ async fn a_valid_callback_applies_once_and_repeats_are_no_ops() {
     let id = app.order(&m, "CB-2", 700).await["id"].as_str().unwrap_or_default().to_owned();
     let paying = app.pay(&m, &id, json!({ "outcome": "no_callback", "callback_delay": "10m" })).await;
     let payment_id = paying["payment"]["id"].as_str().unwrap_or_default().to_owned();
+    crate::helpers::eventually("the channel has the payment", || async {
+        let o = app.get(&format!("/v1/orders/{id}"), &m.key).await.body;
+        o["payment"]["channel_txn_id"].is_string().then_some(())
+    })
+    .await;
     let note = json!({ "payment_id": payment_id, "txn_id": "sim_abc", "status": "succeeded", "amount": 700, "currency": "CNY", "failure_reason": null });
     let now = Timestamp::now().unix_seconds();
     let r = app.notify_signed(&note, &app.sim_secret, now).await;

@@ -175,3 +175,97 @@ async fn kill_9_with_100_orders_in_flight_then_restart_loses_nothing() {
         .expect("payq verify runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_one_store_and_survive_one_being_killed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_url = format!("sqlite://{}/payq.db", dir.path().display());
+    let hook = Receiver::start().await;
+    let http = reqwest::Client::new();
+    let a = Server::start(&db_url);
+    let b = Server::start(&db_url);
+
+    let (status, merchant) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{}/v1/merchants", a.base),
+        ADMIN,
+        Some(json!({ "name": "Two Shops", "webhook_url": hook.url, "settings": { "payment_timeout": "3s" } })),
+    )
+    .await;
+    assert_eq!(status, 201, "{merchant}");
+    let key = merchant["api_key"].as_str().unwrap_or_default().to_owned();
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let (s, order) = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/v1/orders"),
+            &key,
+            Some(json!({ "merchant_order_no": format!("T-{i}"), "amount": 100, "currency": "CNY" })),
+        )
+        .await;
+        assert_eq!(s, 201, "{order}");
+        let id = order["id"].as_str().unwrap_or_default().to_owned();
+        let (s, body) = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/v1/orders/{id}/pay"),
+            &key,
+            Some(json!({ "channel": "sim", "simulate": { "callback_delay": format!("{}ms", 100 + i * 13) } })),
+        )
+        .await;
+        assert_eq!(s, 202, "{body}");
+        ids.push(id);
+    }
+    a.kill9();
+
+    // Process b finishes everything: each order ends paid (the channel took the money and b
+    // learned it by callback or query) or closed at its deadline (a died before the channel
+    // settled it), never both, and nothing is left in between.
+    for id in &ids {
+        eventually(&format!("order {id} settles"), || async {
+            let (_, o) = call(&http, reqwest::Method::GET, format!("{}/v1/orders/{id}", b.base), &key, None).await;
+            matches!(o["status"].as_str(), Some("paid" | "closed")).then_some(())
+        })
+        .await;
+    }
+    let (_, page) = call(&http, reqwest::Method::GET, format!("{}/v1/events?limit=100", b.base), &key, None).await;
+    let mut events = page["data"].as_array().cloned().unwrap_or_default();
+    let mut after = events.last().and_then(|e| e["id"].as_str()).unwrap_or_default().to_owned();
+    while page_has_more(&http, &b.base, &key, &mut after, &mut events).await {}
+    for id in &ids {
+        let of = |t: &str| events.iter().filter(|e| e["type"] == t && e["data"]["order"]["id"] == id.as_str()).count();
+        assert!(
+            of("payment.succeeded") + of("order.closed") == 1,
+            "order {id}: succeeded {} closed {}",
+            of("payment.succeeded"),
+            of("order.closed")
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_payq"))
+        .args(["verify", "--database-url", &db_url])
+        .env_remove("PAYQ_CONFIG")
+        .output()
+        .expect("payq verify runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Appends the next page of events after `after`; returns whether more follow.
+async fn page_has_more(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    after: &mut String,
+    events: &mut Vec<Value>,
+) -> bool {
+    let (_, page) =
+        call(http, reqwest::Method::GET, format!("{base}/v1/events?limit=100&after={after}"), key, None).await;
+    let data = page["data"].as_array().cloned().unwrap_or_default();
+    if let Some(last) = data.last().and_then(|e| e["id"].as_str()) {
+        *after = last.to_owned();
+    }
+    events.extend(data);
+    page["has_more"] == true
+}
