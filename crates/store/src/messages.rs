@@ -172,23 +172,40 @@ impl Tx {
 impl Store {
     /// Claims up to `limit` due messages for `lease_ms`, earliest first.
     pub async fn claim_due(&self, now: Timestamp, limit: u32, lease_ms: i64) -> StoreResult<Vec<ClaimedMessage>> {
+        // Candidates come from a reader, which sees only committed rows: a message is never
+        // handled before the change that scheduled it is durable and visible to the
+        // handler's own reads.
+        let candidates: Vec<i64> =
+            sqlx::query_scalar("SELECT seq FROM messages WHERE due_at <= $1 ORDER BY due_at LIMIT $2")
+                .bind(now.millis())
+                .bind(i64::from(limit))
+                .fetch_all(self.read())
+                .await?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
         let claim: i64 = rand_claim();
         let mut tx = self.begin().await?;
-        let rows = sqlx::query(
-            "UPDATE messages SET due_at = $1, claim = $2, attempts = attempts + 1
-             WHERE seq IN (SELECT seq FROM messages WHERE due_at <= $3 ORDER BY due_at LIMIT $4)
-             RETURNING seq, id, kind, key, ordinal, payload, scheduled_at, attempts, claim",
-        )
-        .bind(now.millis().saturating_add(lease_ms))
-        .bind(claim)
-        .bind(now.millis())
-        .bind(i64::from(limit))
-        .fetch_all(tx.conn())
-        .await?;
-        // Wait for the claim's batch to commit even though a lost claim would be harmless:
-        // the batch may hold the very change that scheduled these messages, and handlers
-        // read through other connections, which see it only once it is committed.
-        tx.commit().await?;
+        let mut rows = Vec::with_capacity(candidates.len());
+        for chunk in candidates.chunks(500) {
+            let mut q = sqlx::QueryBuilder::new("UPDATE messages SET due_at = ");
+            q.push_bind(now.millis().saturating_add(lease_ms))
+                .push(", claim = ")
+                .push_bind(claim)
+                .push(", attempts = attempts + 1 WHERE due_at <= ")
+                .push_bind(now.millis())
+                .push(" AND seq IN (");
+            let mut seqs = q.separated(", ");
+            for seq in chunk {
+                seqs.push_bind(*seq);
+            }
+            // `due_at <= now` again: another worker may have claimed a candidate meanwhile.
+            q.push(") RETURNING seq, id, kind, key, ordinal, payload, scheduled_at, attempts, claim");
+            rows.extend(q.build().fetch_all(tx.conn()).await?);
+        }
+        // The claim need not wait for its fsync: a claim lost in a crash only means the
+        // messages come due again, which handlers tolerate.
+        tx.commit_relaxed().await?;
         let mut out = rows.iter().map(claimed).collect::<StoreResult<Vec<_>>>()?;
         out.sort_by_key(|m| m.scheduled_at);
         Ok(out)

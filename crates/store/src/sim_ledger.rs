@@ -73,13 +73,21 @@ impl Store {
 
     /// Moves a simulated-channel payment from `pending` to `to`; returns the record after.
     pub async fn sim_settle(&self, txn_id: &str, to: &str) -> StoreResult<SimTxn> {
+        self.sim_set_status(txn_id, to, true).await
+    }
+
+    /// Sets a simulated-channel payment's status (only if pending, with `pending_only`) and
+    /// returns the record after.
+    async fn sim_set_status(&self, txn_id: &str, to: &str, pending_only: bool) -> StoreResult<SimTxn> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "UPDATE sim_channel_txns SET status = $1, updated_at = $2 WHERE txn_id = $3 AND status = 'pending'",
+            "UPDATE sim_channel_txns SET status = $1, updated_at = $2
+             WHERE txn_id = $3 AND (status = 'pending' OR NOT $4)",
         )
         .bind(to)
         .bind(Timestamp::now().millis())
         .bind(txn_id)
+        .bind(pending_only)
         .execute(tx.conn())
         .await?;
         let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE txn_id = $1")
@@ -142,19 +150,7 @@ impl Store {
     /// Marks a simulated-channel payment succeeded whatever its status (a `late` payment
     /// that the channel takes after saying it closed it).
     pub async fn sim_force_succeed(&self, txn_id: &str) -> StoreResult<SimTxn> {
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE sim_channel_txns SET status = 'succeeded', updated_at = $1 WHERE txn_id = $2")
-            .bind(Timestamp::now().millis())
-            .bind(txn_id)
-            .execute(tx.conn())
-            .await?;
-        let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE txn_id = $1")
-            .bind(txn_id)
-            .fetch_optional(tx.conn())
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        tx.commit().await?;
-        sim_txn(&row)
+        self.sim_set_status(txn_id, "succeeded", false).await
     }
 
     /// Pending simulated-channel payments (to resume settling them after a restart).

@@ -155,6 +155,15 @@ impl Tx {
         }
     }
 
+    /// Ends the transaction without waiting for its batch to reach the disk, for writes
+    /// that are harmless to lose in a crash. Later writers see it at once, other
+    /// connections once the batch commits (which the committer does right away).
+    pub(crate) async fn commit_relaxed(mut self) -> StoreResult<()> {
+        sqlx::query("RELEASE tx").execute(&mut self.guard.conn).await?;
+        self.guard.dangling_savepoint = false;
+        Ok(())
+    }
+
     /// Undoes the writes of this transaction.
     pub async fn rollback(mut self) -> StoreResult<()> {
         self.guard.clean_up().await

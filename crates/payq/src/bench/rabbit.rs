@@ -11,7 +11,7 @@
 //! queue reads with auto-ack and computes lateness from the due time in the body.
 
 use super::TimersArgs;
-use super::stats::{Report, late_ms, rate};
+use super::stats::{Report, late_ms, rate, spread};
 use anyhow::Context;
 use futures_util::StreamExt;
 use lapin::options::{
@@ -227,8 +227,7 @@ async fn scenarios(args: &TimersArgs, peer: &Peer, fired: &Fired) -> anyhow::Res
     // mixed
     let started = Instant::now();
     for i in 0..n {
-        let scrambled = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % n.max(1);
-        peer.publish(scrambled * max / n.max(1)).await?;
+        peer.publish(u64::try_from(spread(i, n, max)).unwrap_or(0)).await?;
         if (i + 1) % CONFIRM_EVERY == 0 {
             peer.confirm().await?;
         }
@@ -290,8 +289,7 @@ async fn scenarios(args: &TimersArgs, peer: &Peer, fired: &Fired) -> anyhow::Res
         interval.tick().await;
         for j in 0..per_tick {
             let i = t * per_tick + j;
-            let scrambled = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % total.max(1);
-            peer.publish(scrambled * max / total.max(1)).await?;
+            peer.publish(u64::try_from(spread(i, total, max)).unwrap_or(0)).await?;
         }
         peer.confirm().await?;
     }

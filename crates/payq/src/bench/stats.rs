@@ -38,6 +38,13 @@ pub fn late_ms(due_ms: i64, now_ms: i64) -> f64 {
     (now_ms - due_ms) as f64
 }
 
+/// Delay of timer `i` of `n`, spread over `0..max` ms in a scrambled order so that
+/// neighbours in scheduling order have very different delays.
+pub fn spread(i: u64, n: u64, max: u64) -> i64 {
+    let scrambled = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % n.max(1);
+    i64::try_from(scrambled * max / n.max(1)).unwrap_or(0)
+}
+
 /// Per-second rate of `n` events in `d`.
 pub fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)

@@ -1,7 +1,7 @@
 //! The `store` delay engine on SQLite under the bench scenarios.
 
 use super::TimersArgs;
-use super::stats::{Report, late_ms, rate};
+use super::stats::{Report, late_ms, rate, spread};
 use payq_bus::{ClaimedMessage, EngineConfig, Handler, HandlerError, StoreEngine};
 use payq_domain::Timestamp;
 use payq_store::{NewMessage, Store};
@@ -199,13 +199,6 @@ pub async fn run(args: &TimersArgs) -> anyhow::Result<Vec<Report>> {
     Ok(out)
 }
 
-/// Delay of timer `i` of `n`, spread over `0..max` ms in a scrambled order so that
-/// neighbours in scheduling order have very different delays.
-fn spread(i: u64, n: u64, max: u64) -> i64 {
-    let scrambled = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % n.max(1);
-    i64::try_from(scrambled * max / n.max(1)).unwrap_or(0)
-}
-
 async fn steady(
     store: &Store,
     recorder: &Arc<Recorder>,
@@ -221,13 +214,23 @@ async fn steady(
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
+    // Each tick's timers are written by a task of their own, as concurrent requests would:
+    // a slow commit does not hold back the next tick.
+    let mut writers = tokio::task::JoinSet::new();
     for t in 0..ticks {
         interval.tick().await;
-        let now = Timestamp::now();
-        let mut tx = store.begin().await?;
-        tx.schedule_many((0..per_tick).map(|j| timer(now.plus_millis(spread(t * per_tick + j, total, max)))).collect())
-            .await?;
-        tx.commit().await?;
+        let store = store.clone();
+        writers.spawn(async move {
+            let now = Timestamp::now();
+            let mut tx = store.begin().await?;
+            let batch = (0..per_tick).map(|j| timer(now.plus_millis(spread(t * per_tick + j, total, max)))).collect();
+            tx.schedule_many(batch).await?;
+            tx.commit().await?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done??;
     }
     let took = started.elapsed();
     let all = recorder.wait(Duration::from_millis(max) + Duration::from_secs(60)).await;

@@ -79,6 +79,26 @@ async fn call(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Creates a merchant through `base` with `settings` and the webhook `hook`; returns its key.
+async fn merchant(http: &reqwest::Client, base: &str, hook: &str, settings: Value) -> String {
+    let body = json!({ "name": "Crash Shop", "webhook_url": hook, "settings": settings });
+    let (status, merchant) = call(http, reqwest::Method::POST, format!("{base}/v1/merchants"), ADMIN, Some(body)).await;
+    assert_eq!(status, 201, "{merchant}");
+    merchant["api_key"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Creates order `no` through `base` and pays it with `simulate`; returns its id.
+async fn order_paid(http: &reqwest::Client, base: &str, key: &str, no: &str, amount: i64, simulate: Value) -> String {
+    let body = json!({ "merchant_order_no": no, "amount": amount, "currency": "CNY" });
+    let (s, order) = call(http, reqwest::Method::POST, format!("{base}/v1/orders"), key, Some(body)).await;
+    assert_eq!(s, 201, "{order}");
+    let id = order["id"].as_str().unwrap_or_default().to_owned();
+    let body = json!({ "channel": "sim", "simulate": simulate });
+    let (s, body) = call(http, reqwest::Method::POST, format!("{base}/v1/orders/{id}/pay"), key, Some(body)).await;
+    assert_eq!(s, 202, "{body}");
+    id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_100_orders_in_flight_then_restart_loses_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -87,43 +107,17 @@ async fn kill_9_with_100_orders_in_flight_then_restart_loses_nothing() {
     let http = reqwest::Client::new();
     let server = Server::start(&db_url);
 
-    let (status, merchant) = call(
-        &http,
-        reqwest::Method::POST,
-        format!("{}/v1/merchants", server.base),
-        ADMIN,
-        Some(json!({ "name": "Crash Shop", "webhook_url": hook.url,
-                     "settings": { "payment_timeout": "4s", "post_pay_check_delay": "300ms" } })),
-    )
-    .await;
-    assert_eq!(status, 201, "{merchant}");
-    let key = merchant["api_key"].as_str().unwrap_or_default().to_owned();
+    let key =
+        merchant(&http, &server.base, &hook.url, json!({ "payment_timeout": "4s", "post_pay_check_delay": "300ms" }))
+            .await;
 
     // 100 orders, paid with a mix of outcomes and callback delays, all in flight.
     let outcomes = ["succeeded", "failed", "no_callback", "duplicate_callbacks"];
     let mut expected = Vec::new();
-    for i in 0..100 {
-        let (s, order) = call(
-            &http,
-            reqwest::Method::POST,
-            format!("{}/v1/orders", server.base),
-            &key,
-            Some(json!({ "merchant_order_no": format!("K-{i}"), "amount": 100 + i, "currency": "CNY" })),
-        )
-        .await;
-        assert_eq!(s, 201, "{order}");
-        let id = order["id"].as_str().unwrap_or_default().to_owned();
-        let outcome = outcomes[i as usize % outcomes.len()];
-        let delay = format!("{}ms", 200 + (i * 37) % 700);
-        let (s, body) = call(
-            &http,
-            reqwest::Method::POST,
-            format!("{}/v1/orders/{id}/pay", server.base),
-            &key,
-            Some(json!({ "channel": "sim", "simulate": { "outcome": outcome, "callback_delay": delay } })),
-        )
-        .await;
-        assert_eq!(s, 202, "{body}");
+    for i in 0..100i64 {
+        let outcome = outcomes[usize::try_from(i).unwrap_or(0) % outcomes.len()];
+        let simulate = json!({ "outcome": outcome, "callback_delay": format!("{}ms", 200 + (i * 37) % 700) });
+        let id = order_paid(&http, &server.base, &key, &format!("K-{i}"), 100 + i, simulate).await;
         expected.push((id, if outcome == "failed" { "closed" } else { "paid" }));
     }
     server.kill9();
@@ -138,22 +132,7 @@ async fn kill_9_with_100_orders_in_flight_then_restart_loses_nothing() {
     }
     // Every event of the log reaches the webhook; a delivery cut short by the kill may be
     // repeated, with the same Payq-Event-Id, but each event is recorded delivered once.
-    let mut events = Vec::new();
-    let mut after = String::new();
-    loop {
-        let url = format!(
-            "{}/v1/events?limit=100{}",
-            server.base,
-            if after.is_empty() { String::new() } else { format!("&after={after}") }
-        );
-        let (_, page) = call(&http, reqwest::Method::GET, url, &key, None).await;
-        let data = page["data"].as_array().cloned().unwrap_or_default();
-        after = data.last().and_then(|e| e["id"].as_str()).unwrap_or_default().to_owned();
-        events.extend(data);
-        if page["has_more"] != true {
-            break;
-        }
-    }
+    let events = all_events(&http, &server.base, &key).await;
     let ids: BTreeSet<String> = events.iter().filter_map(|e| e["id"].as_str().map(str::to_owned)).collect();
     eventually("every event is delivered", || async {
         let delivered: BTreeSet<String> = hook.delivered().into_iter().collect();
@@ -185,39 +164,12 @@ async fn two_processes_share_one_store_and_survive_one_being_killed() {
     let a = Server::start(&db_url);
     let b = Server::start(&db_url);
 
-    let (status, merchant) = call(
-        &http,
-        reqwest::Method::POST,
-        format!("{}/v1/merchants", a.base),
-        ADMIN,
-        Some(json!({ "name": "Two Shops", "webhook_url": hook.url, "settings": { "payment_timeout": "3s" } })),
-    )
-    .await;
-    assert_eq!(status, 201, "{merchant}");
-    let key = merchant["api_key"].as_str().unwrap_or_default().to_owned();
+    let key = merchant(&http, &a.base, &hook.url, json!({ "payment_timeout": "3s" })).await;
     let mut ids = Vec::new();
-    for i in 0..60 {
+    for i in 0..60i64 {
         let base = if i % 2 == 0 { &a.base } else { &b.base };
-        let (s, order) = call(
-            &http,
-            reqwest::Method::POST,
-            format!("{base}/v1/orders"),
-            &key,
-            Some(json!({ "merchant_order_no": format!("T-{i}"), "amount": 100, "currency": "CNY" })),
-        )
-        .await;
-        assert_eq!(s, 201, "{order}");
-        let id = order["id"].as_str().unwrap_or_default().to_owned();
-        let (s, body) = call(
-            &http,
-            reqwest::Method::POST,
-            format!("{base}/v1/orders/{id}/pay"),
-            &key,
-            Some(json!({ "channel": "sim", "simulate": { "callback_delay": format!("{}ms", 100 + i * 13) } })),
-        )
-        .await;
-        assert_eq!(s, 202, "{body}");
-        ids.push(id);
+        let simulate = json!({ "callback_delay": format!("{}ms", 100 + i * 13) });
+        ids.push(order_paid(&http, base, &key, &format!("T-{i}"), 100, simulate).await);
     }
     a.kill9();
 
@@ -231,10 +183,7 @@ async fn two_processes_share_one_store_and_survive_one_being_killed() {
         })
         .await;
     }
-    let (_, page) = call(&http, reqwest::Method::GET, format!("{}/v1/events?limit=100", b.base), &key, None).await;
-    let mut events = page["data"].as_array().cloned().unwrap_or_default();
-    let mut after = events.last().and_then(|e| e["id"].as_str()).unwrap_or_default().to_owned();
-    while page_has_more(&http, &b.base, &key, &mut after, &mut events).await {}
+    let events = all_events(&http, &b.base, &key).await;
     for id in &ids {
         let of = |t: &str| events.iter().filter(|e| e["type"] == t && e["data"]["order"]["id"] == id.as_str()).count();
         assert!(
@@ -252,20 +201,21 @@ async fn two_processes_share_one_store_and_survive_one_being_killed() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
-/// Appends the next page of events after `after`; returns whether more follow.
-async fn page_has_more(
-    http: &reqwest::Client,
-    base: &str,
-    key: &str,
-    after: &mut String,
-    events: &mut Vec<Value>,
-) -> bool {
-    let (_, page) =
-        call(http, reqwest::Method::GET, format!("{base}/v1/events?limit=100&after={after}"), key, None).await;
-    let data = page["data"].as_array().cloned().unwrap_or_default();
-    if let Some(last) = data.last().and_then(|e| e["id"].as_str()) {
-        *after = last.to_owned();
+/// The merchant's whole event log, oldest first.
+async fn all_events(http: &reqwest::Client, base: &str, key: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut after = String::new();
+    loop {
+        let cursor = if after.is_empty() { String::new() } else { format!("&after={after}") };
+        let (_, page) =
+            call(http, reqwest::Method::GET, format!("{base}/v1/events?limit=100{cursor}"), key, None).await;
+        let data = page["data"].as_array().cloned().unwrap_or_default();
+        if let Some(last) = data.last().and_then(|e| e["id"].as_str()) {
+            after = last.to_owned();
+        }
+        events.extend(data);
+        if page["has_more"] != true {
+            return events;
+        }
     }
-    events.extend(data);
-    page["has_more"] == true
 }
