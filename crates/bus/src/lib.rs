@@ -5,7 +5,7 @@
 pub mod store_engine;
 
 pub use payq_store::ClaimedMessage;
-pub use store_engine::{EngineConfig, Outcome, StoreEngine};
+pub use store_engine::{EngineConfig, StoreEngine};
 
 use std::future::Future;
 

@@ -50,15 +50,6 @@ impl Default for EngineConfig {
     }
 }
 
-/// What one step of the engine did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// This many messages were claimed and handled.
-    Done(usize),
-    /// Nothing was due.
-    Empty,
-}
-
 /// The dispatcher of the store engine.
 pub struct StoreEngine<H: Handler> {
     store: Store,
@@ -70,18 +61,6 @@ impl<H: Handler> StoreEngine<H> {
     /// An engine that runs `handler` on the messages of `store`.
     pub fn new(store: Store, handler: Arc<H>, config: EngineConfig) -> Self {
         StoreEngine { store, handler, config }
-    }
-
-    /// Claims what is due now and handles it, waiting for every handler. For tests and
-    /// tools that drive the engine one step at a time.
-    pub async fn process_next(&self) -> Result<Outcome, payq_store::StoreError> {
-        let claimed = self.store.claim_due(Timestamp::now(), self.config.batch, lease_ms(&self.config)).await?;
-        if claimed.is_empty() {
-            return Ok(Outcome::Empty);
-        }
-        let n = claimed.len();
-        run_batch(&self.store, &*self.handler, &self.config, claimed).await;
-        Ok(Outcome::Done(n))
     }
 
     /// Runs until `shutdown` is cancelled, then waits for the handlers in flight.

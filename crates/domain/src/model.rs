@@ -4,7 +4,6 @@
 //! Amounts are minor units beside their currency; [`Order::amount`] and friends give them
 //! back as [`Money`] for arithmetic.
 
-use crate::duration::HumanDuration;
 use crate::event::EventType;
 use crate::ids::{EventId, MerchantId, OrderId, PaymentId, RefundId};
 use crate::money::{Currency, Money, MoneyError};
@@ -155,9 +154,4 @@ pub struct Event {
     /// `{order}` and, where relevant, `{refund}`, as the API returns them.
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
-}
-
-/// What an order's payment timeout setting resolves to.
-pub fn payment_timeout(settings: &MerchantSettings, requested: Option<HumanDuration>) -> HumanDuration {
-    requested.unwrap_or(settings.payment_timeout)
 }

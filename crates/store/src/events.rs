@@ -71,16 +71,6 @@ impl Store {
         Ok((events, more))
     }
 
-    /// An event by id.
-    pub async fn event(&self, id: &EventId) -> StoreResult<Event> {
-        let row = sqlx::query("SELECT body FROM events WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(self.read())
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        event(&row)
-    }
-
     /// Whether the event `after` exists for the merchant.
     pub async fn event_exists(&self, merchant: &MerchantId, id: &EventId) -> StoreResult<bool> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE id = $1 AND merchant_id = $2")

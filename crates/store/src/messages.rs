@@ -146,16 +146,6 @@ impl Tx {
         Ok(done.rows_affected())
     }
 
-    /// Whether a message of `kind` about `key` is pending.
-    pub async fn has_message(&mut self, kind: &str, key: &str) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE kind = $1 AND key = $2")
-            .bind(kind)
-            .bind(key)
-            .fetch_one(self.conn())
-            .await?;
-        Ok(n > 0)
-    }
-
     async fn bump(&mut self, counter: String, by: i64) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO engine_counters (name, n) VALUES ($1, $2)
@@ -275,11 +265,6 @@ impl Store {
             tx.bump(format!("fired:{kind}"), n).await?;
         }
         tx.commit().await
-    }
-
-    /// Removes one handled message (if the claim is still ours).
-    pub async fn complete_message(&self, m: &ClaimedMessage) -> StoreResult<()> {
-        self.complete_messages(&[m]).await
     }
 
     /// Puts a failed message back to run again at `due_at`, keeping the error.

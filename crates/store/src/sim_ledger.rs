@@ -61,16 +61,6 @@ impl Store {
         sim_txn(&row)
     }
 
-    /// A simulated-channel payment by transaction id.
-    pub async fn sim_txn(&self, txn_id: &str) -> StoreResult<SimTxn> {
-        let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE txn_id = $1")
-            .bind(txn_id)
-            .fetch_optional(self.read())
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        sim_txn(&row)
-    }
-
     /// Moves a simulated-channel payment from `pending` to `to`; returns the record after.
     pub async fn sim_settle(&self, txn_id: &str, to: &str) -> StoreResult<SimTxn> {
         self.sim_set_status(txn_id, to, true).await
