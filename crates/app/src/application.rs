@@ -54,6 +54,10 @@ impl Application {
             sim,
             metrics: crate::telemetry::metrics_handle(),
             openapi: Arc::new(http::openapi_json()),
+            limiter: Arc::new(http::rate_limit::RateLimiter::new(
+                settings.http.rate_limit,
+                settings.http.rate_limit_burst,
+            )),
         };
         Ok(Application { listener, addr, state, settings, admin_token_generated })
     }

@@ -62,6 +62,17 @@ pub struct Settings {
     pub risk: RiskSettings,
     pub sim: SimSettings,
     pub engine: EngineSettings,
+    pub http: HttpSettings,
+}
+
+/// `[http]`: the API's limits.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// Requests per second each merchant may make (0: unlimited).
+    pub rate_limit: u32,
+    /// Requests a merchant may make at once above the rate.
+    pub rate_limit_burst: u32,
 }
 
 /// `[delay]`: the delay engine.
@@ -153,6 +164,7 @@ impl Default for Settings {
             risk: RiskSettings::default(),
             sim: SimSettings::default(),
             engine: EngineSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }

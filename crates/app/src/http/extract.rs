@@ -83,6 +83,13 @@ impl FromRequestParts<AppState> for MerchantAuth {
         if !constant_time_eq(&sha256_hex(token.as_bytes()), &creds.api_key_hash) {
             return Err(refused());
         }
+        if !state.limiter.allow(&creds.merchant.id) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests for this merchant; retry shortly",
+            ));
+        }
         Ok(MerchantAuth(creds.merchant))
     }
 }

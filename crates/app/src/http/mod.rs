@@ -11,6 +11,7 @@ mod inventory;
 mod merchants;
 pub mod middleware;
 mod orders;
+pub mod rate_limit;
 mod refunds;
 
 use crate::channel::sim::SimChannel;
@@ -31,6 +32,7 @@ pub struct AppState {
     pub sim: Arc<SimChannel>,
     pub metrics: Option<PrometheusHandle>,
     pub openapi: Arc<String>,
+    pub limiter: Arc<rate_limit::RateLimiter>,
 }
 
 #[derive(OpenApi)]

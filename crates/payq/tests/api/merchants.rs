@@ -65,3 +65,23 @@ async fn api_keys_authenticate_merchants_only() {
     }
     assert_eq!(app.get("/v1/orders", &m.key).await.status, 200);
 }
+
+#[tokio::test]
+async fn merchants_over_their_rate_limit_get_429_and_change_nothing() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.http.rate_limit = 1;
+        s.http.rate_limit_burst = 3;
+    })
+    .await;
+    let m = app.merchant().await;
+    let other = app.merchant().await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/v1/orders", &m.key).await.status, 200);
+    }
+    let before = app.db_fingerprint().await;
+    let r =
+        app.post("/v1/orders", &m.key, json!({ "merchant_order_no": "RL-1", "amount": 1, "currency": "CNY" })).await;
+    assert_problem(&r, 429, "rate_limited");
+    assert_eq!(app.db_fingerprint().await, before);
+    assert_eq!(app.get("/v1/orders", &other.key).await.status, 200, "limits are per merchant");
+}
