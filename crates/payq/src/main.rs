@@ -2,6 +2,7 @@
 //! the command; `serve` builds an [`payq_app::Application`] and runs it until a signal.
 
 mod bench;
+mod demo;
 mod load;
 mod ops;
 mod signals;
@@ -58,6 +59,8 @@ enum Command {
         #[command(subcommand)]
         command: ops::TimersCommand,
     },
+    /// Drive a realistic scenario (in-process, or against --url) and print what happened.
+    Demo(demo::DemoArgs),
     /// Load generator: creates orders against a running payq and reports throughput and latency.
     Load(load::LoadArgs),
     /// Benchmarks: payq's delay engines against their peers, in one run.
@@ -93,7 +96,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     let settings = Settings::load(cli.config, &flags)?;
-    telemetry::init_logs(&settings.log, settings.log_format);
+    // The demo prints a story; its in-process server's routine logs would drown it.
+    let quiet = matches!(cli.command, Command::Demo(_)) && std::env::var_os("PAYQ_LOG").is_none();
+    telemetry::init_logs(if quiet { "warn" } else { &settings.log }, settings.log_format);
     match cli.command {
         Command::Serve { .. } => serve(settings).await,
         Command::Migrate => {
@@ -105,6 +110,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify => ops::verify(settings).await,
         Command::Dlq { command } => ops::dlq(settings, command).await,
         Command::Timers { command } => ops::timers(settings, command).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Load(args) => load::run(args).await,
         Command::Bench { command } => bench::run(command).await,
     }

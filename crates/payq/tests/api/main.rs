@@ -8,6 +8,7 @@ mod admin;
 mod bad_input;
 mod callbacks;
 mod crash;
+mod demo;
 mod follow_up;
 mod health;
 mod idempotency;
