@@ -2,6 +2,7 @@
 //! ([`store_engine`]). Handlers do not know which transport delivered a message: they get a
 //! [`ClaimedMessage`] and answer with a [`HandlerError`] kind on failure.
 
+pub mod rabbit;
 pub mod store_engine;
 
 pub use payq_store::ClaimedMessage;
