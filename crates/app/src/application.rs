@@ -32,6 +32,12 @@ impl Application {
     /// Opens the store (running migrations) and binds the listen address.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         settings.validate()?;
+        if settings.amqp_url.is_some() {
+            anyhow::bail!(
+                "PAYQ_AMQP_URL is set, but `payq serve` runs the embedded mode only so far (SQLite + the store \
+                 engine); unset it (`payq topology declare` does use it)"
+            );
+        }
         let store = Store::open(&settings.database_url)
             .await
             .with_context(|| format!("opening the database {}", settings.database_url))?;

@@ -263,9 +263,6 @@ impl Settings {
                 self.delay.engine
             );
         }
-        if self.amqp_url.is_some() {
-            anyhow::bail!("PAYQ_AMQP_URL is set, but this build runs the embedded mode only (SQLite + store engine)");
-        }
         parse_schedule(&self.payment.query_schedule).context("payment.query_schedule")?;
         parse_schedule(&self.webhook.retry_schedule).context("webhook.retry_schedule")?;
         Ok(())

@@ -6,6 +6,7 @@ mod demo;
 mod load;
 mod ops;
 mod signals;
+mod topology;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -61,6 +62,11 @@ enum Command {
     },
     /// Drive a realistic scenario (in-process, or against --url) and print what happened.
     Demo(demo::DemoArgs),
+    /// RabbitMQ topology: list it, or declare it idempotently.
+    Topology {
+        #[command(subcommand)]
+        command: topology::TopologyCommand,
+    },
     /// Load generator: creates orders against a running payq and reports throughput and latency.
     Load(load::LoadArgs),
     /// Benchmarks: payq's delay engines against their peers, in one run.
@@ -111,6 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq { command } => ops::dlq(settings, command).await,
         Command::Timers { command } => ops::timers(settings, command).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Topology { command } => topology::run(command, settings.amqp_url.as_deref()).await,
         Command::Load(args) => load::run(args).await,
         Command::Bench { command } => bench::run(command).await,
     }

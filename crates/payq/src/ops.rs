@@ -55,8 +55,19 @@ async fn open(settings: &Settings) -> anyhow::Result<Store> {
     Store::open(&settings.database_url).await.with_context(|| format!("opening {}", settings.database_url))
 }
 
+/// Prints lines to stdout, stopping quietly if the reader went away (`payq … | head`).
+pub fn print_lines(lines: &[String]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
+            return;
+        }
+    }
+}
+
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    print_lines(&[serde_json::to_string_pretty(v)?]);
     Ok(())
 }
 
@@ -78,9 +89,9 @@ pub async fn verify(settings: Settings) -> anyhow::Result<ExitCode> {
         println!("payq verify: all invariants hold");
         return Ok(ExitCode::SUCCESS);
     }
-    for v in &violations {
-        println!("VIOLATION {}: {}: {}", v.invariant, v.subject, v.detail);
-    }
+    let lines: Vec<String> =
+        violations.iter().map(|v| format!("VIOLATION {}: {}: {}", v.invariant, v.subject, v.detail)).collect();
+    print_lines(&lines);
     println!("payq verify: {} violation(s)", violations.len());
     Ok(ExitCode::from(1))
 }
@@ -89,9 +100,13 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
     let store = open(&settings).await?;
     match command {
         DlqCommand::List { limit } => {
-            for d in store.dead_letters(limit).await? {
-                println!("{}  {}  attempts={}  {}  {}", d.id, d.kind, d.attempts, d.created_at, d.last_error);
-            }
+            let lines: Vec<String> = store
+                .dead_letters(limit)
+                .await?
+                .iter()
+                .map(|d| format!("{}  {}  attempts={}  {}  {}", d.id, d.kind, d.attempts, d.created_at, d.last_error))
+                .collect();
+            print_lines(&lines);
         }
         DlqCommand::Show { id } => {
             let id: DeadLetterId = id.parse()?;
@@ -111,16 +126,16 @@ pub async fn timers(settings: Settings, command: TimersCommand) -> anyhow::Resul
     let store = open(&settings).await?;
     match command {
         TimersCommand::List { kind, limit } => {
-            for m in store.pending_messages(kind.as_deref(), limit).await? {
-                println!(
-                    "{}  {:<16} due {}  key={}  attempts={}",
-                    m.id,
-                    m.kind,
-                    m.due_at,
-                    m.key.unwrap_or_default(),
-                    m.attempts
-                );
-            }
+            let lines: Vec<String> = store
+                .pending_messages(kind.as_deref(), limit)
+                .await?
+                .into_iter()
+                .map(|m| {
+                    let key = m.key.unwrap_or_default();
+                    format!("{}  {:<20} due {}  key={key}  attempts={}", m.id, m.kind, m.due_at, m.attempts)
+                })
+                .collect();
+            print_lines(&lines);
         }
         TimersCommand::Stats => print_json(&store.message_stats(Timestamp::now()).await?)?,
     }

@@ -1,0 +1,269 @@
+//! payq's RabbitMQ topology (SPEC §5) as data: one description that `payq topology print`
+//! lists and `payq topology declare` (and start-up) declares, idempotently.
+//!
+//! - `payq.events` (topic): every event, routing key = event type; downstream systems bind
+//!   their own queues, payq binds `payq.webhooks` with `#`.
+//! - `payq.commands` (direct) → work queues `payq.risk`, `payq.channel`, `payq.timers`,
+//!   `payq.webhooks`, `payq.refunds`: quorum queues with a delivery limit that dead-letter
+//!   (at least once) to `payq.dead` → `payq.dead-letters`.
+//! - `payq.delay.*`: the delay tiers ([`super::tiers`]); delayed commands come out of
+//!   `payq.delay.deliver` into their work queue.
+
+use super::tiers::{TierError, Tiers};
+use lapin::options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+use std::fmt;
+
+/// The work queues, by purpose.
+pub const WORK_QUEUES: [&str; 5] = ["risk", "channel", "timers", "webhooks", "refunds"];
+
+/// A queue argument's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    Str(String),
+    Int(i64),
+}
+
+/// One thing to declare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Exchange {
+        name: String,
+        kind: &'static str,
+    },
+    Queue {
+        name: String,
+        args: Vec<(&'static str, Arg)>,
+    },
+    /// `destination` is a queue, or an exchange when `to_exchange`.
+    Binding {
+        source: String,
+        destination: String,
+        key: String,
+        to_exchange: bool,
+    },
+}
+
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Item::Exchange { name, kind } => write!(f, "exchange {name} ({kind}, durable)"),
+            Item::Queue { name, args } => {
+                let args: Vec<String> = args
+                    .iter()
+                    .map(|(k, v)| match v {
+                        Arg::Str(s) => format!("{k}={s}"),
+                        Arg::Int(i) => format!("{k}={i}"),
+                    })
+                    .collect();
+                write!(f, "queue    {name} (durable; {})", args.join(", "))
+            }
+            Item::Binding { source, destination, key, to_exchange } => {
+                let what = if *to_exchange { "exchange" } else { "queue" };
+                write!(f, "binding  {source} -> {what} {destination} [{key}]")
+            }
+        }
+    }
+}
+
+/// The topology under a name prefix (`payq` in production).
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub prefix: String,
+    pub tiers: Tiers,
+    /// Deliveries of one message before it is dead-lettered (`x-delivery-limit`).
+    pub delivery_limit: i64,
+}
+
+impl Topology {
+    /// The production topology: prefix `payq`, 100 ms × 29 delay levels, 10 deliveries.
+    pub fn new(prefix: impl Into<String>) -> Topology {
+        let prefix = prefix.into();
+        Topology { tiers: Tiers::new(prefix.clone()), prefix, delivery_limit: 10 }
+    }
+
+    /// `payq.events`.
+    pub fn events(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+
+    /// `payq.commands`.
+    pub fn commands(&self) -> String {
+        format!("{}.commands", self.prefix)
+    }
+
+    /// The work queue of `purpose` (e.g. `payq.timers`).
+    pub fn work_queue(&self, purpose: &str) -> String {
+        format!("{}.{purpose}", self.prefix)
+    }
+
+    /// `payq.dead`.
+    pub fn dead_exchange(&self) -> String {
+        format!("{}.dead", self.prefix)
+    }
+
+    /// `payq.dead-letters`.
+    pub fn dead_letters(&self) -> String {
+        format!("{}.dead-letters", self.prefix)
+    }
+
+    /// Every exchange, queue and binding, in declaration order.
+    pub fn items(&self) -> Vec<Item> {
+        let mut out = vec![
+            Item::Exchange { name: self.events(), kind: "topic" },
+            Item::Exchange { name: self.commands(), kind: "direct" },
+            Item::Exchange { name: self.dead_exchange(), kind: "fanout" },
+            Item::Queue { name: self.dead_letters(), args: vec![("x-queue-type", Arg::Str("quorum".into()))] },
+            Item::Binding {
+                source: self.dead_exchange(),
+                destination: self.dead_letters(),
+                key: String::new(),
+                to_exchange: false,
+            },
+        ];
+        out.push(Item::Exchange { name: self.tiers.deliver_exchange(), kind: "topic" });
+        for k in 0..self.tiers.levels {
+            out.push(Item::Exchange { name: self.tiers.exchange(k), kind: "topic" });
+        }
+        for purpose in WORK_QUEUES {
+            let q = self.work_queue(purpose);
+            out.push(Item::Queue {
+                name: q.clone(),
+                args: vec![
+                    ("x-queue-type", Arg::Str("quorum".into())),
+                    ("x-delivery-limit", Arg::Int(self.delivery_limit)),
+                    ("x-dead-letter-exchange", Arg::Str(self.dead_exchange())),
+                    ("x-dead-letter-strategy", Arg::Str("at-least-once".into())),
+                    ("x-overflow", Arg::Str("reject-publish".into())),
+                ],
+            });
+            out.push(Item::Binding {
+                source: self.commands(),
+                destination: q.clone(),
+                key: q.clone(),
+                to_exchange: false,
+            });
+            out.push(Item::Binding {
+                source: self.tiers.deliver_exchange(),
+                destination: q.clone(),
+                key: self.tiers.deliver_binding(&q),
+                to_exchange: false,
+            });
+        }
+        out.push(Item::Binding {
+            source: self.events(),
+            destination: self.work_queue("webhooks"),
+            key: "#".into(),
+            to_exchange: false,
+        });
+        out
+    }
+
+    /// Declares everything (idempotent), the delay tiers included.
+    pub async fn declare(&self, channel: &Channel) -> Result<(), TierError> {
+        let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+        for item in self.items() {
+            match item {
+                Item::Exchange { name, kind } => {
+                    let kind = match kind {
+                        "direct" => ExchangeKind::Direct,
+                        "fanout" => ExchangeKind::Fanout,
+                        _ => ExchangeKind::Topic,
+                    };
+                    channel.exchange_declare(name.as_str().into(), kind, durable, FieldTable::default()).await?;
+                }
+                Item::Queue { name, args } => {
+                    let mut table = FieldTable::default();
+                    for (k, v) in args {
+                        let v = match v {
+                            Arg::Str(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+                            Arg::Int(i) => AMQPValue::LongLongInt(i),
+                        };
+                        table.insert(k.into(), v);
+                    }
+                    let options = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+                    channel.queue_declare(name.as_str().into(), options, table).await?;
+                }
+                Item::Binding { source, destination, key, to_exchange: false } => {
+                    channel
+                        .queue_bind(
+                            destination.as_str().into(),
+                            source.as_str().into(),
+                            key.as_str().into(),
+                            QueueBindOptions::default(),
+                            FieldTable::default(),
+                        )
+                        .await?;
+                }
+                Item::Binding { source, destination, key, to_exchange: true } => {
+                    channel
+                        .exchange_bind(
+                            destination.as_str().into(),
+                            source.as_str().into(),
+                            key.as_str().into(),
+                            ExchangeBindOptions::default(),
+                            FieldTable::default(),
+                        )
+                        .await?;
+                }
+            }
+        }
+        self.tiers.declare(channel).await
+    }
+
+    /// Every queue name, for clean-up and inspection.
+    pub fn queues(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .items()
+            .into_iter()
+            .filter_map(|i| match i {
+                Item::Queue { name, .. } => Some(name),
+                _ => None,
+            })
+            .collect();
+        out.extend((0..self.tiers.levels).map(|k| self.tiers.queue(k)));
+        out
+    }
+
+    /// Every exchange name.
+    pub fn exchanges(&self) -> Vec<String> {
+        self.items()
+            .into_iter()
+            .filter_map(|i| match i {
+                Item::Exchange { name, .. } => Some(name),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_spec() {
+        let t = Topology::new("payq");
+        let lines: Vec<String> = t.items().iter().map(ToString::to_string).collect();
+        let text = lines.join("\n");
+        for name in [
+            "payq.events",
+            "payq.commands",
+            "payq.risk",
+            "payq.channel",
+            "payq.timers",
+            "payq.webhooks",
+            "payq.refunds",
+            "payq.dead",
+            "payq.dead-letters",
+            "payq.delay.deliver",
+            "payq.delay.x.28",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+        assert!(text.contains("x-delivery-limit=10"));
+        assert!(text.contains("binding  payq.events -> queue payq.webhooks [#]"));
+        assert_eq!(t.queues().len(), 6 + 29);
+    }
+}
