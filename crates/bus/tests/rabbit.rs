@@ -12,6 +12,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use payq_bus::rabbit::publisher::{ConfirmedPublisher, Outgoing, PublishError};
 use payq_bus::rabbit::tiers::Tiers;
 use payq_bus::rabbit::topology::Topology;
 use std::time::{Duration, Instant};
@@ -204,4 +205,60 @@ async fn mixed_delays_fire_in_due_order_through_the_tiers() {
         let _ = channel.exchange_delete(tiers.exchange(k).as_str().into(), ExchangeDeleteOptions::default()).await;
     }
     let _ = channel.exchange_delete(tiers.deliver_exchange().as_str().into(), ExchangeDeleteOptions::default()).await;
+}
+
+#[tokio::test]
+async fn confirmed_publishes_carry_their_properties_and_unroutable_ones_are_reported() {
+    let Some(conn) = connect().await else { return };
+    let topology = {
+        let mut t = Topology::new(unique_prefix());
+        t.tiers.levels = 2;
+        t
+    };
+    let setup = conn.create_channel().await.expect("channel");
+    topology.declare(&setup).await.expect("declare");
+    let publisher = ConfirmedPublisher::new(conn.create_channel().await.expect("channel"), Duration::from_secs(10))
+        .await
+        .expect("confirm mode");
+
+    let events = topology.events();
+    let sent = Outgoing {
+        exchange: &events,
+        routing_key: "order.created",
+        message_id: "evt_0000000000000000000000000000abcd",
+        kind: "order.created",
+        body: br#"{"id":"evt_0000000000000000000000000000abcd"}"#,
+    };
+    publisher.publish(&sent).await.expect("a routable message is confirmed");
+    let unroutable = Outgoing { exchange: &topology.commands(), routing_key: "nowhere", ..sent.clone() };
+    let err = publisher.publish(&unroutable).await.expect_err("an unroutable message is not a success");
+    assert!(matches!(err, PublishError::Returned(_)), "{err}");
+
+    let webhooks = topology.work_queue("webhooks");
+    let mut consumer = setup
+        .basic_consume(
+            webhooks.as_str().into(),
+            "p".into(),
+            BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let d = tokio::time::timeout(Duration::from_secs(5), consumer.next())
+        .await
+        .expect("in time")
+        .expect("open")
+        .expect("delivery");
+    assert_eq!(d.properties.message_id().as_ref().map(|m| m.as_str()), Some("evt_0000000000000000000000000000abcd"));
+    assert_eq!(d.properties.kind().as_ref().map(|k| k.as_str()), Some("order.created"));
+    assert_eq!(d.properties.content_type().as_ref().map(|c| c.as_str()), Some("application/json"));
+    assert_eq!(*d.properties.delivery_mode(), Some(2));
+    assert!(d.properties.timestamp().is_some());
+
+    for q in topology.queues() {
+        let _ = setup.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+    }
+    for x in topology.exchanges() {
+        let _ = setup.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
+    }
 }
