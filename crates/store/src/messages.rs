@@ -67,6 +67,11 @@ pub struct MessageStats {
     pub counters: Vec<(String, i64)>,
 }
 
+/// Row keys bound in one `IN (…)` list: fewer, larger statements cost less per row (each
+/// statement is a round trip to SQLite's worker thread), well under SQLite's 32,766
+/// parameters.
+const PARAMS_PER_STATEMENT: usize = 4_000;
+
 fn claimed(row: &sqlx::sqlite::SqliteRow) -> StoreResult<ClaimedMessage> {
     let attempts: i64 = row.try_get("attempts")?;
     Ok(ClaimedMessage {
@@ -107,7 +112,7 @@ impl Tx {
     /// Schedules many messages in this transaction, several rows per statement.
     pub async fn schedule_many(&mut self, messages: Vec<NewMessage>) -> StoreResult<()> {
         // 8 parameters a row; SQLite allows 32,766 per statement.
-        const ROWS: usize = 500;
+        const ROWS: usize = 2_000;
         let now = crate::now_ms();
         let mut rows = Vec::with_capacity(messages.len());
         for m in messages {
@@ -177,7 +182,7 @@ impl Store {
         let claim: i64 = rand_claim();
         let mut tx = self.begin().await?;
         let mut rows = Vec::with_capacity(candidates.len());
-        for chunk in candidates.chunks(500) {
+        for chunk in candidates.chunks(PARAMS_PER_STATEMENT) {
             let mut q = sqlx::QueryBuilder::new("UPDATE messages SET due_at = ");
             q.push_bind(now.millis().saturating_add(lease_ms))
                 .push(", claim = ")
@@ -247,7 +252,7 @@ impl Store {
             by_claim.entry(m.claim).or_default().push(m);
         }
         for (claim, msgs) in by_claim {
-            for chunk in msgs.chunks(500) {
+            for chunk in msgs.chunks(PARAMS_PER_STATEMENT) {
                 let mut q = sqlx::QueryBuilder::new("DELETE FROM messages WHERE claim = ");
                 q.push_bind(claim).push(" AND seq IN (");
                 let mut ids = q.separated(", ");
