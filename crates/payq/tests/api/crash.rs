@@ -147,12 +147,8 @@ async fn kill_9_with_100_orders_in_flight_then_restart_loses_nothing() {
             .count();
         assert_eq!(succeeded, usize::from(*want == "paid"), "order {id}");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_payq"))
-        .args(["verify", "--database-url", &db_url])
-        .env_remove("PAYQ_CONFIG")
-        .output()
-        .expect("payq verify runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let (code, out) = crate::helpers::verify_db(&db_url);
+    assert_eq!(code, 0, "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,12 +189,8 @@ async fn two_processes_share_one_store_and_survive_one_being_killed() {
             of("order.closed")
         );
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_payq"))
-        .args(["verify", "--database-url", &db_url])
-        .env_remove("PAYQ_CONFIG")
-        .output()
-        .expect("payq verify runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let (code, out) = crate::helpers::verify_db(&db_url);
+    assert_eq!(code, 0, "{out}");
 }
 
 /// The merchant's whole event log, oldest first.

@@ -244,13 +244,18 @@ impl TestApp {
 
     /// Runs `payq verify` on this app's database and returns its exit code and output.
     pub fn verify(&self) -> (i32, String) {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_payq"))
-            .args(["verify", "--database-url", &self.db_url])
-            .env_remove("PAYQ_CONFIG")
-            .output()
-            .expect("payq verify runs");
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+        verify_db(&self.db_url)
     }
+}
+
+/// Runs `payq verify` on a database and returns its exit code and output.
+pub fn verify_db(db_url: &str) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_payq"))
+        .args(["verify", "--database-url", db_url])
+        .env_remove("PAYQ_CONFIG")
+        .output()
+        .expect("payq verify runs");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 async fn reply(r: reqwest::Response) -> Reply {
