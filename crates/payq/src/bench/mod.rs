@@ -9,9 +9,11 @@
 //! - **capacity** (store engine): hold P pending timers; reports process RSS and disk per
 //!   pending timer, and the lateness of timers firing while they are pending.
 //!
-//! Peers: RabbitMQ per-message TTL (one wait queue dead-lettering into a fired queue) and
-//! RabbitMQ TTL+DLX fixed levels (one wait queue per delay level, delays rounded up).
+//! Peers: RabbitMQ per-message TTL (one wait queue dead-lettering into a fired queue),
+//! RabbitMQ TTL+DLX fixed levels (one wait queue per delay level, delays rounded up), and a
+//! PostgreSQL `SKIP LOCKED` poller on a plain table.
 
+mod postgres;
 mod rabbit;
 mod stats;
 mod store;
@@ -49,14 +51,17 @@ pub struct TimersArgs {
     /// RabbitMQ for the peers (a vhost of its own is best); empty skips them.
     #[arg(long, env = "PAYQ_BENCH_AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     pub amqp_url: String,
-    /// Which engines: all, store, rabbitmq-ttl, rabbitmq-levels.
+    /// PostgreSQL for the SKIP LOCKED poller peer; unreachable skips it.
+    #[arg(long, env = "PAYQ_BENCH_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub pg_url: String,
+    /// Which engines, comma-separated: all, store, rabbitmq-ttl, rabbitmq-levels, postgres.
     #[arg(long, default_value = "all")]
     pub engine: String,
 }
 
 impl TimersArgs {
     fn wants(&self, engine: &str) -> bool {
-        self.engine == "all" || self.engine == engine
+        self.engine == "all" || self.engine.split(',').any(|e| e.trim() == engine)
     }
 
     pub(crate) fn max_delay_ms(&self) -> u64 {
@@ -87,6 +92,9 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         if args.wants("rabbitmq-levels") {
             reports.extend(rabbit::run(&args, rabbit::Mode::FixedLevels).await?);
         }
+    }
+    if args.wants("postgres") {
+        reports.extend(postgres::run(&args).await?);
     }
     stats::print_table(&reports);
     Ok(ExitCode::SUCCESS)
