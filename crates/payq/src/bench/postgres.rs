@@ -4,46 +4,17 @@
 //! and sleep 10 ms when nothing is due. Commits are durable (`synchronous_commit = on`).
 
 use super::TimersArgs;
-use super::stats::{Report, late_ms, rate, spread};
+use super::stats::{Fired, Report, rate, spread};
 use payq_domain::Timestamp;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ENGINE: &str = "PostgreSQL SKIP LOCKED poller";
 const POLLERS: usize = 2;
 const BATCH: i64 = 1_000;
 const CHUNK: u64 = 2_000;
-
-#[derive(Default)]
-struct Fired {
-    count: AtomicU64,
-    late: Mutex<Vec<f64>>,
-    first: Mutex<Option<Instant>>,
-    last: Mutex<Option<Instant>>,
-}
-
-impl Fired {
-    fn take(&self) -> (Vec<f64>, Option<Duration>, Option<Instant>) {
-        self.count.store(0, Ordering::SeqCst);
-        let late = self.late.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
-        let first = self.first.lock().ok().and_then(|mut f| f.take());
-        let last = self.last.lock().ok().and_then(|mut l| l.take());
-        (late, first.zip(last).map(|(f, l)| l.duration_since(f)), last)
-    }
-
-    async fn wait_for(&self, n: u64, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while self.count.load(Ordering::SeqCst) < n {
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        true
-    }
-}
 
 async fn poll(pool: PgPool, table: String, fired: Arc<Fired>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let select =
@@ -61,21 +32,10 @@ async fn poll(pool: PgPool, table: String, fired: Arc<Fired>, stop: Arc<AtomicBo
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         }
-        let now = Timestamp::now().millis();
-        let at = Instant::now();
-        if let Ok(mut l) = fired.late.lock() {
-            l.extend(rows.iter().map(|(_, due)| late_ms(*due, now)));
-        }
         let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
         sqlx::query(sqlx::AssertSqlSafe(delete.as_str())).bind(&ids).execute(&mut *tx).await?;
         tx.commit().await?;
-        if let Ok(mut f) = fired.first.lock() {
-            f.get_or_insert(at);
-        }
-        if let Ok(mut l) = fired.last.lock() {
-            *l = Some(at);
-        }
-        fired.count.fetch_add(ids.len() as u64, Ordering::SeqCst);
+        fired.record(rows.iter().map(|(_, due)| *due));
     }
     Ok(())
 }
@@ -141,7 +101,8 @@ async fn scenarios(args: &TimersArgs, pool: &PgPool, table: &str, fired: &Fired)
     let started = Instant::now();
     let took = schedule(pool, table, n, |i, now| now.plus_millis(spread(i, n, max))).await?;
     let all = fired.wait_for(n, Duration::from_millis(max) + Duration::from_secs(300)).await;
-    let (late, _, last) = fired.take();
+    let taken = fired.take();
+    let (late, last) = (taken.late, taken.last);
     println!("{ENGINE}: mixed done (all fired: {all})");
     out.push(
         Report {
@@ -159,7 +120,8 @@ async fn scenarios(args: &TimersArgs, pool: &PgPool, table: &str, fired: &Fired)
     let due = Timestamp::now().plus_millis(5_000);
     let took = schedule(pool, table, n, |_, _| due).await?;
     let all = fired.wait_for(n, Duration::from_secs(300)).await;
-    let (late, span, _) = fired.take();
+    let taken = fired.take();
+    let (late, span) = (taken.late, taken.span);
     println!("{ENGINE}: drain done (all fired: {all})");
     out.push(
         Report {
@@ -198,7 +160,7 @@ async fn scenarios(args: &TimersArgs, pool: &PgPool, table: &str, fired: &Fired)
     }
     let took = started.elapsed();
     let all = fired.wait_for(total, Duration::from_millis(max) + Duration::from_secs(120)).await;
-    let (late, _, _) = fired.take();
+    let late = fired.take().late;
     println!("{ENGINE}: steady done");
     out.push(
         Report {

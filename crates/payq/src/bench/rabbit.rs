@@ -11,7 +11,7 @@
 //! queue reads with auto-ack and computes lateness from the due time in the body.
 
 use super::TimersArgs;
-use super::stats::{Report, late_ms, rate, spread};
+use super::stats::{Fired, Report, rate, spread};
 use anyhow::Context;
 use futures_util::StreamExt;
 use lapin::options::{
@@ -21,8 +21,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use payq_domain::Timestamp;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which peer.
@@ -46,35 +45,6 @@ impl Mode {
             Mode::PerMessageTtl => "RabbitMQ per-message TTL",
             Mode::FixedLevels => "RabbitMQ TTL+DLX levels",
         }
-    }
-}
-
-#[derive(Default)]
-struct Fired {
-    count: AtomicU64,
-    late: Mutex<Vec<f64>>,
-    first: Mutex<Option<Instant>>,
-    last: Mutex<Option<Instant>>,
-}
-
-impl Fired {
-    fn reset(&self) -> (Vec<f64>, Option<Duration>) {
-        self.count.store(0, Ordering::SeqCst);
-        let late = self.late.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
-        let first = self.first.lock().ok().and_then(|mut f| f.take());
-        let last = self.last.lock().ok().and_then(|mut l| l.take());
-        (late, first.zip(last).map(|(f, l)| l.duration_since(f)))
-    }
-
-    async fn wait_for(&self, n: u64, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while self.count.load(Ordering::SeqCst) < n {
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        true
     }
 }
 
@@ -182,19 +152,8 @@ async fn consume(conn: &Connection, queue: &str, fired: Arc<Fired>) -> anyhow::R
     Ok(tokio::spawn(async move {
         let _channel = channel;
         while let Some(Ok(delivery)) = consumer.next().await {
-            let now = Timestamp::now().millis();
-            let at = Instant::now();
-            let due = std::str::from_utf8(&delivery.data).ok().and_then(|s| s.parse::<i64>().ok()).unwrap_or(now);
-            if let Ok(mut l) = fired.late.lock() {
-                l.push(late_ms(due, now));
-            }
-            if let Ok(mut f) = fired.first.lock() {
-                f.get_or_insert(at);
-            }
-            if let Ok(mut l) = fired.last.lock() {
-                *l = Some(at);
-            }
-            fired.count.fetch_add(1, Ordering::SeqCst);
+            let due = std::str::from_utf8(&delivery.data).ok().and_then(|s| s.parse::<i64>().ok());
+            fired.record([due.unwrap_or_else(|| Timestamp::now().millis())]);
         }
     }))
 }
@@ -235,8 +194,8 @@ async fn scenarios(args: &TimersArgs, peer: &Peer, fired: &Fired) -> anyhow::Res
     peer.confirm().await?;
     let took = started.elapsed();
     let all = fired.wait_for(n, Duration::from_millis(max) + Duration::from_secs(180)).await;
-    let end_to_end = fired.last.lock().ok().and_then(|l| *l).map(|l| l.duration_since(started));
-    let (late, _) = fired.reset();
+    let taken = fired.take();
+    let (late, end_to_end) = (taken.late, taken.last.map(|l| l.duration_since(started)));
     println!("{engine}: mixed done (all fired: {all})");
     out.push(
         Report {
@@ -262,7 +221,8 @@ async fn scenarios(args: &TimersArgs, peer: &Peer, fired: &Fired) -> anyhow::Res
     peer.confirm().await?;
     let took = started.elapsed();
     let all = fired.wait_for(n, Duration::from_secs(240)).await;
-    let (late, span) = fired.reset();
+    let taken = fired.take();
+    let (late, span) = (taken.late, taken.span);
     println!("{engine}: drain done (all fired: {all})");
     out.push(
         Report {
@@ -295,7 +255,7 @@ async fn scenarios(args: &TimersArgs, peer: &Peer, fired: &Fired) -> anyhow::Res
     }
     let took = started.elapsed();
     let all = fired.wait_for(total, Duration::from_millis(max) + Duration::from_secs(120)).await;
-    let (late, _) = fired.reset();
+    let late = fired.take().late;
     println!("{engine}: steady done");
     out.push(
         Report {

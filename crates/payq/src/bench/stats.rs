@@ -1,6 +1,71 @@
 //! Measurements of one scenario on one engine, and the table that compares them.
 
-use std::time::Duration;
+use payq_domain::Timestamp;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Records timers as they fire, for every engine under test.
+#[derive(Default)]
+pub struct Fired {
+    count: AtomicU64,
+    late: Mutex<Vec<f64>>,
+    first: Mutex<Option<Instant>>,
+    last: Mutex<Option<Instant>>,
+}
+
+/// What [`Fired::take`] collected since the previous take.
+pub struct Taken {
+    /// Lateness of each timer, in milliseconds.
+    pub late: Vec<f64>,
+    /// First fire to last fire.
+    pub span: Option<Duration>,
+    /// When the last timer fired.
+    pub last: Option<Instant>,
+}
+
+impl Fired {
+    /// Records timers that were due at `dues` (Unix ms) firing now.
+    pub fn record(&self, dues: impl IntoIterator<Item = i64>) {
+        let now = Timestamp::now().millis();
+        let at = Instant::now();
+        let mut n = 0;
+        if let Ok(mut l) = self.late.lock() {
+            for due in dues {
+                l.push(late_ms(due, now));
+                n += 1;
+            }
+        }
+        if let Ok(mut f) = self.first.lock() {
+            f.get_or_insert(at);
+        }
+        if let Ok(mut l) = self.last.lock() {
+            *l = Some(at);
+        }
+        self.count.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// Waits until `n` timers fired since the last take, for at most `limit`.
+    pub async fn wait_for(&self, n: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.count.load(Ordering::SeqCst) < n {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// Takes what was recorded and starts afresh.
+    pub fn take(&self) -> Taken {
+        self.count.store(0, Ordering::SeqCst);
+        let late = self.late.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+        let first = self.first.lock().ok().and_then(|mut f| f.take());
+        let last = self.last.lock().ok().and_then(|mut l| l.take());
+        Taken { late, span: first.zip(last).map(|(f, l)| l.duration_since(f)), last }
+    }
+}
 
 /// Figures of one scenario on one engine.
 #[derive(Debug, Clone, Default)]

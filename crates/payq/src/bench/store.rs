@@ -1,87 +1,26 @@
 //! The `store` delay engine on SQLite under the bench scenarios.
 
 use super::TimersArgs;
-use super::stats::{Report, late_ms, rate, spread};
+use super::stats::{Fired, Report, rate, spread};
 use payq_bus::{ClaimedMessage, EngineConfig, Handler, HandlerError, StoreEngine};
 use payq_domain::Timestamp;
 use payq_store::{NewMessage, Store};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const ENGINE: &str = "store (SQLite)";
 /// Timers written per transaction when scheduling in bulk.
 const CHUNK: usize = 2_000;
 
-/// Records when each timer fired.
+/// The handler under test: records each timer as it fires.
 #[derive(Default)]
-struct Recorder {
-    fired: AtomicU64,
-    target: AtomicU64,
-    late: Mutex<Vec<f64>>,
-    first: Mutex<Option<Instant>>,
-    last: Mutex<Option<Instant>>,
-    done: Notify,
-}
-
-impl Recorder {
-    fn reset(&self, target: u64) {
-        self.fired.store(0, Ordering::SeqCst);
-        self.target.store(target, Ordering::SeqCst);
-        if let Ok(mut l) = self.late.lock() {
-            l.clear();
-        }
-        if let Ok(mut f) = self.first.lock() {
-            *f = None;
-        }
-        if let Ok(mut l) = self.last.lock() {
-            *l = None;
-        }
-    }
-
-    async fn wait(&self, limit: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.fired.load(Ordering::SeqCst) < self.target.load(Ordering::SeqCst) {
-            if tokio::time::timeout_at(deadline, self.done.notified()).await.is_err() {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// When the last timer fired.
-    fn last(&self) -> Option<Instant> {
-        self.last.lock().ok().and_then(|l| *l)
-    }
-
-    fn take(&self) -> (Vec<f64>, Option<Duration>) {
-        let late = self.late.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
-        let first = self.first.lock().ok().and_then(|f| *f);
-        let last = self.last.lock().ok().and_then(|l| *l);
-        let span = first.zip(last).map(|(f, l)| l.duration_since(f));
-        (late, span)
-    }
-}
+struct Recorder(Fired);
 
 impl Handler for Recorder {
     async fn handle(&self, msg: &ClaimedMessage) -> Result<(), HandlerError> {
-        let now = Timestamp::now().millis();
-        let at = Instant::now();
-        if let Ok(mut l) = self.late.lock() {
-            l.push(late_ms(msg.scheduled_at.millis(), now));
-        }
-        if let Ok(mut f) = self.first.lock() {
-            f.get_or_insert(at);
-        }
-        if let Ok(mut l) = self.last.lock() {
-            *l = Some(at);
-        }
-        let n = self.fired.fetch_add(1, Ordering::SeqCst) + 1;
-        if n >= self.target.load(Ordering::SeqCst) {
-            self.done.notify_waiters();
-        }
+        self.0.record([msg.scheduled_at.millis()]);
         Ok(())
     }
 }
@@ -147,12 +86,11 @@ pub async fn run(args: &TimersArgs) -> anyhow::Result<Vec<Report>> {
 
     // mixed: delays spread over 0..max, scheduled as fast as possible.
     let n = args.burst;
-    recorder.reset(n);
     let started = Instant::now();
     let took = schedule(&store, n, |i, now| now.plus_millis(spread(i, n, max))).await?;
-    let all = recorder.wait(Duration::from_millis(max) + Duration::from_secs(120)).await;
-    let end_to_end = recorder.last().map(|l| l.duration_since(started));
-    let (late, _) = recorder.take();
+    let all = recorder.0.wait_for(n, Duration::from_millis(max) + Duration::from_secs(120)).await;
+    let taken = recorder.0.take();
+    let (late, end_to_end) = (taken.late, taken.last.map(|l| l.duration_since(started)));
     println!("store: mixed done ({n} timers, all fired: {all})");
     out.push(
         Report {
@@ -168,11 +106,11 @@ pub async fn run(args: &TimersArgs) -> anyhow::Result<Vec<Report>> {
     );
 
     // drain: every timer due at the same instant; fired/s is how fast the backlog drains.
-    recorder.reset(n);
     let due = Timestamp::now().plus_millis(5_000);
     let took = schedule(&store, n, |_, _| due).await?;
-    let all = recorder.wait(Duration::from_secs(180)).await;
-    let (late, span) = recorder.take();
+    let all = recorder.0.wait_for(n, Duration::from_secs(180)).await;
+    let taken = recorder.0.take();
+    let (late, span) = (taken.late, taken.span);
     println!("store: drain done (all fired: {all})");
     out.push(
         Report {
@@ -210,7 +148,6 @@ async fn steady(
     let per_tick = (per_s / 100).max(1);
     let ticks = (for_.as_millis() / tick.as_millis()) as u64;
     let total = per_tick * ticks;
-    recorder.reset(total);
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
@@ -233,8 +170,8 @@ async fn steady(
         done??;
     }
     let took = started.elapsed();
-    let all = recorder.wait(Duration::from_millis(max) + Duration::from_secs(60)).await;
-    let (late, _) = recorder.take();
+    let all = recorder.0.wait_for(total, Duration::from_millis(max) + Duration::from_secs(60)).await;
+    let late = recorder.0.take().late;
     Ok(Report {
         engine: ENGINE,
         scenario: "steady",
