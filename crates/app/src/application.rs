@@ -4,9 +4,13 @@
 use crate::channel::sim::{Sim, SimChannel};
 use crate::config::Settings;
 use crate::http::{self, AppState};
+use crate::routing::JobRouter;
 use crate::usecases::Payq;
 use crate::worker::Worker;
 use anyhow::Context;
+use payq_bus::rabbit::consumer::Consumers;
+use payq_bus::rabbit::relay::{DelayMode, Relay, RelayConfig};
+use payq_bus::rabbit::topology::Topology;
 use payq_bus::{EngineConfig, StoreEngine};
 use payq_domain::Timestamp;
 use payq_store::Store;
@@ -32,12 +36,6 @@ impl Application {
     /// Opens the store (running migrations) and binds the listen address.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         settings.validate()?;
-        if settings.amqp_url.is_some() {
-            anyhow::bail!(
-                "PAYQ_AMQP_URL is set, but `payq serve` runs the embedded mode only so far (SQLite + the store \
-                 engine); unset it (`payq topology declare` does use it)"
-            );
-        }
         let store = Store::open(&settings.database_url)
             .await
             .with_context(|| format!("opening the database {}", settings.database_url))?;
@@ -47,11 +45,16 @@ impl Application {
         let sim_secret = settings.sim.secret.clone().unwrap_or_else(|| crate::crypto::random_hex(32));
         let sim = SimChannel::new(store.clone(), sim_secret, settings.sim.callback_delay)?;
         let callback_host = if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
-        sim.set_callback_base(format!("http://{callback_host}:{}", addr.port()));
+        sim.set_callback_base(
+            settings.sim.callback_url.clone().unwrap_or_else(|| format!("http://{callback_host}:{}", addr.port())),
+        );
         let (admin_token, admin_token_generated) = match settings.admin_token.clone() {
             Some(t) if !t.is_empty() => (t, false),
             _ => (format!("adm_{}", crate::crypto::random_hex(24)), true),
         };
+        if let Some(url) = &settings.amqp_url {
+            declare_topology(url, &settings).await?;
+        }
         let settings = Arc::new(settings);
         let payq = Payq::new(store, Arc::new(Sim(sim.clone())), settings.clone());
         let state = AppState {
@@ -98,7 +101,39 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application { listener, state, settings, .. } = self;
         let mut tasks = tokio::task::JoinSet::new();
-        if settings.role.runs_workers() {
+        if let Some(url) = settings.amqp_url.clone() {
+            // Every process relays its outbox (the API's orders and the workers' retries).
+            let relay = Relay {
+                store: state.payq.store().clone(),
+                amqp_url: url.clone(),
+                topology: topology(&settings),
+                mode: delay_mode(&settings),
+                router: Arc::new(JobRouter::new(state.payq.store().clone())),
+                config: RelayConfig::default(),
+            };
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                relay.run(stop).await;
+                Ok(())
+            });
+        }
+        if settings.role.runs_workers()
+            && let Some(url) = settings.amqp_url.clone()
+        {
+            let consumers = Consumers {
+                store: state.payq.store().clone(),
+                handler: Arc::new(Worker::new(state.payq.clone())),
+                amqp_url: url,
+                topology: topology(&settings),
+                prefetch: settings.rabbitmq.prefetch,
+                engine: engine_config(&settings),
+            };
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                consumers.run(stop).await;
+                Ok(())
+            });
+        } else if settings.role.runs_workers() {
             let engine = StoreEngine::new(
                 state.payq.store().clone(),
                 Arc::new(Worker::new(state.payq.clone())),
@@ -109,6 +144,8 @@ impl Application {
                 engine.run(stop).await;
                 Ok(())
             });
+        }
+        if settings.role.runs_workers() {
             let store = state.payq.store().clone();
             let stop = shutdown.clone();
             tasks.spawn(async move {
@@ -138,6 +175,48 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// The RabbitMQ topology these settings name.
+pub fn topology(settings: &Settings) -> Topology {
+    let mut t = Topology::new(settings.rabbitmq.prefix.clone());
+    t.delivery_limit = settings.rabbitmq.delivery_limit;
+    t
+}
+
+fn delay_mode(settings: &Settings) -> DelayMode {
+    match settings.delay_engine() {
+        "rabbitmq-plugin" => DelayMode::Plugin,
+        "store" => DelayMode::Store,
+        _ => DelayMode::Tiers,
+    }
+}
+
+/// Declares the topology (idempotent) at start-up, and checks that the delayed-message
+/// plugin is there when it is the delay engine. A broker that does not answer is not an
+/// error: the API starts, the outbox holds messages, and the relay and consumers declare
+/// the topology when they connect.
+async fn declare_topology(url: &str, settings: &Settings) -> anyhow::Result<()> {
+    let connect = lapin::Connection::connect(url, lapin::ConnectionProperties::default());
+    let conn = match tokio::time::timeout(Duration::from_secs(5), connect).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "RabbitMQ does not answer; starting anyway (messages wait in the outbox)");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::warn!("RabbitMQ did not answer within 5 s; starting anyway (messages wait in the outbox)");
+            return Ok(());
+        }
+    };
+    let topology = topology(settings);
+    let channel = conn.create_channel().await.context("opening a RabbitMQ channel")?;
+    topology.declare(&channel).await.context("declaring the RabbitMQ topology")?;
+    if delay_mode(settings) == DelayMode::Plugin {
+        payq_bus::rabbit::relay::declare_plugin_exchange(&conn, &topology).await.map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let _ = conn.close(200, "topology declared".into()).await;
+    Ok(())
 }
 
 fn engine_config(settings: &Settings) -> EngineConfig {

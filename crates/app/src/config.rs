@@ -63,6 +63,25 @@ pub struct Settings {
     pub sim: SimSettings,
     pub engine: EngineSettings,
     pub http: HttpSettings,
+    pub rabbitmq: RabbitSettings,
+}
+
+/// `[rabbitmq]`: the distributed mode's transport (used when `amqp_url` is set).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RabbitSettings {
+    /// Prefix of every exchange and queue name (`payq` → `payq.events`, `payq.timers`, …).
+    pub prefix: String,
+    /// Unacknowledged deliveries per work queue and worker process.
+    pub prefetch: u16,
+    /// Deliveries of one message before RabbitMQ dead-letters it (`x-delivery-limit`).
+    pub delivery_limit: i64,
+}
+
+impl Default for RabbitSettings {
+    fn default() -> Self {
+        RabbitSettings { prefix: "payq".into(), prefetch: 32, delivery_limit: 10 }
+    }
 }
 
 /// `[http]`: the API's limits.
@@ -79,7 +98,8 @@ pub struct HttpSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DelaySettings {
-    /// `store` (`PAYQ_DELAY_ENGINE`).
+    /// `store`, `rabbitmq` or `rabbitmq-plugin` (`PAYQ_DELAY_ENGINE`); `auto` (the
+    /// default) is `rabbitmq` when `amqp_url` is set and `store` otherwise.
     pub engine: String,
 }
 
@@ -134,6 +154,9 @@ pub struct SimSettings {
     pub secret: Option<String>,
     /// Default delay before the channel calls back.
     pub callback_delay: HumanDuration,
+    /// Base URL the channel calls back (`PAYQ_SIM__CALLBACK_URL`), e.g. the load balancer in
+    /// front of the API processes; this process's own address if unset.
+    pub callback_url: Option<String>,
 }
 
 /// `[engine]`: tuning of the store delay engine.
@@ -165,13 +188,14 @@ impl Default for Settings {
             sim: SimSettings::default(),
             engine: EngineSettings::default(),
             http: HttpSettings::default(),
+            rabbitmq: RabbitSettings::default(),
         }
     }
 }
 
 impl Default for DelaySettings {
     fn default() -> Self {
-        DelaySettings { engine: "store".into() }
+        DelaySettings { engine: "auto".into() }
     }
 }
 
@@ -194,7 +218,7 @@ impl Default for RiskSettings {
 
 impl Default for SimSettings {
     fn default() -> Self {
-        SimSettings { secret: None, callback_delay: HumanDuration::from_millis(200) }
+        SimSettings { secret: None, callback_delay: HumanDuration::from_millis(200), callback_url: None }
     }
 }
 
@@ -255,12 +279,31 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The delay engine in force, with `auto` resolved.
+    pub fn delay_engine(&self) -> &str {
+        match self.delay.engine.as_str() {
+            "auto" | "" if self.amqp_url.is_some() => "rabbitmq",
+            "auto" | "" => "store",
+            other => other,
+        }
+    }
+
     /// Checks what serde cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.delay.engine != "store" {
+        let engine = self.delay_engine();
+        if !matches!(engine, "store" | "rabbitmq" | "rabbitmq-plugin") {
             anyhow::bail!(
-                "delay engine {:?} is not available in this build; use \"store\" (the embedded engine)",
+                "unknown delay engine {:?}: use \"store\", \"rabbitmq\" or \"rabbitmq-plugin\"",
                 self.delay.engine
+            );
+        }
+        if engine != "store" && self.amqp_url.is_none() {
+            anyhow::bail!("delay engine {engine:?} needs RabbitMQ: set PAYQ_AMQP_URL (or use \"store\")");
+        }
+        if self.amqp_url.is_some() && !self.database_url.starts_with("postgres") {
+            anyhow::bail!(
+                "PAYQ_AMQP_URL selects the distributed mode, which shares one PostgreSQL database between \
+                 processes: set PAYQ_DATABASE_URL=postgres://… (the embedded mode needs neither)"
             );
         }
         parse_schedule(&self.payment.query_schedule).context("payment.query_schedule")?;

@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod http;
 pub mod jobs;
 pub mod risk;
+pub mod routing;
 pub mod telemetry;
 pub mod usecases;
 pub mod worker;

@@ -1,5 +1,5 @@
-//! payq's message transports. Today: the embedded delay engine on the SQL store
-//! ([`store_engine`]). Handlers do not know which transport delivered a message: they get a
+//! payq's message transports: the delay engine on the SQL store ([`store_engine`]) and
+//! RabbitMQ ([`rabbit`]: an outbox relay and consumers). Handlers do not know which transport delivered a message: they get a
 //! [`ClaimedMessage`] and answer with a [`HandlerError`] kind on failure.
 
 pub mod rabbit;

@@ -142,7 +142,7 @@ fn lease_ms(config: &EngineConfig) -> i64 {
 }
 
 /// What to do with a message once its handler returned.
-enum Verdict {
+pub(crate) enum Verdict {
     Done,
     Retry { delay: Duration, error: String },
     Defer(Duration),
@@ -150,7 +150,7 @@ enum Verdict {
 }
 
 /// Runs the handler on one claimed message and decides what becomes of it.
-async fn judge<H: Handler>(handler: &H, config: &EngineConfig, msg: &ClaimedMessage) -> Verdict {
+pub(crate) async fn judge<H: Handler>(handler: &H, config: &EngineConfig, msg: &ClaimedMessage) -> Verdict {
     if msg.attempts <= 1 {
         let late_ms = Timestamp::now().millis().saturating_sub(msg.scheduled_at.millis()).max(0);
         metrics::histogram!("payq_timer_lateness_seconds", "kind" => msg.kind.clone()).record(late_ms as f64 / 1000.0);
@@ -173,24 +173,13 @@ async fn run_batch<H: Handler>(store: &Store, handler: &H, config: &EngineConfig
     let verdicts = with_lease_renewal(store, config, &batch, handlers).await;
     let mut done = Vec::new();
     for (msg, verdict) in batch.iter().zip(verdicts) {
-        let kind = msg.kind.clone();
         let recorded = match verdict {
             Verdict::Done => {
-                metrics::counter!("payq_messages_fired_total", "kind" => kind).increment(1);
+                metrics::counter!("payq_messages_fired_total", "kind" => msg.kind.clone()).increment(1);
                 done.push(msg);
                 Ok(())
             }
-            Verdict::Defer(delay) => store.defer_message(msg, due_in(delay)).await,
-            Verdict::Retry { delay, error } => {
-                metrics::counter!("payq_messages_retried_total", "kind" => kind.clone()).increment(1);
-                tracing::warn!(message = %msg.id, kind = %kind, attempt = msg.attempts, retry_in_ms = delay.as_millis() as u64, error = %error, "message failed; will retry");
-                store.retry_message(msg, due_in(delay), &error).await
-            }
-            Verdict::Dead(error) => {
-                metrics::counter!("payq_messages_failed_total", "kind" => kind.clone()).increment(1);
-                tracing::error!(message = %msg.id, kind = %kind, attempts = msg.attempts, error = %error, "message dead-lettered");
-                store.dead_letter_message(msg, &error).await.map(|_| ())
-            }
+            other => record_failure(store, msg, other).await,
         };
         if let Err(e) = recorded {
             // The lease will expire and the message will run again; handlers are idempotent.
@@ -199,6 +188,36 @@ async fn run_batch<H: Handler>(store: &Store, handler: &H, config: &EngineConfig
     }
     if let Err(e) = store.complete_messages(&done).await {
         tracing::warn!(error = %e, count = done.len(), "could not complete handled messages; they will run again");
+    }
+}
+
+/// Records what becomes of one handled message: removed (done), put back to run later
+/// (deferred or retried), or moved to the dead letters. The same for every transport.
+pub(crate) async fn settle(store: &Store, msg: &ClaimedMessage, verdict: Verdict) -> payq_store::StoreResult<()> {
+    match verdict {
+        Verdict::Done => {
+            metrics::counter!("payq_messages_fired_total", "kind" => msg.kind.clone()).increment(1);
+            store.complete_messages(&[msg]).await
+        }
+        other => record_failure(store, msg, other).await,
+    }
+}
+
+async fn record_failure(store: &Store, msg: &ClaimedMessage, verdict: Verdict) -> payq_store::StoreResult<()> {
+    let kind = msg.kind.clone();
+    match verdict {
+        Verdict::Done => Ok(()),
+        Verdict::Defer(delay) => store.defer_message(msg, due_in(delay)).await,
+        Verdict::Retry { delay, error } => {
+            metrics::counter!("payq_messages_retried_total", "kind" => kind.clone()).increment(1);
+            tracing::warn!(message = %msg.id, kind = %kind, attempt = msg.attempts, retry_in_ms = delay.as_millis() as u64, error = %error, "message failed; will retry");
+            store.retry_message(msg, due_in(delay), &error).await
+        }
+        Verdict::Dead(error) => {
+            metrics::counter!("payq_messages_failed_total", "kind" => kind.clone()).increment(1);
+            tracing::error!(message = %msg.id, kind = %kind, attempts = msg.attempts, error = %error, "message dead-lettered");
+            store.dead_letter_message(msg, &error).await.map(|_| ())
+        }
     }
 }
 

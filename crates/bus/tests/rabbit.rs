@@ -228,6 +228,7 @@ async fn confirmed_publishes_carry_their_properties_and_unroutable_ones_are_repo
         message_id: "evt_0000000000000000000000000000abcd",
         kind: "order.created",
         body: br#"{"id":"evt_0000000000000000000000000000abcd"}"#,
+        headers: Default::default(),
     };
     publisher.publish(&sent).await.expect("a routable message is confirmed");
     let unroutable = Outgoing { exchange: &topology.commands(), routing_key: "nowhere", ..sent.clone() };

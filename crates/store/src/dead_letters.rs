@@ -24,7 +24,7 @@ pub struct DeadLetter {
     pub created_at: Timestamp,
 }
 
-fn dead_letter(row: &sqlx::sqlite::SqliteRow) -> StoreResult<DeadLetter> {
+fn dead_letter(row: &sqlx::any::AnyRow) -> StoreResult<DeadLetter> {
     let payload: String = row.try_get("payload")?;
     Ok(DeadLetter {
         id: crate::rows::parse(row, "id")?,

@@ -41,7 +41,7 @@ impl Tx {
     }
 }
 
-fn event(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Event> {
+fn event(row: &sqlx::any::AnyRow) -> StoreResult<Event> {
     let body: String = row.try_get("body")?;
     serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("event body: {e}")))
 }

@@ -13,9 +13,11 @@ mod inventory;
 mod merchants;
 mod messages;
 mod orders;
+mod outbox;
 mod refunds;
 mod rows;
 mod sim_ledger;
+mod sql;
 mod verify;
 mod webhooks;
 mod writer;
@@ -27,15 +29,14 @@ pub use inventory::Shortage;
 pub use merchants::{MerchantCredentials, NewMerchant};
 pub use messages::{ClaimedMessage, MessageStats, NewMessage, PendingMessage};
 pub use orders::{NewOrder, NewPayment, OrderPage, PaymentRecord};
+pub use outbox::OutboxMessage;
 pub use sim_ledger::SimTxn;
 pub use verify::Violation;
 pub use writer::Tx;
 
-use sqlx::Connection;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use std::str::FromStr;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, AnyPool};
+use sqlx::{Connection, Executor};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -53,7 +54,7 @@ pub enum StoreError {
     #[error("corrupt row: {0}")]
     Corrupt(String),
     /// The database URL is not one payq supports.
-    #[error("unsupported database URL {0:?}: use sqlite://path")]
+    #[error("unsupported database URL {0:?}: use sqlite://path or postgres://…")]
     UnsupportedUrl(String),
     /// The batch this write belonged to failed to commit.
     #[error("commit failed: {0}")]
@@ -86,6 +87,36 @@ impl StoreError {
 /// Result alias for store calls.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One file, one writer with group commit (the embedded mode).
+    Sqlite,
+    /// A PostgreSQL server shared by any number of payq processes (the distributed mode).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names, if payq supports it.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else {
+            None
+        }
+    }
+
+    /// SQL for the text field `field` of the JSON text in column `column`.
+    pub(crate) fn json_text(self, column: &str, field: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("json_extract({column}, '$.{field}')"),
+            Backend::Postgres => format!("({column}::jsonb ->> '{field}')"),
+        }
+    }
+}
+
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -93,54 +124,106 @@ pub struct Store {
 }
 
 struct Inner {
-    read: SqlitePool,
+    backend: Backend,
+    read: AnyPool,
     writer: writer::Writer,
     /// Woken when a message is scheduled, so the dispatcher can re-plan its sleep.
     messages_changed: Notify,
 }
 
+/// Settings of every SQLite connection: the queue's hot pages stay in SQLite's own cache
+/// instead of costing a read syscall each (the default cache is 2 MB).
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;
+     PRAGMA mmap_size = 268435456; PRAGMA temp_store = memory; PRAGMA synchronous = FULL;";
+
 impl Store {
     /// Opens (creating if needed) the database at `url` and runs pending migrations.
     ///
-    /// `url` is `sqlite://path/to/file.db`; the parent directory is created.
+    /// `url` is `sqlite://path/to/file.db` (the parent directory is created) or
+    /// `postgres://user@host/database`.
     pub async fn open(url: &str) -> StoreResult<Store> {
+        sqlx::any::install_default_drivers();
+        match Backend::of_url(url) {
+            Some(Backend::Sqlite) => Store::open_sqlite(url).await,
+            Some(Backend::Postgres) => Store::open_postgres(url).await,
+            None => Err(StoreError::UnsupportedUrl(url.to_owned())),
+        }
+    }
+
+    async fn open_sqlite(url: &str) -> StoreResult<Store> {
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
             .ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
-        if let Some(parent) = std::path::Path::new(path).parent()
-            && !parent.as_os_str().is_empty()
-        {
+        let path = std::path::absolute(path)?;
+        if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk when commit() returns; grouping keeps it fast.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            // The queue's hot pages stay in SQLite's own cache instead of costing a read
-            // syscall each (the default cache is 2 MB).
-            .pragma("cache_size", "-65536")
-            .pragma("mmap_size", "268435456")
-            .pragma("temp_store", "memory");
-        // Checkpoints copy the WAL back into the database file and fsync it. Left to SQLite
-        // they run inside whichever commit crosses the threshold, on the writer's critical
-        // path; here a separate connection runs them in the background instead.
-        let writer = writer::Writer::connect(&options.clone().pragma("wal_autocheckpoint", "0")).await?;
-        let checkpointer = SqliteConnection::connect_with(&options).await?;
-        let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone().read_only(true)).await?;
-        let store = Store { inner: Arc::new(Inner { read, writer, messages_changed: Notify::new() }) };
-        store.migrate().await?;
-        store.inner.writer.spawn_committer();
+        let base = format!("sqlite://{}", path.display());
+        let mut writer = AnyConnection::connect(&format!("{base}?mode=rwc")).await?;
+        // WAL lets readers run beside the writer. FULL: a commit is on disk when commit()
+        // returns; grouping keeps it fast. Checkpoints copy the WAL back into the database
+        // file and fsync it; left to SQLite they run inside whichever commit crosses the
+        // threshold, on the writer's critical path, so a separate connection runs them in
+        // the background instead.
+        sqlx::raw_sql("PRAGMA journal_mode = WAL").execute(&mut writer).await?;
+        sqlx::raw_sql(SQLITE_PRAGMAS).execute(&mut writer).await?;
+        sqlx::raw_sql("PRAGMA wal_autocheckpoint = 0").execute(&mut writer).await?;
+        let mut checkpointer = AnyConnection::connect(&format!("{base}?mode=rw")).await?;
+        sqlx::raw_sql(SQLITE_PRAGMAS).execute(&mut checkpointer).await?;
+        let read = AnyPoolOptions::new()
+            .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(sqlx::raw_sql(SQLITE_PRAGMAS)).await?;
+                    Ok(())
+                })
+            })
+            .connect(&format!("{base}?mode=ro"))
+            .await?;
+        let group = writer::GroupCommit::new(writer);
+        group.migrate(&sqlx::migrate!("./migrations/sqlite")).await?;
+        group.spawn_committer();
+        let store = Store {
+            inner: Arc::new(Inner {
+                backend: Backend::Sqlite,
+                read,
+                writer: writer::Writer::Sqlite(group),
+                messages_changed: Notify::new(),
+            }),
+        };
         spawn_checkpointer(Arc::downgrade(&store.inner), checkpointer);
+        Ok(store)
+    }
+
+    async fn open_postgres(url: &str) -> StoreResult<Store> {
+        let pool =
+            AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+        // The migrator holds an advisory lock, so processes starting together take turns.
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                backend: Backend::Postgres,
+                read: pool.clone(),
+                writer: writer::Writer::Postgres(pool),
+                messages_changed: Notify::new(),
+            }),
+        };
+        spawn_listener(Arc::downgrade(&store.inner), url.to_owned());
         Ok(store)
     }
 
     /// Runs pending migrations.
     pub async fn migrate(&self) -> StoreResult<()> {
-        self.inner.writer.migrate().await
+        match self.writer() {
+            writer::Writer::Sqlite(group) => group.migrate(&sqlx::migrate!("./migrations/sqlite")).await,
+            writer::Writer::Postgres(pool) => Ok(sqlx::migrate!("./migrations/postgres").run(pool).await?),
+        }
+    }
+
+    /// The database this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
     }
 
     /// Starts a write transaction.
@@ -148,7 +231,7 @@ impl Store {
         Tx::begin(self.clone()).await
     }
 
-    pub(crate) fn read(&self) -> &SqlitePool {
+    pub(crate) fn read(&self) -> &AnyPool {
         &self.inner.read
     }
 
@@ -174,7 +257,7 @@ impl Store {
 
 /// Runs a passive WAL checkpoint every 200 ms until the store is dropped. Passive
 /// checkpoints never block the writer or readers.
-fn spawn_checkpointer(store: std::sync::Weak<Inner>, mut conn: SqliteConnection) {
+fn spawn_checkpointer(store: std::sync::Weak<Inner>, mut conn: AnyConnection) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -183,6 +266,52 @@ fn spawn_checkpointer(store: std::sync::Weak<Inner>, mut conn: SqliteConnection)
             }
             if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
                 tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        }
+    });
+}
+
+/// Listens for `NOTIFY payq_messages` (sent by every commit that scheduled a message, in any
+/// process) and wakes this process's dispatcher. Reconnects with back-off; while it is down
+/// the dispatcher still wakes at the next due time or its polling interval.
+fn spawn_listener(store: std::sync::Weak<Inner>, url: String) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for message notifications; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            if let Err(e) = listener.listen(writer::MESSAGES_CHANNEL).await {
+                tracing::warn!(error = %e, "LISTEN failed; retrying");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            backoff = Duration::from_millis(200);
+            loop {
+                let Some(inner) = store.upgrade() else { return };
+                drop(inner);
+                match tokio::time::timeout(Duration::from_secs(1), listener.recv()).await {
+                    Err(_) => continue,
+                    Ok(Ok(_)) => {
+                        if let Some(inner) = store.upgrade() {
+                            inner.messages_changed.notify_one();
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "message notifications interrupted; reconnecting");
+                        // Something may have been scheduled while we were away.
+                        if let Some(inner) = store.upgrade() {
+                            inner.messages_changed.notify_one();
+                        }
+                        break;
+                    }
+                }
             }
         }
     });

@@ -70,7 +70,7 @@ impl Tx {
     }
 }
 
-fn credentials(row: &sqlx::sqlite::SqliteRow) -> StoreResult<MerchantCredentials> {
+fn credentials(row: &sqlx::any::AnyRow) -> StoreResult<MerchantCredentials> {
     Ok(MerchantCredentials {
         merchant: rows::merchant(row)?,
         api_key_hash: row.try_get("api_key_hash")?,

@@ -72,7 +72,7 @@ pub struct MessageStats {
 /// parameters.
 const PARAMS_PER_STATEMENT: usize = 4_000;
 
-fn claimed(row: &sqlx::sqlite::SqliteRow) -> StoreResult<ClaimedMessage> {
+pub(crate) fn claimed(row: &sqlx::any::AnyRow) -> StoreResult<ClaimedMessage> {
     let attempts: i64 = row.try_get("attempts")?;
     Ok(ClaimedMessage {
         seq: row.try_get("seq")?,
@@ -120,20 +120,23 @@ impl Tx {
             rows.push((MessageId::generate(), m, payload));
         }
         for chunk in rows.chunks(ROWS) {
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at) ",
+            let sql = format!(
+                "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at) VALUES {}",
+                crate::sql::value_rows(1, chunk.len(), 8)
             );
-            q.push_values(chunk, |mut b, (id, m, payload)| {
-                b.push_bind(id.as_str())
-                    .push_bind(m.kind.as_str())
-                    .push_bind(m.key.as_deref())
-                    .push_bind(m.ordinal)
-                    .push_bind(payload.as_str())
-                    .push_bind(m.due_at.millis())
-                    .push_bind(m.due_at.millis())
-                    .push_bind(now);
-            });
-            q.build().execute(self.conn()).await?;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, m, payload) in chunk {
+                q = q
+                    .bind(id.as_str())
+                    .bind(m.kind.as_str())
+                    .bind(m.key.as_deref())
+                    .bind(m.ordinal)
+                    .bind(payload.as_str())
+                    .bind(m.due_at.millis())
+                    .bind(m.due_at.millis())
+                    .bind(now);
+            }
+            q.execute(self.conn()).await?;
         }
         if !rows.is_empty() {
             self.mark_message_scheduled();
@@ -154,7 +157,7 @@ impl Tx {
     async fn bump(&mut self, counter: String, by: i64) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO engine_counters (name, n) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET n = n + excluded.n",
+             ON CONFLICT (name) DO UPDATE SET n = engine_counters.n + excluded.n",
         )
         .bind(counter)
         .bind(by)
@@ -167,6 +170,9 @@ impl Tx {
 impl Store {
     /// Claims up to `limit` due messages for `lease_ms`, earliest first.
     pub async fn claim_due(&self, now: Timestamp, limit: u32, lease_ms: i64) -> StoreResult<Vec<ClaimedMessage>> {
+        if self.backend() == crate::Backend::Postgres {
+            return self.claim_due_skip_locked(now, limit, lease_ms).await;
+        }
         // Candidates come from a reader, which sees only committed rows: a message is never
         // handled before the change that scheduled it is durable and visible to the
         // handler's own reads.
@@ -183,23 +189,49 @@ impl Store {
         let mut tx = self.begin().await?;
         let mut rows = Vec::with_capacity(candidates.len());
         for chunk in candidates.chunks(PARAMS_PER_STATEMENT) {
-            let mut q = sqlx::QueryBuilder::new("UPDATE messages SET due_at = ");
-            q.push_bind(now.millis().saturating_add(lease_ms))
-                .push(", claim = ")
-                .push_bind(claim)
-                .push(", attempts = attempts + 1 WHERE due_at <= ")
-                .push_bind(now.millis())
-                .push(" AND seq IN (");
-            let mut seqs = q.separated(", ");
-            for seq in chunk {
-                seqs.push_bind(*seq);
-            }
             // `due_at <= now` again: another worker may have claimed a candidate meanwhile.
-            q.push(") RETURNING seq, id, kind, key, ordinal, payload, scheduled_at, attempts, claim");
-            rows.extend(q.build().fetch_all(tx.conn()).await?);
+            let sql = format!(
+                "UPDATE messages SET due_at = $1, claim = $2, attempts = attempts + 1 WHERE due_at <= $3 AND seq IN ({})
+                 RETURNING seq, id, kind, key, ordinal, payload, scheduled_at, attempts, claim",
+                crate::sql::placeholders(4, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now.millis().saturating_add(lease_ms))
+                .bind(claim)
+                .bind(now.millis());
+            for seq in chunk {
+                q = q.bind(*seq);
+            }
+            rows.extend(q.fetch_all(tx.conn()).await?);
         }
         // The claim need not wait for its fsync: a claim lost in a crash only means the
         // messages come due again, which handlers tolerate.
+        tx.commit_relaxed().await?;
+        let mut out = rows.iter().map(claimed).collect::<StoreResult<Vec<_>>>()?;
+        out.sort_by_key(|m| m.scheduled_at);
+        Ok(out)
+    }
+
+    /// [`Store::claim_due`] on PostgreSQL: one statement, rows locked by another claim are
+    /// skipped rather than waited for. Candidates are committed rows by construction.
+    async fn claim_due_skip_locked(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<ClaimedMessage>> {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE messages SET due_at = $1, claim = $2, attempts = attempts + 1
+             WHERE seq IN (SELECT seq FROM messages WHERE due_at <= $3 ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+             RETURNING seq, id, kind, key, ordinal, payload, scheduled_at, attempts, claim",
+        )
+        .bind(now.millis().saturating_add(lease_ms))
+        .bind(rand_claim())
+        .bind(now.millis())
+        .bind(i64::from(limit))
+        .fetch_all(tx.conn())
+        .await?;
         tx.commit_relaxed().await?;
         let mut out = rows.iter().map(claimed).collect::<StoreResult<Vec<_>>>()?;
         out.sort_by_key(|m| m.scheduled_at);
@@ -253,14 +285,15 @@ impl Store {
         }
         for (claim, msgs) in by_claim {
             for chunk in msgs.chunks(PARAMS_PER_STATEMENT) {
-                let mut q = sqlx::QueryBuilder::new("DELETE FROM messages WHERE claim = ");
-                q.push_bind(claim).push(" AND seq IN (");
-                let mut ids = q.separated(", ");
+                let sql = format!(
+                    "DELETE FROM messages WHERE claim = $1 AND seq IN ({}) RETURNING kind",
+                    crate::sql::placeholders(2, chunk.len())
+                );
+                let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(claim);
                 for m in chunk {
-                    ids.push_bind(m.seq);
+                    q = q.bind(m.seq);
                 }
-                q.push(") RETURNING kind");
-                let kinds: Vec<String> = q.build_query_scalar().fetch_all(tx.conn()).await?;
+                let kinds: Vec<String> = q.fetch_all(tx.conn()).await?;
                 for kind in kinds {
                     *fired.entry(kind).or_default() += 1;
                 }
@@ -275,16 +308,20 @@ impl Store {
     /// Puts a failed message back to run again at `due_at`, keeping the error.
     pub async fn retry_message(&self, m: &ClaimedMessage, due_at: Timestamp, error: &str) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query("UPDATE messages SET due_at = $1, last_error = $2 WHERE seq = $3 AND claim = $4")
-            .bind(due_at.millis())
-            .bind(error)
-            .bind(m.seq)
-            .bind(m.claim)
-            .execute(tx.conn())
-            .await?;
+        let done = sqlx::query(
+            "UPDATE messages SET due_at = $1, last_error = $2, published_at = NULL, relay_lease = NULL
+             WHERE seq = $3 AND claim = $4",
+        )
+        .bind(due_at.millis())
+        .bind(error)
+        .bind(m.seq)
+        .bind(m.claim)
+        .execute(tx.conn())
+        .await?;
         if done.rows_affected() == 1 {
             tx.bump(format!("retried:{}", m.kind), 1).await?;
         }
+        tx.mark_message_scheduled();
         tx.commit().await?;
         self.notify_messages_changed();
         Ok(())
@@ -294,12 +331,17 @@ impl Store {
     /// not its turn yet).
     pub async fn defer_message(&self, m: &ClaimedMessage, due_at: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE messages SET due_at = $1, attempts = MAX(attempts - 1, 0) WHERE seq = $2 AND claim = $3")
-            .bind(due_at.millis())
-            .bind(m.seq)
-            .bind(m.claim)
-            .execute(tx.conn())
-            .await?;
+        sqlx::query(
+            "UPDATE messages SET due_at = $1, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+                published_at = NULL, relay_lease = NULL
+             WHERE seq = $2 AND claim = $3",
+        )
+        .bind(due_at.millis())
+        .bind(m.seq)
+        .bind(m.claim)
+        .execute(tx.conn())
+        .await?;
+        tx.mark_message_scheduled();
         tx.commit().await?;
         self.notify_messages_changed();
         Ok(())
@@ -363,8 +405,12 @@ impl Store {
     }
 
     /// Copies the whole WAL into the database file and truncates it (after a bulk load).
+    /// Nothing to do on PostgreSQL.
     pub async fn checkpoint(&self) -> StoreResult<()> {
-        self.writer().checkpoint().await
+        match self.writer() {
+            crate::writer::Writer::Sqlite(group) => group.checkpoint().await,
+            crate::writer::Writer::Postgres(_) => Ok(()),
+        }
     }
 
     /// Pending messages by kind (an index scan).
@@ -377,7 +423,7 @@ impl Store {
 
     /// Counts for `payq timers stats` and `/v1/admin/stats`.
     pub async fn message_stats(&self, now: Timestamp) -> StoreResult<MessageStats> {
-        let pairs = |rows: Vec<sqlx::sqlite::SqliteRow>, k: &str, v: &str| -> StoreResult<Vec<(String, i64)>> {
+        let pairs = |rows: Vec<sqlx::any::AnyRow>, k: &str, v: &str| -> StoreResult<Vec<(String, i64)>> {
             rows.iter().map(|r| Ok((r.try_get(k)?, r.try_get(v)?))).collect()
         };
         let by_kind = sqlx::query("SELECT kind, COUNT(*) AS n FROM messages GROUP BY kind ORDER BY kind")
@@ -412,7 +458,7 @@ impl Store {
     }
 }
 
-fn rand_claim() -> i64 {
+pub(crate) fn rand_claim() -> i64 {
     // A fresh, non-zero token per claim, from the random bits of a UUIDv7.
     let id = payq_domain::MessageId::generate();
     let h =

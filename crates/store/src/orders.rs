@@ -54,7 +54,7 @@ pub struct PaymentRecord {
     pub created_at: Timestamp,
 }
 
-fn payment_record(row: &sqlx::sqlite::SqliteRow) -> StoreResult<PaymentRecord> {
+fn payment_record(row: &sqlx::any::AnyRow) -> StoreResult<PaymentRecord> {
     let status: String = row.try_get("status")?;
     Ok(PaymentRecord {
         id: rows::parse(row, "id")?,
@@ -236,7 +236,7 @@ impl Tx {
         since: Timestamp,
     ) -> StoreResult<i64> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount), 0) FROM payments
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM payments
              WHERE merchant_id = $1 AND currency = $2 AND created_at >= $3 AND status IN ('pending', 'succeeded')",
         )
         .bind(merchant.as_str())

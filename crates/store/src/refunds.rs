@@ -71,7 +71,7 @@ impl Tx {
     /// Minor units held by the order's refunds that are pending, processing or succeeded.
     pub async fn refunds_held(&mut self, order: &OrderId) -> StoreResult<i64> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount), 0) FROM refunds
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds
              WHERE order_id = $1 AND status IN ('pending_review', 'processing', 'succeeded')",
         )
         .bind(order.as_str())

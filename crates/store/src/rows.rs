@@ -7,14 +7,14 @@ use payq_domain::{
     Timestamp,
 };
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use std::str::FromStr;
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
-pub(crate) fn parse<T: FromStr>(row: &SqliteRow, col: &str) -> Result<T, StoreError>
+pub(crate) fn parse<T: FromStr>(row: &AnyRow, col: &str) -> Result<T, StoreError>
 where
     T::Err: std::fmt::Display,
 {
@@ -22,15 +22,15 @@ where
     raw.parse().map_err(|e| corrupt(col, e))
 }
 
-fn ts(row: &SqliteRow, col: &str) -> Result<Timestamp, StoreError> {
+fn ts(row: &AnyRow, col: &str) -> Result<Timestamp, StoreError> {
     Ok(Timestamp::from_millis(row.try_get(col)?))
 }
 
-fn opt_ts(row: &SqliteRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
+fn opt_ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
     Ok(row.try_get::<Option<i64>, _>(col)?.map(Timestamp::from_millis))
 }
 
-pub(crate) fn merchant(row: &SqliteRow) -> Result<Merchant, StoreError> {
+pub(crate) fn merchant(row: &AnyRow) -> Result<Merchant, StoreError> {
     let settings: String = row.try_get("settings")?;
     Ok(Merchant {
         id: parse(row, "id")?,
@@ -58,7 +58,7 @@ macro_rules! select_orders {
 }
 pub(crate) use select_orders;
 
-pub(crate) fn order(row: &SqliteRow) -> Result<Order, StoreError> {
+pub(crate) fn order(row: &AnyRow) -> Result<Order, StoreError> {
     let items: String = row.try_get("items")?;
     let payment = match row.try_get::<Option<String>, _>("p_id")? {
         None => None,
@@ -101,7 +101,7 @@ pub(crate) fn order(row: &SqliteRow) -> Result<Order, StoreError> {
     })
 }
 
-pub(crate) fn refund(row: &SqliteRow) -> Result<Refund, StoreError> {
+pub(crate) fn refund(row: &AnyRow) -> Result<Refund, StoreError> {
     Ok(Refund {
         id: parse(row, "id")?,
         order_id: parse(row, "order_id")?,

@@ -20,7 +20,7 @@ pub struct SimTxn {
     pub settle_at: Option<Timestamp>,
 }
 
-fn sim_txn(row: &sqlx::sqlite::SqliteRow) -> StoreResult<SimTxn> {
+fn sim_txn(row: &sqlx::any::AnyRow) -> StoreResult<SimTxn> {
     Ok(SimTxn {
         txn_id: row.try_get("txn_id")?,
         payment_id: row.try_get("payment_id")?,

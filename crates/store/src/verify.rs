@@ -24,10 +24,11 @@ impl Store {
         let rows = sqlx::query(
             "SELECT s.txn_id, s.payment_id, s.amount, s.refunded, o.id AS order_id, o.status,
                     o.current_payment_id,
-                    (p.status = 'pending' AND EXISTS (SELECT 1 FROM messages m
+                    CASE WHEN p.status = 'pending' AND EXISTS (SELECT 1 FROM messages m
                       WHERE (m.kind = 'payment.query' AND m.key = p.id)
-                         OR (m.kind IN ('payment.timeout', 'payment.request') AND m.key IN (o.id, p.id)))) AS in_flight,
-                    (SELECT COALESCE(SUM(r.amount), 0) FROM refunds r
+                         OR (m.kind IN ('payment.timeout', 'payment.request') AND m.key IN (o.id, p.id)))
+                    THEN 1 ELSE 0 END AS in_flight,
+                    (SELECT CAST(COALESCE(SUM(r.amount), 0) AS BIGINT) FROM refunds r
                       WHERE r.payment_id = s.payment_id AND r.status IN ('processing', 'succeeded')) AS refunding
              FROM sim_channel_txns s
              LEFT JOIN payments p ON p.id = s.payment_id
@@ -43,7 +44,7 @@ impl Store {
             let refunding: i64 = r.try_get("refunding")?;
             let status: Option<String> = r.try_get("status")?;
             let current: Option<String> = r.try_get("current_payment_id")?;
-            let in_flight: bool = r.try_get::<Option<bool>, _>("in_flight")?.unwrap_or(false);
+            let in_flight = r.try_get::<i64, _>("in_flight")? != 0;
             let on_paid_order = matches!(status.as_deref(), Some("paid" | "shipped" | "refunded" | "cancelled"))
                 && current.as_deref() == Some(payment.as_str());
             if !on_paid_order && !in_flight && refunded.max(refunding) < amount {
@@ -61,9 +62,9 @@ impl Store {
         // Refunds never exceed payments, and the order's refunded total matches its refunds.
         let rows = sqlx::query(
             "SELECT o.id, o.amount, o.amount_refunded,
-                    (SELECT COALESCE(SUM(amount), 0) FROM refunds r WHERE r.order_id = o.id
+                    (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds r WHERE r.order_id = o.id
                       AND r.status IN ('pending_review', 'processing', 'succeeded')) AS held,
-                    (SELECT COALESCE(SUM(amount), 0) FROM refunds r WHERE r.order_id = o.id
+                    (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds r WHERE r.order_id = o.id
                       AND r.status = 'succeeded') AS succeeded
              FROM orders o WHERE EXISTS (SELECT 1 FROM refunds r WHERE r.order_id = o.id)",
         )
@@ -126,26 +127,27 @@ impl Store {
         }
         // Every paid order has its post-payment check and its next ship reminder pending
         // (or done).
-        let rows = sqlx::query(
-            "SELECT o.id, o.checked_at IS NOT NULL OR EXISTS (SELECT 1 FROM messages m
-                      WHERE m.kind = 'order.check' AND m.key = o.id) AS check_ok,
-                    o.ship_reminders_sent >= COALESCE(json_extract(mc.settings, '$.ship_reminder_max'), 3)
+        let reminder_max = self.backend().json_text("mc.settings", "ship_reminder_max");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT o.id, CASE WHEN o.checked_at IS NOT NULL OR EXISTS (SELECT 1 FROM messages m
+                      WHERE m.kind = 'order.check' AND m.key = o.id) THEN 1 ELSE 0 END AS check_ok,
+                    CASE WHEN o.ship_reminders_sent >= COALESCE(CAST({reminder_max} AS BIGINT), 3)
                       OR EXISTS (SELECT 1 FROM messages m WHERE m.kind = 'order.ship_reminder' AND m.key = o.id)
-                      AS reminder_ok
-             FROM orders o JOIN merchants mc ON mc.id = o.merchant_id WHERE o.status = 'paid'",
-        )
+                      THEN 1 ELSE 0 END AS reminder_ok
+             FROM orders o JOIN merchants mc ON mc.id = o.merchant_id WHERE o.status = 'paid'"
+        )))
         .fetch_all(self.read())
         .await?;
         for r in rows {
             let id: String = r.try_get("id")?;
-            if !r.try_get::<bool, _>("check_ok")? {
+            if r.try_get::<i64, _>("check_ok")? == 0 {
                 out.push(Violation {
                     invariant: "paid_order_has_check",
                     subject: id.clone(),
                     detail: "paid order with neither a post-payment check pending nor one done".into(),
                 });
             }
-            if !r.try_get::<bool, _>("reminder_ok")? {
+            if r.try_get::<i64, _>("reminder_ok")? == 0 {
                 out.push(Violation {
                     invariant: "paid_order_has_reminder",
                     subject: id,
@@ -155,15 +157,17 @@ impl Store {
         }
 
         // Every event of a merchant with a webhook is delivered, dead-lettered, or on its way.
-        let rows = sqlx::query(
+        let (message_event, dead_event) =
+            (self.backend().json_text("m.payload", "event_id"), self.backend().json_text("d.payload", "event_id"));
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT e.id, e.type FROM events e JOIN merchants mc ON mc.id = e.merchant_id
              WHERE mc.webhook_url IS NOT NULL
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
                AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.kind = 'webhook.deliver'
-                                 AND json_extract(m.payload, '$.event_id') = e.id)
+                                 AND {message_event} = e.id)
                AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.kind = 'webhook.deliver'
-                                 AND json_extract(d.payload, '$.event_id') = e.id)",
-        )
+                                 AND {dead_event} = e.id)"
+        )))
         .fetch_all(self.read())
         .await?;
         for r in rows {

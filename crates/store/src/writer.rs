@@ -1,24 +1,39 @@
-//! The single writer connection and group commit.
+//! Write transactions: group commit on SQLite, pooled transactions on PostgreSQL.
 //!
 //! SQLite allows one writer at a time, and with `synchronous=FULL` each commit costs an
 //! fsync (about 0.7 ms here). Rather than one fsync per request, every [`Tx`] is a
-//! `SAVEPOINT` inside a batch transaction; a committer task commits the batch whenever it
-//! gets the writer, and each `Tx::commit` waits until its batch is durable. Under load the
-//! batch grows and the fsync cost is shared; when idle a batch holds a single `Tx`.
+//! `SAVEPOINT` inside a batch transaction on the single writer connection; a committer task
+//! commits the batch whenever it gets the writer, and each `Tx::commit` waits until its
+//! batch is durable. Under load the batch grows and the fsync cost is shared; when idle a
+//! batch holds a single `Tx`.
+//!
+//! PostgreSQL has many writers and groups commits itself, so there a `Tx` is a plain
+//! transaction on a pooled connection. A `Tx` that scheduled a message sends a
+//! `NOTIFY payq_messages` with its commit, which wakes the dispatchers of every process.
 
 use crate::{Store, StoreError, StoreResult};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{Connection, SqliteExecutor};
+use sqlx::{Any, Transaction};
+use sqlx::{AnyConnection, AnyPool};
 use std::sync::Arc;
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, watch};
 
-pub(crate) struct Writer {
+/// The channel PostgreSQL notifies when messages were scheduled.
+pub(crate) const MESSAGES_CHANNEL: &str = "payq_messages";
+
+/// Where write transactions come from.
+pub(crate) enum Writer {
+    Sqlite(GroupCommit),
+    Postgres(AnyPool),
+}
+
+/// The SQLite writer connection and its committer.
+pub(crate) struct GroupCommit {
     conn: Arc<Mutex<WriterConn>>,
     dirty: Arc<Notify>,
 }
 
 pub(crate) struct WriterConn {
-    conn: SqliteConnection,
+    conn: AnyConnection,
     /// A batch transaction is open (BEGIN IMMEDIATE ran, COMMIT not yet).
     batch: Option<watch::Sender<Option<Result<(), String>>>>,
     /// A `Tx` was dropped without commit or rollback: its savepoint must be undone first.
@@ -52,20 +67,20 @@ impl WriterConn {
     }
 }
 
-impl Writer {
-    pub(crate) async fn connect(options: &SqliteConnectOptions) -> StoreResult<Writer> {
-        let conn = SqliteConnection::connect_with(options).await?;
-        Ok(Writer {
+impl GroupCommit {
+    pub(crate) fn new(conn: AnyConnection) -> GroupCommit {
+        GroupCommit {
             conn: Arc::new(Mutex::new(WriterConn { conn, batch: None, dangling_savepoint: false })),
             dirty: Arc::new(Notify::new()),
-        })
+        }
     }
 
-    pub(crate) async fn migrate(&self) -> StoreResult<()> {
+    /// Runs `migrator` on the writer connection (after committing any open batch).
+    pub(crate) async fn migrate(&self, migrator: &sqlx::migrate::Migrator) -> StoreResult<()> {
         let mut guard = self.conn.lock().await;
         guard.clean_up().await?;
         guard.commit_batch().await;
-        sqlx::migrate!("./migrations/sqlite").run(&mut guard.conn).await?;
+        migrator.run(&mut guard.conn).await?;
         Ok(())
     }
 
@@ -96,30 +111,47 @@ impl Writer {
     }
 }
 
+enum TxConn {
+    Sqlite(OwnedMutexGuard<WriterConn>),
+    /// `None` once committed or rolled back.
+    Postgres(Option<Transaction<'static, Any>>),
+}
+
 /// A write transaction. Commit with [`Tx::commit`]; dropping it without commit undoes its
 /// writes.
 pub struct Tx {
-    guard: OwnedMutexGuard<WriterConn>,
+    conn: TxConn,
     store: Store,
     scheduled_message: bool,
 }
 
 impl Tx {
     pub(crate) async fn begin(store: Store) -> StoreResult<Tx> {
-        let mut guard = store.writer().conn.clone().lock_owned().await;
-        guard.clean_up().await?;
-        if guard.batch.is_none() {
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut guard.conn).await?;
-            guard.batch = Some(watch::channel(None).0);
-        }
-        sqlx::query("SAVEPOINT tx").execute(&mut guard.conn).await?;
-        guard.dangling_savepoint = true;
-        Ok(Tx { guard, store, scheduled_message: false })
+        let conn = match store.writer() {
+            Writer::Sqlite(group) => {
+                let mut guard = group.conn.clone().lock_owned().await;
+                guard.clean_up().await?;
+                if guard.batch.is_none() {
+                    sqlx::query("BEGIN IMMEDIATE").execute(&mut guard.conn).await?;
+                    guard.batch = Some(watch::channel(None).0);
+                }
+                sqlx::query("SAVEPOINT tx").execute(&mut guard.conn).await?;
+                guard.dangling_savepoint = true;
+                TxConn::Sqlite(guard)
+            }
+            Writer::Postgres(pool) => TxConn::Postgres(Some(pool.begin().await?)),
+        };
+        Ok(Tx { conn, store, scheduled_message: false })
     }
 
     /// The connection, for the repository methods of this crate.
-    pub(crate) fn conn(&mut self) -> impl SqliteExecutor<'_> {
-        &mut self.guard.conn
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        match &mut self.conn {
+            TxConn::Sqlite(guard) => &mut guard.conn,
+            TxConn::Postgres(Some(tx)) => tx,
+            // Commit and rollback consume the `Tx`, so no method runs after them.
+            TxConn::Postgres(None) => unreachable!("transaction used after it ended"),
+        }
     }
 
     pub(crate) fn mark_message_scheduled(&mut self) {
@@ -128,52 +160,84 @@ impl Tx {
 
     /// Makes the writes durable. Returns once the batch holding them is committed.
     pub async fn commit(mut self) -> StoreResult<()> {
-        sqlx::query("RELEASE tx").execute(&mut self.guard.conn).await?;
-        self.guard.dangling_savepoint = false;
-        let mut done = match &self.guard.batch {
-            Some(batch) => batch.subscribe(),
-            None => return Err(StoreError::CommitFailed("no open batch".into())),
-        };
         let store = self.store.clone();
         let scheduled_message = self.scheduled_message;
-        // Dropping releases the writer and wakes the committer.
-        drop(self);
-        let outcome = done
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| StoreError::CommitFailed("committer stopped".into()))?
-            .clone();
-        match outcome {
-            Some(Ok(())) => {
-                if scheduled_message {
-                    store.notify_messages_changed();
+        match &mut self.conn {
+            TxConn::Sqlite(guard) => {
+                sqlx::query("RELEASE tx").execute(&mut guard.conn).await?;
+                guard.dangling_savepoint = false;
+                let mut done = match &guard.batch {
+                    Some(batch) => batch.subscribe(),
+                    None => return Err(StoreError::CommitFailed("no open batch".into())),
+                };
+                // Dropping releases the writer and wakes the committer.
+                drop(self);
+                let outcome = done
+                    .wait_for(Option::is_some)
+                    .await
+                    .map_err(|_| StoreError::CommitFailed("committer stopped".into()))?
+                    .clone();
+                match outcome {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => return Err(StoreError::CommitFailed(e)),
+                    None => return Err(StoreError::CommitFailed("batch outcome missing".into())),
                 }
-                Ok(())
             }
-            Some(Err(e)) => Err(StoreError::CommitFailed(e)),
-            None => Err(StoreError::CommitFailed("batch outcome missing".into())),
+            TxConn::Postgres(tx) => {
+                let Some(mut tx) = tx.take() else {
+                    return Err(StoreError::CommitFailed("transaction already ended".into()));
+                };
+                if scheduled_message {
+                    sqlx::query("SELECT pg_notify($1, '')").bind(MESSAGES_CHANNEL).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
         }
+        if scheduled_message {
+            store.notify_messages_changed();
+        }
+        Ok(())
     }
 
-    /// Ends the transaction without waiting for its batch to reach the disk, for writes
-    /// that are harmless to lose in a crash. Later writers see it at once, other
-    /// connections once the batch commits (which the committer does right away).
+    /// Ends the transaction without waiting for it to reach the disk, for writes that are
+    /// harmless to lose in a crash (claims).
     pub(crate) async fn commit_relaxed(mut self) -> StoreResult<()> {
-        sqlx::query("RELEASE tx").execute(&mut self.guard.conn).await?;
-        self.guard.dangling_savepoint = false;
+        match &mut self.conn {
+            // Later writers see it at once, other connections once the batch commits (which
+            // the committer does right away).
+            TxConn::Sqlite(guard) => {
+                sqlx::query("RELEASE tx").execute(&mut guard.conn).await?;
+                guard.dangling_savepoint = false;
+            }
+            TxConn::Postgres(tx) => {
+                if let Some(mut tx) = tx.take() {
+                    sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *tx).await?;
+                    tx.commit().await?;
+                }
+            }
+        }
         Ok(())
     }
 
     /// Undoes the writes of this transaction.
     pub async fn rollback(mut self) -> StoreResult<()> {
-        self.guard.clean_up().await
+        match &mut self.conn {
+            TxConn::Sqlite(guard) => guard.clean_up().await,
+            TxConn::Postgres(tx) => match tx.take() {
+                Some(tx) => Ok(tx.rollback().await?),
+                None => Ok(()),
+            },
+        }
     }
 }
 
 impl Drop for Tx {
     fn drop(&mut self) {
         // Whether committed, rolled back or abandoned on an error path, the batch must not
-        // stay open: the committer commits it (undoing an abandoned savepoint first).
-        self.store.writer().dirty.notify_one();
+        // stay open: the committer commits it (undoing an abandoned savepoint first). A
+        // PostgreSQL transaction dropped unfinished rolls back by itself.
+        if let Writer::Sqlite(group) = self.store.writer() {
+            group.dirty.notify_one();
+        }
     }
 }

@@ -1,6 +1,10 @@
 //! RabbitMQ (lapin): the topology payq declares ([`topology`]), publishing with confirms
-//! ([`publisher`]), and delays inside RabbitMQ without a plugin ([`tiers`]).
+//! ([`publisher`]), delays inside RabbitMQ without a plugin ([`tiers`]), and the transport
+//! of the distributed mode: the outbox [`relay`] and the [`consumer`]s.
 
+pub mod connect;
+pub mod consumer;
 pub mod publisher;
+pub mod relay;
 pub mod tiers;
 pub mod topology;

@@ -9,6 +9,7 @@
 
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ pub struct Outgoing<'a> {
     pub kind: &'a str,
     /// JSON.
     pub body: &'a [u8],
+    /// Application headers (`payq-claim`, `x-delay`, …).
+    pub headers: FieldTable,
 }
 
 /// Why a publish did not take.
@@ -55,32 +58,48 @@ impl ConfirmedPublisher {
 
     /// Publishes and waits for the broker's confirm.
     pub async fn publish(&self, m: &Outgoing<'_>) -> Result<(), PublishError> {
+        self.publish_many(std::slice::from_ref(m)).await.pop().unwrap_or(Err(PublishError::NotConfirmed))
+    }
+
+    /// Publishes a batch back to back, then waits for all the confirms (each bounded by
+    /// the timeout): one round trip's latency for the whole batch. The results are in the
+    /// order of `batch`.
+    pub async fn publish_many(&self, batch: &[Outgoing<'_>]) -> Vec<Result<(), PublishError>> {
         let seconds =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let props = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into())
-            .with_message_id(m.message_id.into())
-            .with_type(m.kind.into())
-            .with_timestamp(seconds);
-        let confirm = self
-            .channel
-            .basic_publish(
-                m.exchange.into(),
-                m.routing_key.into(),
-                BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
-                m.body,
-                props,
-            )
-            .await?;
-        let confirmation = tokio::time::timeout(self.confirm_timeout, confirm)
-            .await
-            .map_err(|_| PublishError::Timeout(self.confirm_timeout))??;
-        match confirmation {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) => Err(PublishError::Returned(returned.reply_text.to_string())),
-            Confirmation::Nack(_) => Err(PublishError::Nacked),
-            Confirmation::NotRequested => Err(PublishError::NotConfirmed),
+        let mut pending = Vec::with_capacity(batch.len());
+        for m in batch {
+            let props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into())
+                .with_message_id(m.message_id.into())
+                .with_type(m.kind.into())
+                .with_timestamp(seconds)
+                .with_headers(m.headers.clone());
+            let sent = self
+                .channel
+                .basic_publish(
+                    m.exchange.into(),
+                    m.routing_key.into(),
+                    BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+                    m.body,
+                    props,
+                )
+                .await;
+            pending.push(sent);
         }
+        let waits = pending.into_iter().map(|sent| async move {
+            let confirm = sent?;
+            let confirmation = tokio::time::timeout(self.confirm_timeout, confirm)
+                .await
+                .map_err(|_| PublishError::Timeout(self.confirm_timeout))??;
+            match confirmation {
+                Confirmation::Ack(None) => Ok(()),
+                Confirmation::Ack(Some(returned)) => Err(PublishError::Returned(returned.reply_text.to_string())),
+                Confirmation::Nack(_) => Err(PublishError::Nacked),
+                Confirmation::NotRequested => Err(PublishError::NotConfirmed),
+            }
+        });
+        futures_util::future::join_all(waits).await
     }
 }

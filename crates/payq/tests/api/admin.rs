@@ -22,8 +22,7 @@ async fn a_poison_message_is_dead_lettered_and_can_be_replayed() {
     let app = spawn_app().await;
     // A message no handler understands (as a newer payq might leave behind).
     {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&app.db_url).await.expect("db");
+        let mut conn = app.db.connect().await;
         sqlx::query(
             "INSERT INTO messages (id, kind, key, payload, scheduled_at, due_at, created_at)
              VALUES ('msg_0000000000000000000000000000beef', 'payment.teleport', 'k1', '{\"x\":1}', 0, 0, 0)",
@@ -75,8 +74,7 @@ async fn a_refund_the_channel_refuses_ends_failed() {
         .to_owned();
     // Point the refund at a payment the channel never saw.
     {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&app.db_url).await.expect("db");
+        let mut conn = app.db.connect().await;
         sqlx::query("UPDATE refunds SET payment_id = 'pay_00000000000000000000000000000000' WHERE id = $1")
             .bind(&rid)
             .execute(&mut conn)

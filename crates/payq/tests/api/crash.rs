@@ -101,8 +101,8 @@ async fn order_paid(http: &reqwest::Client, base: &str, key: &str, no: &str, amo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_100_orders_in_flight_then_restart_loses_nothing() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db_url = format!("sqlite://{}/payq.db", dir.path().display());
+    let db = crate::db::TestDb::new().await;
+    let db_url = db.url.clone();
     let hook = Receiver::start().await;
     let http = reqwest::Client::new();
     let server = Server::start(&db_url);
@@ -153,8 +153,8 @@ async fn kill_9_with_100_orders_in_flight_then_restart_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_share_one_store_and_survive_one_being_killed() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db_url = format!("sqlite://{}/payq.db", dir.path().display());
+    let db = crate::db::TestDb::new().await;
+    let db_url = db.url.clone();
     let hook = Receiver::start().await;
     let http = reqwest::Client::new();
     let a = Server::start(&db_url);

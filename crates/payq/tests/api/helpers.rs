@@ -1,6 +1,7 @@
-//! `spawn_app()`: a real payq on port 0 with a fresh SQLite file, plus helpers to drive it
+//! `spawn_app()`: a real payq on port 0 with a fresh database, plus helpers to drive it
 //! over HTTP and to look at its database.
 
+use crate::db::TestDb;
 use payq_app::config::Settings;
 use payq_app::{Application, crypto};
 use serde_json::{Value, json};
@@ -16,7 +17,7 @@ pub struct TestApp {
     pub db_url: String,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
+    pub db: TestDb,
 }
 
 impl Drop for TestApp {
@@ -43,8 +44,8 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts payq with the test settings, adjusted by `tweak`.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db_url = format!("sqlite://{}/payq.db", dir.path().display());
+    let db = TestDb::new().await;
+    let db_url = db.url.clone();
     let mut settings = test_settings(&db_url);
     tweak(&mut settings);
     let app = Application::build(settings).await.expect("payq builds");
@@ -54,7 +55,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move { app.run_until_stopped(stop).await });
-    TestApp { base, admin_token, sim_secret, db_url, http: reqwest::Client::new(), shutdown, _dir: dir }
+    TestApp { base, admin_token, sim_secret, db_url, http: reqwest::Client::new(), shutdown, db }
 }
 
 /// A merchant's id and API key.
@@ -206,8 +207,7 @@ impl TestApp {
     /// A fingerprint of every table: row counts and the sum of versions. Equal
     /// fingerprints mean nothing was written.
     pub async fn db_fingerprint(&self) -> Vec<(String, i64)> {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&self.db_url).await.expect("db opens");
+        let mut conn = self.db.connect().await;
         let mut out = Vec::new();
         for table in [
             "merchants",
@@ -227,14 +227,15 @@ impl TestApp {
             out.push((table.to_owned(), n));
         }
         for table in ["orders", "refunds"] {
-            let n: i64 =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COALESCE(SUM(version), 0) FROM {table}")))
-                    .fetch_one(&mut conn)
-                    .await
-                    .expect("sum");
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM {table}"
+            )))
+            .fetch_one(&mut conn)
+            .await
+            .expect("sum");
             out.push((format!("{table}.version"), n));
         }
-        let inv: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(available), 0) FROM inventory")
+        let inv: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(available), 0) AS BIGINT) FROM inventory")
             .fetch_one(&mut conn)
             .await
             .expect("sum");

@@ -1,6 +1,8 @@
 //! payq's integration tests: one binary, each test against its own real payq (HTTP on port
-//! 0, a fresh SQLite file, the simulated channel calling back over real HTTP).
+//! 0, a fresh database, the simulated channel calling back over real HTTP). The suite runs on
+//! SQLite by default and on PostgreSQL with `PAYQ_TEST_DATABASE=postgres` (see [`db`]).
 
+mod db;
 mod helpers;
 mod receiver;
 

@@ -9,8 +9,7 @@ async fn verify_passes_on_a_healthy_database_and_fails_on_a_broken_one() {
     let (code, out) = app.verify();
     assert_eq!(code, 0, "{out}");
 
-    use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&app.db_url).await.expect("db");
+    let mut conn = app.db.connect().await;
     // An unpaid order loses its timeout; a paid order "forgets" its payment.
     sqlx::query("DELETE FROM messages WHERE kind = 'payment.timeout'").execute(&mut conn).await.expect("delete");
     sqlx::query("UPDATE orders SET status = 'closed' WHERE id = $1")

@@ -1,0 +1,338 @@
+//! The outbox relay: publishes the messages committed in the store to RabbitMQ.
+//!
+//! Each round claims a batch of unpublished rows (a durable claim with a fresh token, see
+//! `payq_store::OutboxMessage`), publishes them back to back with `mandatory` and
+//! publisher confirms, and marks published only those positively confirmed and not
+//! returned. A nacked, returned or unconfirmed message is released to be tried again after
+//! a back-off and reported; it is never dropped. While RabbitMQ is down the rows simply
+//! wait (the API keeps accepting orders) and the relay reconnects with back-off.
+//!
+//! Where a message goes depends on the delay engine: into the delay tiers with the
+//! remaining delay (`rabbitmq`), into the `x-delayed-message` exchange with `x-delay`
+//! (`rabbitmq-plugin`), or, with the `store` engine, only once due and straight to its
+//! work queue. Messages the [`Router`] marks as events go to the `payq.events` topic
+//! exchange with the event type as routing key.
+
+use super::connect::connect_until;
+use super::publisher::{ConfirmedPublisher, Outgoing, PublishError};
+use super::topology::Topology;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use payq_domain::Timestamp;
+use payq_store::{OutboxMessage, Store};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Header carrying the claim token a delivery must match.
+pub const CLAIM_HEADER: &str = "payq-claim";
+/// Header carrying the message's key (e.g. the order id), when it has one.
+pub const KEY_HEADER: &str = "payq-key";
+/// Header carrying when the message was due (RFC 3339).
+pub const DUE_HEADER: &str = "payq-due-at";
+
+/// How delays are carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DelayMode {
+    /// The plugin-free tiers (`delay.engine = "rabbitmq"`).
+    Tiers,
+    /// The `x-delayed-message` exchange (`delay.engine = "rabbitmq-plugin"`).
+    Plugin,
+    /// Timers stay in the store; only due messages are published (`delay.engine = "store"`).
+    Store,
+}
+
+/// Where one message goes.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// A command for the work queue of this purpose (`timers`, `webhooks`, …).
+    Work(&'static str),
+    /// An event for `payq.events`: its type (the routing key) and body; it reaches payq's
+    /// own `payq.webhooks` queue through that queue's binding.
+    Event { event_type: String, body: String },
+}
+
+/// Decides the route of each message (payq's jobs know their queues and events).
+pub trait Router: Send + Sync + 'static {
+    /// The route of `m`, or why it has none (the message is released and retried).
+    fn route(&self, m: &OutboxMessage) -> impl Future<Output = Result<Route, String>> + Send;
+}
+
+/// Tuning of the relay.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Rows published per round.
+    pub batch: u32,
+    /// How long a claim holds rows before another relay may take them.
+    pub lease: Duration,
+    /// Longest wait for one confirm.
+    pub confirm_timeout: Duration,
+    /// Wait before a failed publication is tried again.
+    pub retry_after: Duration,
+    /// Longest sleep without looking at the outbox.
+    pub idle_poll: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            batch: 500,
+            lease: Duration::from_secs(30),
+            confirm_timeout: Duration::from_secs(10),
+            retry_after: Duration::from_secs(1),
+            idle_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The relay of one process; run as many as you like (claims skip each other's rows).
+pub struct Relay<R: Router> {
+    pub store: Store,
+    pub amqp_url: String,
+    pub topology: Topology,
+    pub mode: DelayMode,
+    pub router: Arc<R>,
+    pub config: RelayConfig,
+}
+
+/// The exchange of the delayed-message plugin.
+pub fn plugin_exchange(topology: &Topology) -> String {
+    format!("{}.delay.plugin", topology.prefix)
+}
+
+/// Declares the topology (idempotent), and the plugin's exchange when it carries delays.
+pub async fn declare_all(conn: &lapin::Connection, topology: &Topology, mode: DelayMode) -> Result<(), String> {
+    let channel = conn.create_channel().await.map_err(|e| e.to_string())?;
+    topology.declare(&channel).await.map_err(|e| e.to_string())?;
+    if mode == DelayMode::Plugin {
+        declare_plugin_exchange(conn, topology).await?;
+    }
+    Ok(())
+}
+
+/// Declares the delayed-message exchange and binds the work queues to it. Fails with a
+/// clear message when the `rabbitmq_delayed_message_exchange` plugin is not enabled.
+pub async fn declare_plugin_exchange(conn: &lapin::Connection, topology: &Topology) -> Result<(), String> {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
+    let channel = conn.create_channel().await.map_err(|e| e.to_string())?;
+    let mut args = FieldTable::default();
+    args.insert("x-delayed-type".into(), AMQPValue::LongString(LongString::from("direct")));
+    let name = plugin_exchange(topology);
+    let declared = channel
+        .exchange_declare(
+            name.as_str().into(),
+            lapin::ExchangeKind::Custom("x-delayed-message".into()),
+            ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
+            args,
+        )
+        .await;
+    if let Err(e) = declared {
+        return Err(format!(
+            "delay.engine = \"rabbitmq-plugin\" needs the rabbitmq_delayed_message_exchange plugin, which this \
+             RabbitMQ does not have enabled ({e}); enable it (rabbitmq-plugins enable \
+             rabbitmq_delayed_message_exchange) or use delay.engine = \"rabbitmq\" (no plugin needed)"
+        ));
+    }
+    for purpose in super::topology::WORK_QUEUES {
+        let q = topology.work_queue(purpose);
+        channel
+            .queue_bind(
+                q.as_str().into(),
+                name.as_str().into(),
+                q.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl<R: Router> Relay<R> {
+    /// Publishes until `shutdown` is cancelled, reconnecting whenever the broker goes away.
+    pub async fn run(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let Some(conn) = connect_until(&self.amqp_url, &shutdown, "outbox relay").await else { return };
+            if let Err(e) = declare_all(&conn, &self.topology, self.mode).await {
+                tracing::warn!(error = %e, "outbox relay: cannot declare the topology; reconnecting");
+                sleep_or_stop(&shutdown, Duration::from_secs(1)).await;
+                continue;
+            }
+            let publisher = match conn.create_channel().await {
+                Ok(ch) => ConfirmedPublisher::new(ch, self.config.confirm_timeout).await,
+                Err(e) => Err(PublishError::Amqp(e)),
+            };
+            let publisher = match publisher {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay: no confirm channel; reconnecting");
+                    sleep_or_stop(&shutdown, Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            tracing::info!(mode = ?self.mode, "outbox relay connected");
+            self.publish_while_connected(&publisher, &conn, &shutdown).await;
+            let _ = conn.close(200, "payq relay reconnecting".into()).await;
+        }
+    }
+
+    async fn publish_while_connected(
+        &self,
+        publisher: &ConfirmedPublisher,
+        conn: &lapin::Connection,
+        shutdown: &CancellationToken,
+    ) {
+        while !shutdown.is_cancelled() {
+            if !conn.status().connected() {
+                tracing::warn!("outbox relay: connection lost; reconnecting");
+                return;
+            }
+            let horizon = match self.mode {
+                DelayMode::Store => Timestamp::now(),
+                // Delays are the broker's job: publish everything now.
+                DelayMode::Tiers | DelayMode::Plugin => Timestamp::from_millis(i64::MAX / 2),
+            };
+            let batch = match self.store.claim_for_publish(horizon, self.config.batch, millis(self.config.lease)).await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay: cannot claim messages");
+                    sleep_or_stop(shutdown, Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                self.wait_for_work(shutdown).await;
+                continue;
+            }
+            if !self.publish_batch(publisher, &batch).await {
+                return;
+            }
+        }
+    }
+
+    /// Publishes one claimed batch; `false` when the connection failed.
+    async fn publish_batch(&self, publisher: &ConfirmedPublisher, batch: &[OutboxMessage]) -> bool {
+        let now = Timestamp::now();
+        let mut prepared = Vec::with_capacity(batch.len());
+        let mut failed: Vec<(&OutboxMessage, String)> = Vec::new();
+        for m in batch {
+            match self.router.route(m).await {
+                Ok(route) => match self.address(m, route, now) {
+                    Ok(addr) => prepared.push((m, addr)),
+                    Err(e) => failed.push((m, e)),
+                },
+                Err(e) => failed.push((m, e)),
+            }
+        }
+        let outgoing: Vec<Outgoing<'_>> = prepared
+            .iter()
+            .map(|(m, a)| Outgoing {
+                exchange: &a.exchange,
+                routing_key: &a.routing_key,
+                message_id: m.message.id.as_str(),
+                kind: &m.message.kind,
+                body: a.body.as_bytes(),
+                headers: a.headers.clone(),
+            })
+            .collect();
+        let results = publisher.publish_many(&outgoing).await;
+        let mut published = Vec::new();
+        let mut connection_failed = false;
+        for ((m, _), result) in prepared.iter().zip(results) {
+            match result {
+                Ok(()) => published.push(&m.message),
+                Err(e) => {
+                    connection_failed |= matches!(e, PublishError::Amqp(_) | PublishError::Timeout(_));
+                    failed.push((m, e.to_string()));
+                }
+            }
+        }
+        metrics::counter!("payq_outbox_published_total").increment(published.len() as u64);
+        if let Err(e) = self.store.mark_published(&published).await {
+            // The rows' leases expire and they are published again; consumers drop the
+            // stale copies by claim token.
+            tracing::warn!(error = %e, "outbox relay: could not mark messages published");
+        }
+        if !failed.is_empty() {
+            metrics::counter!("payq_outbox_publish_failures_total").increment(failed.len() as u64);
+            let retry_at = Timestamp::now().plus_millis(millis(self.config.retry_after));
+            for (m, error) in &failed {
+                tracing::warn!(message = %m.message.id, kind = %m.message.kind, error = %error, "publish failed; will retry");
+                if let Err(e) = self.store.release_unpublished(&m.message, retry_at).await {
+                    tracing::warn!(error = %e, "outbox relay: could not release a message");
+                }
+            }
+        }
+        !connection_failed
+    }
+
+    /// Exchange, routing key, body and headers of a message on its route.
+    fn address(&self, m: &OutboxMessage, route: Route, now: Timestamp) -> Result<Address, String> {
+        let msg = &m.message;
+        let mut headers = FieldTable::default();
+        headers.insert(CLAIM_HEADER.into(), AMQPValue::LongLongInt(msg.claim));
+        if let Some(key) = &msg.key {
+            headers.insert(KEY_HEADER.into(), AMQPValue::LongString(LongString::from(key.as_str())));
+        }
+        headers.insert(DUE_HEADER.into(), AMQPValue::LongString(LongString::from(m.due_at.to_rfc3339().as_str())));
+        let delay = Duration::from_millis(u64::try_from(m.due_at.millis().saturating_sub(now.millis())).unwrap_or(0));
+        let (target, body) = match route {
+            Route::Event { event_type, body } if delay < self.topology.tiers.base => {
+                return Ok(Address { exchange: self.topology.events(), routing_key: event_type, body, headers });
+            }
+            // A delayed event delivery (a retry) goes to the webhooks queue only, so other
+            // subscribers see each event once.
+            Route::Event { body, .. } => (self.topology.work_queue("webhooks"), body),
+            Route::Work(purpose) => (self.topology.work_queue(purpose), msg.payload.clone()),
+        };
+        if delay < self.topology.tiers.base || self.mode == DelayMode::Store {
+            return Ok(Address { exchange: self.topology.commands(), routing_key: target, body, headers });
+        }
+        match self.mode {
+            DelayMode::Plugin => {
+                headers.insert("x-delay".into(), AMQPValue::LongLongInt(millis(delay)));
+                Ok(Address { exchange: plugin_exchange(&self.topology), routing_key: target, body, headers })
+            }
+            _ => {
+                let routing_key = self.topology.tiers.routing_key(delay, &target).map_err(|e| e.to_string())?;
+                Ok(Address { exchange: self.topology.tiers.entry_exchange(), routing_key, body, headers })
+            }
+        }
+    }
+
+    /// Sleeps until something is scheduled, the next due time (store mode), or the poll.
+    async fn wait_for_work(&self, shutdown: &CancellationToken) {
+        let mut wait = self.config.idle_poll;
+        if self.mode == DelayMode::Store
+            && let Ok(Some(due)) = self.store.next_unpublished_due().await
+        {
+            let ms = due.millis().saturating_sub(Timestamp::now().millis()).max(1);
+            wait = wait.min(Duration::from_millis(u64::try_from(ms).unwrap_or(1)));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = self.store.messages_changed() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+struct Address {
+    exchange: String,
+    routing_key: String,
+    body: String,
+    headers: FieldTable,
+}
+
+pub(crate) async fn sleep_or_stop(shutdown: &CancellationToken, d: Duration) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}

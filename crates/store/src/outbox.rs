@@ -1,0 +1,163 @@
+//! The messages table as the outbox and inbox of the RabbitMQ transport.
+//!
+//! A relay claims unpublished rows (stamping a fresh claim token and a short relay lease, in
+//! a transaction that commits before anything is published), publishes each with its token,
+//! and after a positive confirm stamps `published_at`. A consumer handles a delivery only
+//! while the row with the delivery's `message_id` still carries the delivery's token: a
+//! duplicate, a stale copy from an earlier publication and a cancelled timer all find no
+//! such row and are dropped. Completing, retrying or dead-lettering the row uses the same
+//! statements as the store engine. A relay that dies mid-way leaves leases that expire;
+//! its rows are then claimed and published again under a new token.
+
+use crate::{Store, StoreResult};
+use payq_domain::Timestamp;
+use sqlx::Row;
+
+/// A message claimed for publication, with when it is due.
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    pub message: crate::ClaimedMessage,
+    pub due_at: Timestamp,
+}
+
+const RETURNING: &str = "RETURNING seq, id, kind, key, ordinal, payload, scheduled_at, attempts, claim, due_at";
+
+impl Store {
+    /// Claims up to `limit` unpublished messages due by `horizon` (all of them for the
+    /// RabbitMQ delay engines, the due ones for the store engine), oldest first, holding
+    /// them for `lease_ms`. PostgreSQL only (`FOR UPDATE SKIP LOCKED`).
+    pub async fn claim_for_publish(
+        &self,
+        horizon: Timestamp,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        let now = Timestamp::now().millis();
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE messages SET claim = $1, attempts = attempts + 1, relay_lease = $2
+             WHERE seq IN (SELECT seq FROM messages
+                           WHERE published_at IS NULL AND (relay_lease IS NULL OR relay_lease <= $3) AND due_at <= $4
+                           ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED)
+             {RETURNING}"
+        )))
+        .bind(crate::messages::rand_claim())
+        .bind(now.saturating_add(lease_ms))
+        .bind(now)
+        .bind(horizon.millis())
+        .bind(i64::from(limit))
+        .fetch_all(tx.conn())
+        .await?;
+        // Durable before publishing: a consumer must find the token the delivery carries.
+        tx.commit().await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(OutboxMessage {
+                message: crate::messages::claimed(row)?,
+                due_at: Timestamp::from_millis(row.try_get("due_at")?),
+            });
+        }
+        out.sort_by_key(|m| m.message.seq);
+        Ok(out)
+    }
+
+    /// Records the publications the broker confirmed.
+    pub async fn mark_published(&self, published: &[&crate::ClaimedMessage]) -> StoreResult<()> {
+        if published.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "UPDATE messages SET relay_lease = NULL, published_at = $1 WHERE (seq, claim) IN ({})",
+            crate::sql::value_rows(2, published.len(), 2)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Timestamp::now().millis());
+        for m in published {
+            q = q.bind(m.seq).bind(m.claim);
+        }
+        q.execute(tx.conn()).await?;
+        tx.commit_relaxed().await
+    }
+
+    /// Gives a message whose publication failed back to the relays, to try again at `retry_at`.
+    pub async fn release_unpublished(&self, m: &crate::ClaimedMessage, retry_at: Timestamp) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE messages SET relay_lease = $1 WHERE seq = $2 AND claim = $3 AND published_at IS NULL")
+            .bind(retry_at.millis())
+            .bind(m.seq)
+            .bind(m.claim)
+            .execute(tx.conn())
+            .await?;
+        tx.commit_relaxed().await
+    }
+
+    /// The pending message a delivery stands for: the row with this id, if it still carries
+    /// the delivery's claim token.
+    pub async fn delivery(&self, id: &str, claim: i64) -> StoreResult<Option<crate::ClaimedMessage>> {
+        let row = sqlx::query(
+            "SELECT seq, id, kind, key, ordinal, payload, scheduled_at, attempts, claim FROM messages
+             WHERE id = $1 AND claim = $2",
+        )
+        .bind(id)
+        .bind(claim)
+        .fetch_optional(self.read())
+        .await?;
+        row.as_ref().map(crate::messages::claimed).transpose()
+    }
+
+    /// The pending message with this id, whatever its token (for dead letters that come
+    /// back from the broker).
+    pub async fn message_by_id(&self, id: &str) -> StoreResult<Option<crate::ClaimedMessage>> {
+        let row = sqlx::query(
+            "SELECT seq, id, kind, key, ordinal, payload, scheduled_at, attempts, claim FROM messages WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.read())
+        .await?;
+        row.as_ref().map(crate::messages::claimed).transpose()
+    }
+
+    /// When the earliest unpublished message is due, if any.
+    pub async fn next_unpublished_due(&self) -> StoreResult<Option<Timestamp>> {
+        let due: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM messages WHERE published_at IS NULL")
+            .fetch_one(self.read())
+            .await?;
+        Ok(due.map(Timestamp::from_millis))
+    }
+
+    /// Messages waiting to be published (the outbox backlog).
+    pub async fn unpublished_count(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE published_at IS NULL")
+            .fetch_one(self.read())
+            .await?)
+    }
+
+    /// Records a message the broker dead-lettered (its delivery limit ran out) that no
+    /// pending row stands for, as a dead letter that can be inspected and replayed.
+    pub async fn record_foreign_dead_letter(
+        &self,
+        message_id: &str,
+        kind: &str,
+        payload: &str,
+        attempts: i64,
+        error: &str,
+    ) -> StoreResult<payq_domain::DeadLetterId> {
+        let id = payq_domain::DeadLetterId::generate();
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO dead_letters (id, message_id, kind, key, ordinal, payload, attempts, last_error, created_at)
+             VALUES ($1, $2, $3, NULL, NULL, $4, $5, $6, $7)",
+        )
+        .bind(id.as_str())
+        .bind(message_id)
+        .bind(kind)
+        .bind(payload)
+        .bind(attempts)
+        .bind(error)
+        .bind(crate::now_ms())
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+}
