@@ -61,14 +61,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Records the publications the broker confirmed.
+    /// Records the publications the broker confirmed. A row a consumer already handed back
+    /// (retried or deferred: its relay lease is cleared) is left to be published again.
     pub async fn mark_published(&self, published: &[&crate::ClaimedMessage]) -> StoreResult<()> {
         if published.is_empty() {
             return Ok(());
         }
         let mut tx = self.begin().await?;
         let sql = format!(
-            "UPDATE messages SET relay_lease = NULL, published_at = $1 WHERE (seq, claim) IN ({})",
+            "UPDATE messages SET relay_lease = NULL, published_at = $1
+             WHERE relay_lease IS NOT NULL AND (seq, claim) IN ({})",
             crate::sql::value_rows(2, published.len(), 2)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Timestamp::now().millis());

@@ -245,11 +245,21 @@ impl PaymentChannel for Sim {
 
     fn query_payment<'a>(&'a self, payment_id: &'a PaymentId) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>> {
         async move {
-            match self.0.store.sim_txn_by_payment(payment_id.as_str()).await {
-                Ok(txn) => Ok(status_of(&txn)),
-                Err(StoreError::NotFound) => Ok(ChannelStatus::NotFound),
-                Err(e) => Err(db(e)),
+            let txn = match self.0.store.sim_txn_by_payment(payment_id.as_str()).await {
+                Ok(txn) => txn,
+                Err(StoreError::NotFound) => return Ok(ChannelStatus::NotFound),
+                Err(e) => return Err(db(e)),
+            };
+            // The bank settles on time even if the process that took the payment died before
+            // it could (another payq process asks): settle it now.
+            let overdue = txn.settle_at.is_some_and(|t| t.millis() <= Timestamp::now().millis());
+            let outcome = SimOutcome::parse(&txn.outcome);
+            if txn.status == "pending" && overdue && !matches!(outcome, SimOutcome::Late) {
+                let status = if matches!(outcome, SimOutcome::Failed) { "failed" } else { "succeeded" };
+                let settled = self.0.store.sim_settle(&txn.txn_id, status).await.map_err(db)?;
+                return Ok(status_of(&settled));
             }
+            Ok(status_of(&txn))
         }
         .boxed()
     }

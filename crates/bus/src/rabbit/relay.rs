@@ -77,8 +77,9 @@ impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
             batch: 500,
-            lease: Duration::from_secs(30),
-            confirm_timeout: Duration::from_secs(10),
+            // Short: the rows of a relay that died wait this long before another takes them.
+            lease: Duration::from_secs(5),
+            confirm_timeout: Duration::from_secs(5),
             retry_after: Duration::from_secs(1),
             idle_poll: Duration::from_millis(500),
         }

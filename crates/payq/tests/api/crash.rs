@@ -8,18 +8,24 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-const ADMIN: &str = "crash-admin-token";
+pub const ADMIN: &str = "crash-admin-token";
 
 /// A `payq serve` child process.
-struct Server {
+pub struct Server {
     child: Child,
-    base: String,
+    pub base: String,
 }
 
 impl Server {
     fn start(db_url: &str) -> Server {
+        Server::start_with(db_url, &[])
+    }
+
+    /// Starts `payq serve` on `db_url` with the crash tests' settings plus `env`.
+    pub fn start_with(db_url: &str, env: &[(&str, String)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_payq"))
             .arg("serve")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("PAYQ_DATABASE_URL", db_url)
             .env("PAYQ_LISTEN", "127.0.0.1:0")
             .env("PAYQ_ADMIN_TOKEN", ADMIN)
@@ -33,7 +39,15 @@ impl Server {
             .env("PAYQ_LOG", "warn")
             .env_remove("PAYQ_CONFIG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // PAYQ_TEST_SERVER_LOGS=dir keeps each server's log there, for debugging.
+            .stderr(match std::env::var_os("PAYQ_TEST_SERVER_LOGS") {
+                Some(dir) => std::fs::File::create(
+                    std::path::Path::new(&dir).join(format!("payq-{}.log", uuid::Uuid::now_v7().simple())),
+                )
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+                None => Stdio::null(),
+            })
             .spawn()
             .expect("payq serve starts");
         let stdout = child.stdout.take().expect("stdout");
@@ -50,7 +64,7 @@ impl Server {
     }
 
     /// `kill -9`.
-    fn kill9(mut self) {
+    pub fn kill9(mut self) {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
     }
@@ -63,7 +77,7 @@ impl Drop for Server {
     }
 }
 
-async fn call(
+pub async fn call(
     http: &reqwest::Client,
     method: reqwest::Method,
     url: String,
@@ -80,7 +94,7 @@ async fn call(
 }
 
 /// Creates a merchant through `base` with `settings` and the webhook `hook`; returns its key.
-async fn merchant(http: &reqwest::Client, base: &str, hook: &str, settings: Value) -> String {
+pub async fn merchant(http: &reqwest::Client, base: &str, hook: &str, settings: Value) -> String {
     let body = json!({ "name": "Crash Shop", "webhook_url": hook, "settings": settings });
     let (status, merchant) = call(http, reqwest::Method::POST, format!("{base}/v1/merchants"), ADMIN, Some(body)).await;
     assert_eq!(status, 201, "{merchant}");
@@ -88,7 +102,14 @@ async fn merchant(http: &reqwest::Client, base: &str, hook: &str, settings: Valu
 }
 
 /// Creates order `no` through `base` and pays it with `simulate`; returns its id.
-async fn order_paid(http: &reqwest::Client, base: &str, key: &str, no: &str, amount: i64, simulate: Value) -> String {
+pub async fn order_paid(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    no: &str,
+    amount: i64,
+    simulate: Value,
+) -> String {
     let body = json!({ "merchant_order_no": no, "amount": amount, "currency": "CNY" });
     let (s, order) = call(http, reqwest::Method::POST, format!("{base}/v1/orders"), key, Some(body)).await;
     assert_eq!(s, 201, "{order}");
@@ -194,7 +215,7 @@ async fn two_processes_share_one_store_and_survive_one_being_killed() {
 }
 
 /// The merchant's whole event log, oldest first.
-async fn all_events(http: &reqwest::Client, base: &str, key: &str) -> Vec<Value> {
+pub async fn all_events(http: &reqwest::Client, base: &str, key: &str) -> Vec<Value> {
     let mut events = Vec::new();
     let mut after = String::new();
     loop {

@@ -11,6 +11,7 @@ mod bad_input;
 mod callbacks;
 mod crash;
 mod demo;
+mod distributed;
 mod follow_up;
 mod health;
 mod idempotency;

@@ -1,0 +1,451 @@
+//! The distributed mode end to end: real `payq serve` processes (one `--role api`, two
+//! `--role worker`) sharing a fresh PostgreSQL database and the local RabbitMQ under a name
+//! prefix of their own, with the plugin-free delay tiers. Faults: RabbitMQ stopped and
+//! started under load, `kill -9` of a worker mid-delivery, a poison message.
+//!
+//! These tests stop the broker, so they take turns (one lock for the module). Without
+//! RabbitMQ or PostgreSQL they are skipped, unless `CI` is set: then they fail.
+
+use crate::crash::{ADMIN, Server, all_events, call, merchant, order_paid};
+use crate::db::TestDb;
+use crate::helpers::eventually;
+use crate::receiver::Receiver;
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use payq_bus::rabbit::topology::Topology;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn amqp_url() -> String {
+    std::env::var("PAYQ_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Whether RabbitMQ and PostgreSQL answer; with `CI` set, a missing service is a failure.
+async fn services_up() -> bool {
+    let url = amqp_url();
+    let connect = Connection::connect(&url, ConnectionProperties::default());
+    let rabbit = matches!(tokio::time::timeout(Duration::from_secs(30), connect).await, Ok(Ok(_)));
+    let pg = tokio::net::TcpStream::connect("127.0.0.1:5432").await.is_ok();
+    if rabbit && pg {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI: RabbitMQ ({rabbit}) and PostgreSQL ({pg}) must both answer");
+    eprintln!("skipping: RabbitMQ or PostgreSQL is not reachable");
+    false
+}
+
+/// One API process and `workers` worker processes on their own database and name prefix.
+struct Cluster {
+    db: TestDb,
+    topology: Topology,
+    env: Vec<(&'static str, String)>,
+    api: Server,
+    workers: Vec<Option<Server>>,
+}
+
+impl Cluster {
+    async fn start(workers: usize) -> Cluster {
+        let db = TestDb::postgres().await;
+        let prefix = format!("payqt{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+        let env = vec![
+            ("PAYQ_AMQP_URL", amqp_url()),
+            ("PAYQ_RABBITMQ__PREFIX", prefix.clone()),
+            ("PAYQ_RABBITMQ__DELIVERY_LIMIT", "3".to_owned()),
+            ("PAYQ_ENGINE__MAX_ATTEMPTS", "5".to_owned()),
+        ];
+        let mut api_env = env.clone();
+        api_env.push(("PAYQ_ROLE", "api".into()));
+        let api = Server::start_with(&db.url, &api_env);
+        let mut cluster = Cluster { db, topology: Topology::new(prefix), env, api, workers: Vec::new() };
+        for _ in 0..workers {
+            let worker = cluster.worker();
+            cluster.workers.push(Some(worker));
+        }
+        cluster
+    }
+
+    /// A worker process; the simulated channel calls back through the API process.
+    fn worker(&self) -> Server {
+        let mut env = self.env.clone();
+        env.push(("PAYQ_ROLE", "worker".into()));
+        env.push(("PAYQ_SIM__CALLBACK_URL", self.api.base.clone()));
+        Server::start_with(&self.db.url, &env)
+    }
+
+    fn verify(&self) -> (i32, String) {
+        crate::helpers::verify_db(&self.db.url)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        remove_topology(self.topology.clone());
+    }
+}
+
+/// Removes a test's queues and exchanges from the shared broker.
+fn remove_topology(topology: Topology) {
+    {
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let conn = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.ok()?;
+                let ch = conn.create_channel().await.ok()?;
+                for q in topology.queues() {
+                    let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+                }
+                for x in topology.exchanges() {
+                    let _ = ch.exchange_delete(x.as_str().into(), Default::default()).await;
+                }
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
+/// Orders by status, through the API.
+async fn status_of(http: &reqwest::Client, base: &str, key: &str, id: &str) -> Value {
+    call(http, reqwest::Method::GET, format!("{base}/v1/orders/{id}"), key, None).await.1
+}
+
+async fn wait_status(http: &reqwest::Client, base: &str, key: &str, id: &str, want: &str) -> Value {
+    eventually(&format!("order {id} becomes {want}"), || async {
+        let o = status_of(http, base, key, id).await;
+        (o["status"] == want).then_some(o)
+    })
+    .await
+}
+
+/// Every event of the merchant reached the webhook (each recorded once: `payq verify`).
+async fn wait_all_delivered(http: &reqwest::Client, base: &str, key: &str, hook: &Receiver) -> Vec<Value> {
+    let events = all_events(http, base, key).await;
+    eventually("every event reaches the webhook", || async {
+        let delivered = hook.delivered();
+        events.iter().all(|e| delivered.iter().any(|d| e["id"] == d.as_str())).then_some(())
+    })
+    .await;
+    events
+}
+
+fn count(events: &[Value], event_type: &str, order: &str) -> usize {
+    events.iter().filter(|e| e["type"] == event_type && e["data"]["order"]["id"] == order).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_run_every_time_driven_behaviour() {
+    let _turn = BROKER.lock().await;
+    if !services_up().await {
+        return;
+    }
+    let cluster = Cluster::start(2).await;
+    let base = cluster.api.base.clone();
+    let hook = Receiver::start().await;
+    let http = reqwest::Client::new();
+
+    // Another system's queue on payq.events sees every event, routing key = event type.
+    let conn = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("amqp");
+    let ch = conn.create_channel().await.expect("channel");
+    let observer = ch
+        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())
+        .await
+        .expect("observer queue");
+    let topology = cluster.topology.clone();
+    ch.queue_bind(
+        observer.name().clone(),
+        topology.events().as_str().into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    let mut seen = ch
+        .basic_consume(
+            observer.name().clone(),
+            "observer".into(),
+            BasicConsumeOptions { no_ack: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+
+    let settings = json!({ "payment_timeout": "2s", "post_pay_check_delay": "300ms", "refund_review": "300ms",
+                           "ship_deadline": "600ms", "ship_reminder_interval": "300ms", "ship_reminder_max": 1 });
+    let key = merchant(&http, &base, &hook.url, settings).await;
+    // Paid by callback; paid with no callback (found by the channel query); never paid.
+    let paid = order_paid(&http, &base, &key, "D-1", 1000, json!({})).await;
+    let queried = order_paid(&http, &base, &key, "D-2", 500, json!({ "outcome": "no_callback" })).await;
+    let body = json!({ "merchant_order_no": "D-3", "amount": 300, "currency": "CNY" });
+    let (_, unpaid) = call(&http, reqwest::Method::POST, format!("{base}/v1/orders"), &key, Some(body)).await;
+    let unpaid = unpaid["id"].as_str().unwrap_or_default().to_owned();
+
+    wait_status(&http, &base, &key, &paid, "paid").await;
+    wait_status(&http, &base, &key, &queried, "paid").await;
+    let closed = wait_status(&http, &base, &key, &unpaid, "closed").await;
+    assert_eq!(closed["close_reason"], "timeout", "{closed}");
+    // A refund waits out its review window, then runs on a worker.
+    let (s, refund) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/v1/orders/{paid}/refunds"),
+        &key,
+        Some(json!({ "amount": 400 })),
+    )
+    .await;
+    assert_eq!(s, 201, "{refund}");
+    let refund_id = refund["id"].as_str().unwrap_or_default().to_owned();
+    eventually("the refund succeeds after its review window", || async {
+        let r = call(&http, reqwest::Method::GET, format!("{base}/v1/refunds/{refund_id}"), &key, None).await.1;
+        (r["status"] == "succeeded").then_some(())
+    })
+    .await;
+    let events = wait_all_delivered(&http, &base, &key, &hook).await;
+    assert_eq!(count(&events, "payment.succeeded", &paid), 1);
+    assert_eq!(count(&events, "payment.succeeded", &queried), 1);
+    assert_eq!(count(&events, "order.closed", &unpaid), 1);
+    eventually("the unshipped order's merchant is reminded", || async {
+        let events = all_events(&http, &base, &key).await;
+        (count(&events, "merchant.ship_reminder", &paid) == 1).then_some(())
+    })
+    .await;
+
+    // Webhooks of one order arrive in event-log order.
+    let order_of: BTreeMap<String, String> = events
+        .iter()
+        .filter_map(|e| Some((e["id"].as_str()?.to_owned(), e["data"]["order"]["id"].as_str()?.to_owned())))
+        .collect();
+    for order in [&paid, &queried, &unpaid] {
+        let logged: Vec<&str> = events
+            .iter()
+            .filter(|e| e["data"]["order"]["id"] == order.as_str())
+            .filter_map(|e| e["id"].as_str())
+            .collect();
+        let mut delivered: Vec<String> =
+            hook.delivered().into_iter().filter(|d| order_of.get(d) == Some(order)).collect();
+        delivered.dedup();
+        assert_eq!(delivered, logged, "deliveries of {order} in log order");
+    }
+
+    // The observer saw the same events with their types as routing keys.
+    let mut routing_keys = Vec::new();
+    while routing_keys.len() < events.len() {
+        let d = tokio::time::timeout(Duration::from_secs(10), seen.next())
+            .await
+            .expect("the observer receives every event")
+            .expect("delivery")
+            .expect("delivery ok");
+        let body: Value = serde_json::from_slice(&d.data).unwrap_or_default();
+        assert_eq!(body["type"].as_str(), Some(d.routing_key.as_str()));
+        routing_keys.push(d.routing_key.to_string());
+    }
+    assert!(routing_keys.contains(&"refund.succeeded".to_owned()), "{routing_keys:?}");
+    let (code, out) = cluster.verify();
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_delays_fire_in_due_order_through_the_tiers() {
+    let _turn = BROKER.lock().await;
+    if !services_up().await {
+        return;
+    }
+    let cluster = Cluster::start(2).await;
+    let base = cluster.api.base.clone();
+    let http = reqwest::Client::new();
+    let hook = Receiver::start().await;
+    // Three payment timeouts scheduled in the order 3 s, 1 s, 2 s.
+    let mut orders = Vec::new();
+    for (i, timeout) in ["3s", "1s", "2s"].iter().enumerate() {
+        let key = merchant(&http, &base, &hook.url, json!({ "payment_timeout": timeout })).await;
+        let body = json!({ "merchant_order_no": format!("M-{i}"), "amount": 100, "currency": "CNY" });
+        let (s, o) = call(&http, reqwest::Method::POST, format!("{base}/v1/orders"), &key, Some(body)).await;
+        assert_eq!(s, 201, "{o}");
+        orders.push((key, o["id"].as_str().unwrap_or_default().to_owned()));
+    }
+    let mut closed = Vec::new();
+    for (key, id) in &orders {
+        let o = wait_status(&http, &base, key, id, "closed").await;
+        let ms = |field: &str| {
+            time::OffsetDateTime::parse(
+                o[field].as_str().unwrap_or_default(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+            .expect("timestamp")
+        };
+        let (expires, closed_at) = (ms("expires_at"), ms("closed_at"));
+        let late = closed_at - expires;
+        assert!((0..1_000).contains(&late), "order {id} closed {late} ms after its deadline");
+        closed.push((closed_at, id.clone()));
+    }
+    closed.sort();
+    let fired: Vec<&str> = closed.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(fired, [orders[1].1.as_str(), orders[2].1.as_str(), orders[0].1.as_str()], "due order: 1s, 2s, 3s");
+    let (code, out) = cluster.verify();
+    assert_eq!(code, 0, "{out}");
+}
+
+fn rabbitmqctl(action: &str) -> bool {
+    std::process::Command::new("rabbitmqctl")
+        .arg(action)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The broker stopped (`rabbitmqctl stop_app`) until dropped: it is started again even
+/// when the test fails half-way.
+struct BrokerOutage;
+
+impl BrokerOutage {
+    fn begin() -> BrokerOutage {
+        assert!(rabbitmqctl("stop_app"), "rabbitmqctl stop_app");
+        BrokerOutage
+    }
+}
+
+impl Drop for BrokerOutage {
+    fn drop(&mut self) {
+        if !rabbitmqctl("start_app") {
+            eprintln!("rabbitmqctl start_app failed: start RabbitMQ by hand");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_stopped_for_10s_under_load_loses_nothing() {
+    let _turn = BROKER.lock().await;
+    if !services_up().await {
+        return;
+    }
+    let cluster = Cluster::start(2).await;
+    let base = cluster.api.base.clone();
+    let http = reqwest::Client::new();
+    let hook = Receiver::start().await;
+    let key = merchant(&http, &base, &hook.url, json!({ "payment_timeout": "30s" })).await;
+    let mut paid = Vec::new();
+    for i in 0..20 {
+        paid.push(order_paid(&http, &base, &key, &format!("R-{i}"), 100, json!({ "callback_delay": "300ms" })).await);
+    }
+    let outage = BrokerOutage::begin();
+    // The API keeps taking orders and payments while the broker is away: the outbox grows.
+    let outage_began = tokio::time::Instant::now();
+    for i in 20..40 {
+        paid.push(order_paid(&http, &base, &key, &format!("R-{i}"), 100, json!({ "callback_delay": "300ms" })).await);
+    }
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(outage_began.elapsed())).await;
+    drop(outage);
+
+    for id in &paid {
+        eventually(&format!("order {id} is paid after the broker returns"), || async {
+            (status_of(&http, &base, &key, id).await["status"] == "paid").then_some(())
+        })
+        .await;
+    }
+    let events = wait_all_delivered(&http, &base, &key, &hook).await;
+    for id in &paid {
+        assert_eq!(count(&events, "payment.succeeded", id), 1, "order {id} paid once");
+    }
+    let (code, out) = cluster.verify();
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_worker_mid_delivery_redelivers_and_applies_once() {
+    let _turn = BROKER.lock().await;
+    if !services_up().await {
+        return;
+    }
+    let mut cluster = Cluster::start(2).await;
+    let base = cluster.api.base.clone();
+    let http = reqwest::Client::new();
+    let hook = Receiver::start().await;
+    let key =
+        merchant(&http, &base, &hook.url, json!({ "payment_timeout": "20s", "post_pay_check_delay": "200ms" })).await;
+    let outcomes = ["succeeded", "no_callback", "duplicate_callbacks"];
+    let mut ids = Vec::new();
+    for i in 0..45 {
+        let simulate = json!({ "outcome": outcomes[i % 3], "callback_delay": format!("{}ms", 100 + i * 20) });
+        ids.push(order_paid(&http, &base, &key, &format!("K-{i}"), 100, simulate).await);
+    }
+    if let Some(worker) = cluster.workers[0].take() {
+        worker.kill9();
+    }
+    for id in &ids {
+        eventually(&format!("order {id} is paid"), || async {
+            (status_of(&http, &base, &key, id).await["status"] == "paid").then_some(())
+        })
+        .await;
+    }
+    let events = wait_all_delivered(&http, &base, &key, &hook).await;
+    for id in &ids {
+        assert_eq!(count(&events, "payment.succeeded", id), 1, "order {id} paid once");
+    }
+    let (code, out) = cluster.verify();
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_is_dead_lettered_after_the_delivery_limit() {
+    let _turn = BROKER.lock().await;
+    if !services_up().await {
+        return;
+    }
+    let cluster = Cluster::start(1).await;
+    let base = cluster.api.base.clone();
+    let http = reqwest::Client::new();
+    // Wait until the topology is there (declared at start-up), then publish something no
+    // payq can read: no claim header.
+    let conn = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("amqp");
+    let ch = conn.create_channel().await.expect("channel");
+    let props = BasicProperties::default().with_message_id("poison-1".into()).with_type("payment.timeout".into());
+    ch.basic_publish(
+        cluster.topology.commands().as_str().into(),
+        cluster.topology.work_queue("timers").as_str().into(),
+        BasicPublishOptions::default(),
+        br#"{"order_id":"nothing"}"#,
+        props,
+    )
+    .await
+    .expect("publish");
+    let dead = eventually("the poison message reaches the dead letters", || async {
+        let (_, r) = call(&http, reqwest::Method::GET, format!("{base}/v1/admin/dead-letters"), ADMIN, None).await;
+        r["data"].as_array().and_then(|d| d.iter().find(|x| x["message_id"] == "poison-1").cloned())
+    })
+    .await;
+    assert!(dead["last_error"].as_str().unwrap_or_default().contains("deliveries"), "{dead}");
+    assert_eq!(dead["kind"], "payment.timeout");
+    let (code, out) = cluster.verify();
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test]
+async fn the_plugin_engine_says_clearly_when_the_plugin_is_missing() {
+    let _turn = BROKER.lock().await;
+    if !services_up().await {
+        return;
+    }
+    let db = TestDb::postgres().await;
+    let prefix = format!("payqp{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_payq"))
+        .arg("serve")
+        .env("PAYQ_DATABASE_URL", &db.url)
+        .env("PAYQ_AMQP_URL", amqp_url())
+        .env("PAYQ_DELAY_ENGINE", "rabbitmq-plugin")
+        .env("PAYQ_RABBITMQ__PREFIX", &prefix)
+        .env("PAYQ_LISTEN", "127.0.0.1:0")
+        .env_remove("PAYQ_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .output();
+    remove_topology(Topology::new(prefix));
+    let out = out.expect("payq runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "payq must refuse to start without the plugin");
+    assert!(stderr.contains("rabbitmq_delayed_message_exchange"), "{stderr}");
+}
