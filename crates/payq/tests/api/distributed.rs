@@ -133,6 +133,21 @@ async fn wait_all_delivered(http: &reqwest::Client, base: &str, key: &str, hook:
     events
 }
 
+/// Every order ends paid, exactly once, every event reaches the webhook, and `payq verify`
+/// passes.
+async fn assert_each_paid_once(cluster: &Cluster, http: &reqwest::Client, key: &str, hook: &Receiver, ids: &[String]) {
+    let base = &cluster.api.base;
+    for id in ids {
+        wait_status(http, base, key, id, "paid").await;
+    }
+    let events = wait_all_delivered(http, base, key, hook).await;
+    for id in ids {
+        assert_eq!(count(&events, "payment.succeeded", id), 1, "order {id} paid once");
+    }
+    let (code, out) = cluster.verify();
+    assert_eq!(code, 0, "{out}");
+}
+
 fn count(events: &[Value], event_type: &str, order: &str) -> usize {
     events.iter().filter(|e| e["type"] == event_type && e["data"]["order"]["id"] == order).count()
 }
@@ -342,18 +357,7 @@ async fn rabbitmq_stopped_for_10s_under_load_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(outage_began.elapsed())).await;
     drop(outage);
 
-    for id in &paid {
-        eventually(&format!("order {id} is paid after the broker returns"), || async {
-            (status_of(&http, &base, &key, id).await["status"] == "paid").then_some(())
-        })
-        .await;
-    }
-    let events = wait_all_delivered(&http, &base, &key, &hook).await;
-    for id in &paid {
-        assert_eq!(count(&events, "payment.succeeded", id), 1, "order {id} paid once");
-    }
-    let (code, out) = cluster.verify();
-    assert_eq!(code, 0, "{out}");
+    assert_each_paid_once(&cluster, &http, &key, &hook, &paid).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,18 +381,7 @@ async fn kill_9_of_a_worker_mid_delivery_redelivers_and_applies_once() {
     if let Some(worker) = cluster.workers[0].take() {
         worker.kill9();
     }
-    for id in &ids {
-        eventually(&format!("order {id} is paid"), || async {
-            (status_of(&http, &base, &key, id).await["status"] == "paid").then_some(())
-        })
-        .await;
-    }
-    let events = wait_all_delivered(&http, &base, &key, &hook).await;
-    for id in &ids {
-        assert_eq!(count(&events, "payment.succeeded", id), 1, "order {id} paid once");
-    }
-    let (code, out) = cluster.verify();
-    assert_eq!(code, 0, "{out}");
+    assert_each_paid_once(&cluster, &http, &key, &hook, &ids).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
