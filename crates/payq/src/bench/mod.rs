@@ -54,7 +54,9 @@ pub struct TimersArgs {
     /// PostgreSQL for the SKIP LOCKED poller peer; unreachable skips it.
     #[arg(long, env = "PAYQ_BENCH_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
     pub pg_url: String,
-    /// Which engines, comma-separated: all, store, rabbitmq-ttl, rabbitmq-levels, postgres.
+    /// Which engines, comma-separated: all, rabbitmq (payq's tiers), store (SQLite),
+    /// store-pg (the store engine on PostgreSQL), rabbitmq-ttl, rabbitmq-levels, postgres
+    /// (a plain SKIP LOCKED poller). Ratios are against the first one that runs.
     #[arg(long, default_value = "all")]
     pub engine: String,
 }
@@ -82,8 +84,15 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     );
     println!("machine: {} cores, {}", num_cpus(), cpu_model());
     let mut reports: Vec<Report> = Vec::new();
+    // The first engine run is the base of the ratios.
+    if !args.amqp_url.is_empty() && args.wants("rabbitmq") {
+        reports.extend(rabbit::run(&args, rabbit::Mode::Tiers).await?);
+    }
     if args.wants("store") {
         reports.extend(store::run(&args).await?);
+    }
+    if args.wants("store-pg") {
+        reports.extend(store::run_postgres(&args).await?);
     }
     if !args.amqp_url.is_empty() {
         if args.wants("rabbitmq-ttl") {

@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 pub enum Mode {
     PerMessageTtl,
     FixedLevels,
+    /// payq's plugin-free tiers (`delay.engine = "rabbitmq"`): quorum queues with TTL
+    /// 100 ms × 2^k, dead-lettering at least once from tier to tier.
+    Tiers,
 }
 
 /// Delay levels of the fixed-level setup, in milliseconds.
@@ -44,12 +47,14 @@ impl Mode {
         match self {
             Mode::PerMessageTtl => "RabbitMQ per-message TTL",
             Mode::FixedLevels => "RabbitMQ TTL+DLX levels",
+            Mode::Tiers => "RabbitMQ tiers (payq)",
         }
     }
 }
 
 struct Peer {
     mode: Mode,
+    tiers: Option<payq_bus::rabbit::tiers::Tiers>,
     channel: Channel,
     wait_queues: Vec<String>,
     fired_queue: String,
@@ -67,8 +72,12 @@ impl Peer {
     async fn declare(conn: &Connection, mode: Mode) -> anyhow::Result<Peer> {
         let channel = conn.create_channel().await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        let prefix =
-            format!("payq.bench.{}.{}", if mode == Mode::PerMessageTtl { "ttl" } else { "levels" }, std::process::id());
+        let name = match mode {
+            Mode::PerMessageTtl => "ttl",
+            Mode::FixedLevels => "levels",
+            Mode::Tiers => "tiers",
+        };
+        let prefix = format!("payq.bench.{name}.{}", std::process::id());
         let fired_queue = format!("{prefix}.fired");
         let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
         channel.queue_declare(fired_queue.as_str().into(), durable, FieldTable::default()).await?;
@@ -77,7 +86,23 @@ impl Peer {
             ("x-dead-letter-routing-key", AMQPValue::LongString(LongString::from(fired_queue.as_str()))),
         ];
         let mut wait_queues = Vec::new();
+        let mut tiers = None;
         match mode {
+            Mode::Tiers => {
+                let t = payq_bus::rabbit::tiers::Tiers::new(prefix.clone());
+                t.declare(&channel).await?;
+                channel
+                    .queue_bind(
+                        fired_queue.as_str().into(),
+                        t.deliver_exchange().as_str().into(),
+                        t.deliver_binding(&fired_queue).as_str().into(),
+                        Default::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+                wait_queues.extend((0..t.levels).map(|k| t.queue(k)));
+                tiers = Some(t);
+            }
             Mode::PerMessageTtl => {
                 let q = format!("{prefix}.wait");
                 channel.queue_declare(q.as_str().into(), durable, table(&dlx)).await?;
@@ -93,28 +118,31 @@ impl Peer {
                 }
             }
         }
-        Ok(Peer { mode, channel, wait_queues, fired_queue })
+        Ok(Peer { mode, tiers, channel, wait_queues, fired_queue })
     }
 
     /// Publishes a timer of `delay_ms`; the body is its due time (Unix ms).
     async fn publish(&self, delay_ms: u64) -> anyhow::Result<()> {
         let due = Timestamp::now().millis() + i64::try_from(delay_ms).unwrap_or(0);
         let mut props = BasicProperties::default().with_delivery_mode(2);
-        let queue = match self.mode {
-            Mode::PerMessageTtl => {
-                props = props.with_expiration(delay_ms.to_string().into());
-                &self.wait_queues[0]
+        let (exchange, routing_key) = match (self.mode, &self.tiers) {
+            (Mode::Tiers, Some(t)) => {
+                (t.entry_exchange(), t.routing_key(Duration::from_millis(delay_ms), &self.fired_queue)?)
             }
-            Mode::FixedLevels => {
+            (Mode::PerMessageTtl, _) => {
+                props = props.with_expiration(delay_ms.to_string().into());
+                (String::new(), self.wait_queues[0].clone())
+            }
+            _ => {
                 let level = LEVELS_MS.iter().position(|l| *l >= delay_ms).unwrap_or(LEVELS_MS.len() - 1);
-                &self.wait_queues[level]
+                (String::new(), self.wait_queues[level].clone())
             }
         };
         let _confirm = self
             .channel
             .basic_publish(
-                "".into(),
-                queue.as_str().into(),
+                exchange.as_str().into(),
+                routing_key.as_str().into(),
                 BasicPublishOptions::default(),
                 due.to_string().as_bytes(),
                 props,
@@ -134,6 +162,11 @@ impl Peer {
     async fn cleanup(&self) {
         for q in self.wait_queues.iter().chain([&self.fired_queue]) {
             let _ = self.channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+        }
+        if let Some(t) = &self.tiers {
+            for x in (0..t.levels).map(|k| t.exchange(k)).chain([t.deliver_exchange()]) {
+                let _ = self.channel.exchange_delete(x.as_str().into(), Default::default()).await;
+            }
         }
     }
 }

@@ -123,7 +123,7 @@ fn fmt(v: Option<f64>, unit: &str) -> String {
     }
 }
 
-/// Prints every report, then each peer's figures as ratios to the store engine's.
+/// Prints every report, then each peer's figures as ratios to the first engine's.
 pub fn print_table(reports: &[Report]) {
     println!();
     println!(
@@ -143,12 +143,13 @@ pub fn print_table(reports: &[Report]) {
             r.notes.join("; ")
         );
     }
-    let base: Vec<&Report> = reports.iter().filter(|r| r.engine == "store (SQLite)").collect();
-    let peers: Vec<&Report> = reports.iter().filter(|r| r.engine != "store (SQLite)").collect();
-    if base.is_empty() || peers.is_empty() {
+    let Some(first) = reports.first().map(|r| r.engine) else { return };
+    let base: Vec<&Report> = reports.iter().filter(|r| r.engine == first).collect();
+    let peers: Vec<&Report> = reports.iter().filter(|r| r.engine != first).collect();
+    if peers.is_empty() {
         return;
     }
-    println!("\nratios, store (SQLite) / peer (throughput: higher is better for store; lateness: peer / store)");
+    println!("\nratios, {first} / peer (throughput: higher is better for {first}; lateness: peer / {first})");
     println!("| peer | scenario | scheduled/s | fired/s | p99 lateness peer/store |\n|---|---|---|---|---|");
     for p in peers {
         let Some(b) = base.iter().find(|b| b.scenario == p.scenario) else { continue };

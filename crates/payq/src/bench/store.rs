@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-const ENGINE: &str = "store (SQLite)";
+/// The store engine on SQLite (the embedded mode).
+pub const ON_SQLITE: &str = "store (SQLite)";
+/// The store engine on PostgreSQL (the distributed mode's `store` engine).
+pub const ON_POSTGRES: &str = "store (PostgreSQL)";
 /// Timers written per transaction when scheduling in bulk.
 const CHUNK: usize = 2_000;
 
@@ -79,6 +82,36 @@ pub async fn run(args: &TimersArgs) -> anyhow::Result<Vec<Report>> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("bench.db");
     let store = Store::open(&format!("sqlite://{}", path.display())).await?;
+    run_on(args, store, ON_SQLITE, Some(&path)).await
+}
+
+/// Runs the mixed, drain and steady scenarios on a fresh PostgreSQL database (created on
+/// the server of `args.pg_url`, dropped afterwards).
+pub async fn run_postgres(args: &TimersArgs) -> anyhow::Result<Vec<Report>> {
+    use sqlx::Connection;
+    let Ok(mut admin) = sqlx::PgConnection::connect(&args.pg_url).await else {
+        println!("{ON_POSTGRES}: skipped, PostgreSQL at {} unreachable", args.pg_url);
+        return Ok(Vec::new());
+    };
+    let name = format!("payq_bench_{}", std::process::id());
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut admin).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
+    let base = args.pg_url.rsplit_once('/').map_or(args.pg_url.as_str(), |(b, _)| b);
+    let store = Store::open(&format!("{base}/{name}")).await?;
+    let result = run_on(args, store, ON_POSTGRES, None).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&mut admin)
+        .await?;
+    result
+}
+
+/// The scenarios on `store`; the capacity one only where `path` (a SQLite file) is given.
+async fn run_on(
+    args: &TimersArgs,
+    store: Store,
+    engine_name: &'static str,
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<Report>> {
     let recorder = Arc::new(Recorder::default());
     let engine = start(&store, &recorder);
     let max = args.max_delay_ms();
@@ -91,10 +124,10 @@ pub async fn run(args: &TimersArgs) -> anyhow::Result<Vec<Report>> {
     let all = recorder.0.wait_for(n, Duration::from_millis(max) + Duration::from_secs(120)).await;
     let taken = recorder.0.take();
     let (late, end_to_end) = (taken.late, taken.last.map(|l| l.duration_since(started)));
-    println!("store: mixed done ({n} timers, all fired: {all})");
+    println!("{engine_name}: mixed done ({n} timers, all fired: {all})");
     out.push(
         Report {
-            engine: ENGINE,
+            engine: engine_name,
             scenario: "mixed",
             timers: n,
             scheduled_per_s: Some(rate(n, took)),
@@ -111,10 +144,10 @@ pub async fn run(args: &TimersArgs) -> anyhow::Result<Vec<Report>> {
     let all = recorder.0.wait_for(n, Duration::from_secs(180)).await;
     let taken = recorder.0.take();
     let (late, span) = (taken.late, taken.span);
-    println!("store: drain done (all fired: {all})");
+    println!("{engine_name}: drain done (all fired: {all})");
     out.push(
         Report {
-            engine: ENGINE,
+            engine: engine_name,
             scenario: "drain",
             timers: n,
             scheduled_per_s: Some(rate(n, took)),
@@ -126,13 +159,15 @@ pub async fn run(args: &TimersArgs) -> anyhow::Result<Vec<Report>> {
     );
 
     // steady: a fixed rate of timers with delays spread over 0..max.
-    let steady = steady(&store, &recorder, args.rate, args.steady_duration(), max).await?;
-    println!("store: steady done");
+    let steady = steady(&store, &recorder, engine_name, args.rate, args.steady_duration(), max).await?;
+    println!("{engine_name}: steady done");
     out.push(steady);
 
     engine.stop().await;
-    if args.pending > 0 {
-        out.push(capacity(&store, &recorder, args, &path).await?);
+    if args.pending > 0
+        && let Some(path) = path
+    {
+        out.push(capacity(&store, &recorder, args, path).await?);
     }
     Ok(out)
 }
@@ -140,6 +175,7 @@ pub async fn run(args: &TimersArgs) -> anyhow::Result<Vec<Report>> {
 async fn steady(
     store: &Store,
     recorder: &Arc<Recorder>,
+    engine_name: &'static str,
     per_s: u64,
     for_: Duration,
     max: u64,
@@ -173,7 +209,7 @@ async fn steady(
     let all = recorder.0.wait_for(total, Duration::from_millis(max) + Duration::from_secs(60)).await;
     let late = recorder.0.take().late;
     Ok(Report {
-        engine: ENGINE,
+        engine: engine_name,
         scenario: "steady",
         timers: total,
         scheduled_per_s: Some(rate(total, took)),
@@ -200,15 +236,15 @@ async fn capacity(
     // Measure the steady state, not the write-back of the bulk load.
     let checkpoint = Instant::now();
     store.checkpoint().await?;
-    println!("store: checkpointed the load in {:.1?}", checkpoint.elapsed());
+    println!("{ON_SQLITE}: checkpointed the load in {:.1?}", checkpoint.elapsed());
     let disk = ["", "-wal"]
         .iter()
         .filter_map(|s| std::fs::metadata(format!("{}{s}", path.display())).ok())
         .map(|m| m.len())
         .sum::<u64>();
-    println!("store: {p} pending timers scheduled in {took:.1?}");
+    println!("{ON_SQLITE}: {p} pending timers scheduled in {took:.1?}");
     let engine = start(store, recorder);
-    let mut report = steady(store, recorder, args.rate.min(10_000), Duration::from_secs(5), 1_000).await?;
+    let mut report = steady(store, recorder, ON_SQLITE, args.rate.min(10_000), Duration::from_secs(5), 1_000).await?;
     engine.stop().await;
     let pending = store.message_stats(Timestamp::now()).await?.pending_total;
     report.scenario = "capacity";
