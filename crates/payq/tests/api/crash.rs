@@ -63,6 +63,12 @@ impl Server {
         Server { child, base }
     }
 
+    /// Kills the process now (also done when dropped).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `kill -9`.
     pub fn kill9(mut self) {
         self.child.kill().expect("SIGKILL");

@@ -84,6 +84,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // The processes first: a live consumer would declare the queues again.
+        for worker in self.workers.iter_mut().flatten() {
+            worker.stop();
+        }
+        self.api.stop();
         remove_topology(self.topology.clone());
     }
 }
