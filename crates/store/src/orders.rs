@@ -128,6 +128,19 @@ impl Tx {
         }
     }
 
+    /// Holds the order until this transaction ends, so that checks over its rows (the
+    /// refunds held against it) cannot interleave with another transaction's. SQLite's
+    /// writer is exclusive already; PostgreSQL locks the row (`FOR UPDATE`).
+    pub async fn lock_order(&mut self, id: &OrderId) -> StoreResult<()> {
+        if self.backend() == crate::Backend::Postgres {
+            sqlx::query("SELECT id FROM orders WHERE id = $1 FOR UPDATE")
+                .bind(id.as_str())
+                .fetch_optional(self.conn())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Writes the order's mutable fields if its version is still `order.version`, and bumps
     /// the version. A lost race is a `Conflict`.
     pub async fn update_order(&mut self, order: &Order) -> StoreResult<()> {

@@ -154,6 +154,11 @@ impl Tx {
         }
     }
 
+    /// The backend this transaction writes to.
+    pub(crate) fn backend(&self) -> crate::Backend {
+        self.store.backend()
+    }
+
     pub(crate) fn mark_message_scheduled(&mut self) {
         self.scheduled_message = true;
     }

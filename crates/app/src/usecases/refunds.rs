@@ -197,6 +197,8 @@ impl Payq {
         status: RefundStatus,
         execute_at: Timestamp,
     ) -> AppResult<Refund> {
+        // Refunds of one order are opened one at a time, so together they never exceed it.
+        tx.lock_order(&order.id).await?;
         let held = Money::from_stored(tx.refunds_held(&order.id).await?, order.currency)
             .map_err(|e| AppError::Unexpected(e.into()))?;
         let paid = order.amount().map_err(|e| AppError::Unexpected(e.into()))?;

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Order lifecycle throughput, embedded against distributed, in one run on one machine:
+# `payq load --pay` (create → pay; the simulated channel calls back; webhooks are not
+# configured) against (1) `payq serve` on SQLite and (2) one `--role api` and two
+# `--role worker` processes on PostgreSQL + RabbitMQ. Reports the load generator's figures and
+# how long until every order is paid.
+#
+#   scripts/bench-lifecycle.sh [orders] [concurrency]
+#
+# Needs a release build (cargo build --release), PostgreSQL on 127.0.0.1:5432 and RabbitMQ on
+# 127.0.0.1:5672.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ORDERS=${1:-5000}
+CONC=${2:-64}
+PAYQ=target/release/payq
+ADMIN=bench-admin
+PG=postgres://postgres@127.0.0.1:5432
+DB=payq_bench_lifecycle
+PREFIX=payqbench$$
+export PAYQ_ADMIN_TOKEN=$ADMIN PAYQ_LOG=warn PAYQ_SIM__CALLBACK_DELAY=50ms
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_up() { for _ in $(seq 1 100); do curl -sf "$1/healthz" >/dev/null && return; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+
+wait_paid() { # base
+    local start=$SECONDS
+    while :; do
+        paid=$(curl -sf -H "authorization: Bearer $ADMIN" "$1/v1/admin/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["orders_by_status"].get("paid",0))')
+        [ "$paid" -ge "$ORDERS" ] && break
+        sleep 0.2
+    done
+    echo "all $ORDERS orders paid $((SECONDS - start)) s after the load ended"
+}
+
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+echo "== embedded (SQLite), orders $ORDERS, concurrency $CONC"
+dir=$(mktemp -d)
+PAYQ_DATABASE_URL="sqlite://$dir/payq.db" $PAYQ serve --listen 127.0.0.1:18090 >/dev/null &
+pids+=($!)
+wait_up http://127.0.0.1:18090
+$PAYQ load --url http://127.0.0.1:18090 --admin-token $ADMIN --orders "$ORDERS" --concurrency "$CONC" --pay 2>/dev/null | tail -3
+wait_paid http://127.0.0.1:18090
+cleanup; pids=()
+
+echo "== distributed (PostgreSQL + RabbitMQ, 1 api + 2 workers), orders $ORDERS, concurrency $CONC"
+psql "$PG/test" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
+export PAYQ_DATABASE_URL="$PG/$DB" PAYQ_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f PAYQ_RABBITMQ__PREFIX=$PREFIX
+$PAYQ serve --role api --listen 127.0.0.1:18091 >/dev/null &
+pids+=($!)
+wait_up http://127.0.0.1:18091
+for port in 18092 18093; do
+    PAYQ_SIM__CALLBACK_URL=http://127.0.0.1:18091 $PAYQ serve --role worker --listen 127.0.0.1:$port >/dev/null &
+    pids+=($!)
+done
+$PAYQ load --url http://127.0.0.1:18091 --admin-token $ADMIN --orders "$ORDERS" --concurrency "$CONC" --pay 2>/dev/null | tail -3
+wait_paid http://127.0.0.1:18091
+cleanup; pids=()
+psql "$PG/test" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+for q in $(rabbitmqctl list_queues name 2>/dev/null | grep "^$PREFIX\."); do rabbitmqctl delete_queue "$q" >/dev/null; done
