@@ -270,6 +270,88 @@ async fn two_workers_run_every_time_driven_behaviour() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_shortage_late_payment_and_a_dead_webhook_on_two_workers() {
+    let _turn = BROKER.lock().await;
+    if !services_up().await {
+        return;
+    }
+    let cluster = Cluster::start(2).await;
+    let base = cluster.api.base.clone();
+    let http = reqwest::Client::new();
+    let hook = Receiver::start().await;
+    hook.always_fail(true);
+    let key =
+        merchant(&http, &base, &hook.url, json!({ "payment_timeout": "1s", "post_pay_check_delay": "200ms" })).await;
+    let (s, _) =
+        call(&http, reqwest::Method::PUT, format!("{base}/v1/inventory/tea"), &key, Some(json!({ "available": 1 })))
+            .await;
+    assert_eq!(s, 200);
+
+    // Two paid orders for the last tea: one takes it, the other is cancelled and refunded.
+    let mut tea = Vec::new();
+    for no in ["S-1", "S-2"] {
+        let body = json!({ "merchant_order_no": no, "amount": 800, "currency": "CNY",
+                           "items": [{ "sku": "tea", "quantity": 1 }] });
+        let (s, o) = call(&http, reqwest::Method::POST, format!("{base}/v1/orders"), &key, Some(body)).await;
+        assert_eq!(s, 201, "{o}");
+        let id = o["id"].as_str().unwrap_or_default().to_owned();
+        let pay = json!({ "channel": "sim", "simulate": {} });
+        let (s, _) = call(&http, reqwest::Method::POST, format!("{base}/v1/orders/{id}/pay"), &key, Some(pay)).await;
+        assert_eq!(s, 202);
+        tea.push(id);
+    }
+    // A payment that succeeds after its order closed is refunded automatically.
+    let late =
+        order_paid(&http, &base, &key, "S-3", 1500, json!({ "outcome": "late", "callback_delay": "200ms" })).await;
+
+    let finals = eventually("one tea order keeps its stock, the other is cancelled", || async {
+        let mut statuses = Vec::new();
+        for id in &tea {
+            statuses.push(status_of(&http, &base, &key, id).await["status"].as_str().unwrap_or_default().to_owned());
+        }
+        statuses.sort();
+        (statuses == ["cancelled", "paid"]).then_some(statuses)
+    })
+    .await;
+    assert_eq!(finals, ["cancelled", "paid"]);
+    eventually("the late payment is refunded", || async {
+        let o = status_of(&http, &base, &key, &late).await;
+        (o["status"] == "closed" && o["amount_refunded"] == 1500).then_some(())
+    })
+    .await;
+    let events = all_events(&http, &base, &key).await;
+    assert_eq!(count(&events, "payment.late_refunded", &late), 1);
+
+    // The endpoint never answers 2xx: deliveries end in the dead letters after 1 + 4 tries
+    // (one order's in log order, so the first of each order goes first).
+    let dead = eventually("the first delivery of each order is dead-lettered", || async {
+        let (_, r) =
+            call(&http, reqwest::Method::GET, format!("{base}/v1/admin/dead-letters?limit=100"), ADMIN, None).await;
+        let dead = r["data"].as_array().cloned().unwrap_or_default();
+        (dead.len() >= 3).then_some(dead)
+    })
+    .await;
+    assert!(dead.iter().all(|d| d["kind"] == "webhook.deliver" && d["attempts"] == 5), "{dead:?}");
+    let (code, out) = cluster.verify();
+    assert_eq!(code, 0, "dead-lettered deliveries are accounted for: {out}");
+    // Replayed once the endpoint is back: delivered.
+    hook.always_fail(false);
+    let replay = dead[0]["id"].as_str().unwrap_or_default();
+    let (s, _) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/v1/admin/dead-letters/{replay}/replay"),
+        ADMIN,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    eventually("the replayed delivery arrives", || async { (!hook.delivered().is_empty()).then_some(()) }).await;
+    let (code, out) = cluster.verify();
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_delays_fire_in_due_order_through_the_tiers() {
     let _turn = BROKER.lock().await;
     if !services_up().await {
