@@ -18,7 +18,8 @@ ADMIN=bench-admin
 PG=postgres://postgres@127.0.0.1:5432
 DB=payq_bench_lifecycle
 PREFIX=payqbench$$
-export PAYQ_ADMIN_TOKEN=$ADMIN PAYQ_LOG=warn PAYQ_SIM__CALLBACK_DELAY=50ms
+# Every process signs and checks the simulated channel's callbacks with the same secret.
+export PAYQ_ADMIN_TOKEN=$ADMIN PAYQ_LOG=warn PAYQ_SIM__CALLBACK_DELAY=50ms PAYQ_SIM_SECRET=bench-sim-secret
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -38,7 +39,7 @@ wait_paid() { # base
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 echo "== embedded (SQLite), orders $ORDERS, concurrency $CONC"
 dir=$(mktemp -d)
-PAYQ_DATABASE_URL="sqlite://$dir/payq.db" $PAYQ serve --listen 127.0.0.1:18090 >/dev/null &
+PAYQ_DATABASE_URL="sqlite://$dir/payq.db" $PAYQ serve --listen 127.0.0.1:18090 >/dev/null 2>&1 &
 pids+=($!)
 wait_up http://127.0.0.1:18090
 $PAYQ load --url http://127.0.0.1:18090 --admin-token $ADMIN --orders "$ORDERS" --concurrency "$CONC" --pay 2>/dev/null | tail -3
@@ -48,11 +49,11 @@ cleanup; pids=()
 echo "== distributed (PostgreSQL + RabbitMQ, 1 api + 2 workers), orders $ORDERS, concurrency $CONC"
 psql "$PG/test" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
 export PAYQ_DATABASE_URL="$PG/$DB" PAYQ_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f PAYQ_RABBITMQ__PREFIX=$PREFIX
-$PAYQ serve --role api --listen 127.0.0.1:18091 >/dev/null &
+$PAYQ serve --role api --listen 127.0.0.1:18091 >/dev/null 2>&1 &
 pids+=($!)
 wait_up http://127.0.0.1:18091
 for port in 18092 18093; do
-    PAYQ_SIM__CALLBACK_URL=http://127.0.0.1:18091 $PAYQ serve --role worker --listen 127.0.0.1:$port >/dev/null &
+    PAYQ_SIM__CALLBACK_URL=http://127.0.0.1:18091 $PAYQ serve --role worker --listen 127.0.0.1:$port >/dev/null 2>&1 &
     pids+=($!)
 done
 $PAYQ load --url http://127.0.0.1:18091 --admin-token $ADMIN --orders "$ORDERS" --concurrency "$CONC" --pay 2>/dev/null | tail -3
