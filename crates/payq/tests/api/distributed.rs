@@ -39,6 +39,16 @@ async fn services_up() -> bool {
     false
 }
 
+/// This test's turn on the broker, its cluster, an HTTP client and a webhook endpoint; `None`
+/// (skip) when RabbitMQ or PostgreSQL is missing outside CI.
+async fn setup(workers: usize) -> Option<(tokio::sync::MutexGuard<'static, ()>, Cluster, reqwest::Client, Receiver)> {
+    let turn = BROKER.lock().await;
+    if !services_up().await {
+        return None;
+    }
+    Some((turn, Cluster::start(workers).await, reqwest::Client::new(), Receiver::start().await))
+}
+
 /// One API process and `workers` worker processes on their own database and name prefix.
 struct Cluster {
     db: TestDb,
@@ -159,14 +169,8 @@ fn count(events: &[Value], event_type: &str, order: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_run_every_time_driven_behaviour() {
-    let _turn = BROKER.lock().await;
-    if !services_up().await {
-        return;
-    }
-    let cluster = Cluster::start(2).await;
+    let Some((_turn, cluster, http, hook)) = setup(2).await else { return };
     let base = cluster.api.base.clone();
-    let hook = Receiver::start().await;
-    let http = reqwest::Client::new();
 
     // Another system's queue on payq.events sees every event, routing key = event type.
     let conn = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("amqp");
@@ -271,14 +275,8 @@ async fn two_workers_run_every_time_driven_behaviour() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_shortage_late_payment_and_a_dead_webhook_on_two_workers() {
-    let _turn = BROKER.lock().await;
-    if !services_up().await {
-        return;
-    }
-    let cluster = Cluster::start(2).await;
+    let Some((_turn, cluster, http, hook)) = setup(2).await else { return };
     let base = cluster.api.base.clone();
-    let http = reqwest::Client::new();
-    let hook = Receiver::start().await;
     hook.always_fail(true);
     let key =
         merchant(&http, &base, &hook.url, json!({ "payment_timeout": "1s", "post_pay_check_delay": "200ms" })).await;
@@ -353,14 +351,8 @@ async fn stock_shortage_late_payment_and_a_dead_webhook_on_two_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_delays_fire_in_due_order_through_the_tiers() {
-    let _turn = BROKER.lock().await;
-    if !services_up().await {
-        return;
-    }
-    let cluster = Cluster::start(2).await;
+    let Some((_turn, cluster, http, hook)) = setup(2).await else { return };
     let base = cluster.api.base.clone();
-    let http = reqwest::Client::new();
-    let hook = Receiver::start().await;
     // Three payment timeouts scheduled in the order 3 s, 1 s, 2 s.
     let mut orders = Vec::new();
     for (i, timeout) in ["3s", "1s", "2s"].iter().enumerate() {
@@ -422,14 +414,8 @@ impl Drop for BrokerOutage {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_stopped_for_10s_under_load_loses_nothing() {
-    let _turn = BROKER.lock().await;
-    if !services_up().await {
-        return;
-    }
-    let cluster = Cluster::start(2).await;
+    let Some((_turn, cluster, http, hook)) = setup(2).await else { return };
     let base = cluster.api.base.clone();
-    let http = reqwest::Client::new();
-    let hook = Receiver::start().await;
     let key = merchant(&http, &base, &hook.url, json!({ "payment_timeout": "30s" })).await;
     let mut paid = Vec::new();
     for i in 0..20 {
@@ -449,14 +435,8 @@ async fn rabbitmq_stopped_for_10s_under_load_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_worker_mid_delivery_redelivers_and_applies_once() {
-    let _turn = BROKER.lock().await;
-    if !services_up().await {
-        return;
-    }
-    let mut cluster = Cluster::start(2).await;
+    let Some((_turn, mut cluster, http, hook)) = setup(2).await else { return };
     let base = cluster.api.base.clone();
-    let http = reqwest::Client::new();
-    let hook = Receiver::start().await;
     let key =
         merchant(&http, &base, &hook.url, json!({ "payment_timeout": "20s", "post_pay_check_delay": "200ms" })).await;
     let outcomes = ["succeeded", "no_callback", "duplicate_callbacks"];
@@ -473,13 +453,8 @@ async fn kill_9_of_a_worker_mid_delivery_redelivers_and_applies_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_message_is_dead_lettered_after_the_delivery_limit() {
-    let _turn = BROKER.lock().await;
-    if !services_up().await {
-        return;
-    }
-    let cluster = Cluster::start(1).await;
+    let Some((_turn, cluster, http, _hook)) = setup(1).await else { return };
     let base = cluster.api.base.clone();
-    let http = reqwest::Client::new();
     // Wait until the topology is there (declared at start-up), then publish something no
     // payq can read: no claim header.
     let conn = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("amqp");
