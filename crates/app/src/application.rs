@@ -54,6 +54,7 @@ impl Application {
         };
         if let Some(url) = &settings.amqp_url {
             declare_topology(url, &settings).await?;
+            store.announce_all_events();
         }
         let settings = Arc::new(settings);
         let payq = Payq::new(store, Arc::new(Sim(sim.clone())), settings.clone());

@@ -129,6 +129,8 @@ struct Inner {
     writer: writer::Writer,
     /// Woken when a message is scheduled, so the dispatcher can re-plan its sleep.
     messages_changed: Notify,
+    /// Every event is announced (published on the broker), not only those for webhooks.
+    announce_all_events: std::sync::atomic::AtomicBool,
 }
 
 /// Settings of every SQLite connection: the queue's hot pages stay in SQLite's own cache
@@ -190,6 +192,7 @@ impl Store {
                 read,
                 writer: writer::Writer::Sqlite(group),
                 messages_changed: Notify::new(),
+                announce_all_events: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         spawn_checkpointer(Arc::downgrade(&store.inner), checkpointer);
@@ -207,6 +210,7 @@ impl Store {
                 read: pool.clone(),
                 writer: writer::Writer::Postgres(pool),
                 messages_changed: Notify::new(),
+                announce_all_events: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         spawn_listener(Arc::downgrade(&store.inner), url.to_owned());
@@ -243,6 +247,17 @@ impl Store {
     /// wake-up is already pending).
     pub async fn messages_changed(&self) {
         self.inner.messages_changed.notified().await;
+    }
+
+    /// Makes every event announced (the distributed mode, where other systems subscribe to
+    /// `payq.events`), not only the events of merchants with a webhook.
+    pub fn announce_all_events(&self) {
+        self.inner.announce_all_events.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether every event is announced.
+    pub fn announces_all_events(&self) -> bool {
+        self.inner.announce_all_events.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn notify_messages_changed(&self) {

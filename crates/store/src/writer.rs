@@ -159,6 +159,11 @@ impl Tx {
         self.store.backend()
     }
 
+    /// Whether every event is announced, not only those for webhooks.
+    pub fn announces_all_events(&self) -> bool {
+        self.store.announces_all_events()
+    }
+
     pub(crate) fn mark_message_scheduled(&mut self) {
         self.scheduled_message = true;
     }

@@ -121,14 +121,16 @@ async fn record(tx: &mut Tx, event_type: EventType, order: &Order, refund: Optio
     publish(tx, event_type, order, data).await
 }
 
-/// Appends an event with `data` to the merchant's log and, if the merchant has a webhook,
-/// schedules its delivery, ordered after the order's earlier events, in the same
-/// transaction.
+/// Appends an event with `data` to the merchant's log and, if the merchant has a webhook
+/// (or with RabbitMQ, always), schedules its delivery, ordered after the order's earlier
+/// events, in the same transaction.
 async fn publish(tx: &mut Tx, event_type: EventType, order: &Order, data: serde_json::Value) -> AppResult<()> {
     let (event, seq) = tx
         .insert_event(NewEvent { event_type, merchant_id: &order.merchant_id, order_id: Some(&order.id), data })
         .await?;
-    if tx.merchant(&order.merchant_id).await?.webhook_url.is_some() {
+    // With RabbitMQ every event is announced on `payq.events`, so other systems see the
+    // events of merchants without a webhook too.
+    if tx.announces_all_events() || tx.merchant(&order.merchant_id).await?.webhook_url.is_some() {
         tx.schedule(NewMessage {
             kind: jobs::WEBHOOK_DELIVER.to_owned(),
             key: Some(order.id.to_string()),

@@ -256,9 +256,19 @@ async fn two_workers_run_every_time_driven_behaviour() {
         assert_eq!(delivered, logged, "deliveries of {order} in log order");
     }
 
+    // A merchant without a webhook: its events reach payq.events all the same.
+    let body = json!({ "name": "No Hook Shop" });
+    let (s, quiet) = call(&http, reqwest::Method::POST, format!("{base}/v1/merchants"), ADMIN, Some(body)).await;
+    assert_eq!(s, 201, "{quiet}");
+    let quiet_key = quiet["api_key"].as_str().unwrap_or_default().to_owned();
+    let body = json!({ "merchant_order_no": "Q-1", "amount": 100, "currency": "CNY" });
+    let (s, _) = call(&http, reqwest::Method::POST, format!("{base}/v1/orders"), &quiet_key, Some(body)).await;
+    assert_eq!(s, 201);
+
     // The observer saw the same events with their types as routing keys.
     let mut routing_keys = Vec::new();
-    while routing_keys.len() < events.len() {
+    let mut merchants = std::collections::BTreeSet::new();
+    while routing_keys.len() < events.len() + 1 {
         let d = tokio::time::timeout(Duration::from_secs(10), seen.next())
             .await
             .expect("the observer receives every event")
@@ -267,8 +277,10 @@ async fn two_workers_run_every_time_driven_behaviour() {
         let body: Value = serde_json::from_slice(&d.data).unwrap_or_default();
         assert_eq!(body["type"].as_str(), Some(d.routing_key.as_str()));
         routing_keys.push(d.routing_key.to_string());
+        merchants.insert(body["merchant_id"].as_str().unwrap_or_default().to_owned());
     }
     assert!(routing_keys.contains(&"refund.succeeded".to_owned()), "{routing_keys:?}");
+    assert!(merchants.contains(quiet["id"].as_str().unwrap_or_default()), "{merchants:?}");
     let (code, out) = cluster.verify();
     assert_eq!(code, 0, "{out}");
 }
