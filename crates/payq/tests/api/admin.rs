@@ -65,7 +65,8 @@ async fn a_poison_message_is_dead_lettered_and_can_be_replayed() {
 #[tokio::test]
 async fn a_refund_the_channel_refuses_ends_failed() {
     let app = spawn_app().await;
-    let m = app.merchant_with(json!({ "refund_review": "100ms" })).await;
+    // The review window leaves time to break the refund below before it executes.
+    let m = app.merchant_with(json!({ "refund_review": "1s" })).await;
     let order = app.paid_order(&m, "D-1", 1000).await;
     let id = order["id"].as_str().unwrap_or_default();
     let rid = app.post(&format!("/v1/orders/{id}/refunds"), &m.key, json!({ "amount": 100 })).await.body["id"]
