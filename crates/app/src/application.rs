@@ -11,7 +11,7 @@ use anyhow::Context;
 use payq_bus::rabbit::consumer::Consumers;
 use payq_bus::rabbit::relay::{DelayMode, Relay, RelayConfig};
 use payq_bus::rabbit::topology::Topology;
-use payq_bus::{EngineConfig, StoreEngine};
+use payq_bus::{EngineConfig, Lifeline, StoreEngine};
 use payq_domain::Timestamp;
 use payq_store::Store;
 use std::net::SocketAddr;
@@ -154,6 +154,17 @@ impl Application {
                 Ok(())
             });
         }
+        let lifeline = Lifeline {
+            store: state.payq.store().clone(),
+            role: settings.role.as_str().to_owned(),
+            heartbeat: settings.engine.heartbeat.as_std(),
+        };
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            lifeline.run(stop).await;
+            Ok(())
+        });
+        let store = state.payq.store().clone();
         if settings.role.serves_api() {
             match state.sim.resume().await {
                 Ok(0) => {}
@@ -173,6 +184,10 @@ impl Application {
         }
         while let Some(done) = tasks.join_next().await {
             done.context("task panicked")??;
+        }
+        // Every handler has finished: hand back anything still claimed, and leave.
+        if let Err(e) = store.deregister().await {
+            tracing::warn!(error = %e, "could not leave the process registry");
         }
         Ok(())
     }
@@ -225,6 +240,7 @@ fn engine_config(settings: &Settings) -> EngineConfig {
     EngineConfig {
         batch: e.batch,
         concurrency: e.concurrency,
+        delivery_concurrency: e.delivery_concurrency,
         lease: e.lease.as_std(),
         max_attempts: e.max_attempts,
         base_backoff: e.base_backoff.as_std(),

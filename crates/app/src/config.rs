@@ -28,6 +28,15 @@ impl Role {
     pub fn runs_workers(self) -> bool {
         matches!(self, Role::Worker | Role::All)
     }
+
+    /// The role's name, as configured.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Api => "api",
+            Role::Worker => "worker",
+            Role::All => "all",
+        }
+    }
 }
 
 /// Log line format.
@@ -121,6 +130,23 @@ pub struct WebhookSettings {
     pub retry_schedule: String,
     /// How long to wait for the merchant's answer.
     pub timeout: HumanDuration,
+    /// Deliveries to one merchant at once, per process.
+    pub per_merchant_concurrency: usize,
+    /// Failed deliveries in a row after which a merchant's endpoint is paused.
+    pub breaker_threshold: u32,
+    /// How long a paused endpoint waits before one probe delivery.
+    pub breaker_cooldown: HumanDuration,
+}
+
+impl WebhookSettings {
+    /// The per-merchant limits of the delivery gate.
+    pub fn gate_limits(&self) -> crate::delivery_gate::GateLimits {
+        crate::delivery_gate::GateLimits {
+            per_merchant: self.per_merchant_concurrency,
+            threshold: self.breaker_threshold,
+            cooldown: self.breaker_cooldown.as_std(),
+        }
+    }
 }
 
 impl Default for WebhookSettings {
@@ -128,6 +154,9 @@ impl Default for WebhookSettings {
         WebhookSettings {
             retry_schedule: "15s,15s,30s,3m,10m,20m,30m,30m,30m,60m,3h,3h,3h,6h,6h".into(),
             timeout: HumanDuration::from_millis(10_000),
+            per_merchant_concurrency: 16,
+            breaker_threshold: 5,
+            breaker_cooldown: HumanDuration::from_millis(30_000),
         }
     }
 }
@@ -163,7 +192,13 @@ pub struct SimSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EngineSettings {
+    /// Handlers at once in the work lane (payments, timers, refunds).
     pub concurrency: usize,
+    /// Handlers at once in the deliveries lane (webhooks).
+    pub delivery_concurrency: usize,
+    /// How often this process beats its heartbeat; silent for three beats, it counts as
+    /// dead and its claims are released.
+    pub heartbeat: HumanDuration,
     pub batch: u32,
     pub max_attempts: u32,
     pub base_backoff: HumanDuration,
@@ -226,6 +261,8 @@ impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             concurrency: 64,
+            delivery_concurrency: 64,
+            heartbeat: HumanDuration::from_millis(1_000),
             batch: 256,
             max_attempts: 10,
             base_backoff: HumanDuration::from_millis(500),

@@ -8,6 +8,7 @@ pub mod application;
 pub mod channel;
 pub mod config;
 pub mod crypto;
+pub mod delivery_gate;
 pub mod http;
 pub mod jobs;
 pub mod risk;

@@ -3,7 +3,7 @@
 //! event itself on `payq.events` (routing key = event type), so other systems subscribe to
 //! the same stream payq's webhook queue reads.
 
-use crate::jobs::{self, WebhookDeliverJob};
+use crate::jobs::{Job, JobKind};
 use payq_bus::rabbit::relay::{Route, Router};
 use payq_store::{OutboxMessage, Store};
 
@@ -19,24 +19,25 @@ impl JobRouter {
     }
 }
 
-/// The work queue (by purpose) of a message kind.
-pub fn purpose(kind: &str) -> &'static str {
+/// The work queue (by purpose) of a job kind.
+pub fn purpose(kind: JobKind) -> &'static str {
     match kind {
-        jobs::PAYMENT_REQUEST => "risk",
-        jobs::PAYMENT_QUERY => "channel",
-        jobs::REFUND_EXECUTE => "refunds",
-        jobs::WEBHOOK_DELIVER => "webhooks",
-        _ => "timers",
+        JobKind::PaymentRequest => "risk",
+        JobKind::PaymentQuery => "channel",
+        JobKind::RefundExecute => "refunds",
+        JobKind::WebhookDeliver => "webhooks",
+        JobKind::PaymentTimeout | JobKind::OrderCheck | JobKind::ShipReminder => "timers",
     }
 }
 
 impl Router for JobRouter {
     async fn route(&self, m: &OutboxMessage) -> Result<Route, String> {
         let msg = &m.message;
+        let job = Job::parse(&msg.kind, &msg.payload);
         // First publication only (not a retry or a deferral, which move the due time).
-        if msg.kind == jobs::WEBHOOK_DELIVER && m.due_at == msg.scheduled_at {
-            let job: WebhookDeliverJob =
-                serde_json::from_str(&msg.payload).map_err(|e| format!("malformed webhook.deliver payload: {e}"))?;
+        if let Ok(Job::WebhookDeliver(job)) = &job
+            && m.due_at == msg.scheduled_at
+        {
             let (_, body) = self.store.event_body(&job.event_id).await.map_err(|e| e.to_string())?;
             let event_type = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
@@ -44,6 +45,8 @@ impl Router for JobRouter {
                 .ok_or_else(|| format!("event {} has no type", job.event_id))?;
             return Ok(Route::Event { event_type, body });
         }
-        Ok(Route::Work(purpose(&msg.kind)))
+        // A message payq cannot read still goes to a worker, which dead-letters it with the
+        // reason.
+        Ok(Route::Work(job.map_or("timers", |job| purpose(job.kind()))))
     }
 }

@@ -1,13 +1,9 @@
 //! The worker: turns each message of the delay engine into the use case it stands for.
 
-use crate::jobs::{
-    self, OrderCheckJob, PaymentQueryJob, PaymentRequestJob, PaymentTimeoutJob, RefundExecuteJob, ShipReminderJob,
-    WebhookDeliverJob,
-};
+use crate::jobs::{Job, JobKind, WebhookDeliverJob};
 use crate::usecases::DeliveryOutcome;
 use crate::usecases::{AppError, Payq};
 use payq_bus::{ClaimedMessage, Handler, HandlerError};
-use serde::de::DeserializeOwned;
 use std::time::Duration;
 
 /// Handles payq's messages with its use cases.
@@ -22,11 +18,6 @@ impl Worker {
     }
 }
 
-fn payload<T: DeserializeOwned>(msg: &ClaimedMessage) -> Result<T, HandlerError> {
-    serde_json::from_str(&msg.payload)
-        .map_err(|e| HandlerError::Permanent(format!("malformed {} payload: {e}", msg.kind)))
-}
-
 fn classify(e: AppError) -> HandlerError {
     if e.is_transient() { HandlerError::Transient(format!("{e:#}")) } else { HandlerError::Permanent(format!("{e:#}")) }
 }
@@ -37,13 +28,12 @@ const TURN_WAIT: Duration = Duration::from_millis(100);
 impl Worker {
     /// Delivers one webhook, in event-log order per order, on the configured retry schedule;
     /// after the last retry the delivery is dead-lettered (and can be replayed).
-    async fn deliver(&self, msg: &ClaimedMessage) -> Result<(), HandlerError> {
-        let job: WebhookDeliverJob = payload(msg)?;
+    async fn deliver(&self, msg: &ClaimedMessage, job: WebhookDeliverJob) -> Result<(), HandlerError> {
         if let (Some(key), Some(ordinal)) = (msg.key.as_deref(), msg.ordinal) {
             let earlier = self
                 .payq
                 .store()
-                .has_earlier_message(jobs::WEBHOOK_DELIVER, key, ordinal)
+                .has_earlier_message(JobKind::WebhookDeliver.as_str(), key, ordinal)
                 .await
                 .map_err(|e| HandlerError::Transient(e.to_string()))?;
             if earlier {
@@ -52,6 +42,7 @@ impl Worker {
         }
         match self.payq.deliver_webhook(&job.event_id, msg.attempts).await.map_err(classify)? {
             DeliveryOutcome::Delivered | DeliveryOutcome::NoEndpoint => Ok(()),
+            DeliveryOutcome::Throttled(wait) => Err(HandlerError::Defer(wait)),
             DeliveryOutcome::Failed(error) => {
                 let schedule = self.payq.settings().webhook_retry_schedule();
                 match schedule.get(msg.attempts.saturating_sub(1) as usize) {
@@ -68,35 +59,15 @@ impl Worker {
 
 impl Handler for Worker {
     async fn handle(&self, msg: &ClaimedMessage) -> Result<(), HandlerError> {
-        let result = match msg.kind.as_str() {
-            jobs::PAYMENT_REQUEST => {
-                let job: PaymentRequestJob = payload(msg)?;
-                self.payq.request_payment(&job.payment_id).await
-            }
-            jobs::PAYMENT_TIMEOUT => {
-                let job: PaymentTimeoutJob = payload(msg)?;
-                self.payq.payment_timeout(&job.order_id).await
-            }
-            jobs::PAYMENT_QUERY => {
-                let job: PaymentQueryJob = payload(msg)?;
-                self.payq.query_payment(&job.payment_id, job.attempt).await
-            }
-            jobs::REFUND_EXECUTE => {
-                let job: RefundExecuteJob = payload(msg)?;
-                self.payq.execute_refund(&job.refund_id).await
-            }
-            jobs::ORDER_CHECK => {
-                let job: OrderCheckJob = payload(msg)?;
-                self.payq.post_pay_check(&job.order_id).await
-            }
-            jobs::SHIP_REMINDER => {
-                let job: ShipReminderJob = payload(msg)?;
-                self.payq.ship_reminder(&job.order_id, job.attempt).await
-            }
-            jobs::WEBHOOK_DELIVER => return self.deliver(msg).await,
-            other => {
-                return Err(HandlerError::Permanent(format!("unknown message kind {other:?}")));
-            }
+        let job = Job::parse(&msg.kind, &msg.payload).map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        let result = match job {
+            Job::PaymentRequest(job) => self.payq.request_payment(&job.payment_id).await,
+            Job::PaymentTimeout(job) => self.payq.payment_timeout(&job.order_id).await,
+            Job::PaymentQuery(job) => self.payq.query_payment(&job.payment_id, job.attempt).await,
+            Job::RefundExecute(job) => self.payq.execute_refund(&job.refund_id).await,
+            Job::OrderCheck(job) => self.payq.post_pay_check(&job.order_id).await,
+            Job::ShipReminder(job) => self.payq.ship_reminder(&job.order_id, job.attempt).await,
+            Job::WebhookDeliver(job) => return self.deliver(msg, job).await,
         };
         result.map_err(classify)
     }

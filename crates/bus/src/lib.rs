@@ -2,9 +2,11 @@
 //! RabbitMQ ([`rabbit`]: an outbox relay and consumers). Handlers do not know which transport delivered a message: they get a
 //! [`ClaimedMessage`] and answer with a [`HandlerError`] kind on failure.
 
+pub mod lifeline;
 pub mod rabbit;
 pub mod store_engine;
 
+pub use lifeline::Lifeline;
 pub use payq_store::ClaimedMessage;
 pub use store_engine::{EngineConfig, StoreEngine};
 

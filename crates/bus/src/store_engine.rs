@@ -1,18 +1,24 @@
 //! The `store` delay engine: timers, commands and deliveries as rows of the SQL store.
 //!
-//! The dispatcher sleeps until the earliest due time, or until a transaction schedules
-//! something new, claims due rows in batches with a lease, runs the handler on each with a
-//! concurrency bound, then deletes the row (done), pushes it back with exponential
-//! back-off and jitter (transient failure), or moves it to the dead letters (permanent
-//! failure, or too many attempts). A worker that dies leaves leases that expire, and the
-//! rows run again elsewhere; handlers are idempotent, so that is safe.
+//! Each [`Lane`] has its own dispatcher: it sleeps until the lane's earliest due time, or
+//! until a transaction schedules something new, claims due rows in batches with a lease,
+//! runs the handler on each with the lane's concurrency bound, then deletes the row (done),
+//! pushes it back with exponential back-off and jitter (transient failure), or moves it to
+//! the dead letters (permanent failure, or too many attempts). Each message frees its slot
+//! as soon as its handler returns, so one slow handler never holds up its batch.
+//!
+//! A process that dies is found by its missing heartbeat (see [`Lifeline`]) and its claims
+//! are released at once; a handler that hangs inside a live process keeps its row until
+//! the lease runs out. Handlers are idempotent, so running a row again is safe.
 
 use crate::{Handler, HandlerError};
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use payq_domain::Timestamp;
-use payq_store::{ClaimedMessage, Store};
+use payq_store::{ClaimedMessage, Lane, Store};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -21,8 +27,10 @@ use tokio_util::task::TaskTracker;
 pub struct EngineConfig {
     /// Rows claimed per round trip.
     pub batch: u32,
-    /// Handlers running at once.
+    /// Handlers running at once in the work lane (payments, timers, refunds).
     pub concurrency: usize,
+    /// Handlers running at once in the deliveries lane (webhooks).
+    pub delivery_concurrency: usize,
     /// How long a claim holds a row before another worker may take it.
     pub lease: Duration,
     /// Attempts before a message is dead-lettered.
@@ -41,6 +49,7 @@ impl Default for EngineConfig {
         EngineConfig {
             batch: 256,
             concurrency: 64,
+            delivery_concurrency: 64,
             lease: Duration::from_secs(60),
             max_attempts: 10,
             base_backoff: Duration::from_millis(500),
@@ -50,7 +59,7 @@ impl Default for EngineConfig {
     }
 }
 
-/// The dispatcher of the store engine.
+/// The store engine: one dispatcher per lane.
 pub struct StoreEngine<H: Handler> {
     store: Store,
     handler: Arc<H>,
@@ -63,11 +72,62 @@ impl<H: Handler> StoreEngine<H> {
         StoreEngine { store, handler, config }
     }
 
-    /// Runs until `shutdown` is cancelled, then waits for the handlers in flight.
+    /// Runs every lane until `shutdown` is cancelled, then waits for the handlers in flight.
     pub async fn run(self, shutdown: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let lanes = Lane::ALL.map(|lane| {
+            let dispatcher = Dispatcher {
+                lane,
+                store: self.store.clone(),
+                handler: self.handler.clone(),
+                config: self.config.clone(),
+            };
+            dispatcher.run(shutdown.clone())
+        });
+        futures_util::future::join_all(lanes).await;
+    }
+
+    /// Handles every message of every lane that is due now, one batch after another, and
+    /// returns how many ran. For tests and tools that need "nothing else is due" to be a
+    /// fact rather than a wait.
+    pub async fn process_due(&self) -> payq_store::StoreResult<usize> {
+        let mut handled = 0;
+        loop {
+            let mut round = 0;
+            for lane in Lane::ALL {
+                let batch =
+                    self.store.claim_due(lane, Timestamp::now(), self.config.batch, lease_ms(&self.config)).await?;
+                round += batch.len();
+                let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+                if let Ok(permits) = Arc::new(Semaphore::new(batch.len())).acquire_many_owned(count).await {
+                    run_batch(&self.store, &self.handler, &self.config, batch, permits).await;
+                }
+            }
+            if round == 0 {
+                return Ok(handled);
+            }
+            handled += round;
+        }
+    }
+}
+
+/// Claims and runs the messages of one lane.
+struct Dispatcher<H: Handler> {
+    lane: Lane,
+    store: Store,
+    handler: Arc<H>,
+    config: EngineConfig,
+}
+
+impl<H: Handler> Dispatcher<H> {
+    async fn run(self, shutdown: CancellationToken) {
+        let concurrency = match self.lane {
+            Lane::Work => self.config.concurrency,
+            Lane::Deliveries => self.config.delivery_concurrency,
+        }
+        .max(1);
+        let permits = Arc::new(Semaphore::new(concurrency));
         let tracker = TaskTracker::new();
-        tracing::info!(concurrency = self.config.concurrency, "store delay engine started");
+        tracing::info!(lane = self.lane.as_str(), concurrency, "store delay engine started");
         while !shutdown.is_cancelled() {
             let free = permits.available_permits().min(self.config.batch as usize);
             if free == 0 {
@@ -79,7 +139,7 @@ impl<H: Handler> StoreEngine<H> {
                 continue;
             }
             let limit = u32::try_from(free).unwrap_or(self.config.batch);
-            let claimed = match self.store.claim_due(Timestamp::now(), limit, lease_ms(&self.config)).await {
+            let claimed = match self.store.claim_due(self.lane, Timestamp::now(), limit, lease_ms(&self.config)).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not claim due messages; retrying");
@@ -96,14 +156,13 @@ impl<H: Handler> StoreEngine<H> {
                 };
                 let (store, handler, config) = (self.store.clone(), self.handler.clone(), self.config.clone());
                 tracker.spawn(async move {
-                    run_batch(&store, &*handler, &config, claimed).await;
-                    drop(permit);
+                    run_batch(&store, &handler, &config, claimed, permit).await;
                 });
             }
             if full {
                 continue;
             }
-            let wait = match self.store.next_due().await {
+            let wait = match self.store.next_due(self.lane).await {
                 Ok(Some(due)) => {
                     let ms = due.millis().saturating_sub(Timestamp::now().millis()).max(0);
                     Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(self.config.idle_poll)
@@ -126,7 +185,7 @@ impl<H: Handler> StoreEngine<H> {
         }
         tracker.close();
         tracker.wait().await;
-        tracing::info!("store delay engine stopped");
+        tracing::info!(lane = self.lane.as_str(), "store delay engine stopped");
     }
 }
 
@@ -166,28 +225,84 @@ pub(crate) async fn judge<H: Handler>(handler: &H, config: &EngineConfig, msg: &
     }
 }
 
-/// Runs the handlers of a claimed batch concurrently, then records the outcomes: all the
-/// completions of the batch in one transaction.
-async fn run_batch<H: Handler>(store: &Store, handler: &H, config: &EngineConfig, batch: Vec<ClaimedMessage>) {
-    let handlers = futures_util::future::join_all(batch.iter().map(|m| judge(handler, config, m)));
-    let verdicts = with_lease_renewal(store, config, &batch, handlers).await;
-    let mut done = Vec::new();
-    for (msg, verdict) in batch.iter().zip(verdicts) {
-        let recorded = match verdict {
-            Verdict::Done => {
-                metrics::counter!("payq_messages_fired_total", "kind" => msg.kind.clone()).increment(1);
-                done.push(msg);
-                Ok(())
+/// Runs the handlers of a claimed batch concurrently, holding one of `permits` per
+/// message. Whenever handlers finish, the outcomes of all that have finished by then are
+/// recorded (the completions in one transaction) and their permits freed, so fast handlers
+/// keep their batching and a slow one holds only its own slot.
+///
+/// Each handler is a task of its own: a handler may hold the store's writer while this
+/// loop waits for it to record outcomes, so handlers must make progress without it.
+async fn run_batch<H: Handler>(
+    store: &Store,
+    handler: &Arc<H>,
+    config: &EngineConfig,
+    batch: Vec<ClaimedMessage>,
+    mut permits: OwnedSemaphorePermit,
+) {
+    let mut running: FuturesUnordered<_> = batch
+        .iter()
+        .map(|m| {
+            let permit = permits.split(1);
+            let (handler, config, msg) = (handler.clone(), config.clone(), m.clone());
+            tokio::spawn(async move { judge(&*handler, &config, &msg).await }).map(move |joined| {
+                // A handler that panicked is retried later, like a transient failure.
+                let verdict = joined.unwrap_or_else(|e| Verdict::Retry {
+                    delay: Duration::from_secs(1),
+                    error: format!("handler panicked: {e}"),
+                });
+                (m, verdict, permit)
+            })
+        })
+        .collect();
+    let mut held: std::collections::HashSet<i64> = batch.iter().map(|m| m.seq).collect();
+    let renew_every = config.lease / 3;
+    let mut renewal = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+    loop {
+        let first = tokio::select! {
+            next = running.next() => match next {
+                Some(first) => first,
+                None => break,
+            },
+            _ = renewal.tick() => {
+                // Handlers slower than the lease (a webhook waiting for its timeout) keep
+                // their rows, so they are never run twice at once.
+                let still: Vec<&ClaimedMessage> = batch.iter().filter(|m| held.contains(&m.seq)).collect();
+                if let Err(e) = store.extend_leases(&still, due_in(config.lease)).await {
+                    tracing::warn!(error = %e, "could not renew message leases");
+                }
+                continue;
             }
-            other => record_failure(store, msg, other).await,
         };
-        if let Err(e) = recorded {
-            // The lease will expire and the message will run again; handlers are idempotent.
-            tracing::warn!(message = %msg.id, error = %e, "could not record the message outcome");
+        let mut finished = vec![first];
+        while let Some(Some(more)) = running.next().now_or_never() {
+            finished.push(more);
         }
-    }
-    if let Err(e) = store.complete_messages(&done).await {
-        tracing::warn!(error = %e, count = done.len(), "could not complete handled messages; they will run again");
+        let mut done = Vec::new();
+        let mut deferred = Vec::new();
+        for (msg, verdict, _) in &mut finished {
+            held.remove(&msg.seq);
+            match std::mem::replace(verdict, Verdict::Done) {
+                Verdict::Done => {
+                    metrics::counter!("payq_messages_fired_total", "kind" => msg.kind.clone()).increment(1);
+                    done.push(*msg);
+                }
+                Verdict::Defer(delay) => deferred.push((*msg, due_in(delay))),
+                failure => {
+                    if let Err(e) = record_failure(store, msg, failure).await {
+                        // The claim lapses and the message runs again; handlers are idempotent.
+                        tracing::warn!(message = %msg.id, error = %e, "could not record the message outcome");
+                    }
+                }
+            }
+        }
+        // Completions and deferrals of the round each take one transaction.
+        if let Err(e) = store.complete_messages(&done).await {
+            tracing::warn!(error = %e, count = done.len(), "could not complete handled messages; they will run again");
+        }
+        if let Err(e) = store.defer_messages(&deferred).await {
+            tracing::warn!(error = %e, count = deferred.len(), "could not defer messages; they will run again");
+        }
+        // `finished` drops here, and with it the permits of these messages.
     }
 }
 
@@ -217,29 +332,6 @@ async fn record_failure(store: &Store, msg: &ClaimedMessage, verdict: Verdict) -
             metrics::counter!("payq_messages_failed_total", "kind" => kind.clone()).increment(1);
             tracing::error!(message = %msg.id, kind = %kind, attempts = msg.attempts, error = %error, "message dead-lettered");
             store.dead_letter_message(msg, &error).await.map(|_| ())
-        }
-    }
-}
-
-/// Awaits `work` while renewing the batch's leases every third of the lease, so handlers
-/// slower than the lease (a webhook waiting for its timeout) are never run twice at once.
-async fn with_lease_renewal<T>(
-    store: &Store,
-    config: &EngineConfig,
-    batch: &[ClaimedMessage],
-    work: impl std::future::Future<Output = T>,
-) -> T {
-    let period = config.lease / 3;
-    let mut work = std::pin::pin!(work);
-    loop {
-        tokio::select! {
-            out = &mut work => return out,
-            _ = tokio::time::sleep(period) => {
-                let held: Vec<&ClaimedMessage> = batch.iter().collect();
-                if let Err(e) = store.extend_leases(&held, due_in(config.lease)).await {
-                    tracing::warn!(error = %e, "could not renew message leases");
-                }
-            }
         }
     }
 }

@@ -16,6 +16,9 @@ pub struct DeadLetter {
     /// Position among deliveries of the same key (kept so a replay still goes in order).
     #[serde(skip)]
     pub ordinal: Option<i64>,
+    /// The lane the message ran in (a replay runs there again).
+    #[serde(skip)]
+    pub lane: crate::Lane,
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     pub attempts: i64,
@@ -32,6 +35,7 @@ fn dead_letter(row: &sqlx::any::AnyRow) -> StoreResult<DeadLetter> {
         kind: row.try_get("kind")?,
         key: row.try_get("key")?,
         ordinal: row.try_get("ordinal")?,
+        lane: crate::Lane::from_code(row.try_get("lane")?),
         payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         attempts: row.try_get("attempts")?,
         last_error: row.try_get("last_error")?,
@@ -73,6 +77,7 @@ impl Store {
             .schedule(crate::NewMessage {
                 kind: dl.kind,
                 key: dl.key,
+                lane: dl.lane,
                 ordinal: dl.ordinal,
                 payload: dl.payload,
                 due_at: Timestamp::now(),

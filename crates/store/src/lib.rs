@@ -10,6 +10,7 @@ mod dead_letters;
 mod events;
 mod idempotency;
 mod inventory;
+mod lifeline;
 mod merchants;
 mod messages;
 mod orders;
@@ -26,6 +27,7 @@ pub use dead_letters::DeadLetter;
 pub use events::NewEvent;
 pub use idempotency::{IdempotencyBegin, StoredResponse};
 pub use inventory::Shortage;
+pub use lifeline::ProcessId;
 pub use merchants::{MerchantCredentials, NewMerchant};
 pub use messages::{ClaimedMessage, MessageStats, NewMessage, PendingMessage};
 pub use orders::{NewOrder, NewPayment, OrderPage, PaymentRecord};
@@ -59,12 +61,57 @@ pub enum StoreError {
     /// The batch this write belonged to failed to commit.
     #[error("commit failed: {0}")]
     CommitFailed(String),
+    /// The database cannot take the request now (disk full, I/O error, connection lost or
+    /// refused, pool exhausted); it may succeed once the fault clears.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Sorts database errors by what the caller can do about them: a fault of the storage
+    /// itself becomes [`StoreError::Unavailable`] (answered 503, retried by workers), a lost
+    /// race [`StoreError::Conflict`]; anything else stays a plain database error.
+    fn from(e: sqlx::Error) -> StoreError {
+        if storage_fault(&e) {
+            return StoreError::Unavailable(e.to_string());
+        }
+        if let sqlx::Error::Database(db) = &e {
+            // PostgreSQL: serialization failure, deadlock. SQLite: busy past the timeout.
+            if matches!(db.code().as_deref(), Some("40001" | "40P01" | "5" | "6")) {
+                return StoreError::Conflict(db.message().to_owned());
+            }
+        }
+        StoreError::Db(e)
+    }
+}
+
+/// Whether `e` says the storage cannot serve at the moment rather than that the statement
+/// was wrong: lost or refused connections, an exhausted pool, a full disk, I/O errors.
+fn storage_fault(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // SQLite primary result codes (extended codes keep them in the low byte):
+            // SQLITE_IOERR 10, SQLITE_CORRUPT 11, SQLITE_FULL 13, SQLITE_CANTOPEN 14.
+            Some(code) if code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 10 | 13 | 14)) => true,
+            // PostgreSQL classes 08 (connection), 53 (insufficient resources: disk full,
+            // out of memory, too many connections), 57P (operator intervention: shutdown).
+            Some(code) => code.starts_with("08") || code.starts_with("53") || code.starts_with("57P"),
+            None => false,
+        },
+        _ => false,
+    }
 }
 
 impl StoreError {
@@ -75,12 +122,60 @@ impl StoreError {
         {
             return StoreError::Conflict(db.message().to_owned());
         }
-        StoreError::Db(e)
+        StoreError::from(e)
     }
 
     /// Whether retrying the same operation later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Db(_) | StoreError::CommitFailed(_) | StoreError::Io(_) | StoreError::Conflict(_))
+        matches!(
+            self,
+            StoreError::Db(_)
+                | StoreError::CommitFailed(_)
+                | StoreError::Io(_)
+                | StoreError::Conflict(_)
+                | StoreError::Unavailable(_)
+        )
+    }
+
+    /// Whether the storage itself is failing (the request may be retried once it recovers).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// The queues of the delay engine. Each lane is claimed by its own dispatcher with its own
+/// concurrency, so deliveries to merchant endpoints (which may hang for their whole
+/// timeout) never hold up payments, timers and refunds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Payments, risk checks, timers, refunds: payq's own work.
+    Work,
+    /// Webhook deliveries to merchant endpoints.
+    Deliveries,
+}
+
+impl Lane {
+    /// Every lane.
+    pub const ALL: [Lane; 2] = [Lane::Work, Lane::Deliveries];
+
+    /// The value stored in the `lane` column.
+    pub(crate) fn code(self) -> i64 {
+        match self {
+            Lane::Work => 0,
+            Lane::Deliveries => 1,
+        }
+    }
+
+    pub(crate) fn from_code(code: i64) -> Lane {
+        if code == 1 { Lane::Deliveries } else { Lane::Work }
+    }
+
+    /// The lane's name, for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Work => "work",
+            Lane::Deliveries => "deliveries",
+        }
     }
 }
 
@@ -131,6 +226,11 @@ struct Inner {
     messages_changed: Notify,
     /// Every event is announced (published on the broker), not only those for webhooks.
     announce_all_events: std::sync::atomic::AtomicBool,
+    /// The last write failed because the storage was unavailable (cleared by the next
+    /// write that commits), so readiness reports a full disk even while reads work.
+    write_failing: std::sync::atomic::AtomicBool,
+    /// This process, as the owner of the messages it claims.
+    process: lifeline::ProcessId,
 }
 
 /// Settings of every SQLite connection: the queue's hot pages stay in SQLite's own cache
@@ -193,6 +293,8 @@ impl Store {
                 writer: writer::Writer::Sqlite(group),
                 messages_changed: Notify::new(),
                 announce_all_events: std::sync::atomic::AtomicBool::new(false),
+                write_failing: std::sync::atomic::AtomicBool::new(false),
+                process: lifeline::ProcessId::generate(),
             }),
         };
         spawn_checkpointer(Arc::downgrade(&store.inner), checkpointer);
@@ -211,6 +313,8 @@ impl Store {
                 writer: writer::Writer::Postgres(pool),
                 messages_changed: Notify::new(),
                 announce_all_events: std::sync::atomic::AtomicBool::new(false),
+                write_failing: std::sync::atomic::AtomicBool::new(false),
+                process: lifeline::ProcessId::generate(),
             }),
         };
         spawn_listener(Arc::downgrade(&store.inner), url.to_owned());
@@ -267,6 +371,25 @@ impl Store {
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(self.read()).await.is_ok()
+    }
+
+    /// Whether the store can serve requests: the database answers and the last write did
+    /// not fail for lack of storage (a full disk leaves reads working).
+    pub async fn is_ready(&self) -> bool {
+        !self.inner.write_failing.load(std::sync::atomic::Ordering::Relaxed) && self.ping().await
+    }
+
+    /// Records the outcome of a write for [`Store::is_ready`].
+    pub(crate) fn note_write<T>(&self, outcome: &StoreResult<T>) {
+        let failing = matches!(outcome, Err(e) if e.is_unavailable());
+        if outcome.is_ok() || failing {
+            self.inner.write_failing.store(failing, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// This process's identity as the owner of claimed messages.
+    pub fn process_id(&self) -> &ProcessId {
+        &self.inner.process
     }
 }
 

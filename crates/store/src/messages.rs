@@ -17,6 +17,8 @@ pub struct NewMessage {
     pub kind: String,
     /// What it is about (e.g. an order id), so that it can be cancelled by kind and key.
     pub key: Option<String>,
+    /// Which dispatcher claims it.
+    pub lane: crate::Lane,
     /// Position among the messages of the same kind and key, for handlers that must go in
     /// order (webhook deliveries of one order).
     pub ordinal: Option<i64>,
@@ -33,6 +35,7 @@ pub struct ClaimedMessage {
     pub kind: String,
     pub key: Option<String>,
     pub ordinal: Option<i64>,
+    pub lane: crate::Lane,
     pub payload: String,
     pub scheduled_at: Timestamp,
     /// Attempts so far, this one included.
@@ -80,6 +83,7 @@ pub(crate) fn claimed(row: &sqlx::any::AnyRow) -> StoreResult<ClaimedMessage> {
         kind: row.try_get("kind")?,
         key: row.try_get("key")?,
         ordinal: row.try_get("ordinal")?,
+        lane: crate::Lane::from_code(row.try_get("lane")?),
         payload: row.try_get("payload")?,
         scheduled_at: Timestamp::from_millis(row.try_get("scheduled_at")?),
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
@@ -93,8 +97,8 @@ impl Tx {
         let id = MessageId::generate();
         let payload = serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+            "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
         )
         .bind(id.as_str())
         .bind(&m.kind)
@@ -103,6 +107,7 @@ impl Tx {
         .bind(payload)
         .bind(m.due_at.millis())
         .bind(crate::now_ms())
+        .bind(m.lane.code())
         .execute(self.conn())
         .await?;
         self.mark_message_scheduled();
@@ -111,7 +116,7 @@ impl Tx {
 
     /// Schedules many messages in this transaction, several rows per statement.
     pub async fn schedule_many(&mut self, messages: Vec<NewMessage>) -> StoreResult<()> {
-        // 8 parameters a row; SQLite allows 32,766 per statement.
+        // 9 parameters a row; SQLite allows 32,766 per statement.
         const ROWS: usize = 2_000;
         let now = crate::now_ms();
         let mut rows = Vec::with_capacity(messages.len());
@@ -121,8 +126,8 @@ impl Tx {
         }
         for chunk in rows.chunks(ROWS) {
             let sql = format!(
-                "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at) VALUES {}",
-                crate::sql::value_rows(1, chunk.len(), 8)
+                "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane) VALUES {}",
+                crate::sql::value_rows(1, chunk.len(), 9)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (id, m, payload) in chunk {
@@ -134,7 +139,8 @@ impl Tx {
                     .bind(payload.as_str())
                     .bind(m.due_at.millis())
                     .bind(m.due_at.millis())
-                    .bind(now);
+                    .bind(now)
+                    .bind(m.lane.code());
             }
             q.execute(self.conn()).await?;
         }
@@ -168,16 +174,24 @@ impl Tx {
 }
 
 impl Store {
-    /// Claims up to `limit` due messages for `lease_ms`, earliest first.
-    pub async fn claim_due(&self, now: Timestamp, limit: u32, lease_ms: i64) -> StoreResult<Vec<ClaimedMessage>> {
+    /// Claims up to `limit` due messages of `lane` for `lease_ms`, earliest first, with
+    /// this process as their owner.
+    pub async fn claim_due(
+        &self,
+        lane: crate::Lane,
+        now: Timestamp,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<ClaimedMessage>> {
         if self.backend() == crate::Backend::Postgres {
-            return self.claim_due_skip_locked(now, limit, lease_ms).await;
+            return self.claim_due_skip_locked(lane, now, limit, lease_ms).await;
         }
         // Candidates come from a reader, which sees only committed rows: a message is never
         // handled before the change that scheduled it is durable and visible to the
         // handler's own reads.
         let candidates: Vec<i64> =
-            sqlx::query_scalar("SELECT seq FROM messages WHERE due_at <= $1 ORDER BY due_at LIMIT $2")
+            sqlx::query_scalar("SELECT seq FROM messages WHERE lane = $1 AND due_at <= $2 ORDER BY due_at LIMIT $3")
+                .bind(lane.code())
                 .bind(now.millis())
                 .bind(i64::from(limit))
                 .fetch_all(self.read())
@@ -191,14 +205,16 @@ impl Store {
         for chunk in candidates.chunks(PARAMS_PER_STATEMENT) {
             // `due_at <= now` again: another worker may have claimed a candidate meanwhile.
             let sql = format!(
-                "UPDATE messages SET due_at = $1, claim = $2, attempts = attempts + 1 WHERE due_at <= $3 AND seq IN ({})
-                 RETURNING seq, id, kind, key, ordinal, payload, scheduled_at, attempts, claim",
-                crate::sql::placeholders(4, chunk.len())
+                "UPDATE messages SET due_at = $1, claim = $2, attempts = attempts + 1, owner = $4
+                 WHERE due_at <= $3 AND seq IN ({})
+                 RETURNING seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim",
+                crate::sql::placeholders(5, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(now.millis().saturating_add(lease_ms))
                 .bind(claim)
-                .bind(now.millis());
+                .bind(now.millis())
+                .bind(self.process_id().as_str());
             for seq in chunk {
                 q = q.bind(*seq);
             }
@@ -216,20 +232,24 @@ impl Store {
     /// skipped rather than waited for. Candidates are committed rows by construction.
     async fn claim_due_skip_locked(
         &self,
+        lane: crate::Lane,
         now: Timestamp,
         limit: u32,
         lease_ms: i64,
     ) -> StoreResult<Vec<ClaimedMessage>> {
         let mut tx = self.begin().await?;
         let rows = sqlx::query(
-            "UPDATE messages SET due_at = $1, claim = $2, attempts = attempts + 1
-             WHERE seq IN (SELECT seq FROM messages WHERE due_at <= $3 ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)
-             RETURNING seq, id, kind, key, ordinal, payload, scheduled_at, attempts, claim",
+            "UPDATE messages SET due_at = $1, claim = $2, attempts = attempts + 1, owner = $5
+             WHERE seq IN (SELECT seq FROM messages WHERE lane = $6 AND due_at <= $3 ORDER BY due_at LIMIT $4
+                           FOR UPDATE SKIP LOCKED)
+             RETURNING seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim",
         )
         .bind(now.millis().saturating_add(lease_ms))
         .bind(rand_claim())
         .bind(now.millis())
         .bind(i64::from(limit))
+        .bind(self.process_id().as_str())
+        .bind(lane.code())
         .fetch_all(tx.conn())
         .await?;
         tx.commit_relaxed().await?;
@@ -238,9 +258,12 @@ impl Store {
         Ok(out)
     }
 
-    /// When the next message becomes due, if any is pending.
-    pub async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
-        let due: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM messages").fetch_one(self.read()).await?;
+    /// When the next message of `lane` becomes due, if any is pending.
+    pub async fn next_due(&self, lane: crate::Lane) -> StoreResult<Option<Timestamp>> {
+        let due: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM messages WHERE lane = $1")
+            .bind(lane.code())
+            .fetch_one(self.read())
+            .await?;
         Ok(due.map(Timestamp::from_millis))
     }
 
@@ -309,7 +332,7 @@ impl Store {
     pub async fn retry_message(&self, m: &ClaimedMessage, due_at: Timestamp, error: &str) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
-            "UPDATE messages SET due_at = $1, last_error = $2, published_at = NULL, relay_lease = NULL
+            "UPDATE messages SET due_at = $1, last_error = $2, published_at = NULL, relay_lease = NULL, owner = NULL
              WHERE seq = $3 AND claim = $4",
         )
         .bind(due_at.millis())
@@ -330,17 +353,27 @@ impl Store {
     /// Puts a message back to run at `due_at` without counting this as an attempt (it was
     /// not its turn yet).
     pub async fn defer_message(&self, m: &ClaimedMessage, due_at: Timestamp) -> StoreResult<()> {
+        self.defer_messages(&[(m, due_at)]).await
+    }
+
+    /// [`Store::defer_message`] for many messages, in one transaction.
+    pub async fn defer_messages(&self, deferred: &[(&ClaimedMessage, Timestamp)]) -> StoreResult<()> {
+        if deferred.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "UPDATE messages SET due_at = $1, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
-                published_at = NULL, relay_lease = NULL
-             WHERE seq = $2 AND claim = $3",
-        )
-        .bind(due_at.millis())
-        .bind(m.seq)
-        .bind(m.claim)
-        .execute(tx.conn())
-        .await?;
+        for (m, due_at) in deferred {
+            sqlx::query(
+                "UPDATE messages SET due_at = $1, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+                    published_at = NULL, relay_lease = NULL, owner = NULL
+                 WHERE seq = $2 AND claim = $3",
+            )
+            .bind(due_at.millis())
+            .bind(m.seq)
+            .bind(m.claim)
+            .execute(tx.conn())
+            .await?;
+        }
         tx.mark_message_scheduled();
         tx.commit().await?;
         self.notify_messages_changed();
@@ -358,8 +391,8 @@ impl Store {
             .await?;
         if done.rows_affected() == 1 {
             sqlx::query(
-                "INSERT INTO dead_letters (id, message_id, kind, key, ordinal, payload, attempts, last_error, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO dead_letters (id, message_id, kind, key, ordinal, payload, attempts, last_error, created_at, lane)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(id.as_str())
             .bind(m.id.as_str())
@@ -370,6 +403,7 @@ impl Store {
             .bind(i64::from(m.attempts))
             .bind(error)
             .bind(crate::now_ms())
+            .bind(m.lane.code())
             .execute(tx.conn())
             .await?;
             tx.bump(format!("dead_lettered:{}", m.kind), 1).await?;

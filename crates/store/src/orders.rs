@@ -99,9 +99,11 @@ impl Tx {
         Ok(())
     }
 
-    /// An order by id, read inside this transaction (the writer is exclusive, so the row
-    /// cannot change under us until commit).
+    /// An order by id, read inside this transaction and held until it ends: SQLite's writer
+    /// is exclusive, and PostgreSQL locks the row, so one order has one writer at a time and
+    /// the loser of a race reads the winner's outcome instead of failing its write.
     pub async fn order(&mut self, id: &OrderId) -> StoreResult<Order> {
+        self.lock_order(id).await?;
         let row = sqlx::query(select_orders!("WHERE o.id = $1"))
             .bind(id.as_str())
             .fetch_optional(self.conn())

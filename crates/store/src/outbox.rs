@@ -20,7 +20,7 @@ pub struct OutboxMessage {
     pub due_at: Timestamp,
 }
 
-const RETURNING: &str = "RETURNING seq, id, kind, key, ordinal, payload, scheduled_at, attempts, claim, due_at";
+const RETURNING: &str = "RETURNING seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim, due_at";
 
 impl Store {
     /// Claims up to `limit` unpublished messages due by `horizon` (all of them for the
@@ -97,7 +97,7 @@ impl Store {
     /// the delivery's claim token.
     pub async fn delivery(&self, id: &str, claim: i64) -> StoreResult<Option<crate::ClaimedMessage>> {
         let row = sqlx::query(
-            "SELECT seq, id, kind, key, ordinal, payload, scheduled_at, attempts, claim FROM messages
+            "SELECT seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim FROM messages
              WHERE id = $1 AND claim = $2",
         )
         .bind(id)
@@ -111,7 +111,7 @@ impl Store {
     /// back from the broker).
     pub async fn message_by_id(&self, id: &str) -> StoreResult<Option<crate::ClaimedMessage>> {
         let row = sqlx::query(
-            "SELECT seq, id, kind, key, ordinal, payload, scheduled_at, attempts, claim FROM messages WHERE id = $1",
+            "SELECT seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim FROM messages WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.read())

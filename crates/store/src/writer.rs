@@ -32,10 +32,24 @@ pub(crate) struct GroupCommit {
     dirty: Arc<Notify>,
 }
 
+/// Why a batch did not commit, as every `Tx` of the batch learns it.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitError {
+    /// The storage failed (disk full, I/O), not the statements.
+    unavailable: bool,
+    message: String,
+}
+
+impl From<CommitError> for StoreError {
+    fn from(e: CommitError) -> StoreError {
+        if e.unavailable { StoreError::Unavailable(e.message) } else { StoreError::CommitFailed(e.message) }
+    }
+}
+
 pub(crate) struct WriterConn {
     conn: AnyConnection,
     /// A batch transaction is open (BEGIN IMMEDIATE ran, COMMIT not yet).
-    batch: Option<watch::Sender<Option<Result<(), String>>>>,
+    batch: Option<watch::Sender<Option<Result<(), CommitError>>>>,
     /// A `Tx` was dropped without commit or rollback: its savepoint must be undone first.
     dangling_savepoint: bool,
 }
@@ -60,7 +74,8 @@ impl WriterConn {
             Err(e) => {
                 tracing::error!(error = %e, "batch commit failed; rolling back");
                 let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
-                Err(e.to_string())
+                let message = e.to_string();
+                Err(CommitError { unavailable: StoreError::from(e).is_unavailable(), message })
             }
         };
         batch.send_replace(Some(outcome));
@@ -127,7 +142,15 @@ pub struct Tx {
 
 impl Tx {
     pub(crate) async fn begin(store: Store) -> StoreResult<Tx> {
-        let conn = match store.writer() {
+        let started = Tx::open(&store).await;
+        if started.is_err() {
+            store.note_write(&started);
+        }
+        Ok(Tx { conn: started?, store, scheduled_message: false })
+    }
+
+    async fn open(store: &Store) -> StoreResult<TxConn> {
+        Ok(match store.writer() {
             Writer::Sqlite(group) => {
                 let mut guard = group.conn.clone().lock_owned().await;
                 guard.clean_up().await?;
@@ -139,9 +162,8 @@ impl Tx {
                 guard.dangling_savepoint = true;
                 TxConn::Sqlite(guard)
             }
-            Writer::Postgres(pool) => TxConn::Postgres(Some(pool.begin().await?)),
-        };
-        Ok(Tx { conn, store, scheduled_message: false })
+            Writer::Postgres(pool) => TxConn::Postgres(Some(begin_retrying_once(pool).await?)),
+        })
     }
 
     /// The connection, for the repository methods of this crate.
@@ -169,7 +191,14 @@ impl Tx {
     }
 
     /// Makes the writes durable. Returns once the batch holding them is committed.
-    pub async fn commit(mut self) -> StoreResult<()> {
+    pub async fn commit(self) -> StoreResult<()> {
+        let store = self.store.clone();
+        let outcome = self.commit_durably().await;
+        store.note_write(&outcome);
+        outcome
+    }
+
+    async fn commit_durably(mut self) -> StoreResult<()> {
         let store = self.store.clone();
         let scheduled_message = self.scheduled_message;
         match &mut self.conn {
@@ -189,7 +218,7 @@ impl Tx {
                     .clone();
                 match outcome {
                     Some(Ok(())) => {}
-                    Some(Err(e)) => return Err(StoreError::CommitFailed(e)),
+                    Some(Err(e)) => return Err(e.into()),
                     None => return Err(StoreError::CommitFailed("batch outcome missing".into())),
                 }
             }
@@ -238,6 +267,19 @@ impl Tx {
                 None => Ok(()),
             },
         }
+    }
+}
+
+/// Starts a PostgreSQL transaction, once more on a fresh connection if the first one was
+/// found dead (a restarted server or a terminated backend): nothing has run yet, so the
+/// retry is safe.
+async fn begin_retrying_once(pool: &AnyPool) -> StoreResult<Transaction<'static, Any>> {
+    match pool.begin().await {
+        Ok(tx) => Ok(tx),
+        Err(e) => match StoreError::from(e) {
+            e if e.is_unavailable() => Ok(pool.begin().await?),
+            e => Err(e),
+        },
     }
 }
 

@@ -31,7 +31,7 @@ pub async fn dead_letters(
     ApiQuery(q): ApiQuery<DeadLetterQuery>,
 ) -> Result<Json<DeadLetterList>, ApiError> {
     let limit = page_limit(q.limit.or(Some(100)))?;
-    let data = state.payq.store().dead_letters(limit).await.map_err(|e| ApiError::internal(&e))?;
+    let data = state.payq.store().dead_letters(limit).await.map_err(ApiError::from)?;
     Ok(Json(DeadLetterList { data }))
 }
 
@@ -47,7 +47,7 @@ pub async fn replay(
     match state.payq.store().replay_dead_letter(&id).await {
         Ok(message_id) => Ok(Json(serde_json::json!({ "replayed": id, "message_id": message_id.as_str() }))),
         Err(StoreError::NotFound) => Err(ApiError::not_found("dead letter")),
-        Err(e) => Err(ApiError::internal(&e)),
+        Err(e) => Err(ApiError::from(e)),
     }
 }
 
@@ -56,8 +56,8 @@ pub async fn replay(
     security(("bearer" = [])))]
 pub async fn stats(State(state): State<AppState>, _admin: AdminAuth) -> Result<Json<serde_json::Value>, ApiError> {
     let store = state.payq.store();
-    let orders = store.order_counts().await.map_err(|e| ApiError::internal(&e))?;
-    let messages = store.message_stats(Timestamp::now()).await.map_err(|e| ApiError::internal(&e))?;
+    let orders = store.order_counts().await.map_err(ApiError::from)?;
+    let messages = store.message_stats(Timestamp::now()).await.map_err(ApiError::from)?;
     let to_map = |v: Vec<(String, i64)>| {
         v.into_iter().map(|(k, n)| (k, serde_json::Value::from(n))).collect::<serde_json::Map<_, _>>()
     };

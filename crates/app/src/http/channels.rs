@@ -37,7 +37,7 @@ pub async fn sim_notify(
     let payment = match state.payq.store().payment(&payment_id).await {
         Ok(p) => p,
         Err(StoreError::NotFound) => return Err(ApiError::not_found("payment")),
-        Err(e) => return Err(ApiError::internal(&e)),
+        Err(e) => return Err(ApiError::from(e)),
     };
     if payment.amount != note.amount || payment.currency.code() != note.currency {
         return Err(ApiError::invalid("notification amount or currency does not match the payment"));

@@ -40,6 +40,16 @@ impl ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body exceeds 64 KiB")
     }
 
+    /// 503 `storage_unavailable`: the database cannot take the request now; retry later.
+    pub fn storage_unavailable(cause: &dyn std::fmt::Display) -> ApiError {
+        tracing::warn!(error = %cause, "storage unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "the database cannot take this request now; retry shortly",
+        )
+    }
+
     /// 500 `internal`, logging the cause; the body says nothing about it.
     pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(error = %cause, "request failed");
@@ -53,6 +63,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = (self.status == StatusCode::SERVICE_UNAVAILABLE).then_some([(header::RETRY_AFTER, "1")]);
         let body = serde_json::json!({
             "type": format!("https://payq.dev/problems/{}", self.code),
             "title": self.title(),
@@ -60,7 +71,7 @@ impl IntoResponse for ApiError {
             "detail": self.detail,
             "code": self.code,
         });
-        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], Json(body)).into_response()
+        (self.status, retry_after, [(header::CONTENT_TYPE, "application/problem+json")], Json(body)).into_response()
     }
 }
 
@@ -74,8 +85,18 @@ impl From<AppError> for ApiError {
             AppError::AmountExceedsRefundable(d) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "amount_exceeds_refundable", d)
             }
+            AppError::Contention(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
+            AppError::StorageUnavailable(d) => ApiError::storage_unavailable(&d),
             AppError::Unexpected(e) => ApiError::internal(&format!("{e:#}")),
         }
+    }
+}
+
+impl From<payq_store::StoreError> for ApiError {
+    /// A store error reaching the edge directly (reads outside use cases); a missing row is
+    /// mapped where it is read, since only there is it known what was missing.
+    fn from(e: payq_store::StoreError) -> Self {
+        ApiError::from(AppError::from(e))
     }
 }
 

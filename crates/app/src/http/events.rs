@@ -36,11 +36,10 @@ pub async fn list(
     let after = q.after.map(|a| a.parse::<EventId>().map_err(|e| ApiError::invalid(e.to_string()))).transpose()?;
     let store = state.payq.store();
     if let Some(after) = &after
-        && !store.event_exists(&merchant.id, after).await.map_err(|e| ApiError::internal(&e))?
+        && !store.event_exists(&merchant.id, after).await.map_err(ApiError::from)?
     {
         return Err(ApiError::invalid("after names no event of this merchant"));
     }
-    let (data, has_more) =
-        store.events(&merchant.id, after.as_ref(), limit).await.map_err(|e| ApiError::internal(&e))?;
+    let (data, has_more) = store.events(&merchant.id, after.as_ref(), limit).await.map_err(ApiError::from)?;
     Ok(Json(EventList { data, has_more }))
 }

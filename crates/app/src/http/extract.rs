@@ -68,29 +68,54 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 /// The merchant whose API key authenticated the request.
 pub struct MerchantAuth(pub Merchant);
 
+/// The merchant whose API key `token` is.
+pub(crate) async fn merchant_of_key(state: &AppState, token: &str) -> Result<Merchant, ApiError> {
+    let refused = || ApiError::unauthorized("invalid API key");
+    let key_id = ApiKey::key_id_of(token).ok_or_else(refused)?;
+    let creds = match state.payq.store().merchant_by_api_key_id(key_id).await {
+        Ok(c) => c,
+        Err(StoreError::NotFound) => return Err(refused()),
+        Err(e) => return Err(ApiError::from(e)),
+    };
+    if !constant_time_eq(&sha256_hex(token.as_bytes()), &creds.api_key_hash) {
+        return Err(refused());
+    }
+    Ok(creds.merchant)
+}
+
+/// Whether `token` is the admin token.
+pub(crate) fn is_admin_token(state: &AppState, token: &str) -> bool {
+    constant_time_eq(token, &state.admin_token)
+}
+
+/// Who a request authenticates as, for keeping its `Idempotency-Key`: `None` when its
+/// credentials are missing or wrong (the handler then refuses it, and nothing is kept).
+pub(crate) async fn principal(state: &AppState, parts: &Parts) -> Result<Option<String>, ApiError> {
+    let Ok(token) = bearer(parts) else { return Ok(None) };
+    if is_admin_token(state, token) {
+        return Ok(Some("admin".to_owned()));
+    }
+    match merchant_of_key(state, token).await {
+        Ok(merchant) => Ok(Some(merchant.id.to_string())),
+        Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl FromRequestParts<AppState> for MerchantAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        let refused = || ApiError::unauthorized("invalid API key");
-        let key_id = ApiKey::key_id_of(token).ok_or_else(refused)?;
-        let creds = match state.payq.store().merchant_by_api_key_id(key_id).await {
-            Ok(c) => c,
-            Err(StoreError::NotFound) => return Err(refused()),
-            Err(e) => return Err(ApiError::internal(&e)),
-        };
-        if !constant_time_eq(&sha256_hex(token.as_bytes()), &creds.api_key_hash) {
-            return Err(refused());
-        }
-        if !state.limiter.allow(&creds.merchant.id) {
+        let merchant = merchant_of_key(state, token).await?;
+        if !state.limiter.allow(&merchant.id) {
             return Err(ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 "too many requests for this merchant; retry shortly",
             ));
         }
-        Ok(MerchantAuth(creds.merchant))
+        Ok(MerchantAuth(merchant))
     }
 }
 
@@ -102,7 +127,7 @@ impl FromRequestParts<AppState> for AdminAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        if !constant_time_eq(token, &state.admin_token) {
+        if !is_admin_token(state, token) {
             return Err(ApiError::unauthorized("invalid admin token"));
         }
         Ok(AdminAuth)

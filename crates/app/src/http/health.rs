@@ -12,14 +12,15 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The process can serve: its database answers.
+/// The process can serve: its database answers and accepts writes (a full disk or an
+/// unreachable database makes it 503 until the storage recovers).
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, description = "ready"), (status = 503, description = "not ready")))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    if state.payq.store().ping().await {
+    if state.payq.store().is_ready().await {
         (StatusCode::OK, Json(serde_json::json!({ "status": "ready" })))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "database unavailable" })))
+        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "storage unavailable" })))
     }
 }
 

@@ -3,20 +3,33 @@
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract;
 use crate::crypto::sha256_hex;
 use axum::body::{Body, to_bytes};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use payq_store::{IdempotencyBegin, StoredResponse};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// How long an `Idempotency-Key` reservation holds without renewal. A request renews it
+/// while it runs, so only a request cut off by a crash lets it lapse, and a retry within
+/// seconds of the restart then runs afresh (see docs/operations.md).
+const RESERVATION_LEASE: Duration = Duration::from_secs(3);
+
+/// Top-level fields of a response that are secrets: never stored for replay. Handlers mark
+/// their responses with it (merchant creation shows the API key and webhook secret once).
+#[derive(Debug, Clone, Copy)]
+pub struct SecretFields(pub &'static [&'static str]);
+
 /// Replays the first answer to a repeated `Idempotency-Key`, refuses a key reused with
-/// another body, and keeps each answer (not 5xx ones, so those can be retried).
+/// another body, and keeps each answer (not 5xx ones, so those can be retried). Keys are
+/// kept only for authenticated requests; a reservation is a lease renewed while the
+/// request runs.
 pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
@@ -25,13 +38,18 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         return next.run(req).await;
     };
     let key = match key.to_str() {
-        Ok(k) if !k.is_empty() && k.len() <= 255 => k.to_owned(),
+        Ok(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => k.to_owned(),
         _ => {
             return ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters").into_response();
         }
     };
-    let principal = sha256_hex(req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes).unwrap_or_default());
     let (parts, body) = req.into_parts();
+    let principal = match extract::principal(&state, &parts).await {
+        Ok(Some(principal)) => principal,
+        // Not authenticated: the handler answers 401 and nothing is recorded.
+        Ok(None) => return next.run(Request::from_parts(parts, body)).await,
+        Err(e) => return e.into_response(),
+    };
     let Ok(bytes) = to_bytes(body, BODY_LIMIT).await else {
         return ApiError::too_large().into_response();
     };
@@ -39,8 +57,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     fingerprint.extend_from_slice(&bytes);
     let request_hash = sha256_hex(&fingerprint);
     let store = state.payq.store().clone();
-    match store.idempotency_begin(&principal, &key, &request_hash).await {
-        Err(e) => ApiError::internal(&e).into_response(),
+    let lease_ms = RESERVATION_LEASE.as_millis() as i64;
+    match store.idempotency_begin(&principal, &key, &request_hash, lease_ms).await {
+        Err(e) => ApiError::from(e).into_response(),
         Ok(IdempotencyBegin::Mismatch) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_mismatch",
@@ -50,12 +69,14 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         Ok(IdempotencyBegin::InProgress) => ApiError::new(
             StatusCode::CONFLICT,
             "idempotency_in_progress",
-            "a request with this Idempotency-Key is still being processed",
+            "a request with this Idempotency-Key is still being processed; retry in a few seconds",
         )
         .into_response(),
         Ok(IdempotencyBegin::Replay(stored)) => replay(stored),
         Ok(IdempotencyBegin::Reserved) => {
-            let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            let run = next.run(Request::from_parts(parts, Body::from(bytes)));
+            let response = renewing(&store, &principal, &key, lease_ms, run).await;
+            let secrets = response.extensions().get::<SecretFields>().copied();
             let (head, body) = response.into_parts();
             let Ok(body) = to_bytes(body, usize::MAX).await else {
                 let _ = store.idempotency_release(&principal, &key).await;
@@ -64,15 +85,54 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             let outcome = if head.status.is_server_error() {
                 store.idempotency_release(&principal, &key).await
             } else {
-                let stored =
-                    StoredResponse { status: head.status.as_u16(), body: String::from_utf8_lossy(&body).into_owned() };
+                let kept = without_secrets(&body, secrets);
+                let stored = StoredResponse { status: head.status.as_u16(), body: kept };
                 store.idempotency_complete(&principal, &key, &stored).await
             };
             if let Err(e) = outcome {
+                // The reservation lapses with its lease; a retry then runs afresh.
                 tracing::warn!(error = %e, "could not record the idempotent response");
             }
             Response::from_parts(head, Body::from(body))
         }
+    }
+}
+
+/// Awaits the request, renewing its key's reservation every third of the lease.
+async fn renewing(
+    store: &payq_store::Store,
+    principal: &str,
+    key: &str,
+    lease_ms: i64,
+    run: impl std::future::Future<Output = Response>,
+) -> Response {
+    let mut run = std::pin::pin!(run);
+    let every = RESERVATION_LEASE / 3;
+    loop {
+        tokio::select! {
+            response = &mut run => return response,
+            _ = tokio::time::sleep(every) => {
+                if let Err(e) = store.idempotency_renew(principal, key, lease_ms).await {
+                    tracing::warn!(error = %e, "could not renew an Idempotency-Key reservation");
+                }
+            }
+        }
+    }
+}
+
+/// The response body to keep for replay: without the fields marked secret.
+fn without_secrets(body: &[u8], secrets: Option<SecretFields>) -> String {
+    let text = String::from_utf8_lossy(body).into_owned();
+    let Some(SecretFields(fields)) = secrets else { return text };
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(mut object)) => {
+            for field in fields {
+                object.remove(*field);
+            }
+            serde_json::Value::Object(object).to_string()
+        }
+        // Not an object: keep nothing that might hold a secret.
+        _ => "{}".to_owned(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! What follows a payment: the post-payment stock check and the ship reminders.
 
 use super::{AppResult, Payq, publish, record, save};
-use crate::jobs::{self, OrderCheckJob, ShipReminderJob};
+use crate::jobs::{Job, OrderCheckJob, ShipReminderJob};
 use payq_domain::{EventType, Order, OrderId, OrderStatus, Timestamp};
 use payq_store::Tx;
 
@@ -11,20 +11,16 @@ impl Payq {
     pub(crate) async fn schedule_follow_up(&self, tx: &mut Tx, order: &Order) -> AppResult<()> {
         let settings = tx.merchant(&order.merchant_id).await?.settings;
         let paid_at = order.paid_at.unwrap_or_else(Timestamp::now);
-        tx.schedule(jobs::message(
-            jobs::ORDER_CHECK,
-            order.id.as_str(),
-            &OrderCheckJob { order_id: order.id.clone() },
-            paid_at.plus_millis(settings.post_pay_check_delay.as_millis()),
-        ))
+        tx.schedule(
+            Job::OrderCheck(OrderCheckJob { order_id: order.id.clone() })
+                .message(order.id.as_str(), paid_at.plus_millis(settings.post_pay_check_delay.as_millis())),
+        )
         .await?;
         if settings.ship_reminder_max > 0 {
-            tx.schedule(jobs::message(
-                jobs::SHIP_REMINDER,
-                order.id.as_str(),
-                &ShipReminderJob { order_id: order.id.clone(), attempt: 1 },
-                paid_at.plus_millis(settings.ship_deadline.as_millis()),
-            ))
+            tx.schedule(
+                Job::ShipReminder(ShipReminderJob { order_id: order.id.clone(), attempt: 1 })
+                    .message(order.id.as_str(), paid_at.plus_millis(settings.ship_deadline.as_millis())),
+            )
             .await?;
         }
         Ok(())
@@ -74,12 +70,12 @@ impl Payq {
             serde_json::json!({ "order": order, "attempt": attempt, "max_attempts": settings.ship_reminder_max });
         publish(&mut tx, EventType::ShipReminder, &order, data).await?;
         if attempt < settings.ship_reminder_max {
-            tx.schedule(jobs::message(
-                jobs::SHIP_REMINDER,
-                order.id.as_str(),
-                &ShipReminderJob { order_id: order.id.clone(), attempt: attempt + 1 },
-                Timestamp::now().plus_millis(settings.ship_reminder_interval.as_millis()),
-            ))
+            tx.schedule(
+                Job::ShipReminder(ShipReminderJob { order_id: order.id.clone(), attempt: attempt + 1 }).message(
+                    order.id.as_str(),
+                    Timestamp::now().plus_millis(settings.ship_reminder_interval.as_millis()),
+                ),
+            )
             .await?;
         }
         tx.commit().await?;

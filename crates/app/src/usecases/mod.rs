@@ -17,10 +17,11 @@ pub use webhooks::DeliveryOutcome;
 
 use crate::channel::PaymentChannel;
 use crate::config::Settings;
-use crate::jobs;
+use crate::delivery_gate::DeliveryGate;
+use crate::jobs::{self, Job};
 use payq_domain::Timestamp;
 use payq_domain::{EventType, Order, OrderEvent, Refund, RefundEvent, TransitionError};
-use payq_store::{NewEvent, NewMessage, Store, StoreError, Tx};
+use payq_store::{NewEvent, Store, StoreError, Tx};
 use std::sync::Arc;
 
 /// Why a use case did not happen. Each maps to one problem code at the HTTP edge.
@@ -36,13 +37,32 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     AmountExceedsRefundable(String),
+    /// A concurrent change to the same resource won the race (a lost compare-and-set, a
+    /// serialization failure); the resource is as the winner left it.
+    #[error("{0}")]
+    Contention(String),
+    /// The database cannot take the request now (disk full, unreachable).
+    #[error("{0}")]
+    StorageUnavailable(String),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
 impl From<StoreError> for AppError {
+    /// Every store error has one meaning here: a missing row is handled where it is read
+    /// (it names the resource), a lost race is contention, a storage fault is unavailability.
     fn from(e: StoreError) -> Self {
-        AppError::Unexpected(anyhow::Error::new(e))
+        match e {
+            StoreError::Conflict(d) => AppError::Contention(d),
+            StoreError::Unavailable(d) => AppError::StorageUnavailable(d),
+            e @ (StoreError::NotFound
+            | StoreError::Corrupt(_)
+            | StoreError::UnsupportedUrl(_)
+            | StoreError::CommitFailed(_)
+            | StoreError::Db(_)
+            | StoreError::Migrate(_)
+            | StoreError::Io(_)) => AppError::Unexpected(anyhow::Error::new(e)),
+        }
     }
 }
 
@@ -62,8 +82,13 @@ impl AppError {
     /// Whether retrying later may succeed (for the worker).
     pub fn is_transient(&self) -> bool {
         match self {
+            AppError::Contention(_) | AppError::StorageUnavailable(_) => true,
             AppError::Unexpected(e) => e.downcast_ref::<StoreError>().is_none_or(StoreError::is_transient),
-            _ => false,
+            AppError::NotFound(_)
+            | AppError::InvalidRequest(_)
+            | AppError::InvalidState(_)
+            | AppError::Conflict(_)
+            | AppError::AmountExceedsRefundable(_) => false,
         }
     }
 }
@@ -78,15 +103,26 @@ pub struct Payq {
     pub(crate) channel: Arc<dyn PaymentChannel>,
     pub(crate) settings: Arc<Settings>,
     pub(crate) http: reqwest::Client,
+    pub(crate) delivery_gate: Arc<DeliveryGate>,
 }
 
 impl Payq {
     /// Use cases over `store`, paying through `channel`.
     pub fn new(store: Store, channel: Arc<dyn PaymentChannel>, settings: Arc<Settings>) -> Payq {
-        // The timeout is per request; building a client without TLS roots cannot fail in
-        // practice, and the default client is an acceptable fallback.
-        let http = reqwest::Client::builder().timeout(settings.webhook.timeout.as_std()).build().unwrap_or_default();
-        Payq { store, channel, settings, http }
+        // Redirects are never followed: a 3xx is a failed attempt, like any non-2xx.
+        let timeout = settings.webhook.timeout.as_std();
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(std::time::Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|e| {
+                // Only a broken TLS setup fails here; never follow redirects even then.
+                tracing::error!(error = %e, "could not build the webhook client; using a plain one");
+                reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default()
+            });
+        let delivery_gate = Arc::new(DeliveryGate::new(settings.webhook.gate_limits()));
+        Payq { store, channel, settings, http, delivery_gate }
     }
 
     /// The store.
@@ -131,15 +167,10 @@ async fn publish(tx: &mut Tx, event_type: EventType, order: &Order, data: serde_
     // With RabbitMQ every event is announced on `payq.events`, so other systems see the
     // events of merchants without a webhook too.
     if tx.announces_all_events() || tx.merchant(&order.merchant_id).await?.webhook_url.is_some() {
-        tx.schedule(NewMessage {
-            kind: jobs::WEBHOOK_DELIVER.to_owned(),
-            key: Some(order.id.to_string()),
-            ordinal: Some(seq),
-            payload: serde_json::to_value(jobs::WebhookDeliverJob { event_id: event.id })
-                .map_err(anyhow::Error::from)?,
-            due_at: Timestamp::now(),
-        })
-        .await?;
+        let mut delivery = Job::WebhookDeliver(jobs::WebhookDeliverJob { event_id: event.id })
+            .message(order.id.as_str(), Timestamp::now());
+        delivery.ordinal = Some(seq);
+        tx.schedule(delivery).await?;
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use super::{AppError, AppResult, Payq, check_text, record, save, transition};
 use crate::channel::sim::Simulate;
 use crate::crypto;
-use crate::jobs::{self, PaymentRequestJob, PaymentTimeoutJob};
+use crate::jobs::{Job, JobKind, PaymentRequestJob, PaymentTimeoutJob};
 use payq_domain::{
     Currency, EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, OrderItem, PaymentId, Timestamp,
 };
@@ -114,12 +114,10 @@ impl Payq {
         .await?;
         let order = tx.order(&id).await?;
         record(&mut tx, EventType::OrderCreated, &order, None).await?;
-        tx.schedule(jobs::message(
-            jobs::PAYMENT_TIMEOUT,
-            order.id.as_str(),
-            &PaymentTimeoutJob { order_id: order.id.clone() },
-            order.expires_at,
-        ))
+        tx.schedule(
+            Job::PaymentTimeout(PaymentTimeoutJob { order_id: order.id.clone() })
+                .message(order.id.as_str(), order.expires_at),
+        )
         .await?;
         tx.commit().await?;
         Ok(CreateOrderOutcome::Created(order))
@@ -161,12 +159,10 @@ impl Payq {
         save(&mut tx, &mut order).await?;
         let order = tx.order(id).await?;
         record(&mut tx, EventType::OrderPaying, &order, None).await?;
-        tx.schedule(jobs::message(
-            jobs::PAYMENT_REQUEST,
-            payment_id.as_str(),
-            &PaymentRequestJob { payment_id: payment_id.clone() },
-            Timestamp::now(),
-        ))
+        tx.schedule(
+            Job::PaymentRequest(PaymentRequestJob { payment_id: payment_id.clone() })
+                .message(payment_id.as_str(), Timestamp::now()),
+        )
         .await?;
         tx.commit().await?;
         Ok(order)
@@ -180,7 +176,7 @@ impl Payq {
         order.closed_at = Some(Timestamp::now());
         order.close_reason = Some("merchant_closed".into());
         save(&mut tx, &mut order).await?;
-        tx.cancel_messages(jobs::PAYMENT_TIMEOUT, order.id.as_str()).await?;
+        tx.cancel_messages(JobKind::PaymentTimeout.as_str(), order.id.as_str()).await?;
         record(&mut tx, EventType::OrderClosed, &order, None).await?;
         tx.commit().await?;
         Ok(order)
@@ -201,7 +197,7 @@ impl Payq {
         order.carrier = Some(req.carrier);
         order.tracking_no = Some(req.tracking_no);
         save(&mut tx, &mut order).await?;
-        tx.cancel_messages(jobs::SHIP_REMINDER, order.id.as_str()).await?;
+        tx.cancel_messages(JobKind::ShipReminder.as_str(), order.id.as_str()).await?;
         record(&mut tx, EventType::OrderShipped, &order, None).await?;
         tx.commit().await?;
         Ok(order)

@@ -3,7 +3,7 @@
 
 use super::{AppError, AppResult, Payq, record, save, transition};
 use crate::channel::{ChannelError, ChannelStatus, PaymentRequest};
-use crate::jobs::{self, PaymentQueryJob};
+use crate::jobs::{Job, JobKind, PaymentQueryJob};
 use crate::risk;
 use payq_domain::{
     EventType, Money, OrderEvent, OrderId, OrderStatus, PaymentId, PaymentStatus, RefundStatus, Timestamp,
@@ -66,12 +66,10 @@ impl Payq {
     async fn schedule_query(&self, tx: &mut Tx, payment_id: &PaymentId, attempt: usize) -> AppResult<()> {
         let schedule = self.settings.query_schedule();
         if let Some(wait) = schedule.get(attempt) {
-            tx.schedule(jobs::message(
-                jobs::PAYMENT_QUERY,
-                payment_id.as_str(),
-                &PaymentQueryJob { payment_id: payment_id.clone(), attempt },
-                Timestamp::now().plus_millis(wait.as_millis()),
-            ))
+            tx.schedule(
+                Job::PaymentQuery(PaymentQueryJob { payment_id: payment_id.clone(), attempt })
+                    .message(payment_id.as_str(), Timestamp::now().plus_millis(wait.as_millis())),
+            )
             .await?;
         }
         Ok(())
@@ -91,12 +89,12 @@ impl Payq {
                     return Ok(()); // duplicate
                 }
                 tx.update_payment(payment_id, PaymentStatus::Succeeded, Some(&txn_id), None).await?;
-                tx.cancel_messages(jobs::PAYMENT_QUERY, payment_id.as_str()).await?;
+                tx.cancel_messages(JobKind::PaymentQuery.as_str(), payment_id.as_str()).await?;
                 if current && order.status == OrderStatus::Paying {
                     transition(&mut order, OrderEvent::PaymentSucceeded)?;
                     order.paid_at = Some(Timestamp::now());
                     save(&mut tx, &mut order).await?;
-                    tx.cancel_messages(jobs::PAYMENT_TIMEOUT, order.id.as_str()).await?;
+                    tx.cancel_messages(JobKind::PaymentTimeout.as_str(), order.id.as_str()).await?;
                     let order = tx.order(&order.id).await?;
                     self.schedule_follow_up(&mut tx, &order).await?;
                     record(&mut tx, EventType::PaymentSucceeded, &order, None).await?;
@@ -123,7 +121,7 @@ impl Payq {
                     return Ok(());
                 }
                 tx.update_payment(payment_id, PaymentStatus::Failed, None, Some(&reason)).await?;
-                tx.cancel_messages(jobs::PAYMENT_QUERY, payment_id.as_str()).await?;
+                tx.cancel_messages(JobKind::PaymentQuery.as_str(), payment_id.as_str()).await?;
                 if current && order.status == OrderStatus::Paying {
                     transition(&mut order, OrderEvent::PaymentFailed)?;
                     save(&mut tx, &mut order).await?;
@@ -134,7 +132,7 @@ impl Payq {
             ChannelStatus::Closed | ChannelStatus::NotFound => {
                 if payment.status == PaymentStatus::Pending {
                     tx.update_payment(payment_id, PaymentStatus::Closed, None, None).await?;
-                    tx.cancel_messages(jobs::PAYMENT_QUERY, payment_id.as_str()).await?;
+                    tx.cancel_messages(JobKind::PaymentQuery.as_str(), payment_id.as_str()).await?;
                 }
             }
             ChannelStatus::Pending => return Ok(()),

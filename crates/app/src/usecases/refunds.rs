@@ -3,7 +3,7 @@
 
 use super::{AppError, AppResult, Payq, check_text, record, save, transition, transition_refund};
 use crate::channel::RefundOutcome;
-use crate::jobs::{self, RefundExecuteJob};
+use crate::jobs::{Job, JobKind, RefundExecuteJob};
 use payq_domain::{
     EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, PaymentId, Refund, RefundEvent, RefundId,
     RefundStatus, Timestamp,
@@ -58,7 +58,7 @@ impl Payq {
         refund.updated_at = refund.execute_at;
         tx.update_refund(&refund).await?;
         refund.version += 1;
-        tx.cancel_messages(jobs::REFUND_EXECUTE, refund.id.as_str()).await?;
+        tx.cancel_messages(JobKind::RefundExecute.as_str(), refund.id.as_str()).await?;
         schedule_execute(&mut tx, &refund).await?;
         tx.commit().await?;
         Ok(refund)
@@ -72,7 +72,7 @@ impl Payq {
         refund.updated_at = Timestamp::now();
         tx.update_refund(&refund).await?;
         refund.version += 1;
-        tx.cancel_messages(jobs::REFUND_EXECUTE, refund.id.as_str()).await?;
+        tx.cancel_messages(JobKind::RefundExecute.as_str(), refund.id.as_str()).await?;
         let order = tx.order(&refund.order_id).await?;
         record(&mut tx, EventType::RefundRejected, &order, Some(&refund)).await?;
         tx.commit().await?;
@@ -145,13 +145,13 @@ impl Payq {
         order.cancelled_at = Some(Timestamp::now());
         order.close_reason = Some(reason.to_owned());
         save(tx, &mut order).await?;
-        tx.cancel_messages(jobs::SHIP_REMINDER, order.id.as_str()).await?;
-        tx.cancel_messages(jobs::ORDER_CHECK, order.id.as_str()).await?;
+        tx.cancel_messages(JobKind::ShipReminder.as_str(), order.id.as_str()).await?;
+        tx.cancel_messages(JobKind::OrderCheck.as_str(), order.id.as_str()).await?;
         for mut pending in tx.refunds_pending_review(&order.id).await? {
             transition_refund(&mut pending, RefundEvent::Reject)?;
             pending.updated_at = Timestamp::now();
             tx.update_refund(&pending).await?;
-            tx.cancel_messages(jobs::REFUND_EXECUTE, pending.id.as_str()).await?;
+            tx.cancel_messages(JobKind::RefundExecute.as_str(), pending.id.as_str()).await?;
             record(tx, EventType::RefundRejected, &order, Some(&pending)).await?;
         }
         record(tx, EventType::OrderCancelled, &order, None).await?;
@@ -230,12 +230,10 @@ impl Payq {
 }
 
 async fn schedule_execute(tx: &mut Tx, refund: &Refund) -> AppResult<()> {
-    tx.schedule(jobs::message(
-        jobs::REFUND_EXECUTE,
-        refund.id.as_str(),
-        &RefundExecuteJob { refund_id: refund.id.clone() },
-        refund.execute_at,
-    ))
+    tx.schedule(
+        Job::RefundExecute(RefundExecuteJob { refund_id: refund.id.clone() })
+            .message(refund.id.as_str(), refund.execute_at),
+    )
     .await?;
     Ok(())
 }

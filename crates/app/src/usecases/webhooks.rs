@@ -3,6 +3,7 @@
 
 use super::{AppResult, Payq};
 use crate::crypto;
+use crate::delivery_gate::Admission;
 use payq_domain::{EventId, Timestamp};
 use payq_store::StoreError;
 
@@ -15,6 +16,9 @@ pub enum DeliveryOutcome {
     NoEndpoint,
     /// The merchant did not answer 2xx in time; the reason.
     Failed(String),
+    /// Not attempted: the merchant's delivery slots are busy or its endpoint is paused
+    /// after failing; try again after this long (not counted as an attempt).
+    Throttled(std::time::Duration),
 }
 
 impl Payq {
@@ -32,6 +36,13 @@ impl Payq {
         let Some(url) = creds.merchant.webhook_url.as_deref() else {
             return Ok(DeliveryOutcome::NoEndpoint);
         };
+        let _pass = match self.delivery_gate.admit(&merchant_id) {
+            Admission::Go(pass) => pass,
+            Admission::Wait(wait) => {
+                metrics::counter!("payq_webhook_deliveries_total", "outcome" => "throttled").increment(1);
+                return Ok(DeliveryOutcome::Throttled(wait));
+            }
+        };
         let t = Timestamp::now().unix_seconds();
         let sent = self
             .http
@@ -44,6 +55,7 @@ impl Payq {
             .await;
         let failure = match sent {
             Ok(r) if r.status().is_success() => {
+                self.delivery_gate.record(&merchant_id, true);
                 self.store.record_webhook_delivery(event_id, &merchant_id, attempt).await?;
                 metrics::counter!("payq_webhook_deliveries_total", "outcome" => "delivered").increment(1);
                 return Ok(DeliveryOutcome::Delivered);
@@ -52,6 +64,7 @@ impl Payq {
             Err(e) if e.is_timeout() => "merchant did not answer in time".to_owned(),
             Err(e) => format!("could not reach the merchant: {e}"),
         };
+        self.delivery_gate.record(&merchant_id, false);
         metrics::counter!("payq_webhook_deliveries_total", "outcome" => "failed").increment(1);
         Ok(DeliveryOutcome::Failed(failure))
     }

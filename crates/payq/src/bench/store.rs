@@ -29,7 +29,14 @@ impl Handler for Recorder {
 }
 
 fn timer(due: Timestamp) -> NewMessage {
-    NewMessage { kind: "bench.timer".into(), key: None, ordinal: None, payload: serde_json::Value::Null, due_at: due }
+    NewMessage {
+        kind: "bench.timer".into(),
+        key: None,
+        lane: payq_store::Lane::Work,
+        ordinal: None,
+        payload: serde_json::Value::Null,
+        due_at: due,
+    }
 }
 
 /// Schedules timers due at `due(i, now)` for `i` in `0..n` (`now` is when the chunk is

@@ -1,0 +1,109 @@
+//! The lifeline: every payq process registers itself with a heartbeat, and each message it
+//! claims names it as the owner. When a process stops beating (it was killed, or its host
+//! died), any live process releases that owner's claims at once, so the work resumes
+//! within seconds instead of after the claim's lease. Leases remain only for a handler
+//! that hangs inside a live process.
+
+use crate::{Store, StoreResult};
+use payq_domain::Timestamp;
+
+/// The identity of one payq process (a fresh one per start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessId(String);
+
+impl ProcessId {
+    /// A fresh, unique process id.
+    pub(crate) fn generate() -> ProcessId {
+        let unique = payq_domain::MessageId::generate();
+        let tail = unique.as_str().split_once('_').map_or(unique.as_str(), |(_, t)| t);
+        ProcessId(format!("proc_{tail}"))
+    }
+
+    /// The id as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Store {
+    /// Records that this process is alive (registering it on the first beat).
+    pub async fn heartbeat(&self, role: &str) -> StoreResult<()> {
+        let now = crate::now_ms();
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO processes (id, role, started_at, heartbeat_at) VALUES ($1, $2, $3, $3)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(self.process_id().as_str())
+        .bind(role)
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await
+    }
+
+    /// Releases the claims of every process whose last heartbeat is older than
+    /// `silent_for_ms` (they become due now, for any worker), and forgets those processes.
+    /// Returns how many messages were released.
+    pub async fn release_claims_of_dead_processes(&self, silent_for_ms: i64) -> StoreResult<u64> {
+        let now = crate::now_ms();
+        let cutoff = now.saturating_sub(silent_for_ms);
+        let mut tx = self.begin().await?;
+        let released = sqlx::query(
+            "UPDATE messages SET due_at = $1, owner = NULL
+             WHERE owner IS NOT NULL AND owner <> $2
+               AND owner NOT IN (SELECT id FROM processes WHERE heartbeat_at >= $3)",
+        )
+        .bind(now)
+        .bind(self.process_id().as_str())
+        .bind(cutoff)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM processes WHERE heartbeat_at < $1 AND id <> $2")
+            .bind(cutoff)
+            .bind(self.process_id().as_str())
+            .execute(tx.conn())
+            .await?;
+        if released > 0 {
+            tx.mark_message_scheduled();
+        }
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    /// Leaves the registry on a clean shutdown, handing back whatever this process still
+    /// holds (due now, for the other processes).
+    pub async fn deregister(&self) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let released = sqlx::query("UPDATE messages SET due_at = $1, owner = NULL WHERE owner = $2")
+            .bind(crate::now_ms())
+            .bind(self.process_id().as_str())
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM processes WHERE id = $1").bind(self.process_id().as_str()).execute(tx.conn()).await?;
+        if released > 0 {
+            tx.mark_message_scheduled();
+        }
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    /// The live processes (heartbeat within `silent_for_ms`): `(id, role, heartbeat_at)`.
+    pub async fn live_processes(&self, silent_for_ms: i64) -> StoreResult<Vec<(String, String, Timestamp)>> {
+        let cutoff = crate::now_ms().saturating_sub(silent_for_ms);
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT id, role, heartbeat_at FROM processes WHERE heartbeat_at >= $1 ORDER BY id")
+                .bind(cutoff)
+                .fetch_all(self.read())
+                .await?;
+        Ok(rows.into_iter().map(|(id, role, at)| (id, role, Timestamp::from_millis(at))).collect())
+    }
+}
