@@ -130,23 +130,9 @@ pub struct WebhookSettings {
     pub retry_schedule: String,
     /// How long to wait for the merchant's answer.
     pub timeout: HumanDuration,
-    /// Deliveries to one merchant at once, per process.
+    /// Deliveries to one merchant at once, per process: a merchant whose endpoint hangs
+    /// uses this many delivery slots and no more.
     pub per_merchant_concurrency: usize,
-    /// Failed deliveries in a row after which a merchant's endpoint is paused.
-    pub breaker_threshold: u32,
-    /// How long a paused endpoint waits before one probe delivery.
-    pub breaker_cooldown: HumanDuration,
-}
-
-impl WebhookSettings {
-    /// The per-merchant limits of the delivery gate.
-    pub fn gate_limits(&self) -> crate::delivery_gate::GateLimits {
-        crate::delivery_gate::GateLimits {
-            per_merchant: self.per_merchant_concurrency,
-            threshold: self.breaker_threshold,
-            cooldown: self.breaker_cooldown.as_std(),
-        }
-    }
 }
 
 impl Default for WebhookSettings {
@@ -155,8 +141,6 @@ impl Default for WebhookSettings {
             retry_schedule: "15s,15s,30s,3m,10m,20m,30m,30m,30m,60m,3h,3h,3h,6h,6h".into(),
             timeout: HumanDuration::from_millis(10_000),
             per_merchant_concurrency: 16,
-            breaker_threshold: 5,
-            breaker_cooldown: HumanDuration::from_millis(30_000),
         }
     }
 }

@@ -201,8 +201,16 @@ impl Tx {
         Ok(())
     }
 
-    /// A payment attempt, read inside this transaction.
+    /// A payment attempt, read inside this transaction. Its order is held first (as by
+    /// [`Tx::order`]), so what is read cannot change under this transaction: two channel
+    /// results for one payment are applied one after the other, the second seeing the first.
     pub async fn payment(&mut self, id: &PaymentId) -> StoreResult<PaymentRecord> {
+        if self.backend() == crate::Backend::Postgres {
+            sqlx::query("SELECT id FROM orders WHERE id = (SELECT order_id FROM payments WHERE id = $1) FOR UPDATE")
+                .bind(id.as_str())
+                .fetch_optional(self.conn())
+                .await?;
+        }
         let row = sqlx::query("SELECT * FROM payments WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(self.conn())

@@ -121,7 +121,7 @@ impl Payq {
                 tracing::error!(error = %e, "could not build the webhook client; using a plain one");
                 reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default()
             });
-        let delivery_gate = Arc::new(DeliveryGate::new(settings.webhook.gate_limits()));
+        let delivery_gate = Arc::new(DeliveryGate::new(settings.webhook.per_merchant_concurrency));
         Payq { store, channel, settings, http, delivery_gate }
     }
 

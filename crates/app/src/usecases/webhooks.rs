@@ -16,8 +16,8 @@ pub enum DeliveryOutcome {
     NoEndpoint,
     /// The merchant did not answer 2xx in time; the reason.
     Failed(String),
-    /// Not attempted: the merchant's delivery slots are busy or its endpoint is paused
-    /// after failing; try again after this long (not counted as an attempt).
+    /// Not attempted: the merchant's delivery slots are all busy; try again after this
+    /// long (not counted as an attempt).
     Throttled(std::time::Duration),
 }
 
@@ -55,7 +55,6 @@ impl Payq {
             .await;
         let failure = match sent {
             Ok(r) if r.status().is_success() => {
-                self.delivery_gate.record(&merchant_id, true);
                 self.store.record_webhook_delivery(event_id, &merchant_id, attempt).await?;
                 metrics::counter!("payq_webhook_deliveries_total", "outcome" => "delivered").increment(1);
                 return Ok(DeliveryOutcome::Delivered);
@@ -64,7 +63,6 @@ impl Payq {
             Err(e) if e.is_timeout() => "merchant did not answer in time".to_owned(),
             Err(e) => format!("could not reach the merchant: {e}"),
         };
-        self.delivery_gate.record(&merchant_id, false);
         metrics::counter!("payq_webhook_deliveries_total", "outcome" => "failed").increment(1);
         Ok(DeliveryOutcome::Failed(failure))
     }

@@ -25,7 +25,6 @@ impl Server {
     pub fn start_with(db_url: &str, env: &[(&str, String)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_payq"))
             .arg("serve")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("PAYQ_DATABASE_URL", db_url)
             .env("PAYQ_LISTEN", "127.0.0.1:0")
             .env("PAYQ_ADMIN_TOKEN", ADMIN)
@@ -33,11 +32,11 @@ impl Server {
             .env("PAYQ_PAYMENT_QUERY_SCHEDULE", "300ms,600ms,1s,2s")
             .env("PAYQ_WEBHOOK_RETRY_SCHEDULE", "100ms,200ms,400ms,800ms")
             .env("PAYQ_ENGINE__BASE_BACKOFF", "50ms")
-            // A dead process's claims are taken over after the lease; keep it well under the
-            // 4 s payment timeout so in-flight work resumes before orders expire.
-            .env("PAYQ_ENGINE__LEASE", "1s")
+            // No short lease: a killed process's claims come back through the lifeline (its
+            // heartbeat stops), within seconds, as in production.
             .env("PAYQ_LOG", "warn")
             .env_remove("PAYQ_CONFIG")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             // PAYQ_TEST_SERVER_LOGS=dir keeps each server's log there, for debugging.
             .stderr(match std::env::var_os("PAYQ_TEST_SERVER_LOGS") {

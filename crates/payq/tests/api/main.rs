@@ -12,6 +12,7 @@ mod callbacks;
 mod crash;
 mod demo;
 mod distributed;
+mod faults;
 mod follow_up;
 mod health;
 mod idempotency;
