@@ -38,7 +38,7 @@ impl Application {
         settings.validate()?;
         let store = Store::open(&settings.database_url)
             .await
-            .with_context(|| format!("opening the database {}", settings.database_url))?;
+            .with_context(|| format!("opening the database {}", payq_store::redact_url(&settings.database_url)))?;
         let listener =
             TcpListener::bind(&settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let addr = listener.local_addr()?;

@@ -256,6 +256,9 @@ impl Default for EngineSettings {
     }
 }
 
+/// The shortest admin token payq starts with.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
 /// The environment variables of SPEC §7 and the setting each one sets.
 const ENV_NAMES: &[(&str, &str)] = &[
     ("PAYQ_LISTEN", "listen"),
@@ -325,6 +328,14 @@ impl Settings {
             anyhow::bail!(
                 "PAYQ_AMQP_URL selects the distributed mode, which shares one PostgreSQL database between \
                  processes: set PAYQ_DATABASE_URL=postgres://… (the embedded mode needs neither)"
+            );
+        }
+        if let Some(token) = &self.admin_token
+            && !token.is_empty()
+            && token.chars().count() < MIN_ADMIN_TOKEN_CHARS
+        {
+            anyhow::bail!(
+                "PAYQ_ADMIN_TOKEN is too short: use at least {MIN_ADMIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 24`)"
             );
         }
         parse_schedule(&self.payment.query_schedule).context("payment.query_schedule")?;

@@ -20,7 +20,10 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// Compares two strings in time independent of where they differ.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+    // Digests of equal length, compared in constant time: neither the position of the
+    // first difference nor the secret's length shows in the timing.
+    let (da, db) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    bool::from(da.as_slice().ct_eq(db.as_slice()))
 }
 
 /// A merchant API key: `sk_<key id>_<secret>`. The key id finds the merchant; the whole
@@ -101,7 +104,8 @@ pub fn verify_signature(
     let (Some(t), Some(v1)) = (t, v1) else {
         return Err(SignatureError::Malformed);
     };
-    if (now_s - t).abs() > tolerance_s {
+    // abs_diff cannot overflow, whatever `t` a caller sends (t = now - 2^63 included).
+    if now_s.abs_diff(t) > tolerance_s.unsigned_abs() {
         return Err(SignatureError::Stale(tolerance_s));
     }
     if !constant_time_eq(&sign(secret, t, body), v1) {
@@ -130,5 +134,28 @@ mod tests {
         assert_eq!(verify_signature("s3cret", &h, b"{ }", 1_010, 300), Err(SignatureError::Mismatch));
         assert_eq!(verify_signature("s3cret", &h, b"{}", 2_000, 300), Err(SignatureError::Stale(300)));
         assert_eq!(verify_signature("s3cret", "garbage", b"{}", 1_000, 300), Err(SignatureError::Malformed));
+    }
+
+    #[test]
+    fn a_timestamp_far_in_the_past_or_future_is_stale_not_an_overflow() {
+        let now = 1_800_000_000i64;
+        for t in [i64::MIN, now.wrapping_sub(1 << 62), i64::MAX, -1] {
+            let h = signature_header("s3cret", t, b"{}");
+            assert_eq!(verify_signature("s3cret", &h, b"{}", now, 300), Err(SignatureError::Stale(300)), "t={t}");
+        }
+    }
+
+    #[test]
+    fn equal_strings_compare_equal_whatever_their_length() {
+        assert!(constant_time_eq("admin-token-0123456789", "admin-token-0123456789"));
+        assert!(!constant_time_eq("admin-token-0123456789", "admin-token-012345678"));
+        assert!(!constant_time_eq("", "x"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn signature_headers_never_panic(header in ".{0,80}", now in proptest::num::i64::ANY) {
+            let _ = verify_signature("s3cret", &header, b"{}", now, 300);
+        }
     }
 }

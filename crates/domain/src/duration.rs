@@ -35,6 +35,20 @@ impl HumanDuration {
     pub fn as_std(self) -> Duration {
         self.0
     }
+
+    /// Shortest duration a merchant or an order may set.
+    pub const MIN_SETTING: HumanDuration = HumanDuration::from_millis(100);
+    /// Longest duration a merchant or an order may set.
+    pub const MAX_SETTING: HumanDuration = HumanDuration::from_millis(365 * 86_400_000);
+
+    /// Whether this is a duration a merchant or an order may set: 100ms to 365d.
+    pub fn check_bounds(self) -> Result<(), DurationError> {
+        if (Self::MIN_SETTING..=Self::MAX_SETTING).contains(&self) {
+            Ok(())
+        } else {
+            Err(DurationError(format!("{self} (allowed: 100ms to 365d)")))
+        }
+    }
 }
 
 impl FromStr for HumanDuration {

@@ -76,6 +76,8 @@ impl From<Currency> for String {
 pub enum MoneyError {
     #[error("amount must be a positive integer in minor units, got {0}")]
     NotPositive(i64),
+    #[error("amount must be at most 10^12 minor units, got {0}")]
+    TooLarge(i64),
     #[error("unknown currency {0:?}; supported: CNY, USD, EUR, JPY, GBP, HKD")]
     UnknownCurrency(String),
     #[error("currency mismatch: {0} and {1}")]
@@ -97,10 +99,16 @@ pub struct Money {
 }
 
 impl Money {
-    /// A strictly positive amount.
+    /// The largest amount an order or refund may have: 10^12 minor units.
+    pub const MAX_MINOR: i64 = 1_000_000_000_000;
+
+    /// An amount of an order or refund: 1 ≤ `minor` ≤ [`Money::MAX_MINOR`].
     pub fn new(minor: i64, currency: Currency) -> Result<Self, MoneyError> {
         if minor <= 0 {
             return Err(MoneyError::NotPositive(minor));
+        }
+        if minor > Money::MAX_MINOR {
+            return Err(MoneyError::TooLarge(minor));
         }
         Ok(Money { minor, currency })
     }

@@ -17,7 +17,7 @@ pub struct DemoArgs {
     #[arg(long)]
     url: Option<String>,
     /// Admin token of that payq.
-    #[arg(long, env = "PAYQ_ADMIN_TOKEN")]
+    #[arg(long, env = "PAYQ_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
 }
 

@@ -15,7 +15,7 @@ pub struct LoadArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     /// Admin token of that payq.
-    #[arg(long, env = "PAYQ_ADMIN_TOKEN")]
+    #[arg(long, env = "PAYQ_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: String,
     /// Orders to create.
     #[arg(long, default_value_t = 10_000)]

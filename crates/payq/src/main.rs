@@ -109,7 +109,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { .. } => serve(settings).await,
         Command::Migrate => {
             payq_store::Store::open(&settings.database_url).await.context("migrating")?;
-            println!("migrations applied to {}", settings.database_url);
+            println!("migrations applied to {}", payq_store::redact_url(&settings.database_url));
             Ok(ExitCode::SUCCESS)
         }
         Command::Merchant { command } => ops::merchant(settings, command).await,
@@ -129,7 +129,11 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     if app.admin_token_generated() {
         println!("payq: no PAYQ_ADMIN_TOKEN set; admin token for this run: {}", app.admin_token());
     }
-    println!("payq: listening on http://{addr} (database {}, role {:?})", settings.database_url, settings.role);
+    println!(
+        "payq: listening on http://{addr} (database {}, role {:?})",
+        payq_store::redact_url(&settings.database_url),
+        settings.role
+    );
     tracing::info!(%addr, "payq started");
     app.run_until_stopped(shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -52,7 +52,9 @@ pub enum TimersCommand {
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<Store> {
-    Store::open(&settings.database_url).await.with_context(|| format!("opening {}", settings.database_url))
+    Store::open(&settings.database_url)
+        .await
+        .with_context(|| format!("opening {}", payq_store::redact_url(&settings.database_url)))
 }
 
 /// Prints lines to stdout, stopping quietly if the reader went away (`payq … | head`).

@@ -261,6 +261,7 @@ impl Store {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
+        create_private(&path)?;
         let base = format!("sqlite://{}", path.display());
         let mut writer = AnyConnection::connect(&format!("{base}?mode=rwc")).await?;
         // WAL lets readers run beside the writer. FULL: a commit is on disk when commit()
@@ -393,6 +394,20 @@ impl Store {
     }
 }
 
+/// Creates the database file readable and writable by its owner only (0600) if it does not
+/// exist yet; SQLite gives its `-wal` and `-shm` files the same mode.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs a passive WAL checkpoint every 200 ms until the store is dropped. Passive
 /// checkpoints never block the writer or readers.
 fn spawn_checkpointer(store: std::sync::Weak<Inner>, mut conn: AnyConnection) {
@@ -453,6 +468,35 @@ fn spawn_listener(store: std::sync::Weak<Inner>, url: String) {
             }
         }
     });
+}
+
+/// `url` with its password (if any) replaced by `***`, for logs, errors and start-up
+/// lines: `postgres://payq:***@db/payq`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_show_in_printed_urls() {
+        assert_eq!(redact_url("postgres://payq:s3cret@db:5432/payq"), "postgres://payq:***@db:5432/payq");
+        assert_eq!(redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"), "amqp://guest:***@127.0.0.1:5672/%2f");
+        assert_eq!(redact_url("postgres://postgres@127.0.0.1/test"), "postgres://postgres@127.0.0.1/test");
+        assert_eq!(redact_url("sqlite://payq-data/payq.db"), "sqlite://payq-data/payq.db");
+        assert_eq!(redact_url("postgres://u:p%40ss@h/d?sslmode=require"), "postgres://u:***@h/d?sslmode=require");
+    }
 }
 
 /// Milliseconds since the epoch, now.

@@ -80,6 +80,7 @@ impl From<AppError> for ApiError {
         match e {
             AppError::NotFound(what) => ApiError::not_found(what),
             AppError::InvalidRequest(d) => ApiError::invalid(d),
+            AppError::ValidationFailed(d) => ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", d),
             AppError::InvalidState(d) => ApiError::new(StatusCode::CONFLICT, "invalid_state", d),
             AppError::Conflict(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
             AppError::AmountExceedsRefundable(d) => {

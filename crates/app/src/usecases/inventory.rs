@@ -9,6 +9,9 @@ impl Payq {
         if sku.is_empty() || sku.len() > 64 {
             return Err(AppError::InvalidRequest("sku must be 1 to 64 characters".into()));
         }
+        if sku.chars().any(char::is_control) {
+            return Err(AppError::ValidationFailed("sku must not contain control characters".into()));
+        }
         if available < 0 {
             return Err(AppError::InvalidRequest("available must be zero or more".into()));
         }

@@ -40,6 +40,7 @@ pub async fn create_merchant(store: &Store, req: CreateMerchant) -> AppResult<Cr
         return Err(AppError::InvalidRequest("name must not be empty".into()));
     }
     check_text("name", Some(name), 200)?;
+    req.settings.validate().map_err(|e| AppError::ValidationFailed(e.to_string()))?;
     if let Some(url) = req.webhook_url.as_deref() {
         let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() <= 2048;
         if !ok || reqwest::Url::parse(url).is_err() {

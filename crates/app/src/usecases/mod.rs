@@ -31,6 +31,9 @@ pub enum AppError {
     NotFound(&'static str),
     #[error("{0}")]
     InvalidRequest(String),
+    /// A value outside its bounds (amounts, durations, reminder counts, characters).
+    #[error("{0}")]
+    ValidationFailed(String),
     #[error("{0}")]
     InvalidState(String),
     #[error("{0}")]
@@ -86,6 +89,7 @@ impl AppError {
             AppError::Unexpected(e) => e.downcast_ref::<StoreError>().is_none_or(StoreError::is_transient),
             AppError::NotFound(_)
             | AppError::InvalidRequest(_)
+            | AppError::ValidationFailed(_)
             | AppError::InvalidState(_)
             | AppError::Conflict(_)
             | AppError::AmountExceedsRefundable(_) => false,
@@ -180,6 +184,11 @@ async fn save(tx: &mut Tx, order: &mut Order) -> AppResult<()> {
     tx.update_order(order).await?;
     order.version += 1;
     Ok(())
+}
+
+/// An amount from a request, within its bounds (1 to 10^12 minor units).
+fn amount(minor: i64, currency: payq_domain::Currency) -> AppResult<payq_domain::Money> {
+    payq_domain::Money::new(minor, currency).map_err(|e| AppError::ValidationFailed(e.to_string()))
 }
 
 /// Checks free text from a request.

@@ -53,10 +53,13 @@ pub struct ShipOrder {
 
 fn validate(req: &CreateOrder) -> AppResult<Money> {
     let no = req.merchant_order_no.as_str();
-    if no.is_empty() || no.len() > 64 || !no.bytes().all(|b| b.is_ascii_graphic()) {
+    if no.is_empty() || no.len() > 64 {
         return Err(AppError::InvalidRequest("merchant_order_no must be 1 to 64 printable ASCII characters".into()));
     }
-    let amount = Money::new(req.amount, req.currency).map_err(|e| AppError::InvalidRequest(e.to_string()))?;
+    if !no.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::ValidationFailed("merchant_order_no must be printable ASCII characters".into()));
+    }
+    let amount = super::amount(req.amount, req.currency)?;
     check_text("description", req.description.as_deref(), 500)?;
     check_text("customer_id", req.customer_id.as_deref(), 128)?;
     if req.items.len() > 100 {
@@ -66,12 +69,15 @@ fn validate(req: &CreateOrder) -> AppResult<Money> {
         if item.sku.is_empty() || item.sku.len() > 64 {
             return Err(AppError::InvalidRequest("item sku must be 1 to 64 characters".into()));
         }
+        if item.sku.chars().any(char::is_control) {
+            return Err(AppError::ValidationFailed("item sku must not contain control characters".into()));
+        }
         if item.quantity == 0 {
             return Err(AppError::InvalidRequest("item quantity must be at least 1".into()));
         }
     }
-    if req.payment_timeout.is_some_and(|d| d.as_millis() == 0) {
-        return Err(AppError::InvalidRequest("payment_timeout must be positive".into()));
+    if let Some(timeout) = req.payment_timeout {
+        timeout.check_bounds().map_err(|e| AppError::ValidationFailed(format!("payment_timeout: {e}")))?;
     }
     Ok(amount)
 }

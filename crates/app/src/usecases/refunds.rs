@@ -31,7 +31,7 @@ impl Payq {
         if !order.status.is_paid() {
             return Err(AppError::InvalidState(format!("an order that is {} cannot be refunded", order.status)));
         }
-        let amount = Money::new(req.amount, order.currency).map_err(|e| AppError::InvalidRequest(e.to_string()))?;
+        let amount = super::amount(req.amount, order.currency)?;
         let review = req.review.unwrap_or(merchant.settings.refund_review);
         let execute_at = Timestamp::now().plus_millis(review.as_millis());
         let refund =

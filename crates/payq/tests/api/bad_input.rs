@@ -43,7 +43,9 @@ async fn malformed_order_bodies_are_refused_and_change_nothing() {
     for (what, body) in cases {
         let r = app.post("/v1/orders", &m.key, body).await;
         assert_eq!(r.status, 400, "{what}: {}", r.body);
-        assert_problem(&r, 400, "invalid_request");
+        // Values outside their bounds are `validation_failed`; malformed ones `invalid_request`.
+        let bound = matches!(what, "zero amount" | "negative amount" | "zero timeout");
+        assert_problem(&r, 400, if bound { "validation_failed" } else { "invalid_request" });
     }
     assert_eq!(app.db_fingerprint().await, before);
 }

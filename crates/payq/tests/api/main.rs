@@ -20,5 +20,6 @@ mod merchants;
 mod orders;
 mod payments;
 mod refunds;
+mod security;
 mod verify;
 mod webhooks;
