@@ -60,10 +60,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Some(url) => (url, args.admin_token.context("--admin-token (or PAYQ_ADMIN_TOKEN) is needed with --url")?, None),
         None => {
             let dir = tempfile::tempdir()?;
+            let admin = format!("demo-{}", payq_app::crypto::random_hex(16));
             let mut settings = payq_app::Settings {
                 listen: "127.0.0.1:0".into(),
                 database_url: format!("sqlite://{}/demo.db", dir.path().display()),
-                admin_token: Some("demo-admin".into()),
+                admin_token: Some(admin.clone()),
                 ..payq_app::Settings::default()
             };
             settings.payment.query_schedule = "500ms,1s,2s".into();
@@ -73,7 +74,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let token = stop.clone();
             tokio::spawn(async move { app.run_until_stopped(token).await });
             println!("payq demo: started an in-process payq at {base} (temporary database)");
-            (base, "demo-admin".to_owned(), Some((stop.drop_guard(), dir)))
+            (base, admin, Some((stop.drop_guard(), dir)))
         }
     };
     let c = Client { http: reqwest::Client::new(), base };

@@ -70,12 +70,10 @@ async fn refunds_never_exceed_the_payment_even_when_concurrent() {
     let created = replies.iter().filter(|r| r.status == 201).count();
     let refused = replies.iter().filter(|r| r.status == 422 && r.body["code"] == "amount_exceeds_refundable").count();
     assert_eq!((created, refused), (3, 7));
-    for bad in [
-        json!({ "amount": 0 }),
-        json!({ "amount": -5 }),
-        json!({ "amount": "1" }),
-        json!({ "amount": 1, "review": "x" }),
-    ] {
+    for bad in [json!({ "amount": 0 }), json!({ "amount": -5 })] {
+        assert_problem(&app.post(&format!("/v1/orders/{id}/refunds"), &m.key, bad).await, 400, "validation_failed");
+    }
+    for bad in [json!({ "amount": "1" }), json!({ "amount": 1, "review": "x" })] {
         assert_problem(&app.post(&format!("/v1/orders/{id}/refunds"), &m.key, bad).await, 400, "invalid_request");
     }
     assert_eq!(app.verify().0, 0);
