@@ -133,6 +133,9 @@ pub struct WebhookSettings {
     /// Deliveries to one merchant at once, per process: a merchant whose endpoint hangs
     /// uses this many delivery slots and no more.
     pub per_merchant_concurrency: usize,
+    /// Allow webhook URLs on loopback and private addresses (`PAYQ_WEBHOOK__ALLOW_PRIVATE`):
+    /// for local development and tests only.
+    pub allow_private: bool,
 }
 
 impl Default for WebhookSettings {
@@ -141,6 +144,7 @@ impl Default for WebhookSettings {
             retry_schedule: "15s,15s,30s,3m,10m,20m,30m,30m,30m,60m,3h,3h,3h,6h,6h".into(),
             timeout: HumanDuration::from_millis(10_000),
             per_merchant_concurrency: 16,
+            allow_private: false,
         }
     }
 }

@@ -76,10 +76,13 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
 pub async fn merchant(settings: Settings, command: MerchantCommand) -> anyhow::Result<ExitCode> {
     let MerchantCommand::Create { name, webhook_url } = command;
     let store = open(&settings).await?;
-    let created =
-        payq_app::usecases::create_merchant(&store, CreateMerchant { name, webhook_url, settings: Default::default() })
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let created = payq_app::usecases::create_merchant(
+        &store,
+        CreateMerchant { name, webhook_url, settings: Default::default() },
+        settings.webhook.allow_private,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     print_json(&created)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -28,13 +28,14 @@ pub struct CreatedMerchant {
 impl Payq {
     /// Creates a merchant with a fresh API key and webhook secret.
     pub async fn create_merchant(&self, req: CreateMerchant) -> AppResult<CreatedMerchant> {
-        create_merchant(&self.store, req).await
+        create_merchant(&self.store, req, self.settings.webhook.allow_private).await
     }
 }
 
 /// Creates a merchant with a fresh API key and webhook secret (also used by
 /// `payq merchant create`, which has no channel).
-pub async fn create_merchant(store: &Store, req: CreateMerchant) -> AppResult<CreatedMerchant> {
+/// `allow_private` lifts the webhook URL policy (`webhook.allow_private`).
+pub async fn create_merchant(store: &Store, req: CreateMerchant, allow_private: bool) -> AppResult<CreatedMerchant> {
     let name = req.name.trim();
     if name.is_empty() {
         return Err(AppError::InvalidRequest("name must not be empty".into()));
@@ -42,10 +43,7 @@ pub async fn create_merchant(store: &Store, req: CreateMerchant) -> AppResult<Cr
     check_text("name", Some(name), 200)?;
     req.settings.validate().map_err(|e| AppError::ValidationFailed(e.to_string()))?;
     if let Some(url) = req.webhook_url.as_deref() {
-        let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() <= 2048;
-        if !ok || reqwest::Url::parse(url).is_err() {
-            return Err(AppError::InvalidRequest("webhook_url must be an http(s) URL".into()));
-        }
+        crate::url_policy::check(url, allow_private).await.map_err(|e| AppError::InvalidRequest(e.to_string()))?;
     }
     let key = ApiKey::generate();
     let webhook_secret = format!("whsec_{}", crypto::random_hex(32));

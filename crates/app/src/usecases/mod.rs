@@ -115,16 +115,19 @@ impl Payq {
     pub fn new(store: Store, channel: Arc<dyn PaymentChannel>, settings: Arc<Settings>) -> Payq {
         // Redirects are never followed: a 3xx is a failed attempt, like any non-2xx.
         let timeout = settings.webhook.timeout.as_std();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(std::time::Duration::from_secs(5)))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|e| {
-                // Only a broken TLS setup fails here; never follow redirects even then.
-                tracing::error!(error = %e, "could not build the webhook client; using a plain one");
-                reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default()
-            });
+            .redirect(reqwest::redirect::Policy::none());
+        if !settings.webhook.allow_private {
+            // Names are checked against the addresses they resolve to at delivery time.
+            builder = builder.dns_resolver(Arc::new(crate::url_policy::GuardedResolver));
+        }
+        let http = builder.build().unwrap_or_else(|e| {
+            // Only a broken TLS setup fails here; never follow redirects even then.
+            tracing::error!(error = %e, "could not build the webhook client; using a plain one");
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default()
+        });
         let delivery_gate = Arc::new(DeliveryGate::new(settings.webhook.per_merchant_concurrency));
         Payq { store, channel, settings, http, delivery_gate }
     }

@@ -36,6 +36,12 @@ impl Payq {
         let Some(url) = creds.merchant.webhook_url.as_deref() else {
             return Ok(DeliveryOutcome::NoEndpoint);
         };
+        // Checked again at every delivery: the policy may have changed since the URL was set,
+        // and the client's resolver checks what a name resolves to now.
+        if let Err(refused) = crate::url_policy::check_form(url, self.settings.webhook.allow_private) {
+            metrics::counter!("payq_webhook_deliveries_total", "outcome" => "refused").increment(1);
+            return Ok(DeliveryOutcome::Failed(refused.to_string()));
+        }
         let _pass = match self.delivery_gate.admit(&merchant_id) {
             Admission::Go(pass) => pass,
             Admission::Wait(wait) => {

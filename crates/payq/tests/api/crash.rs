@@ -32,6 +32,7 @@ impl Server {
             .env("PAYQ_PAYMENT_QUERY_SCHEDULE", "300ms,600ms,1s,2s")
             .env("PAYQ_WEBHOOK_RETRY_SCHEDULE", "100ms,200ms,400ms,800ms")
             .env("PAYQ_ENGINE__BASE_BACKOFF", "50ms")
+            .env("PAYQ_WEBHOOK__ALLOW_PRIVATE", "true")
             // No short lease: a killed process's claims come back through the lifeline (its
             // heartbeat stops), within seconds, as in production.
             .env("PAYQ_LOG", "warn")

@@ -34,6 +34,8 @@ pub fn test_settings(db_url: &str) -> Settings {
     s.sim.callback_delay = "50ms".parse().unwrap_or(s.sim.callback_delay);
     s.engine.base_backoff = "50ms".parse().unwrap_or(s.engine.base_backoff);
     s.engine.max_attempts = 3;
+    // Webhook endpoints in tests live on 127.0.0.1.
+    s.webhook.allow_private = true;
     s
 }
 

@@ -222,3 +222,58 @@ fn secrets_never_show_in_output_and_the_sqlite_file_is_private() {
         payq(&["serve", "--listen", "127.0.0.1:0", "--database-url", &url], &[("PAYQ_ADMIN_TOKEN", "short")]);
     assert!(!ok && out.contains("too short"), "{out}");
 }
+
+#[tokio::test]
+async fn internal_webhook_urls_are_refused_at_creation_and_at_delivery() {
+    let app = spawn_app_with(|s| {
+        s.webhook.allow_private = false;
+        s.webhook.retry_schedule = "50ms".into();
+    })
+    .await;
+    let before = app.db_fingerprint().await;
+    for url in [
+        "http://127.0.0.1:8080/hook",
+        "http://localhost/hook",
+        "http://[::1]/hook",
+        "http://0.0.0.0/hook",
+        "http://2130706433/hook",
+        "http://0x7f000001/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.5/hook",
+        "http://[::ffff:192.168.0.1]/hook",
+        "http://user:pass@93.184.215.14/hook",
+        "ftp://93.184.215.14/hook",
+    ] {
+        let r = app.post("/v1/merchants", &app.admin_token, json!({ "name": "S", "webhook_url": url })).await;
+        assert_problem(&r, 400, "invalid_request");
+    }
+    assert_eq!(app.db_fingerprint().await, before, "no merchant was created");
+
+    // A URL accepted while public, then pointed at an internal address: the delivery is
+    // refused at delivery time, the internal endpoint receives nothing, and the delivery
+    // ends dead-lettered.
+    let internal = Receiver::start().await;
+    let r = app
+        .post("/v1/merchants", &app.admin_token, json!({ "name": "S", "webhook_url": "http://93.184.215.14/hook" }))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let m = crate::helpers::TestMerchant {
+        id: r.body["id"].as_str().unwrap_or_default().into(),
+        key: r.body["api_key"].as_str().unwrap_or_default().into(),
+    };
+    let mut conn = app.db.connect().await;
+    sqlx::query("UPDATE merchants SET webhook_url = $1 WHERE id = $2")
+        .bind(&internal.url)
+        .bind(&m.id)
+        .execute(&mut conn)
+        .await
+        .expect("repoint the URL");
+    app.order(&m, "S-1", 100).await;
+    let dead = eventually("the refused delivery is dead-lettered", || async {
+        let r = app.get("/v1/admin/dead-letters", &app.admin_token).await;
+        r.body["data"].as_array().and_then(|d| d.first().cloned())
+    })
+    .await;
+    assert!(dead["last_error"].as_str().is_some_and(|e| e.contains("not publicly routable")), "{dead}");
+    assert!(internal.log().is_empty(), "the internal endpoint was called");
+}
