@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// How long `Idempotency-Key`s are kept (at least the 24 hours SPEC §6 promises).
+/// How long `Idempotency-Key`s are kept (at least the promised 24 hours; docs/operations.md).
 const IDEMPOTENCY_RETENTION_MS: i64 = 48 * 3600 * 1000;
 
 /// A payq process, built and ready to run.

@@ -149,7 +149,7 @@ impl Default for WebhookSettings {
     }
 }
 
-/// `[risk]`: the rules every payment request passes (SPEC §6).
+/// `[risk]`: the rules every payment request passes (README, "Configuration").
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RiskSettings {
@@ -263,7 +263,7 @@ impl Default for EngineSettings {
 /// The shortest admin token payq starts with.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
 
-/// The environment variables of SPEC §7 and the setting each one sets.
+/// The documented environment variables (README, "Configuration") and the setting each one sets.
 const ENV_NAMES: &[(&str, &str)] = &[
     ("PAYQ_LISTEN", "listen"),
     ("PAYQ_DATABASE_URL", "database_url"),

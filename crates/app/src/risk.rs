@@ -1,5 +1,5 @@
 //! Risk control: the rules every payment request passes before the channel is called
-//! (SPEC §6), configured in `[risk]`.
+//! (docs/operations.md), configured in `[risk]`.
 
 use crate::config::RiskSettings;
 use payq_domain::{Order, Timestamp};

@@ -7,7 +7,7 @@ use crate::jobs::{Job, JobKind};
 use payq_bus::rabbit::relay::{Route, Router};
 use payq_store::{OutboxMessage, Store};
 
-/// Routes payq's jobs to the work queues of SPEC §5.
+/// Routes payq's jobs to the work queues (docs/operations.md, "RabbitMQ topology").
 pub struct JobRouter {
     store: Store,
 }

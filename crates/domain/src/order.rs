@@ -1,4 +1,4 @@
-//! The order state machine of SPEC §3, as one transition function.
+//! The order state machine (docs/architecture.md), as one transition function.
 //!
 //! ```text
 //! pending_payment --pay--> paying --success--> paid --ship--> shipped

@@ -1,4 +1,4 @@
-//! The refund state machine of SPEC §3 and the refundable-amount rule.
+//! The refund state machine (docs/architecture.md) and the refundable-amount rule.
 
 use crate::money::{Money, MoneyError};
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! Per-merchant settings that drive payq's timers, with the defaults of SPEC §3.
+//! Per-merchant settings that drive payq's timers, with their documented defaults (README, "Configuration").
 
 use crate::duration::HumanDuration;
 use serde::{Deserialize, Serialize};

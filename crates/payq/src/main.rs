@@ -48,7 +48,7 @@ enum Command {
         #[command(subcommand)]
         command: ops::MerchantCommand,
     },
-    /// Check the invariants of SPEC §8 on the database; exits 1 if any is broken.
+    /// Check payq's invariants (docs/operations.md) on the database; exits 1 if any is broken.
     Verify,
     /// Dead letters.
     Dlq {

@@ -1,4 +1,4 @@
-//! `payq topology print|declare`: the RabbitMQ exchanges, queues and bindings of SPEC §5.
+//! `payq topology print|declare`: the RabbitMQ exchanges, queues and bindings of the distributed mode (docs/operations.md).
 
 use anyhow::Context;
 use clap::Subcommand;

@@ -485,6 +485,11 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Milliseconds since the epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    payq_domain::Timestamp::now().millis()
+}
+
 #[cfg(test)]
 mod tests {
     use super::redact_url;
@@ -497,9 +502,4 @@ mod tests {
         assert_eq!(redact_url("sqlite://payq-data/payq.db"), "sqlite://payq-data/payq.db");
         assert_eq!(redact_url("postgres://u:p%40ss@h/d?sslmode=require"), "postgres://u:***@h/d?sslmode=require");
     }
-}
-
-/// Milliseconds since the epoch, now.
-pub(crate) fn now_ms() -> i64 {
-    payq_domain::Timestamp::now().millis()
 }

@@ -1,4 +1,4 @@
-//! The invariants of SPEC §8, checked on a database (`payq verify`).
+//! The invariants payq guarantees (docs/operations.md), checked on a database (`payq verify`).
 
 use crate::{Store, StoreResult};
 use sqlx::Row;

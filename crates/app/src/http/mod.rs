@@ -1,4 +1,4 @@
-//! The HTTP API (SPEC §6): routes, their OpenAPI description (generated from the same
+//! The HTTP API (v1; see the README tour and `/openapi.json`): routes, their OpenAPI description (generated from the same
 //! route table, so the two cannot drift), and the middleware around them.
 
 mod admin;

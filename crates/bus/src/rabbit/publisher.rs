@@ -1,4 +1,4 @@
-//! Publishing with the guarantees of SPEC §5: persistent messages, publisher confirms,
+//! Publishing with the guarantees in docs/messages.md: persistent messages, publisher confirms,
 //! `mandatory` with returned messages reported, `message_id`, `content_type`,
 //! `timestamp` and `type` set. A publish succeeds only on a positive confirm with no
 //! return; every other outcome is an error the caller retries (the outbox row stays).

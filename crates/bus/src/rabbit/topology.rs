@@ -1,4 +1,4 @@
-//! payq's RabbitMQ topology (SPEC §5) as data: one description that `payq topology print`
+//! payq's RabbitMQ topology (docs/operations.md) as data: one description that `payq topology print`
 //! lists and `payq topology declare` (and start-up) declares, idempotently.
 //!
 //! - `payq.events` (topic): every event, routing key = event type; downstream systems bind
