@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /v1/admin/dead-letters` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterQuery {
     limit: Option<u32>,
@@ -23,7 +24,7 @@ pub struct DeadLetterList {
 }
 
 /// Lists dead letters.
-#[utoipa::path(get, path = "/v1/admin/dead-letters", tag = "admin", params(DeadLetterQuery),
+#[utoipa::path(get, path = "/v1/admin/dead-letters", operation_id = "admin_dead_letters", tag = "admin", params(DeadLetterQuery),
     responses((status = 200, body = DeadLetterList)), security(("bearer" = [])))]
 pub async fn dead_letters(
     State(state): State<AppState>,
@@ -36,7 +37,7 @@ pub async fn dead_letters(
 }
 
 /// Puts a dead letter back in the queue, due now.
-#[utoipa::path(post, path = "/v1/admin/dead-letters/{id}/replay", tag = "admin", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/admin/dead-letters/{id}/replay", operation_id = "admin_replay", tag = "admin", params(("id" = String, Path)),
     responses((status = 200, description = "replayed")), security(("bearer" = [])))]
 pub async fn replay(
     State(state): State<AppState>,
@@ -52,7 +53,7 @@ pub async fn replay(
 }
 
 /// Counts by status, pending messages by kind and due time, dead letters.
-#[utoipa::path(get, path = "/v1/admin/stats", tag = "admin", responses((status = 200, description = "stats")),
+#[utoipa::path(get, path = "/v1/admin/stats", operation_id = "admin_stats", tag = "admin", responses((status = 200, description = "stats")),
     security(("bearer" = [])))]
 pub async fn stats(State(state): State<AppState>, _admin: AdminAuth) -> Result<Json<serde_json::Value>, ApiError> {
     let store = state.payq.store();

@@ -18,7 +18,7 @@ const SIGNATURE_TOLERANCE_S: i64 = 300;
 /// Receives a payment result from the simulated channel. The signature
 /// (`Sim-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`) must match and be
 /// fresh; a repeated callback changes nothing.
-#[utoipa::path(post, path = "/v1/channels/sim/notify", tag = "channels", request_body = SimNotification,
+#[utoipa::path(post, path = "/v1/channels/sim/notify", operation_id = "channels_sim_notify", tag = "channels", request_body = SimNotification,
     responses((status = 200, description = "accepted"), (status = 401, description = "bad or stale signature")))]
 pub async fn sim_notify(
     State(state): State<AppState>,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /v1/events` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// An event id: list the events after it.
@@ -25,7 +26,7 @@ pub struct EventList {
 }
 
 /// The merchant's events, oldest first.
-#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
+#[utoipa::path(get, path = "/v1/events", operation_id = "events_list", tag = "events", params(EventsQuery),
     responses((status = 200, body = EventList)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,

@@ -16,7 +16,7 @@ pub struct PutInventory {
 }
 
 /// Sets the stock of a SKU.
-#[utoipa::path(put, path = "/v1/inventory/{sku}", tag = "inventory", params(("sku" = String, Path)), request_body = PutInventory,
+#[utoipa::path(put, path = "/v1/inventory/{sku}", operation_id = "inventory_put", tag = "inventory", params(("sku" = String, Path)), request_body = PutInventory,
     responses((status = 200, body = InventoryLevel)), security(("bearer" = [])))]
 pub async fn put(
     State(state): State<AppState>,
@@ -28,7 +28,7 @@ pub async fn put(
 }
 
 /// The stock of a SKU.
-#[utoipa::path(get, path = "/v1/inventory/{sku}", tag = "inventory", params(("sku" = String, Path)),
+#[utoipa::path(get, path = "/v1/inventory/{sku}", operation_id = "inventory_get", tag = "inventory", params(("sku" = String, Path)),
     responses((status = 200, body = InventoryLevel)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,

@@ -13,7 +13,7 @@ use payq_store::StoreError;
 
 /// Creates a merchant; its API key and webhook secret are shown only in this response (a
 /// replay of it under the same `Idempotency-Key` shows the merchant without them).
-#[utoipa::path(post, path = "/v1/merchants", tag = "merchants", request_body = CreateMerchant,
+#[utoipa::path(post, path = "/v1/merchants", operation_id = "merchants_create", tag = "merchants", request_body = CreateMerchant,
     responses((status = 201, body = CreatedMerchant)), security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -25,7 +25,7 @@ pub async fn create(
 }
 
 /// A merchant, without secrets.
-#[utoipa::path(get, path = "/v1/merchants/{id}", tag = "merchants",
+#[utoipa::path(get, path = "/v1/merchants/{id}", operation_id = "merchants_get", tag = "merchants",
     params(("id" = String, Path)), responses((status = 200, body = Merchant)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,

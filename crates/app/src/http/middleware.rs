@@ -147,6 +147,37 @@ fn replay(stored: StoredResponse) -> Response {
         .into_response()
 }
 
+/// Turns every error answer that is not a problem already (the framework's own: 405, a
+/// path that is not UTF-8, a rejected header) into `application/problem+json` with a
+/// stable code, keeping its status.
+pub async fn problems_only(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let (code, detail) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this route does not accept that method"),
+        StatusCode::NOT_FOUND => ("not_found", "route not found"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body exceeds 64 KiB"),
+        StatusCode::URI_TOO_LONG => ("uri_too_long", "the request URI is too long"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "expected content-type: application/json"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ("headers_too_large", "the request headers are too large"),
+        s if s.is_server_error() => ("internal", "an internal error occurred"),
+        _ => ("invalid_request", "the request is malformed (path, query or headers)"),
+    };
+    let mut problem = ApiError::new(status, code, detail).into_response();
+    if let Some(allow) = allow {
+        problem.headers_mut().insert(header::ALLOW, allow);
+    }
+    problem
+}
+
 /// The method as a metrics label, from a fixed set: invented methods cannot grow `/metrics`.
 fn method_label(method: &Method) -> &'static str {
     match *method {

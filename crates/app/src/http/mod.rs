@@ -65,6 +65,61 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Documents what every operation shares: error answers as `application/problem+json`
+/// (`4XX`, `5XX`) and, on every `POST`, the optional `Idempotency-Key` header.
+struct ProblemsAndKeys;
+
+impl utoipa::Modify for ProblemsAndKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
+        let text = || ObjectBuilder::new().schema_type(SchemaType::Type(Type::String));
+        let problem = ObjectBuilder::new()
+            .property("type", text())
+            .property("title", text())
+            .property("status", ObjectBuilder::new().schema_type(SchemaType::Type(Type::Integer)))
+            .property("detail", text())
+            .property("code", text().description(Some("stable machine-readable code, e.g. validation_failed")))
+            .required("type")
+            .required("title")
+            .required("status")
+            .required("detail")
+            .required("code")
+            .build();
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.schemas.insert("Problem".into(), problem.into());
+        let answer = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+                )
+                .build()
+        };
+        let key = ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some("Repeats of this request with the same key and body return the first answer (kept 24 h)"))
+            .schema(Some(text().min_length(Some(1)).max_length(Some(255)).pattern(Some("^[!-~]+$"))))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+            for (i, operation) in operations.into_iter().enumerate() {
+                let Some(operation) = operation else { continue };
+                let responses = &mut operation.responses.responses;
+                responses.entry("4XX".into()).or_insert_with(|| answer("the request was refused; see `code`").into());
+                responses.entry("5XX".into()).or_insert_with(|| answer("payq could not serve it now").into());
+                if i == 1 {
+                    operation.parameters.get_or_insert_with(Vec::new).push(key.clone());
+                }
+            }
+        }
+    }
+}
+
 /// The route table, with its OpenAPI description.
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -94,7 +149,9 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of the API, as JSON.
 pub fn openapi_json() -> String {
-    let (_, api) = routes().split_for_parts();
+    let (_, mut api) = routes().split_for_parts();
+    // After the routes are in: the shared parts apply to every operation.
+    utoipa::Modify::modify(&ProblemsAndKeys, &mut api);
     api.to_pretty_json().unwrap_or_else(|_| "{}".into())
 }
 
@@ -106,6 +163,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::idempotency))
         .layer(DefaultBodyLimit::max(middleware::BODY_LIMIT))
         .fallback(|| async { error::ApiError::not_found("route") })
+        .layer(axum::middleware::from_fn(middleware::problems_only))
         .with_state(state)
 }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Creates an order. The same `merchant_order_no` with the same content answers `200`
 /// with the existing order.
-#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = CreateOrder,
+#[utoipa::path(post, path = "/v1/orders", operation_id = "orders_create", tag = "orders", request_body = CreateOrder,
     responses((status = 201, body = Order), (status = 200, description = "the same order already existed", body = Order)),
     security(("bearer" = [])))]
 pub async fn create(
@@ -28,6 +28,7 @@ pub async fn create(
 
 /// `GET /v1/orders` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<OrderStatus>,
@@ -44,7 +45,7 @@ pub struct OrderList {
 }
 
 /// Lists the merchant's orders, newest first.
-#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(ListQuery),
+#[utoipa::path(get, path = "/v1/orders", operation_id = "orders_list", tag = "orders", params(ListQuery),
     responses((status = 200, body = OrderList)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -59,7 +60,7 @@ pub async fn list(
 }
 
 /// One order.
-#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/orders/{id}", operation_id = "orders_get", tag = "orders", params(("id" = String, Path)),
     responses((status = 200, body = Order)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -71,7 +72,7 @@ pub async fn get(
 
 /// Starts a payment: answers `202` with the order `paying`; the channel is called by a
 /// worker and its callback completes the payment.
-#[utoipa::path(post, path = "/v1/orders/{id}/pay", tag = "orders", params(("id" = String, Path)), request_body = PayOrder,
+#[utoipa::path(post, path = "/v1/orders/{id}/pay", operation_id = "orders_pay", tag = "orders", params(("id" = String, Path)), request_body = PayOrder,
     responses((status = 202, body = Order)), security(("bearer" = [])))]
 pub async fn pay(
     State(state): State<AppState>,
@@ -84,7 +85,7 @@ pub async fn pay(
 }
 
 /// Closes an unpaid order.
-#[utoipa::path(post, path = "/v1/orders/{id}/close", tag = "orders", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/orders/{id}/close", operation_id = "orders_close", tag = "orders", params(("id" = String, Path)),
     responses((status = 200, body = Order)), security(("bearer" = [])))]
 pub async fn close(
     State(state): State<AppState>,
@@ -95,7 +96,7 @@ pub async fn close(
 }
 
 /// Marks a paid order shipped.
-#[utoipa::path(post, path = "/v1/orders/{id}/ship", tag = "orders", params(("id" = String, Path)), request_body = ShipOrder,
+#[utoipa::path(post, path = "/v1/orders/{id}/ship", operation_id = "orders_ship", tag = "orders", params(("id" = String, Path)), request_body = ShipOrder,
     responses((status = 200, body = Order)), security(("bearer" = [])))]
 pub async fn ship(
     State(state): State<AppState>,
@@ -114,7 +115,7 @@ pub struct CancelOrder {
 }
 
 /// Cancels a paid order and refunds it in full.
-#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", params(("id" = String, Path)), request_body = CancelOrder,
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", operation_id = "orders_cancel", tag = "orders", params(("id" = String, Path)), request_body = CancelOrder,
     responses((status = 200, body = Order)), security(("bearer" = [])))]
 pub async fn cancel(
     State(state): State<AppState>,

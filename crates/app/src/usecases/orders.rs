@@ -15,15 +15,20 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct CreateOrder {
     /// The merchant's own order number; unique per merchant.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[!-~]+$")]
     pub merchant_order_no: String,
     /// Minor units of `currency`, e.g. 1999 = 19.99 CNY.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub amount: i64,
     pub currency: Currency,
+    #[schema(max_length = 500)]
     pub description: Option<String>,
+    #[schema(max_length = 128)]
     pub customer_id: Option<String>,
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub items: Vec<OrderItem>,
-    /// Overrides the merchant's `payment_timeout`.
+    /// Overrides the merchant's `payment_timeout` (100ms to 365d).
     pub payment_timeout: Option<HumanDuration>,
 }
 

@@ -16,6 +16,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct CreateRefund {
     /// Minor units of the order's currency.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub amount: i64,
     pub reason: Option<String>,
     /// Overrides the merchant's `refund_review` window.

@@ -277,3 +277,16 @@ async fn internal_webhook_urls_are_refused_at_creation_and_at_delivery() {
     assert!(dead["last_error"].as_str().is_some_and(|e| e.contains("not publicly routable")), "{dead}");
     assert!(internal.log().is_empty(), "the internal endpoint was called");
 }
+
+#[tokio::test]
+async fn framework_errors_are_problems_too() {
+    let app = spawn_app().await;
+    let m = app.merchant().await;
+    let r = app.send(reqwest::Method::DELETE, "/v1/orders", Some(&m.key), None).await;
+    assert_problem(&r, 405, "method_not_allowed");
+    assert!(r.headers.get("allow").is_some(), "405 keeps its Allow header");
+    let r = app.send(reqwest::Method::PUT, "/healthz", None, None).await;
+    assert_problem(&r, 405, "method_not_allowed");
+    assert_problem(&app.get("/v1/orders/%FF%FE", &m.key).await, 400, "invalid_request");
+    assert_problem(&app.get("/v1/orders?limit=abc", &m.key).await, 400, "invalid_request");
+}
