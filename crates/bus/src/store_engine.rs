@@ -365,4 +365,41 @@ mod tests {
         assert!(third >= Duration::from_millis(320) && third <= Duration::from_millis(480), "{third:?}");
         assert!(backoff(&config, 30) <= Duration::from_millis(1200));
     }
+
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl Handler for Counting {
+        async fn handle(&self, _msg: &ClaimedMessage) -> Result<(), HandlerError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn process_due_runs_what_is_due_in_every_lane_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&format!("sqlite://{}/engine.db", dir.path().display())).await.expect("store");
+        let message = |lane, due_at| payq_store::NewMessage {
+            kind: "test.kind".into(),
+            key: None,
+            lane,
+            ordinal: None,
+            payload: serde_json::Value::Null,
+            due_at,
+        };
+        let mut tx = store.begin().await.expect("tx");
+        for lane in [Lane::Work, Lane::Deliveries, Lane::Work] {
+            tx.schedule(message(lane, Timestamp::now())).await.expect("schedule");
+        }
+        tx.schedule(message(Lane::Work, Timestamp::now().plus_millis(3_600_000))).await.expect("schedule");
+        tx.commit().await.expect("commit");
+
+        let handler = Arc::new(Counting(std::sync::atomic::AtomicUsize::new(0)));
+        let engine = StoreEngine::new(store.clone(), handler.clone(), EngineConfig::default());
+        assert_eq!(engine.process_due().await.expect("step"), 3);
+        assert_eq!(handler.0.load(std::sync::atomic::Ordering::Relaxed), 3);
+        // Drained: a second step finds nothing, and only the timer due in an hour waits.
+        assert_eq!(engine.process_due().await.expect("step"), 0);
+        assert_eq!(store.pending_messages(None, 10).await.expect("pending").len(), 1);
+    }
 }

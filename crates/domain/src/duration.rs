@@ -126,4 +126,17 @@ mod tests {
         assert_eq!(HumanDuration::from_millis(1_500).to_string(), "1500ms");
         assert_eq!(HumanDuration::from_millis(0).to_string(), "0ms");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_without_panic(text in ".{0,24}") {
+            let _ = text.parse::<HumanDuration>();
+        }
+
+        #[test]
+        fn printed_durations_parse_back(ms in 0u64..=MAX_MILLIS) {
+            let d = HumanDuration::from_millis(ms);
+            proptest::prop_assert_eq!(d.to_string().parse::<HumanDuration>(), Ok(d));
+        }
+    }
 }

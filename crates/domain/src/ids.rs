@@ -124,4 +124,19 @@ mod tests {
         assert!("".parse::<OrderId>().is_err());
         assert!("ord_0123456789ABCDEF0123456789abcdef".parse::<OrderId>().is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_an_id_or_refused_without_panic(text in ".{0,48}") {
+            let _ = text.parse::<OrderId>();
+            let _ = text.parse::<RefundId>();
+        }
+
+        #[test]
+        fn ids_of_one_kind_never_parse_as_another(_n in 0u8..8) {
+            let order = OrderId::generate();
+            proptest::prop_assert!(order.as_str().parse::<RefundId>().is_err());
+            proptest::prop_assert_eq!(order.as_str().parse::<OrderId>(), Ok(order.clone()));
+        }
+    }
 }
