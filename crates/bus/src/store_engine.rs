@@ -225,6 +225,9 @@ pub(crate) async fn judge<H: Handler>(handler: &H, config: &EngineConfig, msg: &
     }
 }
 
+/// How long the outcomes of a batch are gathered after the first one, to be recorded together.
+const GATHER_WINDOW: Duration = Duration::from_millis(2);
+
 /// Runs the handlers of a claimed batch concurrently, holding one of `permits` per
 /// message. Whenever handlers finish, the outcomes of all that have finished by then are
 /// recorded (the completions in one transaction) and their permits freed, so fast handlers
@@ -273,9 +276,20 @@ async fn run_batch<H: Handler>(
                 continue;
             }
         };
+        // Gather what finishes within a moment of the first, so quick handlers still share
+        // one completion transaction, while a slow one never holds the others back.
         let mut finished = vec![first];
-        while let Some(Some(more)) = running.next().now_or_never() {
-            finished.push(more);
+        let window = tokio::time::sleep(GATHER_WINDOW);
+        tokio::pin!(window);
+        loop {
+            tokio::select! {
+                biased;
+                more = running.next() => match more {
+                    Some(more) => finished.push(more),
+                    None => break,
+                },
+                _ = &mut window => break,
+            }
         }
         let mut done = Vec::new();
         let mut deferred = Vec::new();
