@@ -180,7 +180,7 @@ impl<H: Handler> Dispatcher<H> {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {}
-                _ = self.store.messages_changed() => {}
+                _ = self.store.messages_changed(self.lane) => {}
             }
         }
         tracker.close();

@@ -154,12 +154,28 @@ pub enum Lane {
     Deliveries,
 }
 
+impl Inner {
+    /// Wakes every lane's dispatcher (and the relay).
+    fn wake_all(&self) {
+        for waiter in &self.messages_changed {
+            waiter.notify_one();
+        }
+    }
+}
+
 impl Lane {
     /// Every lane.
     pub const ALL: [Lane; 2] = [Lane::Work, Lane::Deliveries];
 
     /// The value stored in the `lane` column.
     pub(crate) fn code(self) -> i64 {
+        match self {
+            Lane::Work => 0,
+            Lane::Deliveries => 1,
+        }
+    }
+
+    fn index(self) -> usize {
         match self {
             Lane::Work => 0,
             Lane::Deliveries => 1,
@@ -223,7 +239,7 @@ struct Inner {
     read: AnyPool,
     writer: writer::Writer,
     /// Woken when a message is scheduled, so the dispatcher can re-plan its sleep.
-    messages_changed: Notify,
+    messages_changed: [Notify; 2],
     /// Every event is announced (published on the broker), not only those for webhooks.
     announce_all_events: std::sync::atomic::AtomicBool,
     /// The last write failed because the storage was unavailable (cleared by the next
@@ -292,7 +308,7 @@ impl Store {
                 backend: Backend::Sqlite,
                 read,
                 writer: writer::Writer::Sqlite(group),
-                messages_changed: Notify::new(),
+                messages_changed: [Notify::new(), Notify::new()],
                 announce_all_events: std::sync::atomic::AtomicBool::new(false),
                 write_failing: std::sync::atomic::AtomicBool::new(false),
                 process: lifeline::ProcessId::generate(),
@@ -312,7 +328,7 @@ impl Store {
                 backend: Backend::Postgres,
                 read: pool.clone(),
                 writer: writer::Writer::Postgres(pool),
-                messages_changed: Notify::new(),
+                messages_changed: [Notify::new(), Notify::new()],
                 announce_all_events: std::sync::atomic::AtomicBool::new(false),
                 write_failing: std::sync::atomic::AtomicBool::new(false),
                 process: lifeline::ProcessId::generate(),
@@ -350,8 +366,10 @@ impl Store {
 
     /// Resolves when a message was scheduled since the last call (or immediately if a
     /// wake-up is already pending).
-    pub async fn messages_changed(&self) {
-        self.inner.messages_changed.notified().await;
+    /// Each lane's dispatcher waits on its own wake-up (a wake-up taken by one lane's
+    /// dispatcher must not be lost to the other); the outbox relay waits on the work lane's.
+    pub async fn messages_changed(&self, lane: Lane) {
+        self.inner.messages_changed[lane.index()].notified().await;
     }
 
     /// Makes every event announced (the distributed mode, where other systems subscribe to
@@ -366,7 +384,7 @@ impl Store {
     }
 
     pub(crate) fn notify_messages_changed(&self) {
-        self.inner.messages_changed.notify_one();
+        self.inner.wake_all();
     }
 
     /// Whether the database answers.
@@ -453,14 +471,14 @@ fn spawn_listener(store: std::sync::Weak<Inner>, url: String) {
                     Err(_) => continue,
                     Ok(Ok(_)) => {
                         if let Some(inner) = store.upgrade() {
-                            inner.messages_changed.notify_one();
+                            inner.wake_all();
                         }
                     }
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "message notifications interrupted; reconnecting");
                         // Something may have been scheduled while we were away.
                         if let Some(inner) = store.upgrade() {
-                            inner.messages_changed.notify_one();
+                            inner.wake_all();
                         }
                         break;
                     }

@@ -50,10 +50,20 @@ impl Store {
 
     /// Releases the claims of every process whose last heartbeat is older than
     /// `silent_for_ms` (they become due now, for any worker), and forgets those processes.
-    /// Returns how many messages were released.
-    pub async fn release_claims_of_dead_processes(&self, silent_for_ms: i64) -> StoreResult<u64> {
+    /// Unless `sweep`, it looks at the queue only when such a process exists; a sweep also
+    /// finds claims of a process that died before its first heartbeat. Returns how many
+    /// messages were released.
+    pub async fn release_claims_of_dead_processes(&self, silent_for_ms: i64, sweep: bool) -> StoreResult<u64> {
         let now = crate::now_ms();
         let cutoff = now.saturating_sub(silent_for_ms);
+        // The common case, nobody died, costs one read; the release below scans the queue.
+        let dead: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM processes WHERE heartbeat_at < $1")
+            .bind(cutoff)
+            .fetch_one(self.read())
+            .await?;
+        if dead == 0 && !sweep {
+            return Ok(0);
+        }
         let mut tx = self.begin().await?;
         let released = sqlx::query(
             "UPDATE messages SET due_at = $1, owner = NULL

@@ -318,7 +318,7 @@ impl<R: Router> Relay<R> {
         }
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            _ = self.store.messages_changed() => {}
+            _ = self.store.messages_changed(payq_store::Lane::Work) => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }
