@@ -60,9 +60,16 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     !(ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() || unique_local || link_local)
 }
 
-/// Checks the form of a webhook URL and, unless `allow_private`, that its host is public
-/// (resolving a name). Returns the parsed URL.
-pub async fn check(url: &str, allow_private: bool) -> Result<reqwest::Url, UrlRefused> {
+/// A webhook URL whose form passed: http(s), no userinfo, a host.
+struct Form {
+    url: reqwest::Url,
+    host: String,
+    /// The host as an IP address, when it is one (the URL parser has already normalised
+    /// IPv4 spellings such as 2130706433 and 0x7f000001).
+    literal: Option<IpAddr>,
+}
+
+fn form(url: &str) -> Result<Form, UrlRefused> {
     let parsed = reqwest::Url::parse(url).map_err(|_| UrlRefused::NotHttp)?;
     if !matches!(parsed.scheme(), "http" | "https") || url.len() > 2048 {
         return Err(UrlRefused::NotHttp);
@@ -70,15 +77,19 @@ pub async fn check(url: &str, allow_private: bool) -> Result<reqwest::Url, UrlRe
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(UrlRefused::Userinfo);
     }
-    let Some(host) = parsed.host_str().map(str::to_owned) else {
-        return Err(UrlRefused::NotHttp);
-    };
-    if allow_private {
-        return Ok(parsed);
-    }
-    let port = parsed.port_or_known_default().unwrap_or(80);
-    // The URL parser has already normalised IPv4 spellings (2130706433, 0x7f000001).
+    let host = parsed.host_str().ok_or(UrlRefused::NotHttp)?.to_owned();
     let literal = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok();
+    Ok(Form { url: parsed, host, literal })
+}
+
+/// Checks the form of a webhook URL and, unless `allow_private`, that its host is public
+/// (resolving a name). Returns the parsed URL.
+pub async fn check(url: &str, allow_private: bool) -> Result<reqwest::Url, UrlRefused> {
+    let Form { url, host, literal } = form(url)?;
+    if allow_private {
+        return Ok(url);
+    }
+    let port = url.port_or_known_default().unwrap_or(80);
     let addrs: Vec<IpAddr> = match literal {
         Some(ip) => vec![ip],
         None => match tokio::net::lookup_host((host.as_str(), port)).await {
@@ -92,24 +103,16 @@ pub async fn check(url: &str, allow_private: bool) -> Result<reqwest::Url, UrlRe
     if addrs.iter().any(|ip| !is_public(*ip)) {
         return Err(UrlRefused::Internal(host));
     }
-    Ok(parsed)
+    Ok(url)
 }
 
 /// The delivery-time check of a URL payq is about to call: its form and, for an IP
 /// literal, the address (a name is checked by [`GuardedResolver`] when the client resolves
 /// it, so it is not resolved twice).
 pub fn check_form(url: &str, allow_private: bool) -> Result<(), UrlRefused> {
-    let parsed = reqwest::Url::parse(url).map_err(|_| UrlRefused::NotHttp)?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(UrlRefused::NotHttp);
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(UrlRefused::Userinfo);
-    }
-    let host = parsed.host_str().ok_or(UrlRefused::NotHttp)?;
-    let literal = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok();
+    let Form { host, literal, .. } = form(url)?;
     match literal {
-        Some(ip) if !allow_private && !is_public(ip) => Err(UrlRefused::Internal(host.to_owned())),
+        Some(ip) if !allow_private && !is_public(ip) => Err(UrlRefused::Internal(host)),
         _ => Ok(()),
     }
 }
