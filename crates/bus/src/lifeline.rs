@@ -25,16 +25,15 @@ impl Lifeline {
     /// [`Store::deregister`], once the process's handlers have finished.)
     pub async fn run(self, shutdown: CancellationToken) {
         let silence_ms = i64::try_from(self.silence_limit().as_millis()).unwrap_or(i64::MAX);
-        let mut beats: u64 = 0;
+        // The first round also sweeps the queue for owners that never registered.
+        let mut sweep = true;
         loop {
-            // A full sweep at start and then every 60 beats; otherwise only when a process
-            // has gone silent.
-            let sweep = beats.is_multiple_of(60);
-            beats = beats.wrapping_add(1);
             if let Err(e) = self.store.heartbeat(&self.role).await {
                 tracing::warn!(error = %e, "could not record the heartbeat");
             }
-            match self.store.release_claims_of_dead_processes(silence_ms, sweep).await {
+            let released = self.store.release_claims_of_dead_processes(silence_ms, sweep).await;
+            sweep = false;
+            match released {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(messages = n, "released the claims of a process that stopped"),
                 Err(e) => tracing::warn!(error = %e, "could not release the claims of stopped processes"),

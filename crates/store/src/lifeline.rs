@@ -50,37 +50,51 @@ impl Store {
 
     /// Releases the claims of every process whose last heartbeat is older than
     /// `silent_for_ms` (they become due now, for any worker), and forgets those processes.
-    /// Unless `sweep`, it looks at the queue only when such a process exists; a sweep also
-    /// finds claims of a process that died before its first heartbeat. Returns how many
-    /// messages were released.
+    /// The lookups run on a reader; the writer is taken only when a process has died. A
+    /// `sweep` (at start-up) also finds the claims of a process that died before its first
+    /// heartbeat, by the owners the queue names. Returns how many messages were released.
     pub async fn release_claims_of_dead_processes(&self, silent_for_ms: i64, sweep: bool) -> StoreResult<u64> {
         let now = crate::now_ms();
         let cutoff = now.saturating_sub(silent_for_ms);
-        // The common case, nobody died, costs one read; the release below scans the queue.
-        let dead: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM processes WHERE heartbeat_at < $1")
+        let me = self.process_id().as_str();
+        let mut dead: Vec<String> = sqlx::query_scalar("SELECT id FROM processes WHERE heartbeat_at < $1 AND id <> $2")
             .bind(cutoff)
-            .fetch_one(self.read())
+            .bind(me)
+            .fetch_all(self.read())
             .await?;
-        if dead == 0 && !sweep {
+        if sweep {
+            let live: Vec<String> = sqlx::query_scalar("SELECT id FROM processes WHERE heartbeat_at >= $1")
+                .bind(cutoff)
+                .fetch_all(self.read())
+                .await?;
+            let owners: Vec<String> = sqlx::query_scalar("SELECT DISTINCT owner FROM messages WHERE owner IS NOT NULL")
+                .fetch_all(self.read())
+                .await?;
+            for owner in owners {
+                if owner != me && !live.contains(&owner) && !dead.contains(&owner) {
+                    dead.push(owner);
+                }
+            }
+        }
+        if dead.is_empty() {
             return Ok(0);
         }
         let mut tx = self.begin().await?;
-        let released = sqlx::query(
-            "UPDATE messages SET due_at = $1, owner = NULL
-             WHERE owner IS NOT NULL AND owner <> $2
-               AND owner NOT IN (SELECT id FROM processes WHERE heartbeat_at >= $3)",
-        )
-        .bind(now)
-        .bind(self.process_id().as_str())
-        .bind(cutoff)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        sqlx::query("DELETE FROM processes WHERE heartbeat_at < $1 AND id <> $2")
-            .bind(cutoff)
-            .bind(self.process_id().as_str())
-            .execute(tx.conn())
-            .await?;
+        let mut released = 0;
+        for owner in &dead {
+            released += sqlx::query("UPDATE messages SET due_at = $1, owner = NULL WHERE owner = $2")
+                .bind(now)
+                .bind(owner)
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
+            // Only if it is still silent: a process that beat meanwhile keeps its place.
+            sqlx::query("DELETE FROM processes WHERE id = $1 AND heartbeat_at < $2")
+                .bind(owner)
+                .bind(cutoff)
+                .execute(tx.conn())
+                .await?;
+        }
         if released > 0 {
             tx.mark_message_scheduled();
         }
