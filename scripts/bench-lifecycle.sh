@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 ORDERS=${1:-5000}
 CONC=${2:-64}
 PAYQ=target/release/payq
-ADMIN=bench-admin
+ADMIN=bench-admin-token-0001
 PG=postgres://postgres@127.0.0.1:5432
 DB=payq_bench_lifecycle
 PREFIX=payqbench$$
