@@ -5,7 +5,6 @@
 //! that hangs inside a live process.
 
 use crate::{Store, StoreResult};
-use payq_domain::Timestamp;
 
 /// The identity of one payq process (a fresh one per start).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,12 +21,6 @@ impl ProcessId {
     /// The id as stored.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl std::fmt::Display for ProcessId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -118,16 +111,5 @@ impl Store {
         }
         tx.commit().await?;
         Ok(released)
-    }
-
-    /// The live processes (heartbeat within `silent_for_ms`): `(id, role, heartbeat_at)`.
-    pub async fn live_processes(&self, silent_for_ms: i64) -> StoreResult<Vec<(String, String, Timestamp)>> {
-        let cutoff = crate::now_ms().saturating_sub(silent_for_ms);
-        let rows: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT id, role, heartbeat_at FROM processes WHERE heartbeat_at >= $1 ORDER BY id")
-                .bind(cutoff)
-                .fetch_all(self.read())
-                .await?;
-        Ok(rows.into_iter().map(|(id, role, at)| (id, role, Timestamp::from_millis(at))).collect())
     }
 }

@@ -5,6 +5,13 @@ use crate::{Store, StoreError, StoreResult, Tx};
 use payq_domain::{Currency, MerchantId, Order, OrderId, OrderItem, OrderStatus, PaymentId, PaymentStatus, Timestamp};
 use sqlx::Row;
 
+/// What an id passed to [`Tx::hold_order`] names.
+pub(crate) enum OrderOf {
+    Order,
+    Payment,
+    Refund,
+}
+
 /// An order to insert.
 pub struct NewOrder<'a> {
     pub id: &'a OrderId,
@@ -134,11 +141,24 @@ impl Tx {
     /// refunds held against it) cannot interleave with another transaction's. SQLite's
     /// writer is exclusive already; PostgreSQL locks the row (`FOR UPDATE`).
     pub async fn lock_order(&mut self, id: &OrderId) -> StoreResult<()> {
+        self.hold_order(OrderOf::Order, id.as_str()).await
+    }
+
+    /// Holds the order that `id` (an order, payment or refund id) belongs to until this
+    /// transaction ends: a no-op on SQLite (its writer is exclusive), `FOR UPDATE` of the
+    /// order row on PostgreSQL.
+    pub(crate) async fn hold_order(&mut self, of: OrderOf, id: &str) -> StoreResult<()> {
         if self.backend() == crate::Backend::Postgres {
-            sqlx::query("SELECT id FROM orders WHERE id = $1 FOR UPDATE")
-                .bind(id.as_str())
-                .fetch_optional(self.conn())
-                .await?;
+            let sql = match of {
+                OrderOf::Order => "SELECT id FROM orders WHERE id = $1 FOR UPDATE",
+                OrderOf::Payment => {
+                    "SELECT id FROM orders WHERE id = (SELECT order_id FROM payments WHERE id = $1) FOR UPDATE"
+                }
+                OrderOf::Refund => {
+                    "SELECT id FROM orders WHERE id = (SELECT order_id FROM refunds WHERE id = $1) FOR UPDATE"
+                }
+            };
+            sqlx::query(sql).bind(id).fetch_optional(self.conn()).await?;
         }
         Ok(())
     }
@@ -205,12 +225,7 @@ impl Tx {
     /// [`Tx::order`]), so what is read cannot change under this transaction: two channel
     /// results for one payment are applied one after the other, the second seeing the first.
     pub async fn payment(&mut self, id: &PaymentId) -> StoreResult<PaymentRecord> {
-        if self.backend() == crate::Backend::Postgres {
-            sqlx::query("SELECT id FROM orders WHERE id = (SELECT order_id FROM payments WHERE id = $1) FOR UPDATE")
-                .bind(id.as_str())
-                .fetch_optional(self.conn())
-                .await?;
-        }
+        self.hold_order(OrderOf::Payment, id.as_str()).await?;
         let row = sqlx::query("SELECT * FROM payments WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(self.conn())

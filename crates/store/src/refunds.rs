@@ -31,12 +31,7 @@ impl Tx {
     /// A refund by id, read inside this transaction, its order held first (as by
     /// [`Tx::order`]) so that the refund cannot change under this transaction.
     pub async fn refund(&mut self, id: &RefundId) -> StoreResult<Refund> {
-        if self.backend() == crate::Backend::Postgres {
-            sqlx::query("SELECT id FROM orders WHERE id = (SELECT order_id FROM refunds WHERE id = $1) FOR UPDATE")
-                .bind(id.as_str())
-                .fetch_optional(self.conn())
-                .await?;
-        }
+        self.hold_order(crate::orders::OrderOf::Refund, id.as_str()).await?;
         let row = sqlx::query("SELECT * FROM refunds WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(self.conn())
