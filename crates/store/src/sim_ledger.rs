@@ -137,6 +137,16 @@ impl Store {
         sim_txn(&row)
     }
 
+    /// A simulated-channel payment by the channel's transaction id.
+    pub async fn sim_txn(&self, txn_id: &str) -> StoreResult<SimTxn> {
+        let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE txn_id = $1")
+            .bind(txn_id)
+            .fetch_optional(self.read())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        sim_txn(&row)
+    }
+
     /// Marks a simulated-channel payment succeeded whatever its status (a `late` payment
     /// that the channel takes after saying it closed it).
     pub async fn sim_force_succeed(&self, txn_id: &str) -> StoreResult<SimTxn> {

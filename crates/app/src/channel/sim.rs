@@ -6,7 +6,8 @@
 //! - `failed`: declined, one callback;
 //! - `no_callback`: paid, but no callback: payq must find out by querying;
 //! - `duplicate_callbacks`: paid, the same callback three times;
-//! - `late`: paid only after the order's expiry (closing it does not stop it).
+//! - `late`: paid only after the order's expiry and after payq closed the payment (closing
+//!   it does not stop it).
 
 use super::{ChannelError, ChannelStatus, PaymentChannel, PaymentRequest, RefundOutcome};
 use crate::crypto;
@@ -124,7 +125,10 @@ impl SimChannel {
                 _ => ("succeeded", None),
             };
             let settled = match outcome {
-                SimOutcome::Late => this.store.sim_force_succeed(&txn.txn_id).await,
+                SimOutcome::Late => {
+                    this.wait_until_closed(&txn.txn_id).await;
+                    this.store.sim_force_succeed(&txn.txn_id).await
+                }
                 _ => this.store.sim_settle(&txn.txn_id, status).await,
             };
             let settled = match settled {
@@ -156,6 +160,25 @@ impl SimChannel {
         });
     }
 
+    /// Waits (up to [`LATE_WAIT`]) until payq has closed the payment at the channel, and
+    /// [`AFTER_CLOSE`] more, so a `late` payment really arrives after its order closed,
+    /// however late the closing timer fires.
+    async fn wait_until_closed(&self, txn_id: &str) {
+        let deadline = tokio::time::Instant::now() + LATE_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            match self.store.sim_txn(txn_id).await {
+                Ok(t) if t.status != "pending" => {
+                    // payq closes the order right after the channel said closed.
+                    tokio::time::sleep(AFTER_CLOSE).await;
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(txn = %txn_id, error = %e, "sim channel could not read a payment"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Posts a callback, retrying a few times on failure as a real channel would.
     async fn send_callback(&self, note: &SimNotification) {
         let Some(base) = self.callback_base.get() else {
@@ -184,6 +207,12 @@ impl SimChannel {
         }
     }
 }
+
+/// How long a `late` payment waits for payq to close it before it succeeds anyway.
+const LATE_WAIT: Duration = Duration::from_secs(60);
+
+/// How long after payq closed it a `late` payment succeeds.
+const AFTER_CLOSE: Duration = Duration::from_millis(300);
 
 /// When a payment with these instructions settles: after the callback delay, and for a
 /// `late` payment only after the order's expiry.
@@ -271,11 +300,8 @@ impl PaymentChannel for Sim {
                 Err(StoreError::NotFound) => return Ok(ChannelStatus::NotFound),
                 Err(e) => return Err(db(e)),
             };
-            if txn.outcome == SimOutcome::Late.as_str() {
-                // The race a `late` payment simulates: the channel says closed, and takes
-                // the money anyway afterwards.
-                return Ok(ChannelStatus::Closed);
-            }
+            // The race a `late` payment simulates: the channel says closed, and takes the
+            // money anyway afterwards (see `wait_until_closed`).
             let after = self.0.store.sim_settle(&txn.txn_id, "closed").await.map_err(db)?;
             Ok(status_of(&after))
         }
