@@ -17,11 +17,11 @@ pub struct IdError {
 }
 
 macro_rules! prefixed_id {
-    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal, $pattern:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(try_from = "String", into = "String")]
-        #[schema(value_type = String)]
+        #[schema(value_type = String, pattern = $pattern)]
         pub struct $name(String);
 
         impl $name {
@@ -76,31 +76,31 @@ macro_rules! prefixed_id {
 
 prefixed_id!(
     /// A merchant.
-    MerchantId, "mch_", "merchant"
+    MerchantId, "mch_", "merchant", "^mch_[0-9a-f]{32}$"
 );
 prefixed_id!(
     /// A payment order.
-    OrderId, "ord_", "order"
+    OrderId, "ord_", "order", "^ord_[0-9a-f]{32}$"
 );
 prefixed_id!(
     /// One payment attempt on an order.
-    PaymentId, "pay_", "payment"
+    PaymentId, "pay_", "payment", "^pay_[0-9a-f]{32}$"
 );
 prefixed_id!(
     /// A refund.
-    RefundId, "ref_", "refund"
+    RefundId, "ref_", "refund", "^ref_[0-9a-f]{32}$"
 );
 prefixed_id!(
     /// An event in a merchant's event log.
-    EventId, "evt_", "event"
+    EventId, "evt_", "event", "^evt_[0-9a-f]{32}$"
 );
 prefixed_id!(
     /// A dead-lettered message.
-    DeadLetterId, "dlq_", "dead letter"
+    DeadLetterId, "dlq_", "dead letter", "^dlq_[0-9a-f]{32}$"
 );
 prefixed_id!(
     /// A message (timer, command or delivery) handled by the delay engine.
-    MessageId, "msg_", "message"
+    MessageId, "msg_", "message", "^msg_[0-9a-f]{32}$"
 );
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub async fn dead_letters(
 }
 
 /// Puts a dead letter back in the queue, due now.
-#[utoipa::path(post, path = "/v1/admin/dead-letters/{id}/replay", operation_id = "admin_replay", tag = "admin", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/admin/dead-letters/{id}/replay", operation_id = "admin_replay", tag = "admin", params(("id" = inline(DeadLetterId), Path)),
     responses((status = 200, description = "replayed")), security(("bearer" = [])))]
 pub async fn replay(
     State(state): State<AppState>,

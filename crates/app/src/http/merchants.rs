@@ -26,7 +26,7 @@ pub async fn create(
 
 /// A merchant, without secrets.
 #[utoipa::path(get, path = "/v1/merchants/{id}", operation_id = "merchants_get", tag = "merchants",
-    params(("id" = String, Path)), responses((status = 200, body = Merchant)), security(("bearer" = [])))]
+    params(("id" = MerchantId, Path)), responses((status = 200, body = Merchant)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     _admin: AdminAuth,

@@ -151,6 +151,9 @@ fn replay(stored: StoredResponse) -> Response {
 /// path that is not UTF-8, a rejected header) into `application/problem+json` with a
 /// stable code, keeping its status.
 pub async fn problems_only(req: Request, next: Next) -> Response {
+    if let Some(refusal) = oversized(&req) {
+        return refusal.into_response();
+    }
     let response = next.run(req).await;
     let status = response.status();
     let is_problem = response
@@ -176,6 +179,36 @@ pub async fn problems_only(req: Request, next: Next) -> Response {
         problem.headers_mut().insert(header::ALLOW, allow);
     }
     problem
+}
+
+/// The longest request URI payq reads (path and query).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most request-header bytes (names and values) payq reads.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// The most request headers payq reads.
+pub const MAX_HEADERS: usize = 64;
+
+/// A `414` or `431` problem for a request past payq's limits. (Far larger requests are refused
+/// by the HTTP layer itself before payq sees them: URIs over 64 KiB, headers over 400 KiB or
+/// more than 100 of them; see docs/security.md.)
+fn oversized(req: &Request) -> Option<ApiError> {
+    if req.uri().to_string().len() > MAX_URI_BYTES {
+        return Some(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request URI is longer than {MAX_URI_BYTES} bytes"),
+        ));
+    }
+    let headers = req.headers();
+    let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return Some(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("the request has more than {MAX_HEADERS} headers or {MAX_HEADER_BYTES} bytes of them"),
+        ));
+    }
+    None
 }
 
 /// The method as a metrics label, from a fixed set: invented methods cannot grow `/metrics`.

@@ -60,7 +60,7 @@ pub async fn list(
 }
 
 /// One order.
-#[utoipa::path(get, path = "/v1/orders/{id}", operation_id = "orders_get", tag = "orders", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/orders/{id}", operation_id = "orders_get", tag = "orders", params(("id" = OrderId, Path)),
     responses((status = 200, body = Order)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -72,7 +72,7 @@ pub async fn get(
 
 /// Starts a payment: answers `202` with the order `paying`; the channel is called by a
 /// worker and its callback completes the payment.
-#[utoipa::path(post, path = "/v1/orders/{id}/pay", operation_id = "orders_pay", tag = "orders", params(("id" = String, Path)), request_body = PayOrder,
+#[utoipa::path(post, path = "/v1/orders/{id}/pay", operation_id = "orders_pay", tag = "orders", params(("id" = OrderId, Path)), request_body = PayOrder,
     responses((status = 202, body = Order)), security(("bearer" = [])))]
 pub async fn pay(
     State(state): State<AppState>,
@@ -85,7 +85,7 @@ pub async fn pay(
 }
 
 /// Closes an unpaid order.
-#[utoipa::path(post, path = "/v1/orders/{id}/close", operation_id = "orders_close", tag = "orders", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/orders/{id}/close", operation_id = "orders_close", tag = "orders", params(("id" = OrderId, Path)),
     responses((status = 200, body = Order)), security(("bearer" = [])))]
 pub async fn close(
     State(state): State<AppState>,
@@ -96,7 +96,7 @@ pub async fn close(
 }
 
 /// Marks a paid order shipped.
-#[utoipa::path(post, path = "/v1/orders/{id}/ship", operation_id = "orders_ship", tag = "orders", params(("id" = String, Path)), request_body = ShipOrder,
+#[utoipa::path(post, path = "/v1/orders/{id}/ship", operation_id = "orders_ship", tag = "orders", params(("id" = OrderId, Path)), request_body = ShipOrder,
     responses((status = 200, body = Order)), security(("bearer" = [])))]
 pub async fn ship(
     State(state): State<AppState>,
@@ -115,7 +115,7 @@ pub struct CancelOrder {
 }
 
 /// Cancels a paid order and refunds it in full.
-#[utoipa::path(post, path = "/v1/orders/{id}/cancel", operation_id = "orders_cancel", tag = "orders", params(("id" = String, Path)), request_body = CancelOrder,
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", operation_id = "orders_cancel", tag = "orders", params(("id" = OrderId, Path)), request_body = CancelOrder,
     responses((status = 200, body = Order)), security(("bearer" = [])))]
 pub async fn cancel(
     State(state): State<AppState>,

@@ -7,10 +7,10 @@ use crate::usecases::CreateRefund;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use payq_domain::{Refund, RefundId};
+use payq_domain::{OrderId, Refund, RefundId};
 
 /// Requests a refund; it waits `refund_review` (or `review`) before it executes.
-#[utoipa::path(post, path = "/v1/orders/{id}/refunds", operation_id = "refunds_create", tag = "refunds", params(("id" = String, Path)), request_body = CreateRefund,
+#[utoipa::path(post, path = "/v1/orders/{id}/refunds", operation_id = "refunds_create", tag = "refunds", params(("id" = OrderId, Path)), request_body = CreateRefund,
     responses((status = 201, body = Refund)), security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -23,7 +23,7 @@ pub async fn create(
 }
 
 /// One refund.
-#[utoipa::path(get, path = "/v1/refunds/{id}", operation_id = "refunds_get", tag = "refunds", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/refunds/{id}", operation_id = "refunds_get", tag = "refunds", params(("id" = RefundId, Path)),
     responses((status = 200, body = Refund)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -35,7 +35,7 @@ pub async fn get(
 }
 
 /// Approves a refund in review: it executes now.
-#[utoipa::path(post, path = "/v1/refunds/{id}/approve", operation_id = "refunds_approve", tag = "refunds", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/refunds/{id}/approve", operation_id = "refunds_approve", tag = "refunds", params(("id" = RefundId, Path)),
     responses((status = 200, body = Refund)), security(("bearer" = [])))]
 pub async fn approve(
     State(state): State<AppState>,
@@ -47,7 +47,7 @@ pub async fn approve(
 }
 
 /// Rejects a refund in review.
-#[utoipa::path(post, path = "/v1/refunds/{id}/reject", operation_id = "refunds_reject", tag = "refunds", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/refunds/{id}/reject", operation_id = "refunds_reject", tag = "refunds", params(("id" = RefundId, Path)),
     responses((status = 200, body = Refund)), security(("bearer" = [])))]
 pub async fn reject(
     State(state): State<AppState>,

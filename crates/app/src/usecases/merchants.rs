@@ -21,7 +21,12 @@ pub struct CreateMerchant {
 pub struct CreatedMerchant {
     #[serde(flatten)]
     pub merchant: Merchant,
+    /// The merchant's API key. Shown once: a replay of the creating request (same
+    /// `Idempotency-Key`) answers the same merchant without it.
+    #[schema(required = false)]
     pub api_key: String,
+    /// The secret that signs the merchant's webhooks. Shown once, like `api_key`.
+    #[schema(required = false)]
     pub webhook_secret: String,
 }
 

@@ -261,7 +261,7 @@ pub fn verify_db(db_url: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-async fn reply(r: reqwest::Response) -> Reply {
+pub async fn reply(r: reqwest::Response) -> Reply {
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();

@@ -4,7 +4,7 @@
 //! accepted and one past it refused with nothing stored, and signature timestamps far from
 //! now are refused without arithmetic overflow.
 
-use crate::helpers::{assert_problem, eventually, spawn_app, spawn_app_with};
+use crate::helpers::{assert_problem, eventually, reply, spawn_app, spawn_app_with};
 use crate::receiver::Receiver;
 use payq_domain::Timestamp;
 use serde_json::json;
@@ -292,4 +292,21 @@ async fn framework_errors_are_problems_too() {
     assert_problem(&r, 405, "method_not_allowed");
     assert_problem(&app.get("/v1/orders/%FF%FE", &m.key).await, 400, "invalid_request");
     assert_problem(&app.get("/v1/orders?limit=abc", &m.key).await, 400, "invalid_request");
+    // Past payq's request limits: 414 for an 8 KiB URI, 431 for 32 KiB of headers.
+    let long = format!("/v1/orders?after={}", "a".repeat(9 * 1024));
+    assert_problem(&app.get(&long, &m.key).await, 414, "uri_too_long");
+    let big = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .header("x-padding", "p".repeat(40 * 1024))
+        .send()
+        .await
+        .expect("payq answers");
+    assert_problem(&reply(big).await, 431, "headers_too_large");
+    let mut many = app.http.get(format!("{}/healthz", app.base));
+    for i in 0..80 {
+        many = many.header(format!("x-h{i}"), "v");
+    }
+    let many = many.send().await.expect("payq answers");
+    assert_problem(&reply(many).await, 431, "headers_too_large");
 }
