@@ -70,11 +70,6 @@ pub struct MessageStats {
     pub counters: Vec<(String, i64)>,
 }
 
-/// Row keys bound in one `IN (…)` list: fewer, larger statements cost less per row (each
-/// statement is a round trip to SQLite's worker thread), well under SQLite's 32,766
-/// parameters.
-const PARAMS_PER_STATEMENT: usize = 4_000;
-
 pub(crate) fn claimed(row: &sqlx::any::AnyRow) -> StoreResult<ClaimedMessage> {
     let attempts: i64 = row.try_get("attempts")?;
     Ok(ClaimedMessage {
@@ -114,59 +109,43 @@ impl Tx {
         Ok(id)
     }
 
-    /// Schedules many messages in this transaction, several rows per statement.
+    /// Schedules many messages in this transaction. The rows travel as one JSON array
+    /// bound to one parameter: a statement's cost grows with its bound values, not with the
+    /// size of one value.
     pub async fn schedule_many(&mut self, messages: Vec<NewMessage>) -> StoreResult<()> {
-        // 8 parameters a row (the due time serves as both `scheduled_at` and `due_at`);
-        // SQLite allows 32,766 per statement, and each bound value has a cost of its own.
-        const ROWS: usize = 2_000;
-        const COLS: usize = 8;
-        let now = crate::now_ms();
+        if messages.is_empty() {
+            return Ok(());
+        }
         let mut rows = Vec::with_capacity(messages.len());
         for m in messages {
             let payload = serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            rows.push((MessageId::generate(), m, payload));
+            rows.push(serde_json::json!([
+                MessageId::generate().as_str(),
+                m.kind,
+                m.key,
+                m.ordinal,
+                payload,
+                m.due_at.millis(),
+                m.lane.code()
+            ]));
         }
-        for chunk in rows.chunks(ROWS) {
-            let mut values = String::with_capacity(chunk.len() * 48);
-            for r in 0..chunk.len() {
-                let p = 1 + r * COLS;
-                let sep = if r == 0 { "" } else { ", " };
-                let _ = std::fmt::Write::write_fmt(
-                    &mut values,
-                    format_args!(
-                        "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        p,
-                        p + 1,
-                        p + 2,
-                        p + 3,
-                        p + 4,
-                        p + 5,
-                        p + 5,
-                        p + 6,
-                        p + 7
-                    ),
-                );
+        let rows = serde_json::Value::Array(rows).to_string();
+        let sql = match self.backend() {
+            crate::Backend::Sqlite => {
+                "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
+                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 5, $2,
+                        value ->> 6
+                 FROM json_each($1)"
             }
-            let sql = format!(
-                "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane) VALUES {values}"
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (id, m, payload) in chunk {
-                q = q
-                    .bind(id.as_str())
-                    .bind(m.kind.as_str())
-                    .bind(m.key.as_deref())
-                    .bind(m.ordinal)
-                    .bind(payload.as_str())
-                    .bind(m.due_at.millis())
-                    .bind(now)
-                    .bind(m.lane.code());
+            crate::Backend::Postgres => {
+                "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
+                 SELECT value ->> 0, value ->> 1, value ->> 2, (value ->> 3)::BIGINT, value ->> 4,
+                        (value ->> 5)::BIGINT, (value ->> 5)::BIGINT, $2, (value ->> 6)::INTEGER
+                 FROM jsonb_array_elements($1::JSONB)"
             }
-            q.execute(self.conn()).await?;
-        }
-        if !rows.is_empty() {
-            self.mark_message_scheduled();
-        }
+        };
+        sqlx::query(sql).bind(rows).bind(crate::now_ms()).execute(self.conn()).await?;
+        self.mark_message_scheduled();
         Ok(())
     }
 
@@ -219,27 +198,20 @@ impl Store {
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let claim: i64 = rand_claim();
         let mut tx = self.begin().await?;
-        let mut rows = Vec::with_capacity(candidates.len());
-        for chunk in candidates.chunks(PARAMS_PER_STATEMENT) {
-            // `due_at <= now` again: another worker may have claimed a candidate meanwhile.
-            let sql = format!(
-                "UPDATE messages SET due_at = $1, claim = $2, attempts = attempts + 1, owner = $4
-                 WHERE due_at <= $3 AND seq IN ({})
-                 RETURNING seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim",
-                crate::sql::placeholders(5, chunk.len())
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(now.millis().saturating_add(lease_ms))
-                .bind(claim)
-                .bind(now.millis())
-                .bind(self.process_id().as_str());
-            for seq in chunk {
-                q = q.bind(*seq);
-            }
-            rows.extend(q.fetch_all(tx.conn()).await?);
-        }
+        // `due_at <= now` again: another worker may have claimed a candidate meanwhile.
+        let rows = sqlx::query(
+            "UPDATE messages SET due_at = $1, claim = $2, attempts = attempts + 1, owner = $4
+             WHERE due_at <= $3 AND seq IN (SELECT value FROM json_each($5))
+             RETURNING seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim",
+        )
+        .bind(now.millis().saturating_add(lease_ms))
+        .bind(rand_claim())
+        .bind(now.millis())
+        .bind(self.process_id().as_str())
+        .bind(crate::sql::json_list(&candidates))
+        .fetch_all(tx.conn())
+        .await?;
         // The claim need not wait for its fsync: a claim lost in a crash only means the
         // messages come due again, which handlers tolerate.
         tx.commit_relaxed().await?;
@@ -326,20 +298,20 @@ impl Store {
         for m in done {
             by_claim.entry(m.claim).or_default().push(m);
         }
+        let in_list = match self.backend() {
+            crate::Backend::Sqlite => "SELECT value FROM json_each($2)",
+            crate::Backend::Postgres => "SELECT value::BIGINT FROM jsonb_array_elements_text($2::JSONB)",
+        };
+        let sql = format!("DELETE FROM messages WHERE claim = $1 AND seq IN ({in_list}) RETURNING kind");
         for (claim, msgs) in by_claim {
-            for chunk in msgs.chunks(PARAMS_PER_STATEMENT) {
-                let sql = format!(
-                    "DELETE FROM messages WHERE claim = $1 AND seq IN ({}) RETURNING kind",
-                    crate::sql::placeholders(2, chunk.len())
-                );
-                let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(claim);
-                for m in chunk {
-                    q = q.bind(m.seq);
-                }
-                let kinds: Vec<String> = q.fetch_all(tx.conn()).await?;
-                for kind in kinds {
-                    *fired.entry(kind).or_default() += 1;
-                }
+            let seqs: Vec<i64> = msgs.iter().map(|m| m.seq).collect();
+            let kinds: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(claim)
+                .bind(crate::sql::json_list(&seqs))
+                .fetch_all(tx.conn())
+                .await?;
+            for kind in kinds {
+                *fired.entry(kind).or_default() += 1;
             }
         }
         for (kind, n) in fired {

@@ -10,11 +10,13 @@
 //!   pending timer, and the lateness of timers firing while they are pending.
 //!
 //! Peers: RabbitMQ per-message TTL (one wait queue dead-lettering into a fired queue),
-//! RabbitMQ TTL+DLX fixed levels (one wait queue per delay level, delays rounded up), and a
-//! PostgreSQL `SKIP LOCKED` poller on a plain table.
+//! RabbitMQ TTL+DLX fixed levels (one wait queue per delay level, delays rounded up), a
+//! PostgreSQL `SKIP LOCKED` poller on a plain table, and a Redis sorted-set poller.
 
+mod batched;
 mod postgres;
 mod rabbit;
+mod redis;
 mod stats;
 mod store;
 
@@ -26,7 +28,8 @@ use std::time::Duration;
 /// `payq bench …`
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Delay engines against RabbitMQ per-message TTL and TTL+DLX fixed levels.
+    /// Delay engines against RabbitMQ per-message TTL, TTL+DLX fixed levels, a PostgreSQL
+    /// SKIP LOCKED poller and a Redis sorted-set poller.
     Timers(TimersArgs),
 }
 
@@ -54,9 +57,13 @@ pub struct TimersArgs {
     /// PostgreSQL for the SKIP LOCKED poller peer; unreachable skips it.
     #[arg(long, env = "PAYQ_BENCH_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
     pub pg_url: String,
+    /// Redis for the sorted-set poller peer; unreachable skips it.
+    #[arg(long, env = "PAYQ_BENCH_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    pub redis_url: String,
     /// Which engines, comma-separated: all, rabbitmq (payq's tiers), store (SQLite),
     /// store-pg (the store engine on PostgreSQL), rabbitmq-ttl, rabbitmq-levels, postgres
-    /// (a plain SKIP LOCKED poller). Ratios are against the first one that runs.
+    /// (a plain SKIP LOCKED poller), redis (a sorted-set poller). Ratios are against the
+    /// first one that runs.
     #[arg(long, default_value = "all")]
     pub engine: String,
 }
@@ -104,6 +111,9 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     }
     if args.wants("postgres") {
         reports.extend(postgres::run(&args).await?);
+    }
+    if args.wants("redis") {
+        reports.extend(redis::run(&args).await?);
     }
     stats::print_table(&reports);
     Ok(ExitCode::SUCCESS)

@@ -11,7 +11,8 @@
 //! queue reads with auto-ack and computes lateness from the due time in the body.
 
 use super::TimersArgs;
-use super::stats::{Fired, Report, rate, spread};
+use super::batched::{self, InsertBatch};
+use super::stats::{Fired, Report};
 use anyhow::Context;
 use futures_util::StreamExt;
 use lapin::options::{
@@ -22,7 +23,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use payq_domain::Timestamp;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Which peer.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -36,8 +37,6 @@ pub enum Mode {
 
 /// Delay levels of the fixed-level setup, in milliseconds.
 const LEVELS_MS: [u64; 7] = [100, 250, 500, 1_000, 2_000, 5_000, 10_000];
-/// Publishes between waits for confirms.
-const CONFIRM_EVERY: u64 = 2_000;
 /// Longest wait for a batch of confirms (a confirm in flight when the connection drops
 /// never resolves).
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -203,104 +202,27 @@ pub async fn run(args: &TimersArgs, mode: Mode) -> anyhow::Result<Vec<Report>> {
     let peer = Peer::declare(&conn, mode).await?;
     let fired = Arc::new(Fired::default());
     let consumer = consume(&conn, &peer.fired_queue, fired.clone()).await?;
-    let result = scenarios(args, &peer, &fired).await;
+    let engine = mode.engine();
+    let publisher = Publisher(Arc::new(tokio::sync::Mutex::new(peer)));
+    let result = batched::scenarios(args, engine, &publisher, &fired).await;
     consumer.abort();
-    peer.cleanup().await;
+    publisher.0.lock().await.cleanup().await;
     let _ = conn.close(200, "bench done".into()).await;
     result
 }
 
-async fn scenarios(args: &TimersArgs, peer: &Peer, fired: &Fired) -> anyhow::Result<Vec<Report>> {
-    let engine = peer.mode.engine();
-    let n = args.burst;
-    let max = args.max_delay_ms();
-    let mut out = Vec::new();
+/// Publishes batches of timers on the peer's one channel, one batch at a time, each batch
+/// confirmed before the next.
+#[derive(Clone)]
+struct Publisher(Arc<tokio::sync::Mutex<Peer>>);
 
-    // mixed
-    let started = Instant::now();
-    for i in 0..n {
-        peer.publish(u64::try_from(spread(i, n, max)).unwrap_or(0)).await?;
-        if (i + 1) % CONFIRM_EVERY == 0 {
-            peer.confirm().await?;
+impl InsertBatch for Publisher {
+    async fn insert(&self, dues: Vec<i64>) -> anyhow::Result<()> {
+        let peer = self.0.lock().await;
+        for due in dues {
+            let delay = due.saturating_sub(Timestamp::now().millis()).max(0);
+            peer.publish(u64::try_from(delay).unwrap_or(0)).await?;
         }
+        peer.confirm().await
     }
-    peer.confirm().await?;
-    let took = started.elapsed();
-    let all = fired.wait_for(n, Duration::from_millis(max) + Duration::from_secs(180)).await;
-    let taken = fired.take();
-    let (late, end_to_end) = (taken.late, taken.last.map(|l| l.duration_since(started)));
-    println!("{engine}: mixed done (all fired: {all})");
-    out.push(
-        Report {
-            engine,
-            scenario: "mixed",
-            timers: n,
-            scheduled_per_s: Some(rate(n, took)),
-            fired_per_s: end_to_end.map(|d| rate(n, d)),
-            lateness_ms: late,
-            ..Default::default()
-        }
-        .finish(),
-    );
-
-    // drain: every timer due 5 s after it is published
-    let started = Instant::now();
-    for i in 0..n {
-        peer.publish(5_000).await?;
-        if (i + 1) % CONFIRM_EVERY == 0 {
-            peer.confirm().await?;
-        }
-    }
-    peer.confirm().await?;
-    let took = started.elapsed();
-    let all = fired.wait_for(n, Duration::from_secs(240)).await;
-    let taken = fired.take();
-    let (late, span) = (taken.late, taken.span);
-    println!("{engine}: drain done (all fired: {all})");
-    out.push(
-        Report {
-            engine,
-            scenario: "drain",
-            timers: n,
-            scheduled_per_s: Some(rate(n, took)),
-            fired_per_s: span.map(|s| rate(n, s)),
-            lateness_ms: late,
-            ..Default::default()
-        }
-        .finish(),
-    );
-
-    // steady
-    let tick = Duration::from_millis(10);
-    let per_tick = (args.rate / 100).max(1);
-    let ticks = (args.steady_duration().as_millis() / tick.as_millis()) as u64;
-    let total = per_tick * ticks;
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let started = Instant::now();
-    for t in 0..ticks {
-        interval.tick().await;
-        for j in 0..per_tick {
-            let i = t * per_tick + j;
-            peer.publish(u64::try_from(spread(i, total, max)).unwrap_or(0)).await?;
-        }
-        peer.confirm().await?;
-    }
-    let took = started.elapsed();
-    let all = fired.wait_for(total, Duration::from_millis(max) + Duration::from_secs(120)).await;
-    let late = fired.take().late;
-    println!("{engine}: steady done");
-    out.push(
-        Report {
-            engine,
-            scenario: "steady",
-            timers: total,
-            scheduled_per_s: Some(rate(total, took)),
-            lateness_ms: late,
-            notes: vec![format!("target {}/s, all fired: {all}", args.rate)],
-            ..Default::default()
-        }
-        .finish(),
-    );
-    Ok(out)
 }

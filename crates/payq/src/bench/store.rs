@@ -1,12 +1,12 @@
 //! The `store` delay engine on SQLite under the bench scenarios.
 
 use super::TimersArgs;
-use super::stats::{Fired, Report, rate, spread};
+use super::batched::{self, InsertBatch};
+use super::stats::{Fired, Report, rate};
 use payq_bus::{ClaimedMessage, EngineConfig, Handler, HandlerError, StoreEngine};
 use payq_domain::Timestamp;
 use payq_store::{NewMessage, Store};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -14,8 +14,6 @@ use tokio_util::sync::CancellationToken;
 pub const ON_SQLITE: &str = "store (SQLite)";
 /// The store engine on PostgreSQL (the distributed mode's `store` engine).
 pub const ON_POSTGRES: &str = "store (PostgreSQL)";
-/// Timers written per transaction when scheduling in bulk.
-const CHUNK: usize = 2_000;
 
 /// The handler under test: records each timer as it fires.
 #[derive(Default)]
@@ -39,28 +37,17 @@ fn timer(due: Timestamp) -> NewMessage {
     }
 }
 
-/// Schedules timers due at `due(i, now)` for `i` in `0..n` (`now` is when the chunk is
-/// written) from `PRODUCERS` concurrent producers, as concurrent requests would; returns
-/// the time taken.
-async fn schedule(store: &Store, n: u64, due: impl Fn(u64, Timestamp) -> Timestamp + Sync) -> anyhow::Result<Duration> {
-    const PRODUCERS: u64 = 4;
-    let started = Instant::now();
-    let next = AtomicU64::new(0);
-    let producer = || async {
-        loop {
-            let i = next.fetch_add(CHUNK as u64, Ordering::SeqCst);
-            if i >= n {
-                return anyhow::Ok(());
-            }
-            let end = (i + CHUNK as u64).min(n);
-            let now = Timestamp::now();
-            let mut tx = store.begin().await?;
-            tx.schedule_many((i..end).map(|i| due(i, now)).map(timer).collect()).await?;
-            tx.commit().await?;
-        }
-    };
-    futures_util::future::try_join_all((0..PRODUCERS).map(|_| producer())).await?;
-    Ok(started.elapsed())
+/// Writes each batch of timers in a transaction of its own, as concurrent requests would.
+#[derive(Clone)]
+struct Scheduler(Store);
+
+impl InsertBatch for Scheduler {
+    async fn insert(&self, dues: Vec<i64>) -> anyhow::Result<()> {
+        let mut tx = self.0.begin().await?;
+        tx.schedule_many(dues.into_iter().map(|d| timer(Timestamp::from_millis(d))).collect()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 struct Running {
@@ -121,55 +108,7 @@ async fn run_on(
 ) -> anyhow::Result<Vec<Report>> {
     let recorder = Arc::new(Recorder::default());
     let engine = start(&store, &recorder);
-    let max = args.max_delay_ms();
-    let mut out = Vec::new();
-
-    // mixed: delays spread over 0..max, scheduled as fast as possible.
-    let n = args.burst;
-    let started = Instant::now();
-    let took = schedule(&store, n, |i, now| now.plus_millis(spread(i, n, max))).await?;
-    let all = recorder.0.wait_for(n, Duration::from_millis(max) + Duration::from_secs(120)).await;
-    let taken = recorder.0.take();
-    let (late, end_to_end) = (taken.late, taken.last.map(|l| l.duration_since(started)));
-    println!("{engine_name}: mixed done ({n} timers, all fired: {all})");
-    out.push(
-        Report {
-            engine: engine_name,
-            scenario: "mixed",
-            timers: n,
-            scheduled_per_s: Some(rate(n, took)),
-            fired_per_s: end_to_end.map(|d| rate(n, d)),
-            lateness_ms: late,
-            ..Default::default()
-        }
-        .finish(),
-    );
-
-    // drain: every timer due at the same instant; fired/s is how fast the backlog drains.
-    let due = Timestamp::now().plus_millis(5_000);
-    let took = schedule(&store, n, |_, _| due).await?;
-    let all = recorder.0.wait_for(n, Duration::from_secs(180)).await;
-    let taken = recorder.0.take();
-    let (late, span) = (taken.late, taken.span);
-    println!("{engine_name}: drain done (all fired: {all})");
-    out.push(
-        Report {
-            engine: engine_name,
-            scenario: "drain",
-            timers: n,
-            scheduled_per_s: Some(rate(n, took)),
-            fired_per_s: span.map(|s| rate(n, s)),
-            lateness_ms: late,
-            ..Default::default()
-        }
-        .finish(),
-    );
-
-    // steady: a fixed rate of timers with delays spread over 0..max.
-    let steady = steady(&store, &recorder, engine_name, args.rate, args.steady_duration(), max).await?;
-    println!("{engine_name}: steady done");
-    out.push(steady);
-
+    let mut out = batched::scenarios(args, engine_name, &Scheduler(store.clone()), &recorder.0).await?;
     engine.stop().await;
     if args.pending > 0
         && let Some(path) = path
@@ -177,54 +116,6 @@ async fn run_on(
         out.push(capacity(&store, &recorder, args, path).await?);
     }
     Ok(out)
-}
-
-async fn steady(
-    store: &Store,
-    recorder: &Arc<Recorder>,
-    engine_name: &'static str,
-    per_s: u64,
-    for_: Duration,
-    max: u64,
-) -> anyhow::Result<Report> {
-    let tick = Duration::from_millis(10);
-    let per_tick = (per_s / 100).max(1);
-    let ticks = (for_.as_millis() / tick.as_millis()) as u64;
-    let total = per_tick * ticks;
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let started = Instant::now();
-    // Each tick's timers are written by a task of their own, as concurrent requests would:
-    // a slow commit does not hold back the next tick.
-    let mut writers = tokio::task::JoinSet::new();
-    for t in 0..ticks {
-        interval.tick().await;
-        let store = store.clone();
-        writers.spawn(async move {
-            let now = Timestamp::now();
-            let mut tx = store.begin().await?;
-            let batch = (0..per_tick).map(|j| timer(now.plus_millis(spread(t * per_tick + j, total, max)))).collect();
-            tx.schedule_many(batch).await?;
-            tx.commit().await?;
-            anyhow::Ok(())
-        });
-    }
-    while let Some(done) = writers.join_next().await {
-        done??;
-    }
-    let took = started.elapsed();
-    let all = recorder.0.wait_for(total, Duration::from_millis(max) + Duration::from_secs(60)).await;
-    let late = recorder.0.take().late;
-    Ok(Report {
-        engine: engine_name,
-        scenario: "steady",
-        timers: total,
-        scheduled_per_s: Some(rate(total, took)),
-        lateness_ms: late,
-        notes: vec![format!("target {per_s}/s, all fired: {all}")],
-        ..Default::default()
-    }
-    .finish())
 }
 
 /// Holds `args.pending` timers due in a day, then fires a steady stream of near timers
@@ -238,7 +129,7 @@ async fn capacity(
     let p = args.pending;
     let rss_before = super::rss_bytes();
     let far = Timestamp::now().plus_millis(86_400_000);
-    let took = schedule(store, p, |i, _| far.plus_millis(i64::try_from(i % 3_600_000).unwrap_or(0))).await?;
+    let took = batched::schedule(&Scheduler(store.clone()), p, |i, _| far.plus_millis(i64::try_from(i % 3_600_000).unwrap_or(0))).await?;
     let rss_after = super::rss_bytes();
     // Measure the steady state, not the write-back of the bulk load.
     let checkpoint = Instant::now();
@@ -251,7 +142,7 @@ async fn capacity(
         .sum::<u64>();
     println!("{ON_SQLITE}: {p} pending timers scheduled in {took:.1?}");
     let engine = start(store, recorder);
-    let mut report = steady(store, recorder, ON_SQLITE, args.rate.min(10_000), Duration::from_secs(5), 1_000).await?;
+    let mut report = batched::steady(&Scheduler(store.clone()), ON_SQLITE, &recorder.0, args.rate.min(10_000), Duration::from_secs(5), 1_000).await?;
     engine.stop().await;
     let pending = store.message_stats(Timestamp::now()).await?.pending_total;
     report.scenario = "capacity";
