@@ -110,7 +110,10 @@ impl Application {
                 topology: topology(&settings),
                 mode: delay_mode(&settings),
                 router: Arc::new(JobRouter::new(state.payq.store().clone())),
-                config: RelayConfig::default(),
+                config: RelayConfig {
+                    republish_grace: settings.rabbitmq.republish_grace.as_std(),
+                    ..RelayConfig::default()
+                },
             };
             let stop = shutdown.clone();
             tasks.spawn(async move {
@@ -197,6 +200,7 @@ impl Application {
 pub fn topology(settings: &Settings) -> Topology {
     let mut t = Topology::new(settings.rabbitmq.prefix.clone());
     t.delivery_limit = settings.rabbitmq.delivery_limit;
+    t.tiers.queue_type = settings.rabbitmq.tier_queue_type;
     t
 }
 

@@ -85,11 +85,22 @@ pub struct RabbitSettings {
     pub prefetch: u16,
     /// Deliveries of one message before RabbitMQ dead-letters it (`x-delivery-limit`).
     pub delivery_limit: i64,
+    /// Queue type of the delay tiers: `classic` (default, fast) or `quorum` (replicated).
+    pub tier_queue_type: payq_bus::rabbit::tiers::TierQueueType,
+    /// A published message not handled by its due time plus this long is published again
+    /// (the database row is the source of truth; the broker's copy may be lost).
+    pub republish_grace: HumanDuration,
 }
 
 impl Default for RabbitSettings {
     fn default() -> Self {
-        RabbitSettings { prefix: "payq".into(), prefetch: 32, delivery_limit: 10 }
+        RabbitSettings {
+            prefix: "payq".into(),
+            prefetch: 32,
+            delivery_limit: 10,
+            tier_queue_type: payq_bus::rabbit::tiers::TierQueueType::default(),
+            republish_grace: HumanDuration::from_millis(60_000),
+        }
     }
 }
 

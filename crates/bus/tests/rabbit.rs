@@ -10,7 +10,7 @@ use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueBindOptions,
     QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use payq_bus::rabbit::publisher::{ConfirmedPublisher, Outgoing, PublishError};
 use payq_bus::rabbit::tiers::Tiers;
@@ -50,7 +50,7 @@ async fn the_topology_declares_idempotently_and_routes_commands_events_and_delay
     // Commands reach their work queue, events reach payq.webhooks, delayed commands come
     // out of the tiers into their work queue.
     let timers = topology.work_queue("timers");
-    let publish = |exchange: String, key: String, body: &'static [u8]| {
+    let publish = |exchange: String, key: String, body: &'static [u8], headers: FieldTable| {
         let channel = channel.clone();
         async move {
             channel
@@ -59,16 +59,16 @@ async fn the_topology_declares_idempotently_and_routes_commands_events_and_delay
                     key.as_str().into(),
                     BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
                     body,
-                    BasicProperties::default().with_delivery_mode(2),
+                    BasicProperties::default().with_delivery_mode(2).with_headers(headers),
                 )
                 .await
                 .expect("publish");
         }
     };
-    publish(topology.commands(), timers.clone(), b"now").await;
-    publish(topology.events(), "order.created".into(), b"event").await;
-    let delayed = topology.tiers.routing_key(Duration::from_millis(300), &timers).expect("key");
-    publish(topology.tiers.entry_exchange(), delayed, b"later").await;
+    publish(topology.commands(), timers.clone(), b"now", FieldTable::default()).await;
+    publish(topology.events(), "order.created".into(), b"event", FieldTable::default()).await;
+    let delayed = topology.tiers.route(Duration::from_millis(300)).expect("route");
+    publish(delayed.exchange, timers.clone(), b"later", header_table(delayed.headers)).await;
     let returned = tokio::time::timeout(Duration::from_secs(10), channel.wait_for_confirms())
         .await
         .expect("in time")
@@ -114,7 +114,7 @@ async fn the_topology_declares_idempotently_and_routes_commands_events_and_delay
     for q in topology.queues() {
         let _ = channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
     }
-    for x in topology.exchanges().into_iter().chain((0..topology.tiers.levels).map(|k| topology.tiers.exchange(k))) {
+    for x in topology.exchanges() {
         let _ = channel.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
     }
 }
@@ -128,7 +128,7 @@ async fn mixed_delays_fire_in_due_order_through_the_tiers() {
         "{:x}",
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
     );
-    let tiers = Tiers { prefix: format!("payqtest{unique}"), base: Duration::from_millis(100), levels: 6 };
+    let tiers = Tiers { levels: 6, ..Tiers::new(format!("payqtest{unique}")) };
     tiers.declare(&channel).await.expect("declare");
     // Declaring twice is harmless.
     tiers.declare(&channel).await.expect("declare again");
@@ -165,14 +165,14 @@ async fn mixed_delays_fire_in_due_order_through_the_tiers() {
 
     let start = Instant::now();
     for secs in [3u64, 1, 2] {
-        let key = tiers.routing_key(Duration::from_secs(secs), target).expect("key");
+        let route = tiers.route(Duration::from_secs(secs)).expect("route");
         channel
             .basic_publish(
-                tiers.entry_exchange().as_str().into(),
-                key.as_str().into(),
+                route.exchange.as_str().into(),
+                target.into(),
                 BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
                 secs.to_string().as_bytes(),
-                BasicProperties::default().with_delivery_mode(2),
+                BasicProperties::default().with_delivery_mode(2).with_headers(header_table(route.headers)),
             )
             .await
             .expect("publish");
@@ -202,9 +202,10 @@ async fn mixed_delays_fire_in_due_order_through_the_tiers() {
 
     for k in 0..tiers.levels {
         let _ = channel.queue_delete(tiers.queue(k).as_str().into(), QueueDeleteOptions::default()).await;
-        let _ = channel.exchange_delete(tiers.exchange(k).as_str().into(), ExchangeDeleteOptions::default()).await;
     }
-    let _ = channel.exchange_delete(tiers.deliver_exchange().as_str().into(), ExchangeDeleteOptions::default()).await;
+    for x in tiers.exchanges() {
+        let _ = channel.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
+    }
 }
 
 #[tokio::test]
@@ -262,4 +263,13 @@ async fn confirmed_publishes_carry_their_properties_and_unroutable_ones_are_repo
     for x in topology.exchanges() {
         let _ = setup.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
     }
+}
+
+/// A tier route's headers as a message's header table.
+fn header_table(headers: Vec<(String, AMQPValue)>) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (name, value) in headers {
+        table.insert(name.into(), value);
+    }
+    table
 }

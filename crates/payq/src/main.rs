@@ -117,7 +117,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq { command } => ops::dlq(settings, command).await,
         Command::Timers { command } => ops::timers(settings, command).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Topology { command } => topology::run(command, settings.amqp_url.as_deref()).await,
+        Command::Topology { command } => {
+            topology::run(command, payq_app::application::topology(&settings), settings.amqp_url.as_deref()).await
+        }
         Command::Load(args) => load::run(args).await,
         Command::Bench { command } => bench::run(command).await,
     }

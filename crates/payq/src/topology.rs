@@ -17,22 +17,27 @@ pub enum TopologyCommand {
     },
 }
 
-pub async fn run(command: TopologyCommand, configured_url: Option<&str>) -> anyhow::Result<ExitCode> {
-    let topology = Topology::new("payq");
+/// Runs `payq topology …` on the topology the settings name (prefix, tier queue type).
+pub async fn run(
+    command: TopologyCommand,
+    topology: Topology,
+    configured_url: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     match command {
         TopologyCommand::Print => {
             let mut lines: Vec<String> = topology.items().iter().map(ToString::to_string).collect();
             let t = &topology.tiers;
+            for x in t.exchanges().into_iter().filter(|x| *x != t.deliver_exchange()) {
+                lines.push(format!("exchange {x} (headers)"));
+            }
             for k in 0..t.levels {
-                lines.push(format!(
-                    "queue    {} (durable; x-queue-type=quorum, x-message-ttl={}, x-dead-letter-exchange={}, x-dead-letter-strategy=at-least-once, x-overflow=reject-publish)",
-                    t.queue(k),
-                    t.base.as_millis() << k,
-                    if k == 0 { t.deliver_exchange() } else { t.exchange(k - 1) }
-                ));
-                lines.push(format!("binding  {} -> queue {} [digit {k} = 1]", t.exchange(k), t.queue(k)));
-                let next = if k == 0 { t.deliver_exchange() } else { t.exchange(k - 1) };
-                lines.push(format!("binding  {} -> exchange {next} [digit {k} = 0]", t.exchange(k)));
+                let arguments: Vec<String> =
+                    t.queue_arguments(k).iter().map(|(name, value)| format!("{name}={}", amqp_text(value))).collect();
+                lines.push(format!("queue    {} (durable; {})", t.queue(k), arguments.join(", ")));
+            }
+            for (source, destination, header, value, to_exchange) in t.bindings() {
+                let kind = if to_exchange { "exchange" } else { "queue" };
+                lines.push(format!("binding  {source} -> {kind} {destination} [{header} = {value}]"));
             }
             crate::ops::print_lines(&lines);
         }
@@ -54,4 +59,13 @@ pub async fn run(command: TopologyCommand, configured_url: Option<&str>) -> anyh
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A queue argument's value as `payq topology print` shows it.
+fn amqp_text(value: &lapin::types::AMQPValue) -> String {
+    match value {
+        lapin::types::AMQPValue::LongString(s) => s.to_string(),
+        lapin::types::AMQPValue::LongLongInt(n) => n.to_string(),
+        other => format!("{other:?}"),
+    }
 }

@@ -61,6 +61,43 @@ impl Store {
         Ok(out)
     }
 
+    /// Claims up to `limit` published messages that are still pending although they were
+    /// due, and published, before `cutoff` (their copy in the broker was lost, or is stuck
+    /// behind consumers that are down), holding them for `lease_ms` under a fresh claim
+    /// token: a copy still in the broker is then stale and dropped by its consumer.
+    /// PostgreSQL only (`FOR UPDATE SKIP LOCKED`).
+    pub async fn claim_for_republish(
+        &self,
+        cutoff: Timestamp,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        let now = Timestamp::now().millis();
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE messages SET claim = $1, relay_lease = $2, published_at = NULL
+             WHERE seq IN (SELECT seq FROM messages
+                           WHERE published_at IS NOT NULL AND due_at <= $3 AND published_at <= $3
+                           ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+             {RETURNING}"
+        )))
+        .bind(crate::messages::rand_claim())
+        .bind(now.saturating_add(lease_ms))
+        .bind(cutoff.millis())
+        .bind(i64::from(limit))
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OutboxMessage {
+                    message: crate::messages::claimed(row)?,
+                    due_at: Timestamp::from_millis(row.try_get("due_at")?),
+                })
+            })
+            .collect()
+    }
+
     /// Records the publications the broker confirmed. A row a consumer already handed back
     /// (retried or deferred: its relay lease is cleared) is left to be published again.
     pub async fn mark_published(&self, published: &[&crate::ClaimedMessage]) -> StoreResult<()> {

@@ -71,6 +71,9 @@ pub struct RelayConfig {
     pub retry_after: Duration,
     /// Longest sleep without looking at the outbox.
     pub idle_poll: Duration,
+    /// A published message still pending this long after its due time (and its
+    /// publication) is published again: its copy in the broker is taken as lost.
+    pub republish_grace: Duration,
 }
 
 impl Default for RelayConfig {
@@ -82,6 +85,7 @@ impl Default for RelayConfig {
             confirm_timeout: Duration::from_secs(5),
             retry_after: Duration::from_secs(1),
             idle_poll: Duration::from_millis(500),
+            republish_grace: Duration::from_secs(60),
         }
     }
 }
@@ -188,10 +192,19 @@ impl<R: Router> Relay<R> {
         conn: &lapin::Connection,
         shutdown: &CancellationToken,
     ) {
+        // How often to look for lost copies: a few times per grace period.
+        let republish_every = (self.config.republish_grace / 4).max(Duration::from_millis(200));
+        let mut last_republish = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
             if !conn.status().connected() {
                 tracing::warn!("outbox relay: connection lost; reconnecting");
                 return;
+            }
+            if last_republish.elapsed() >= republish_every {
+                last_republish = tokio::time::Instant::now();
+                if !self.republish_lost(publisher).await {
+                    return;
+                }
             }
             let horizon = match self.mode {
                 DelayMode::Store => Timestamp::now(),
@@ -215,6 +228,25 @@ impl<R: Router> Relay<R> {
                 return;
             }
         }
+    }
+
+    /// Publishes again the messages whose copies did not arrive in time; `false` when the
+    /// connection failed.
+    async fn republish_lost(&self, publisher: &ConfirmedPublisher) -> bool {
+        let cutoff = Timestamp::now().plus_millis(-millis(self.config.republish_grace));
+        let lost = match self.store.claim_for_republish(cutoff, self.config.batch, millis(self.config.lease)).await {
+            Ok(lost) => lost,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox relay: cannot look for lost messages");
+                return true;
+            }
+        };
+        if lost.is_empty() {
+            return true;
+        }
+        tracing::warn!(count = lost.len(), "outbox relay: publishing again messages not handled in time");
+        metrics::counter!("payq_outbox_republished_total").increment(lost.len() as u64);
+        self.publish_batch(publisher, &lost).await
     }
 
     /// Publishes one claimed batch; `false` when the connection failed.
@@ -301,8 +333,11 @@ impl<R: Router> Relay<R> {
                 Ok(Address { exchange: plugin_exchange(&self.topology), routing_key: target, body, headers })
             }
             _ => {
-                let routing_key = self.topology.tiers.routing_key(delay, &target).map_err(|e| e.to_string())?;
-                Ok(Address { exchange: self.topology.tiers.entry_exchange(), routing_key, body, headers })
+                let route = self.topology.tiers.route(delay).map_err(|e| e.to_string())?;
+                for (name, value) in route.headers {
+                    headers.insert(name.into(), value);
+                }
+                Ok(Address { exchange: route.exchange, routing_key: target, body, headers })
             }
         }
     }

@@ -122,10 +122,7 @@ impl Topology {
                 to_exchange: false,
             },
         ];
-        out.push(Item::Exchange { name: self.tiers.deliver_exchange(), kind: "topic" });
-        for k in 0..self.tiers.levels {
-            out.push(Item::Exchange { name: self.tiers.exchange(k), kind: "topic" });
-        }
+        out.push(Item::Exchange { name: self.tiers.deliver_exchange(), kind: "direct" });
         for purpose in WORK_QUEUES {
             let q = self.work_queue(purpose);
             out.push(Item::Queue {
@@ -228,13 +225,16 @@ impl Topology {
 
     /// Every exchange name.
     pub fn exchanges(&self) -> Vec<String> {
-        self.items()
+        let mut out: Vec<String> = self
+            .items()
             .into_iter()
             .filter_map(|i| match i {
                 Item::Exchange { name, .. } => Some(name),
                 _ => None,
             })
-            .collect()
+            .collect();
+        out.extend(self.tiers.exchanges().into_iter().filter(|x| *x != self.tiers.deliver_exchange()));
+        out
     }
 }
 
@@ -257,13 +257,16 @@ mod tests {
             "payq.refunds",
             "payq.dead",
             "payq.dead-letters",
-            "payq.delay.deliver",
-            "payq.delay.x.28",
+            "payq.delay.out",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
         assert!(text.contains("x-delivery-limit=10"));
         assert!(text.contains("binding  payq.events -> queue payq.webhooks [#]"));
         assert_eq!(t.queues().len(), 6 + 29);
+        let exchanges = t.exchanges();
+        assert!(
+            exchanges.contains(&"payq.delay.in".to_owned()) && exchanges.contains(&"payq.delay.after.28".to_owned())
+        );
     }
 }

@@ -60,8 +60,9 @@ pub struct TimersArgs {
     /// Redis for the sorted-set poller peer; unreachable skips it.
     #[arg(long, env = "PAYQ_BENCH_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
     pub redis_url: String,
-    /// Which engines, comma-separated: all, rabbitmq (payq's tiers), store (SQLite),
-    /// store-pg (the store engine on PostgreSQL), rabbitmq-ttl, rabbitmq-levels, postgres
+    /// Which engines, comma-separated: all, store (SQLite), store-pg (the store engine on
+    /// PostgreSQL), rabbitmq (payq's tiers, classic queues), rabbitmq-quorum (the same on
+    /// quorum queues), rabbitmq-ttl, rabbitmq-levels, postgres
     /// (a plain SKIP LOCKED poller), redis (a sorted-set poller). Ratios are against the
     /// first one that runs.
     #[arg(long, default_value = "all")]
@@ -91,10 +92,8 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     );
     println!("machine: {} cores, {}", num_cpus(), cpu_model());
     let mut reports: Vec<Report> = Vec::new();
-    // The first engine run is the base of the ratios.
-    if !args.amqp_url.is_empty() && args.wants("rabbitmq") {
-        reports.extend(rabbit::run(&args, rabbit::Mode::Tiers).await?);
-    }
+    // The first engine run is the base of the ratios: the store engine (embedded default),
+    // then payq's RabbitMQ tiers, then the peers.
     if args.wants("store") {
         reports.extend(store::run(&args).await?);
     }
@@ -102,11 +101,15 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         reports.extend(store::run_postgres(&args).await?);
     }
     if !args.amqp_url.is_empty() {
-        if args.wants("rabbitmq-ttl") {
-            reports.extend(rabbit::run(&args, rabbit::Mode::PerMessageTtl).await?);
-        }
-        if args.wants("rabbitmq-levels") {
-            reports.extend(rabbit::run(&args, rabbit::Mode::FixedLevels).await?);
+        for (engine, mode) in [
+            ("rabbitmq", rabbit::Mode::Tiers),
+            ("rabbitmq-quorum", rabbit::Mode::QuorumTiers),
+            ("rabbitmq-ttl", rabbit::Mode::PerMessageTtl),
+            ("rabbitmq-levels", rabbit::Mode::FixedLevels),
+        ] {
+            if args.wants(engine) {
+                reports.extend(rabbit::run(&args, mode).await?);
+            }
         }
     }
     if args.wants("postgres") {

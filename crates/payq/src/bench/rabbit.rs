@@ -30,9 +30,11 @@ use std::time::Duration;
 pub enum Mode {
     PerMessageTtl,
     FixedLevels,
-    /// payq's plugin-free tiers (`delay.engine = "rabbitmq"`): quorum queues with TTL
-    /// 100 ms × 2^k, dead-lettering at least once from tier to tier.
+    /// payq's plugin-free tiers (`delay.engine = "rabbitmq"`), the default queue type:
+    /// classic queues with TTL 100 ms × 2^k, dead-lettering at most once from tier to tier.
     Tiers,
+    /// The same tiers as quorum queues, dead-lettering at least once.
+    QuorumTiers,
 }
 
 /// Delay levels of the fixed-level setup, in milliseconds.
@@ -46,7 +48,8 @@ impl Mode {
         match self {
             Mode::PerMessageTtl => "RabbitMQ per-message TTL",
             Mode::FixedLevels => "RabbitMQ TTL+DLX levels",
-            Mode::Tiers => "RabbitMQ tiers (payq)",
+            Mode::Tiers => "RabbitMQ tiers (payq, classic)",
+            Mode::QuorumTiers => "RabbitMQ tiers (payq, quorum)",
         }
     }
 }
@@ -75,6 +78,7 @@ impl Peer {
             Mode::PerMessageTtl => "ttl",
             Mode::FixedLevels => "levels",
             Mode::Tiers => "tiers",
+            Mode::QuorumTiers => "qtiers",
         };
         let prefix = format!("payq.bench.{name}.{}", std::process::id());
         let fired_queue = format!("{prefix}.fired");
@@ -87,8 +91,11 @@ impl Peer {
         let mut wait_queues = Vec::new();
         let mut tiers = None;
         match mode {
-            Mode::Tiers => {
-                let t = payq_bus::rabbit::tiers::Tiers::new(prefix.clone());
+            Mode::Tiers | Mode::QuorumTiers => {
+                let mut t = payq_bus::rabbit::tiers::Tiers::new(prefix.clone());
+                if mode == Mode::QuorumTiers {
+                    t.queue_type = payq_bus::rabbit::tiers::TierQueueType::Quorum;
+                }
                 t.declare(&channel).await?;
                 channel
                     .queue_bind(
@@ -125,8 +132,14 @@ impl Peer {
         let due = Timestamp::now().millis() + i64::try_from(delay_ms).unwrap_or(0);
         let mut props = BasicProperties::default().with_delivery_mode(2);
         let (exchange, routing_key) = match (self.mode, &self.tiers) {
-            (Mode::Tiers, Some(t)) => {
-                (t.entry_exchange(), t.routing_key(Duration::from_millis(delay_ms), &self.fired_queue)?)
+            (Mode::Tiers | Mode::QuorumTiers, Some(t)) => {
+                let route = t.route(Duration::from_millis(delay_ms))?;
+                let mut headers = FieldTable::default();
+                for (name, value) in route.headers {
+                    headers.insert(name.into(), value);
+                }
+                props = props.with_headers(headers);
+                (route.exchange, self.fired_queue.clone())
             }
             (Mode::PerMessageTtl, _) => {
                 props = props.with_expiration(delay_ms.to_string().into());
@@ -163,7 +176,7 @@ impl Peer {
             let _ = self.channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
         }
         if let Some(t) = &self.tiers {
-            for x in (0..t.levels).map(|k| t.exchange(k)).chain([t.deliver_exchange()]) {
+            for x in t.exchanges() {
                 let _ = self.channel.exchange_delete(x.as_str().into(), Default::default()).await;
             }
         }

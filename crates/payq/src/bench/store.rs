@@ -129,7 +129,10 @@ async fn capacity(
     let p = args.pending;
     let rss_before = super::rss_bytes();
     let far = Timestamp::now().plus_millis(86_400_000);
-    let took = batched::schedule(&Scheduler(store.clone()), p, |i, _| far.plus_millis(i64::try_from(i % 3_600_000).unwrap_or(0))).await?;
+    let took = batched::schedule(&Scheduler(store.clone()), p, |i, _| {
+        far.plus_millis(i64::try_from(i % 3_600_000).unwrap_or(0))
+    })
+    .await?;
     let rss_after = super::rss_bytes();
     // Measure the steady state, not the write-back of the bulk load.
     let checkpoint = Instant::now();
@@ -142,7 +145,15 @@ async fn capacity(
         .sum::<u64>();
     println!("{ON_SQLITE}: {p} pending timers scheduled in {took:.1?}");
     let engine = start(store, recorder);
-    let mut report = batched::steady(&Scheduler(store.clone()), ON_SQLITE, &recorder.0, args.rate.min(10_000), Duration::from_secs(5), 1_000).await?;
+    let mut report = batched::steady(
+        &Scheduler(store.clone()),
+        ON_SQLITE,
+        &recorder.0,
+        args.rate.min(10_000),
+        Duration::from_secs(5),
+        1_000,
+    )
+    .await?;
     engine.stop().await;
     let pending = store.message_stats(Timestamp::now()).await?.pending_total;
     report.scenario = "capacity";
