@@ -42,11 +42,19 @@ async fn services_up() -> bool {
 /// This test's turn on the broker, its cluster, an HTTP client and a webhook endpoint; `None`
 /// (skip) when RabbitMQ or PostgreSQL is missing outside CI.
 async fn setup(workers: usize) -> Option<(tokio::sync::MutexGuard<'static, ()>, Cluster, reqwest::Client, Receiver)> {
+    setup_with(workers, &[]).await
+}
+
+/// [`setup`] with extra environment for every process.
+async fn setup_with(
+    workers: usize,
+    extra: &[(&'static str, &str)],
+) -> Option<(tokio::sync::MutexGuard<'static, ()>, Cluster, reqwest::Client, Receiver)> {
     let turn = BROKER.lock().await;
     if !services_up().await {
         return None;
     }
-    Some((turn, Cluster::start(workers).await, reqwest::Client::new(), Receiver::start().await))
+    Some((turn, Cluster::start(workers, extra).await, reqwest::Client::new(), Receiver::start().await))
 }
 
 /// One API process and `workers` worker processes on their own database and name prefix.
@@ -59,15 +67,16 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(workers: usize) -> Cluster {
+    async fn start(workers: usize, extra: &[(&'static str, &str)]) -> Cluster {
         let db = TestDb::postgres().await;
         let prefix = format!("payqt{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-        let env = vec![
+        let mut env = vec![
             ("PAYQ_AMQP_URL", amqp_url()),
             ("PAYQ_RABBITMQ__PREFIX", prefix.clone()),
             ("PAYQ_RABBITMQ__DELIVERY_LIMIT", "3".to_owned()),
             ("PAYQ_ENGINE__MAX_ATTEMPTS", "5".to_owned()),
         ];
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
         let mut api_env = env.clone();
         api_env.push(("PAYQ_ROLE", "api".into()));
         let api = Server::start_with(&db.url, &api_env);
@@ -393,6 +402,50 @@ async fn mixed_delays_fire_in_due_order_through_the_tiers() {
     closed.sort();
     let fired: Vec<&str> = closed.iter().map(|(_, id)| id.as_str()).collect();
     assert_eq!(fired, [orders[1].1.as_str(), orders[2].1.as_str(), orders[0].1.as_str()], "due order: 1s, 2s, 3s");
+    let (code, out) = cluster.verify();
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Messages in each delay tier queue of `topology` (a passive declare reports the count).
+async fn tier_depths(topology: &Topology) -> Vec<u32> {
+    let conn = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("broker");
+    let mut depths = Vec::new();
+    for k in 0..topology.tiers.levels {
+        let ch = conn.create_channel().await.expect("channel");
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        let q = ch.queue_declare(topology.tiers.queue(k).as_str().into(), passive, FieldTable::default()).await;
+        depths.push(q.map(|q| q.message_count()).unwrap_or(0));
+    }
+    let _ = conn.close(200, "done".into()).await;
+    depths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_lost_inside_the_broker_still_fires() {
+    let grace = [("PAYQ_RABBITMQ__REPUBLISH_GRACE", "1s")];
+    let Some((_turn, cluster, http, hook)) = setup_with(1, &grace).await else { return };
+    let base = cluster.api.base.clone();
+    let key = merchant(&http, &base, &hook.url, json!({ "payment_timeout": "3s" })).await;
+    let body = json!({ "merchant_order_no": "LOST-1", "amount": 100, "currency": "CNY" });
+    let (s, o) = call(&http, reqwest::Method::POST, format!("{base}/v1/orders"), &key, Some(body)).await;
+    assert_eq!(s, 201, "{o}");
+    let id = o["id"].as_str().unwrap_or_default().to_owned();
+    // The payment timeout waits in a tier queue; purge every tier, as a lost node would.
+    eventually("the timer waits in a tier queue", || async {
+        (tier_depths(&cluster.topology).await.iter().sum::<u32>() > 0).then_some(())
+    })
+    .await;
+    let conn = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("broker");
+    let ch = conn.create_channel().await.expect("channel");
+    for k in 0..cluster.topology.tiers.levels {
+        let q = cluster.topology.tiers.queue(k);
+        ch.queue_purge(q.as_str().into(), Default::default()).await.expect("purge");
+    }
+    let _ = conn.close(200, "done".into()).await;
+    assert_eq!(tier_depths(&cluster.topology).await.iter().sum::<u32>(), 0, "the broker holds no copy");
+    // Due at 3 s; published again 1 s (the grace) after that: the order still closes.
+    let closed = wait_status(&http, &base, &key, &id, "closed").await;
+    assert_eq!(closed["close_reason"], "timeout", "{closed}");
     let (code, out) = cluster.verify();
     assert_eq!(code, 0, "{out}");
 }
