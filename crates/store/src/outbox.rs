@@ -22,6 +22,14 @@ pub struct OutboxMessage {
 
 const RETURNING: &str = "RETURNING seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim, due_at";
 
+/// A claimed row (selected with [`RETURNING`]) as a message to publish.
+fn outbox_message(row: &sqlx::any::AnyRow) -> StoreResult<OutboxMessage> {
+    Ok(OutboxMessage {
+        message: crate::messages::claimed(row)?,
+        due_at: Timestamp::from_millis(row.try_get("due_at")?),
+    })
+}
+
 impl Store {
     /// Claims up to `limit` unpublished messages due by `horizon` (all of them for the
     /// RabbitMQ delay engines, the due ones for the store engine), oldest first, holding
@@ -50,13 +58,7 @@ impl Store {
         .await?;
         // Durable before publishing: a consumer must find the token the delivery carries.
         tx.commit().await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            out.push(OutboxMessage {
-                message: crate::messages::claimed(row)?,
-                due_at: Timestamp::from_millis(row.try_get("due_at")?),
-            });
-        }
+        let mut out = rows.iter().map(outbox_message).collect::<StoreResult<Vec<_>>>()?;
         out.sort_by_key(|m| m.message.seq);
         Ok(out)
     }
@@ -88,14 +90,7 @@ impl Store {
         .fetch_all(tx.conn())
         .await?;
         tx.commit().await?;
-        rows.iter()
-            .map(|row| {
-                Ok(OutboxMessage {
-                    message: crate::messages::claimed(row)?,
-                    due_at: Timestamp::from_millis(row.try_get("due_at")?),
-                })
-            })
-            .collect()
+        rows.iter().map(outbox_message).collect()
     }
 
     /// Records the publications the broker confirmed. A row a consumer already handed back
