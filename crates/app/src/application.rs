@@ -176,15 +176,16 @@ impl Application {
                     tracing::warn!(error = %e, "sim channel could not resume pending payments")
                 }
             }
-            let app = http::router(state);
-            let stop = shutdown.clone();
-            tasks.spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-                    .context("HTTP server")
-            });
         }
+        // Every role answers on its listener: the API, or (a worker) the probes alone.
+        let app = if settings.role.serves_api() { http::router(state) } else { http::probes_router(state) };
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+                .context("HTTP server")
+        });
         while let Some(done) = tasks.join_next().await {
             done.context("task panicked")??;
         }

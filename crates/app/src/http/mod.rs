@@ -167,6 +167,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The probes alone (`/healthz`, `/readyz`, `/metrics`): what a process that does not
+/// serve the API (a worker) answers on its listener, so it can be watched like the rest.
+pub fn probes_router(state: AppState) -> Router {
+    use axum::routing::get;
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .layer(axum::middleware::from_fn(middleware::problems_only))
+        .with_state(state)
+}
+
 /// Parses a path id, treating a malformed one as a resource that does not exist.
 fn path_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, error::ApiError> {
     raw.parse().map_err(|_| error::ApiError::not_found(what))

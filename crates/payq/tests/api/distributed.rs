@@ -290,6 +290,19 @@ async fn two_workers_run_every_time_driven_behaviour() {
     }
     assert!(routing_keys.contains(&"refund.succeeded".to_owned()), "{routing_keys:?}");
     assert!(merchants.contains(quiet["id"].as_str().unwrap_or_default()), "{merchants:?}");
+    // Each worker answers its probes on its own listener, metrics included.
+    for worker in cluster.workers.iter().flatten() {
+        for probe in ["healthz", "readyz"] {
+            let r = http.get(format!("{}/{probe}", worker.base)).send().await.expect("the worker answers");
+            assert_eq!(r.status(), 200, "worker /{probe}");
+        }
+        let metrics = http.get(format!("{}/metrics", worker.base)).send().await.expect("the worker answers");
+        assert_eq!(metrics.status(), 200);
+        let text = metrics.text().await.unwrap_or_default();
+        assert!(text.contains("payq_"), "the worker exports its own metrics: {text}");
+        let api = http.get(format!("{}/v1/orders", worker.base)).send().await.expect("the worker answers");
+        assert_eq!(api.status(), 404, "a worker does not serve the API");
+    }
     let (code, out) = cluster.verify();
     assert_eq!(code, 0, "{out}");
 }
