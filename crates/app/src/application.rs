@@ -258,6 +258,8 @@ fn engine_config(settings: &Settings) -> EngineConfig {
 /// every hour.
 async fn housekeeping(store: Store, shutdown: CancellationToken) {
     let mut last_expiry: Option<tokio::time::Instant> = None;
+    // Kinds reported before: one that drained is reported as 0, not left at its last value.
+    let mut reported = std::collections::BTreeSet::<String>::new();
     loop {
         if last_expiry.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
             last_expiry = Some(tokio::time::Instant::now());
@@ -270,9 +272,14 @@ async fn housekeeping(store: Store, shutdown: CancellationToken) {
         }
         if let Ok(by_kind) = store.pending_by_kind().await {
             metrics::gauge!("payq_messages_pending").set(by_kind.iter().map(|(_, n)| *n).sum::<i64>() as f64);
+            let now: std::collections::BTreeSet<String> = by_kind.iter().map(|(k, _)| k.clone()).collect();
+            for drained in reported.difference(&now) {
+                metrics::gauge!("payq_messages_pending_by_kind", "kind" => drained.clone()).set(0.0);
+            }
             for (kind, n) in by_kind {
                 metrics::gauge!("payq_messages_pending_by_kind", "kind" => kind).set(n as f64);
             }
+            reported.extend(now);
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

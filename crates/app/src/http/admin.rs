@@ -63,6 +63,23 @@ pub async fn stats(State(state): State<AppState>, _admin: AdminAuth) -> Result<J
         v.into_iter().map(|(k, n)| (k, serde_json::Value::from(n))).collect::<serde_json::Map<_, _>>()
     };
     let orders = to_map(orders);
+    // Distributed mode: what waits in each RabbitMQ queue (null when the broker does not
+    // answer; empty in embedded mode, which has no queues).
+    let queue_depths = match &state.payq.settings().amqp_url {
+        None => serde_json::json!({}),
+        Some(url) => {
+            let topology = crate::application::topology(state.payq.settings());
+            match payq_bus::rabbit::topology::queue_depths(url, &topology, std::time::Duration::from_secs(3)).await {
+                Ok(depths) => serde_json::Value::Object(
+                    depths.into_iter().map(|(q, n)| (q, serde_json::Value::from(n))).collect(),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin stats: no queue depths");
+                    serde_json::Value::Null
+                }
+            }
+        }
+    };
     Ok(Json(serde_json::json!({
         "orders_by_status": orders,
         "pending_messages_by_kind": to_map(messages.pending_by_kind),
@@ -71,6 +88,6 @@ pub async fn stats(State(state): State<AppState>, _admin: AdminAuth) -> Result<J
         "dead_letters": messages.dead_letters,
         "pending_messages": messages.pending_total,
         "engine_totals": to_map(messages.counters),
-        "queue_depths": {},
+        "queue_depths": queue_depths,
     })))
 }

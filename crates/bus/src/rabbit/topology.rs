@@ -238,6 +238,32 @@ impl Topology {
     }
 }
 
+/// Messages waiting in each of the topology's queues, by a passive declare of each (a
+/// queue that does not exist is left out). Gives up after `limit`.
+pub async fn queue_depths(
+    url: &str,
+    topology: &Topology,
+    limit: std::time::Duration,
+) -> Result<Vec<(String, u32)>, String> {
+    let count = async {
+        let conn =
+            lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await.map_err(|e| e.to_string())?;
+        let mut depths = Vec::new();
+        let mut channel = conn.create_channel().await.map_err(|e| e.to_string())?;
+        for q in topology.queues() {
+            let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+            match channel.queue_declare(q.as_str().into(), passive, FieldTable::default()).await {
+                Ok(declared) => depths.push((q, declared.message_count())),
+                // A missing queue closes the channel: go on with a fresh one.
+                Err(_) => channel = conn.create_channel().await.map_err(|e| e.to_string())?,
+            }
+        }
+        let _ = conn.close(200, "payq stats".into()).await;
+        Ok(depths)
+    };
+    tokio::time::timeout(limit, count).await.map_err(|_| "RabbitMQ did not answer in time".to_owned())?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

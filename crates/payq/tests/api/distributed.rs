@@ -303,6 +303,12 @@ async fn two_workers_run_every_time_driven_behaviour() {
         let api = http.get(format!("{}/v1/orders", worker.base)).send().await.expect("the worker answers");
         assert_eq!(api.status(), 404, "a worker does not serve the API");
     }
+    // Admin stats report what waits in each of this topology's queues.
+    let (s, stats) = call(&http, reqwest::Method::GET, format!("{base}/v1/admin/stats"), ADMIN, None).await;
+    assert_eq!(s, 200);
+    for q in [cluster.topology.work_queue("timers"), cluster.topology.tiers.queue(0), cluster.topology.dead_letters()] {
+        assert!(stats["queue_depths"][q.as_str()].is_u64(), "depth of {q} in {stats}");
+    }
     let (code, out) = cluster.verify();
     assert_eq!(code, 0, "{out}");
 }
@@ -581,4 +587,22 @@ async fn the_plugin_engine_says_clearly_when_the_plugin_is_missing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "payq must refuse to start without the plugin");
     assert!(stderr.contains("rabbitmq_delayed_message_exchange"), "{stderr}");
+}
+
+#[test]
+fn topology_print_names_what_the_settings_name() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_payq"))
+        .args(["topology", "print"])
+        .env_remove("PAYQ_CONFIG")
+        .env("PAYQ_RABBITMQ__PREFIX", "shop7")
+        .env("PAYQ_RABBITMQ__TIER_QUEUE_TYPE", "quorum")
+        .output()
+        .expect("payq topology print runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ["shop7.events", "shop7.timers", "shop7.delay.in", "shop7.delay.after.28", "shop7.delay.out"] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+    assert!(!text.contains("payq."), "only the configured prefix:\n{text}");
+    assert!(text.contains("queue    shop7.delay.0 (durable; x-queue-type=quorum"), "{text}");
 }
