@@ -129,21 +129,17 @@ impl Store {
 impl Store {
     /// A simulated-channel payment by payq's payment id.
     pub async fn sim_txn_by_payment(&self, payment_id: &str) -> StoreResult<SimTxn> {
-        let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE payment_id = $1")
-            .bind(payment_id)
-            .fetch_optional(self.read())
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        sim_txn(&row)
+        self.sim_txn_where("SELECT * FROM sim_channel_txns WHERE payment_id = $1", payment_id).await
     }
 
     /// A simulated-channel payment by the channel's transaction id.
     pub async fn sim_txn(&self, txn_id: &str) -> StoreResult<SimTxn> {
-        let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE txn_id = $1")
-            .bind(txn_id)
-            .fetch_optional(self.read())
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        self.sim_txn_where("SELECT * FROM sim_channel_txns WHERE txn_id = $1", txn_id).await
+    }
+
+    /// The one simulated-channel payment `select` finds with `key`.
+    async fn sim_txn_where(&self, select: &'static str, key: &str) -> StoreResult<SimTxn> {
+        let row = sqlx::query(select).bind(key).fetch_optional(self.read()).await?.ok_or(StoreError::NotFound)?;
         sim_txn(&row)
     }
 
