@@ -98,7 +98,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     }
 }
 
-/// Awaits the request, renewing its key's reservation every third of the lease.
+/// Awaits the request, renewing its key's reservation every third of the lease. The
+/// renewal runs as a task of its own: a renewal waiting for the SQLite writer must never
+/// stop the request, which may itself hold the writer, from making progress.
 async fn renewing(
     store: &payq_store::Store,
     principal: &str,
@@ -106,18 +108,19 @@ async fn renewing(
     lease_ms: i64,
     run: impl std::future::Future<Output = Response>,
 ) -> Response {
-    let mut run = std::pin::pin!(run);
     let every = RESERVATION_LEASE / 3;
-    loop {
-        tokio::select! {
-            response = &mut run => return response,
-            _ = tokio::time::sleep(every) => {
-                if let Err(e) = store.idempotency_renew(principal, key, lease_ms).await {
-                    tracing::warn!(error = %e, "could not renew an Idempotency-Key reservation");
-                }
+    let (store, principal, key) = (store.clone(), principal.to_owned(), key.to_owned());
+    let renewal = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = store.idempotency_renew(&principal, &key, lease_ms).await {
+                tracing::warn!(error = %e, "could not renew an Idempotency-Key reservation");
             }
         }
-    }
+    });
+    let response = run.await;
+    renewal.abort();
+    response
 }
 
 /// The response body to keep for replay: without the fields marked secret.
@@ -249,4 +252,26 @@ pub async fn track(req: Request, next: Next) -> Response {
     metrics::histogram!("payq_http_request_duration_seconds", "route" => route, "method" => method)
         .record(start.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request that holds the SQLite writer longer than a renewal period must still
+    /// finish: the renewal waits for the writer beside it, not instead of it.
+    #[tokio::test]
+    async fn a_renewal_never_blocks_the_request_it_renews() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("renew.db").display());
+        let store = payq_store::Store::open(&url).await.expect("store");
+        let tx = store.begin().await.expect("the writer");
+        let run = async move {
+            tokio::time::sleep(RESERVATION_LEASE / 2).await;
+            let _ = tx.commit().await;
+            StatusCode::OK.into_response()
+        };
+        let response = tokio::time::timeout(RESERVATION_LEASE * 2, renewing(&store, "admin", "k", 3_000, run)).await;
+        assert_eq!(response.map(|r| r.status()).ok(), Some(StatusCode::OK), "the request finished");
+    }
 }
