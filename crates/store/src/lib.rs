@@ -247,6 +247,9 @@ struct Inner {
     write_failing: std::sync::atomic::AtomicBool,
     /// This process, as the owner of the messages it claims.
     process: lifeline::ProcessId,
+    /// PostgreSQL: messages were committed; the announcer sends one `NOTIFY` for any
+    /// number of them.
+    announce: Arc<Notify>,
 }
 
 /// Settings of every SQLite connection: the queue's hot pages stay in SQLite's own cache
@@ -312,6 +315,7 @@ impl Store {
                 announce_all_events: std::sync::atomic::AtomicBool::new(false),
                 write_failing: std::sync::atomic::AtomicBool::new(false),
                 process: lifeline::ProcessId::generate(),
+                announce: Arc::new(Notify::new()),
             }),
         };
         spawn_checkpointer(Arc::downgrade(&store.inner), checkpointer);
@@ -323,6 +327,7 @@ impl Store {
             AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
         // The migrator holds an advisory lock, so processes starting together take turns.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let pool_for_announcer = pool.clone();
         let store = Store {
             inner: Arc::new(Inner {
                 backend: Backend::Postgres,
@@ -332,9 +337,11 @@ impl Store {
                 announce_all_events: std::sync::atomic::AtomicBool::new(false),
                 write_failing: std::sync::atomic::AtomicBool::new(false),
                 process: lifeline::ProcessId::generate(),
+                announce: Arc::new(Notify::new()),
             }),
         };
         spawn_listener(Arc::downgrade(&store.inner), url.to_owned());
+        spawn_announcer(Arc::downgrade(&store.inner), store.inner.announce.clone(), pool_for_announcer);
         Ok(store)
     }
 
@@ -381,6 +388,11 @@ impl Store {
     /// Whether every event is announced.
     pub fn announces_all_events(&self) -> bool {
         self.inner.announce_all_events.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Tells the other processes (PostgreSQL `NOTIFY`) that messages were committed.
+    pub(crate) fn announce_messages(&self) {
+        self.inner.announce.notify_one();
     }
 
     pub(crate) fn notify_messages_changed(&self) {
@@ -445,6 +457,23 @@ fn spawn_checkpointer(store: std::sync::Weak<Inner>, mut conn: AnyConnection) {
 /// Listens for `NOTIFY payq_messages` (sent by every commit that scheduled a message, in any
 /// process) and wakes this process's dispatcher. Reconnects with back-off; while it is down
 /// the dispatcher still wakes at the next due time or its polling interval.
+/// Sends `NOTIFY payq_messages` whenever messages were committed, one for however many
+/// commits came since the last one (a `Notify` holds at most one wake-up).
+fn spawn_announcer(store: std::sync::Weak<Inner>, announce: Arc<Notify>, pool: AnyPool) {
+    tokio::spawn(async move {
+        while store.strong_count() > 0 {
+            // Wake up now and then to notice that the store is gone.
+            if tokio::time::timeout(Duration::from_secs(1), announce.notified()).await.is_err() {
+                continue;
+            }
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(writer::MESSAGES_CHANNEL).execute(&pool).await
+            {
+                tracing::warn!(error = %e, "could not announce new messages; other processes find them by polling");
+            }
+        }
+    });
+}
+
 fn spawn_listener(store: std::sync::Weak<Inner>, url: String) {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);

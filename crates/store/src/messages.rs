@@ -70,6 +70,9 @@ pub struct MessageStats {
     pub counters: Vec<(String, i64)>,
 }
 
+/// Rows per engine counter on PostgreSQL.
+const COUNTER_SHARDS: i64 = 16;
+
 pub(crate) fn claimed(row: &sqlx::any::AnyRow) -> StoreResult<ClaimedMessage> {
     let attempts: i64 = row.try_get("attempts")?;
     Ok(ClaimedMessage {
@@ -160,11 +163,18 @@ impl Tx {
     }
 
     async fn bump(&mut self, counter: String, by: i64) -> StoreResult<()> {
+        // On PostgreSQL, concurrent transactions would queue on one row per counter: each
+        // bumps one of a few rows at random (summed on read).
+        let shard = match self.backend() {
+            crate::Backend::Sqlite => 0,
+            crate::Backend::Postgres => (rand_claim() >> 1).rem_euclid(COUNTER_SHARDS),
+        };
         sqlx::query(
-            "INSERT INTO engine_counters (name, n) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET n = engine_counters.n + excluded.n",
+            "INSERT INTO engine_counters (name, shard, n) VALUES ($1, $2, $3)
+             ON CONFLICT (name, shard) DO UPDATE SET n = engine_counters.n + excluded.n",
         )
         .bind(counter)
+        .bind(shard)
         .bind(by)
         .execute(self.conn())
         .await?;
@@ -472,7 +482,10 @@ impl Store {
             .fetch_one(self.read())
             .await?;
         let dead_letters: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters").fetch_one(self.read()).await?;
-        let counters = sqlx::query("SELECT name, n FROM engine_counters ORDER BY name").fetch_all(self.read()).await?;
+        let counters =
+            sqlx::query("SELECT name, CAST(SUM(n) AS BIGINT) AS n FROM engine_counters GROUP BY name ORDER BY name")
+                .fetch_all(self.read())
+                .await?;
         Ok(MessageStats {
             pending_total: pending_by_kind.iter().map(|(_, n)| n).sum(),
             pending_by_kind,

@@ -8,8 +8,9 @@
 //! batch holds a single `Tx`.
 //!
 //! PostgreSQL has many writers and groups commits itself, so there a `Tx` is a plain
-//! transaction on a pooled connection. A `Tx` that scheduled a message sends a
-//! `NOTIFY payq_messages` with its commit, which wakes the dispatchers of every process.
+//! transaction on a pooled connection. After a `Tx` that scheduled a message commits, a
+//! `NOTIFY payq_messages` (coalesced, outside the transaction) wakes the dispatchers and
+//! relays of every process.
 
 use crate::{Store, StoreError, StoreResult};
 use sqlx::{Any, Transaction};
@@ -223,13 +224,16 @@ impl Tx {
                 }
             }
             TxConn::Postgres(tx) => {
-                let Some(mut tx) = tx.take() else {
+                let Some(tx) = tx.take() else {
                     return Err(StoreError::CommitFailed("transaction already ended".into()));
                 };
-                if scheduled_message {
-                    sqlx::query("SELECT pg_notify($1, '')").bind(MESSAGES_CHANNEL).execute(&mut *tx).await?;
-                }
                 tx.commit().await?;
+                if scheduled_message {
+                    // After the commit, coalesced, outside any transaction: a NOTIFY inside
+                    // a transaction holds PostgreSQL's notification lock through the commit's
+                    // fsync and so makes every committing writer wait in line.
+                    store.announce_messages();
+                }
             }
         }
         if scheduled_message {

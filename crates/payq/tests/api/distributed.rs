@@ -309,6 +309,10 @@ async fn two_workers_run_every_time_driven_behaviour() {
     for q in [cluster.topology.work_queue("timers"), cluster.topology.tiers.queue(0), cluster.topology.dead_letters()] {
         assert!(stats["queue_depths"][q.as_str()].is_u64(), "depth of {q} in {stats}");
     }
+    // Engine totals are summed over their rows: every fired kind counts at least once.
+    let totals = stats["engine_totals"].as_object().cloned().unwrap_or_default();
+    let fired: i64 = totals.iter().filter(|(k, _)| k.starts_with("fired:")).filter_map(|(_, n)| n.as_i64()).sum();
+    assert!(fired > 0, "{stats}");
     let (code, out) = cluster.verify();
     assert_eq!(code, 0, "{out}");
 }
