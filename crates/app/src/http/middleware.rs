@@ -195,7 +195,11 @@ pub const MAX_HEADERS: usize = 64;
 /// by the HTTP layer itself before payq sees them: URIs over 64 KiB, headers over 400 KiB or
 /// more than 100 of them; see docs/security.md.)
 fn oversized(req: &Request) -> Option<ApiError> {
-    if req.uri().to_string().len() > MAX_URI_BYTES {
+    let uri = req.uri();
+    let uri_bytes = uri.path_and_query().map_or(0, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.scheme_str().map_or(0, str::len);
+    if uri_bytes > MAX_URI_BYTES {
         return Some(ApiError::new(
             StatusCode::URI_TOO_LONG,
             "uri_too_long",
