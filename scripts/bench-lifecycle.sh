@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Order lifecycle throughput, embedded against distributed, in one run on one machine:
 # `payq load --pay` (create → pay; the simulated channel calls back; webhooks are not
-# configured) against (1) `payq serve` on SQLite and (2) one `--role api` and two
+# configured) against (1) `payq serve` on SQLite and (2) one `--role api` and N (default 2)
 # `--role worker` processes on PostgreSQL + RabbitMQ. Reports the load generator's figures and
 # how long until every order is paid.
 #
-#   scripts/bench-lifecycle.sh [orders] [concurrency]
+#   scripts/bench-lifecycle.sh [orders] [concurrency] [workers]
 #
 # Needs a release build (cargo build --release), PostgreSQL on 127.0.0.1:5432 and RabbitMQ on
 # 127.0.0.1:5672.
@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ORDERS=${1:-5000}
 CONC=${2:-64}
+WORKERS=${3:-2}
 PAYQ=target/release/payq
 ADMIN=bench-admin-token-0001
 PG=postgres://postgres@127.0.0.1:5432
@@ -46,13 +47,13 @@ $PAYQ load --url http://127.0.0.1:18090 --admin-token $ADMIN --orders "$ORDERS" 
 wait_paid http://127.0.0.1:18090
 cleanup; pids=()
 
-echo "== distributed (PostgreSQL + RabbitMQ, 1 api + 2 workers), orders $ORDERS, concurrency $CONC"
+echo "== distributed (PostgreSQL + RabbitMQ, 1 api + $WORKERS workers), orders $ORDERS, concurrency $CONC"
 psql "$PG/test" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
 export PAYQ_DATABASE_URL="$PG/$DB" PAYQ_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f PAYQ_RABBITMQ__PREFIX=$PREFIX
 $PAYQ serve --role api --listen 127.0.0.1:18091 >/dev/null 2>&1 &
 pids+=($!)
 wait_up http://127.0.0.1:18091
-for port in 18092 18093; do
+for port in $(seq 18092 $((18091 + WORKERS))); do
     PAYQ_SIM__CALLBACK_URL=http://127.0.0.1:18091 $PAYQ serve --role worker --listen 127.0.0.1:$port >/dev/null 2>&1 &
     pids+=($!)
 done
