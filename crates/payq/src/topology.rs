@@ -27,7 +27,7 @@ pub async fn run(
         TopologyCommand::Print => {
             let mut lines: Vec<String> = topology.items().iter().map(ToString::to_string).collect();
             let t = &topology.tiers;
-            for x in t.exchanges().into_iter().filter(|x| *x != t.deliver_exchange()) {
+            for x in t.headers_exchanges() {
                 lines.push(format!("exchange {x} (headers)"));
             }
             for k in 0..t.levels {

@@ -113,7 +113,7 @@ impl Tiers {
         format!("{}.delay.{k}", self.prefix)
     }
 
-    /// The exchange queue `k` dead-letters to.
+    /// The exchange queue `k` dead-letters to when its TTL runs out.
     pub fn after_exchange(&self, k: u32) -> String {
         format!("{}.delay.after.{k}", self.prefix)
     }
@@ -128,10 +128,17 @@ impl Tiers {
         format!("{}.delay.out", self.prefix)
     }
 
+    /// The headers exchanges of the tiers: the entry and one after each level.
+    pub fn headers_exchanges(&self) -> Vec<String> {
+        let mut out = vec![self.entry_exchange()];
+        out.extend((0..self.levels).map(|k| self.after_exchange(k)));
+        out
+    }
+
     /// Every exchange of the tiers, for clean-up and inspection.
     pub fn exchanges(&self) -> Vec<String> {
-        let mut out = vec![self.entry_exchange(), self.deliver_exchange()];
-        out.extend((0..self.levels).map(|k| self.after_exchange(k)));
+        let mut out = self.headers_exchanges();
+        out.push(self.deliver_exchange());
         out
     }
 
@@ -165,11 +172,6 @@ impl Tiers {
         target.to_owned()
     }
 
-    /// Where level `k`'s queue dead-letters.
-    pub fn next_exchange(&self, k: u32) -> String {
-        self.after_exchange(k)
-    }
-
     /// The arguments of level `k`'s queue.
     pub fn queue_arguments(&self, k: u32) -> Vec<(&'static str, AMQPValue)> {
         let ttl = i64::try_from(self.base.as_millis().saturating_mul(1u128 << k)).unwrap_or(i64::MAX);
@@ -177,7 +179,7 @@ impl Tiers {
         let mut out = vec![
             ("x-queue-type", text(self.queue_type.as_str())),
             ("x-message-ttl", AMQPValue::LongLongInt(ttl)),
-            ("x-dead-letter-exchange", text(&self.next_exchange(k))),
+            ("x-dead-letter-exchange", text(&self.after_exchange(k))),
         ];
         if self.queue_type == TierQueueType::Quorum {
             out.push(("x-dead-letter-strategy", text("at-least-once")));
@@ -215,7 +217,7 @@ impl Tiers {
                 FieldTable::default(),
             )
             .await?;
-        for x in [self.entry_exchange()].into_iter().chain((0..self.levels).map(|k| self.after_exchange(k))) {
+        for x in self.headers_exchanges() {
             channel.exchange_declare(x.as_str().into(), ExchangeKind::Headers, durable, FieldTable::default()).await?;
         }
         for k in 0..self.levels {

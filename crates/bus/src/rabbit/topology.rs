@@ -233,7 +233,7 @@ impl Topology {
                 _ => None,
             })
             .collect();
-        out.extend(self.tiers.exchanges().into_iter().filter(|x| *x != self.tiers.deliver_exchange()));
+        out.extend(self.tiers.headers_exchanges());
         out
     }
 }
