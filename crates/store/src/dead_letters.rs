@@ -3,7 +3,6 @@
 
 use crate::{Store, StoreError, StoreResult};
 use payq_domain::{DeadLetterId, MessageId, Timestamp};
-use sqlx::Row;
 
 /// A dead-lettered message.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -27,7 +26,7 @@ pub struct DeadLetter {
     pub created_at: Timestamp,
 }
 
-fn dead_letter(row: &sqlx::any::AnyRow) -> StoreResult<DeadLetter> {
+fn dead_letter(row: &crate::db::Row) -> StoreResult<DeadLetter> {
     let payload: String = row.try_get("payload")?;
     Ok(DeadLetter {
         id: crate::rows::parse(row, "id")?,
@@ -46,7 +45,7 @@ fn dead_letter(row: &sqlx::any::AnyRow) -> StoreResult<DeadLetter> {
 impl Store {
     /// Dead letters, newest first.
     pub async fn dead_letters(&self, limit: u32) -> StoreResult<Vec<DeadLetter>> {
-        let rows = sqlx::query("SELECT * FROM dead_letters ORDER BY id DESC LIMIT $1")
+        let rows = crate::db::query("SELECT * FROM dead_letters ORDER BY id DESC LIMIT $1")
             .bind(i64::from(limit))
             .fetch_all(self.read())
             .await?;
@@ -55,7 +54,7 @@ impl Store {
 
     /// One dead letter.
     pub async fn dead_letter(&self, id: &DeadLetterId) -> StoreResult<DeadLetter> {
-        let row = sqlx::query("SELECT * FROM dead_letters WHERE id = $1")
+        let row = crate::db::query("SELECT * FROM dead_letters WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(self.read())
             .await?
@@ -66,13 +65,13 @@ impl Store {
     /// Moves a dead letter back into the queue, due now, with a fresh attempt count.
     pub async fn replay_dead_letter(&self, id: &DeadLetterId) -> StoreResult<MessageId> {
         let mut tx = self.begin().await?;
-        let row = sqlx::query("SELECT * FROM dead_letters WHERE id = $1")
+        let row = crate::db::query("SELECT * FROM dead_letters WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(tx.conn())
             .await?
             .ok_or(StoreError::NotFound)?;
         let dl = dead_letter(&row)?;
-        sqlx::query("DELETE FROM dead_letters WHERE id = $1").bind(id.as_str()).execute(tx.conn()).await?;
+        crate::db::query("DELETE FROM dead_letters WHERE id = $1").bind(id.as_str()).execute(tx.conn()).await?;
         let msg = tx
             .schedule(crate::NewMessage {
                 kind: dl.kind,
@@ -90,7 +89,7 @@ impl Store {
     /// Deletes all dead letters. Returns how many.
     pub async fn purge_dead_letters(&self) -> StoreResult<u64> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM dead_letters").execute(tx.conn()).await?;
+        let done = crate::db::query("DELETE FROM dead_letters").execute(tx.conn()).await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }

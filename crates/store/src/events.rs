@@ -3,7 +3,6 @@
 
 use crate::{Store, StoreError, StoreResult, Tx};
 use payq_domain::{Event, EventId, EventType, MerchantId, OrderId, Timestamp};
-use sqlx::Row;
 
 /// An event to record.
 pub struct NewEvent<'a> {
@@ -25,7 +24,7 @@ impl Tx {
             data: e.data,
         };
         let body = serde_json::to_string(&event).map_err(|err| StoreError::Corrupt(err.to_string()))?;
-        let seq: i64 = sqlx::query_scalar(
+        let seq: i64 = crate::db::query_scalar(
             "INSERT INTO events (id, merchant_id, type, order_id, created_at, body) VALUES ($1, $2, $3, $4, $5, $6)
              RETURNING seq",
         )
@@ -41,7 +40,7 @@ impl Tx {
     }
 }
 
-fn event(row: &sqlx::any::AnyRow) -> StoreResult<Event> {
+fn event(row: &crate::db::Row) -> StoreResult<Event> {
     let body: String = row.try_get("body")?;
     serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("event body: {e}")))
 }
@@ -55,7 +54,7 @@ impl Store {
         after: Option<&EventId>,
         limit: u32,
     ) -> StoreResult<(Vec<Event>, bool)> {
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT body FROM events
              WHERE merchant_id = $1 AND seq > COALESCE((SELECT seq FROM events WHERE id = $2 AND merchant_id = $1), 0)
              ORDER BY seq LIMIT $3",
@@ -73,7 +72,7 @@ impl Store {
 
     /// Whether the event `after` exists for the merchant.
     pub async fn event_exists(&self, merchant: &MerchantId, id: &EventId) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE id = $1 AND merchant_id = $2")
+        let n: i64 = crate::db::query_scalar("SELECT COUNT(*) FROM events WHERE id = $1 AND merchant_id = $2")
             .bind(id.as_str())
             .bind(merchant.as_str())
             .fetch_one(self.read())
@@ -83,7 +82,7 @@ impl Store {
 
     /// An event's stored JSON body (the exact bytes webhooks send) and its merchant.
     pub async fn event_body(&self, id: &EventId) -> StoreResult<(MerchantId, String)> {
-        let row = sqlx::query("SELECT merchant_id, body FROM events WHERE id = $1")
+        let row = crate::db::query("SELECT merchant_id, body FROM events WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(self.read())
             .await?

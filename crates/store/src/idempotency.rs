@@ -7,7 +7,6 @@
 
 use crate::{Store, StoreError, StoreResult};
 use payq_domain::Timestamp;
-use sqlx::Row;
 
 /// A response kept for replay.
 #[derive(Debug, Clone)]
@@ -44,13 +43,13 @@ impl Store {
         let mut tx = self.begin().await?;
         if self.backend() == crate::Backend::Postgres {
             // Two first uses at once: one inserts, the other waits here and then sees it.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1::text || ' ' || $2::text))")
+            crate::db::query("SELECT pg_advisory_xact_lock(hashtext($1::text || ' ' || $2::text))")
                 .bind(principal)
                 .bind(key)
                 .execute(tx.conn())
                 .await?;
         }
-        let row = sqlx::query(
+        let row = crate::db::query(
             "SELECT request_hash, status, response, locked_until FROM idempotency_keys
              WHERE principal = $1 AND key = $2",
         )
@@ -73,18 +72,20 @@ impl Store {
                     (true, _, _) if locked_until.is_some_and(|until| until > now) => IdempotencyBegin::InProgress,
                     (true, _, _) => {
                         // The request that reserved it is gone: this one takes the key over.
-                        sqlx::query("UPDATE idempotency_keys SET locked_until = $1 WHERE principal = $2 AND key = $3")
-                            .bind(now.saturating_add(lease_ms))
-                            .bind(principal)
-                            .bind(key)
-                            .execute(tx.conn())
-                            .await?;
+                        crate::db::query(
+                            "UPDATE idempotency_keys SET locked_until = $1 WHERE principal = $2 AND key = $3",
+                        )
+                        .bind(now.saturating_add(lease_ms))
+                        .bind(principal)
+                        .bind(key)
+                        .execute(tx.conn())
+                        .await?;
                         IdempotencyBegin::Reserved
                     }
                 }
             }
             None => {
-                sqlx::query(
+                crate::db::query(
                     "INSERT INTO idempotency_keys (principal, key, request_hash, created_at, locked_until)
                      VALUES ($1, $2, $3, $4, $5)",
                 )
@@ -105,7 +106,7 @@ impl Store {
     /// Extends the reservation of a key whose request is still running.
     pub async fn idempotency_renew(&self, principal: &str, key: &str, lease_ms: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query(
+        crate::db::query(
             "UPDATE idempotency_keys SET locked_until = $1 WHERE principal = $2 AND key = $3 AND status IS NULL",
         )
         .bind(Timestamp::now().millis().saturating_add(lease_ms))
@@ -119,7 +120,7 @@ impl Store {
     /// Keeps the response to a reserved key.
     pub async fn idempotency_complete(&self, principal: &str, key: &str, response: &StoredResponse) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query(
+        crate::db::query(
             "UPDATE idempotency_keys SET status = $1, response = $2, locked_until = NULL
              WHERE principal = $3 AND key = $4",
         )
@@ -136,7 +137,7 @@ impl Store {
     /// client can retry with it.
     pub async fn idempotency_release(&self, principal: &str, key: &str) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND status IS NULL")
+        crate::db::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND status IS NULL")
             .bind(principal)
             .bind(key)
             .execute(tx.conn())
@@ -147,7 +148,7 @@ impl Store {
     /// Deletes keys older than `before`. Returns how many.
     pub async fn idempotency_expire(&self, before: Timestamp) -> StoreResult<u64> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+        let done = crate::db::query("DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(before.millis())
             .execute(tx.conn())
             .await?;

@@ -14,7 +14,7 @@ pub struct Shortage {
 impl Tx {
     /// Sets the stock of a SKU.
     pub async fn put_inventory(&mut self, merchant: &MerchantId, sku: &str, available: i64) -> StoreResult<()> {
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO inventory (merchant_id, sku, available) VALUES ($1, $2, $3)
              ON CONFLICT (merchant_id, sku) DO UPDATE SET available = excluded.available",
         )
@@ -40,7 +40,7 @@ impl Tx {
         }
         for (sku, quantity) in &wanted {
             let available: Option<i64> =
-                sqlx::query_scalar("SELECT available FROM inventory WHERE merchant_id = $1 AND sku = $2")
+                crate::db::query_scalar("SELECT available FROM inventory WHERE merchant_id = $1 AND sku = $2")
                     .bind(merchant.as_str())
                     .bind(*sku)
                     .fetch_optional(self.conn())
@@ -51,7 +51,7 @@ impl Tx {
             }
         }
         for (sku, quantity) in &wanted {
-            sqlx::query("UPDATE inventory SET available = available - $1 WHERE merchant_id = $2 AND sku = $3")
+            crate::db::query("UPDATE inventory SET available = available - $1 WHERE merchant_id = $2 AND sku = $3")
                 .bind(i64::from(*quantity))
                 .bind(merchant.as_str())
                 .bind(*sku)
@@ -66,7 +66,7 @@ impl Store {
     /// The stock of a SKU, if it was ever set.
     pub async fn inventory(&self, merchant: &MerchantId, sku: &str) -> StoreResult<Option<InventoryLevel>> {
         let available: Option<i64> =
-            sqlx::query_scalar("SELECT available FROM inventory WHERE merchant_id = $1 AND sku = $2")
+            crate::db::query_scalar("SELECT available FROM inventory WHERE merchant_id = $1 AND sku = $2")
                 .bind(merchant.as_str())
                 .bind(sku)
                 .fetch_optional(self.read())

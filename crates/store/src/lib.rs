@@ -6,6 +6,7 @@
 //! transaction that a committer task commits as soon as the writer is free, so many requests
 //! share one fsync and every `commit()` returns only once its batch is durable.
 
+mod db;
 mod dead_letters;
 mod events;
 mod idempotency;
@@ -36,9 +37,8 @@ pub use sim_ledger::SimTxn;
 pub use verify::Violation;
 pub use writer::Tx;
 
+use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyConnection, AnyPool};
-use sqlx::{Connection, Executor};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -67,6 +67,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error(transparent)]
     Db(sqlx::Error),
+    /// A SQLite statement failed for a reason other than the ones above.
+    #[error(transparent)]
+    Sqlite(rusqlite::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("i/o: {0}")]
@@ -83,11 +86,37 @@ impl From<sqlx::Error> for StoreError {
         }
         if let sqlx::Error::Database(db) = &e {
             // PostgreSQL: serialization failure, deadlock. SQLite: busy past the timeout.
-            if matches!(db.code().as_deref(), Some("40001" | "40P01" | "5" | "6")) {
+            if db.is_unique_violation() || matches!(db.code().as_deref(), Some("40001" | "40P01" | "5" | "6")) {
                 return StoreError::Conflict(db.message().to_owned());
             }
         }
         StoreError::Db(e)
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// Sorts SQLite errors the same way: storage faults are [`StoreError::Unavailable`];
+    /// a busy database or a duplicate key is a [`StoreError::Conflict`].
+    fn from(e: rusqlite::Error) -> StoreError {
+        use rusqlite::ffi;
+        if let rusqlite::Error::SqliteFailure(failure, _) = &e {
+            return match failure.code {
+                ffi::ErrorCode::SystemIoFailure | ffi::ErrorCode::DiskFull | ffi::ErrorCode::CannotOpen => {
+                    StoreError::Unavailable(e.to_string())
+                }
+                ffi::ErrorCode::DatabaseBusy | ffi::ErrorCode::DatabaseLocked => StoreError::Conflict(e.to_string()),
+                ffi::ErrorCode::ConstraintViolation
+                    if matches!(
+                        failure.extended_code,
+                        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                    ) =>
+                {
+                    StoreError::Conflict(e.to_string())
+                }
+                _ => StoreError::Sqlite(e),
+            };
+        }
+        StoreError::Sqlite(e)
     }
 }
 
@@ -115,21 +144,12 @@ fn storage_fault(e: &sqlx::Error) -> bool {
 }
 
 impl StoreError {
-    /// Maps unique-constraint violations to [`StoreError::Conflict`].
-    pub(crate) fn from_db(e: sqlx::Error) -> StoreError {
-        if let sqlx::Error::Database(db) = &e
-            && db.is_unique_violation()
-        {
-            return StoreError::Conflict(db.message().to_owned());
-        }
-        StoreError::from(e)
-    }
-
     /// Whether retrying the same operation later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
             StoreError::Db(_)
+                | StoreError::Sqlite(_)
                 | StoreError::CommitFailed(_)
                 | StoreError::Io(_)
                 | StoreError::Conflict(_)
@@ -236,7 +256,7 @@ pub struct Store {
 
 struct Inner {
     backend: Backend,
-    read: AnyPool,
+    read: Reads,
     writer: writer::Writer,
     /// Woken when a message is scheduled, so the dispatcher can re-plan its sleep.
     messages_changed: [Notify; 2],
@@ -252,10 +272,11 @@ struct Inner {
     announce: Arc<Notify>,
 }
 
-/// Settings of every SQLite connection: the queue's hot pages stay in SQLite's own cache
-/// instead of costing a read syscall each (the default cache is 2 MB).
-const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;
-     PRAGMA mmap_size = 268435456; PRAGMA temp_store = memory; PRAGMA synchronous = FULL;";
+/// Where reads run: SQLite's read connections, or the PostgreSQL pool.
+enum Reads {
+    Sqlite(db::Readers),
+    Postgres(AnyPool),
+}
 
 impl Store {
     /// Opens (creating if needed) the database at `url` and runs pending migrations.
@@ -281,35 +302,23 @@ impl Store {
             std::fs::create_dir_all(parent)?;
         }
         create_private(&path)?;
-        let base = format!("sqlite://{}", path.display());
-        let mut writer = AnyConnection::connect(&format!("{base}?mode=rwc")).await?;
+        // Migrations first, on a connection of their own (they are recorded the way sqlx
+        // records them, so a database created by an older payq upgrades in place).
+        writer::migrate_sqlite(&path, &sqlx::migrate!("./migrations/sqlite")).await?;
+        let writer = db::open_sqlite(&path, false)?;
         // WAL lets readers run beside the writer. FULL: a commit is on disk when commit()
         // returns; grouping keeps it fast. Checkpoints copy the WAL back into the database
         // file and fsync it; left to SQLite they run inside whichever commit crosses the
         // threshold, on the writer's critical path, so a separate connection runs them in
         // the background instead.
-        sqlx::raw_sql("PRAGMA journal_mode = WAL").execute(&mut writer).await?;
-        sqlx::raw_sql(SQLITE_PRAGMAS).execute(&mut writer).await?;
-        sqlx::raw_sql("PRAGMA wal_autocheckpoint = 0").execute(&mut writer).await?;
-        let mut checkpointer = AnyConnection::connect(&format!("{base}?mode=rw")).await?;
-        sqlx::raw_sql(SQLITE_PRAGMAS).execute(&mut checkpointer).await?;
-        let read = AnyPoolOptions::new()
-            .max_connections(4)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(sqlx::raw_sql(SQLITE_PRAGMAS)).await?;
-                    Ok(())
-                })
-            })
-            .connect(&format!("{base}?mode=ro"))
-            .await?;
-        let group = writer::GroupCommit::new(writer);
-        group.migrate(&sqlx::migrate!("./migrations/sqlite")).await?;
+        writer.execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;")?;
+        let checkpointer = db::open_sqlite(&path, false)?;
+        let group = writer::GroupCommit::new(writer, path.clone());
         group.spawn_committer();
         let store = Store {
             inner: Arc::new(Inner {
                 backend: Backend::Sqlite,
-                read,
+                read: Reads::Sqlite(db::Readers::new(path)),
                 writer: writer::Writer::Sqlite(group),
                 messages_changed: [Notify::new(), Notify::new()],
                 announce_all_events: std::sync::atomic::AtomicBool::new(false),
@@ -331,7 +340,7 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 backend: Backend::Postgres,
-                read: pool.clone(),
+                read: Reads::Postgres(pool.clone()),
                 writer: writer::Writer::Postgres(pool),
                 messages_changed: [Notify::new(), Notify::new()],
                 announce_all_events: std::sync::atomic::AtomicBool::new(false),
@@ -363,8 +372,12 @@ impl Store {
         Tx::begin(self.clone()).await
     }
 
-    pub(crate) fn read(&self) -> &AnyPool {
-        &self.inner.read
+    /// Where reads of committed data run.
+    pub(crate) fn read(&self) -> db::Executor<'_> {
+        match &self.inner.read {
+            Reads::Sqlite(readers) => db::Executor::SqliteReaders(readers),
+            Reads::Postgres(pool) => db::Executor::PostgresPool(pool),
+        }
     }
 
     pub(crate) fn writer(&self) -> &writer::Writer {
@@ -401,7 +414,7 @@ impl Store {
 
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(self.read()).await.is_ok()
+        db::query("SELECT 1").execute(self.read()).await.is_ok()
     }
 
     /// Whether the store can serve requests: the database answers and the last write did
@@ -438,20 +451,24 @@ fn create_private(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
-/// Runs a passive WAL checkpoint every 200 ms until the store is dropped. Passive
-/// checkpoints never block the writer or readers.
-fn spawn_checkpointer(store: std::sync::Weak<Inner>, mut conn: AnyConnection) {
-    tokio::spawn(async move {
+/// Runs a passive WAL checkpoint every 200 ms, on a thread of its own (checkpoints write
+/// and fsync the database file), until the store is dropped. Passive checkpoints never
+/// block the writer or readers.
+fn spawn_checkpointer(store: std::sync::Weak<Inner>, conn: rusqlite::Connection) {
+    let spawned = std::thread::Builder::new().name("payq-checkpoint".into()).spawn(move || {
         loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if store.upgrade().is_none() {
+            std::thread::sleep(Duration::from_millis(200));
+            if store.strong_count() == 0 {
                 return;
             }
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
                 tracing::warn!(error = %e, "WAL checkpoint failed");
             }
         }
     });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the WAL checkpointer; the WAL grows until restart");
+    }
 }
 
 /// Listens for `NOTIFY payq_messages` (sent by every commit that scheduled a message, in any

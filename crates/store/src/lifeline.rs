@@ -29,7 +29,7 @@ impl Store {
     pub async fn heartbeat(&self, role: &str) -> StoreResult<()> {
         let now = crate::now_ms();
         let mut tx = self.begin().await?;
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO processes (id, role, started_at, heartbeat_at) VALUES ($1, $2, $3, $3)
              ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
         )
@@ -50,19 +50,21 @@ impl Store {
         let now = crate::now_ms();
         let cutoff = now.saturating_sub(silent_for_ms);
         let me = self.process_id().as_str();
-        let mut dead: Vec<String> = sqlx::query_scalar("SELECT id FROM processes WHERE heartbeat_at < $1 AND id <> $2")
-            .bind(cutoff)
-            .bind(me)
-            .fetch_all(self.read())
-            .await?;
+        let mut dead: Vec<String> =
+            crate::db::query_scalar("SELECT id FROM processes WHERE heartbeat_at < $1 AND id <> $2")
+                .bind(cutoff)
+                .bind(me)
+                .fetch_all(self.read())
+                .await?;
         if sweep {
-            let live: Vec<String> = sqlx::query_scalar("SELECT id FROM processes WHERE heartbeat_at >= $1")
+            let live: Vec<String> = crate::db::query_scalar("SELECT id FROM processes WHERE heartbeat_at >= $1")
                 .bind(cutoff)
                 .fetch_all(self.read())
                 .await?;
-            let owners: Vec<String> = sqlx::query_scalar("SELECT DISTINCT owner FROM messages WHERE owner IS NOT NULL")
-                .fetch_all(self.read())
-                .await?;
+            let owners: Vec<String> =
+                crate::db::query_scalar("SELECT DISTINCT owner FROM messages WHERE owner IS NOT NULL")
+                    .fetch_all(self.read())
+                    .await?;
             for owner in owners {
                 if owner != me && !live.contains(&owner) && !dead.contains(&owner) {
                     dead.push(owner);
@@ -75,14 +77,14 @@ impl Store {
         let mut tx = self.begin().await?;
         let mut released = 0;
         for owner in &dead {
-            released += sqlx::query("UPDATE messages SET due_at = $1, owner = NULL WHERE owner = $2")
+            released += crate::db::query("UPDATE messages SET due_at = $1, owner = NULL WHERE owner = $2")
                 .bind(now)
                 .bind(owner)
                 .execute(tx.conn())
                 .await?
                 .rows_affected();
             // Only if it is still silent: a process that beat meanwhile keeps its place.
-            sqlx::query("DELETE FROM processes WHERE id = $1 AND heartbeat_at < $2")
+            crate::db::query("DELETE FROM processes WHERE id = $1 AND heartbeat_at < $2")
                 .bind(owner)
                 .bind(cutoff)
                 .execute(tx.conn())
@@ -99,13 +101,16 @@ impl Store {
     /// holds (due now, for the other processes).
     pub async fn deregister(&self) -> StoreResult<u64> {
         let mut tx = self.begin().await?;
-        let released = sqlx::query("UPDATE messages SET due_at = $1, owner = NULL WHERE owner = $2")
+        let released = crate::db::query("UPDATE messages SET due_at = $1, owner = NULL WHERE owner = $2")
             .bind(crate::now_ms())
             .bind(self.process_id().as_str())
             .execute(tx.conn())
             .await?
             .rows_affected();
-        sqlx::query("DELETE FROM processes WHERE id = $1").bind(self.process_id().as_str()).execute(tx.conn()).await?;
+        crate::db::query("DELETE FROM processes WHERE id = $1")
+            .bind(self.process_id().as_str())
+            .execute(tx.conn())
+            .await?;
         if released > 0 {
             tx.mark_message_scheduled();
         }

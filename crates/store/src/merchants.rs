@@ -2,7 +2,6 @@
 
 use crate::{Store, StoreError, StoreResult, Tx, rows};
 use payq_domain::{Merchant, MerchantId, MerchantSettings, Timestamp};
-use sqlx::Row;
 
 /// A merchant to insert. The API key is stored only as its hash.
 pub struct NewMerchant<'a> {
@@ -36,7 +35,7 @@ impl Tx {
     /// Inserts a merchant.
     pub async fn insert_merchant(&mut self, m: NewMerchant<'_>) -> StoreResult<()> {
         let settings = serde_json::to_string(m.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO merchants (id, name, webhook_url, settings, api_key_id, api_key_hash, webhook_secret, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -49,8 +48,7 @@ impl Tx {
         .bind(m.webhook_secret)
         .bind(m.created_at.millis())
         .execute(self.conn())
-        .await
-        .map_err(StoreError::from_db)?;
+        .await?;
         Ok(())
     }
 
@@ -61,7 +59,7 @@ impl Tx {
 
     /// A merchant with its credentials, read inside this transaction.
     pub async fn merchant_credentials(&mut self, id: &MerchantId) -> StoreResult<MerchantCredentials> {
-        let row = sqlx::query(select_merchants!("WHERE id = $1"))
+        let row = crate::db::query(select_merchants!("WHERE id = $1"))
             .bind(id.as_str())
             .fetch_optional(self.conn())
             .await?
@@ -70,7 +68,7 @@ impl Tx {
     }
 }
 
-fn credentials(row: &sqlx::any::AnyRow) -> StoreResult<MerchantCredentials> {
+fn credentials(row: &crate::db::Row) -> StoreResult<MerchantCredentials> {
     Ok(MerchantCredentials {
         merchant: rows::merchant(row)?,
         api_key_hash: row.try_get("api_key_hash")?,
@@ -86,7 +84,7 @@ impl Store {
 
     /// A merchant by id, with its credentials.
     pub async fn merchant_with_credentials(&self, id: &MerchantId) -> StoreResult<MerchantCredentials> {
-        let row = sqlx::query(select_merchants!("WHERE id = $1"))
+        let row = crate::db::query(select_merchants!("WHERE id = $1"))
             .bind(id.as_str())
             .fetch_optional(self.read())
             .await?
@@ -96,7 +94,7 @@ impl Store {
 
     /// The merchant whose API key has the public part `key_id`.
     pub async fn merchant_by_api_key_id(&self, key_id: &str) -> StoreResult<MerchantCredentials> {
-        let row = sqlx::query(select_merchants!("WHERE api_key_id = $1"))
+        let row = crate::db::query(select_merchants!("WHERE api_key_id = $1"))
             .bind(key_id)
             .fetch_optional(self.read())
             .await?

@@ -8,7 +8,6 @@
 
 use crate::{Store, StoreError, StoreResult, Tx};
 use payq_domain::{DeadLetterId, MessageId, Timestamp};
-use sqlx::Row;
 
 /// A message to schedule.
 #[derive(Debug, Clone)]
@@ -73,7 +72,7 @@ pub struct MessageStats {
 /// Rows per engine counter on PostgreSQL.
 const COUNTER_SHARDS: i64 = 16;
 
-pub(crate) fn claimed(row: &sqlx::any::AnyRow) -> StoreResult<ClaimedMessage> {
+pub(crate) fn claimed(row: &crate::db::Row) -> StoreResult<ClaimedMessage> {
     let attempts: i64 = row.try_get("attempts")?;
     Ok(ClaimedMessage {
         seq: row.try_get("seq")?,
@@ -94,7 +93,7 @@ impl Tx {
     pub async fn schedule(&mut self, m: NewMessage) -> StoreResult<MessageId> {
         let id = MessageId::generate();
         let payload = serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
              VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
         )
@@ -147,14 +146,14 @@ impl Tx {
                  FROM jsonb_array_elements($1::JSONB)"
             }
         };
-        sqlx::query(sql).bind(rows).bind(crate::now_ms()).execute(self.conn()).await?;
+        crate::db::query(sql).bind(rows).bind(crate::now_ms()).execute(self.conn()).await?;
         self.mark_message_scheduled();
         Ok(())
     }
 
     /// Cancels the pending messages of `kind` about `key` (a timer that became pointless).
     pub async fn cancel_messages(&mut self, kind: &str, key: &str) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM messages WHERE kind = $1 AND key = $2")
+        let done = crate::db::query("DELETE FROM messages WHERE kind = $1 AND key = $2")
             .bind(kind)
             .bind(key)
             .execute(self.conn())
@@ -169,7 +168,7 @@ impl Tx {
             crate::Backend::Sqlite => 0,
             crate::Backend::Postgres => (rand_claim() >> 1).rem_euclid(COUNTER_SHARDS),
         };
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO engine_counters (name, shard, n) VALUES ($1, $2, $3)
              ON CONFLICT (name, shard) DO UPDATE SET n = engine_counters.n + excluded.n",
         )
@@ -198,19 +197,20 @@ impl Store {
         // Candidates come from a reader, which sees only committed rows: a message is never
         // handled before the change that scheduled it is durable and visible to the
         // handler's own reads.
-        let candidates: Vec<i64> =
-            sqlx::query_scalar("SELECT seq FROM messages WHERE lane = $1 AND due_at <= $2 ORDER BY due_at LIMIT $3")
-                .bind(lane.code())
-                .bind(now.millis())
-                .bind(i64::from(limit))
-                .fetch_all(self.read())
-                .await?;
+        let candidates: Vec<i64> = crate::db::query_scalar(
+            "SELECT seq FROM messages WHERE lane = $1 AND due_at <= $2 ORDER BY due_at LIMIT $3",
+        )
+        .bind(lane.code())
+        .bind(now.millis())
+        .bind(i64::from(limit))
+        .fetch_all(self.read())
+        .await?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
         // `due_at <= now` again: another worker may have claimed a candidate meanwhile.
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "UPDATE messages SET due_at = $1, claim = $2, attempts = attempts + 1, owner = $4
              WHERE due_at <= $3 AND seq IN (SELECT value FROM json_each($5))
              RETURNING seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim",
@@ -240,7 +240,7 @@ impl Store {
         lease_ms: i64,
     ) -> StoreResult<Vec<ClaimedMessage>> {
         let mut tx = self.begin().await?;
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "UPDATE messages SET due_at = $1, claim = $2, attempts = attempts + 1, owner = $5
              WHERE seq IN (SELECT seq FROM messages WHERE lane = $6 AND due_at <= $3 ORDER BY due_at LIMIT $4
                            FOR UPDATE SKIP LOCKED)
@@ -262,7 +262,7 @@ impl Store {
 
     /// When the next message of `lane` becomes due, if any is pending.
     pub async fn next_due(&self, lane: crate::Lane) -> StoreResult<Option<Timestamp>> {
-        let due: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM messages WHERE lane = $1")
+        let due: Option<i64> = crate::db::query_scalar("SELECT MIN(due_at) FROM messages WHERE lane = $1")
             .bind(lane.code())
             .fetch_one(self.read())
             .await?;
@@ -272,12 +272,13 @@ impl Store {
     /// Whether a message of `kind` about `key` with a smaller ordinal than `ordinal` is
     /// still pending (an earlier delivery that must go first).
     pub async fn has_earlier_message(&self, kind: &str, key: &str, ordinal: i64) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE kind = $1 AND key = $2 AND ordinal < $3")
-            .bind(kind)
-            .bind(key)
-            .bind(ordinal)
-            .fetch_one(self.read())
-            .await?;
+        let n: i64 =
+            crate::db::query_scalar("SELECT COUNT(*) FROM messages WHERE kind = $1 AND key = $2 AND ordinal < $3")
+                .bind(kind)
+                .bind(key)
+                .bind(ordinal)
+                .fetch_one(self.read())
+                .await?;
         Ok(n > 0)
     }
 
@@ -286,7 +287,7 @@ impl Store {
     pub async fn extend_leases(&self, held: &[&ClaimedMessage], until: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         for m in held {
-            sqlx::query("UPDATE messages SET due_at = $1 WHERE seq = $2 AND claim = $3")
+            crate::db::query("UPDATE messages SET due_at = $1 WHERE seq = $2 AND claim = $3")
                 .bind(until.millis())
                 .bind(m.seq)
                 .bind(m.claim)
@@ -315,7 +316,7 @@ impl Store {
         let sql = format!("DELETE FROM messages WHERE claim = $1 AND seq IN ({in_list}) RETURNING kind");
         for (claim, msgs) in by_claim {
             let seqs: Vec<i64> = msgs.iter().map(|m| m.seq).collect();
-            let kinds: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+            let kinds: Vec<String> = crate::db::query_scalar(sql.as_str())
                 .bind(claim)
                 .bind(crate::sql::json_list(&seqs))
                 .fetch_all(tx.conn())
@@ -333,7 +334,7 @@ impl Store {
     /// Puts a failed message back to run again at `due_at`, keeping the error.
     pub async fn retry_message(&self, m: &ClaimedMessage, due_at: Timestamp, error: &str) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query(
+        let done = crate::db::query(
             "UPDATE messages SET due_at = $1, last_error = $2, published_at = NULL, relay_lease = NULL, owner = NULL
              WHERE seq = $3 AND claim = $4",
         )
@@ -365,7 +366,7 @@ impl Store {
         }
         let mut tx = self.begin().await?;
         for (m, due_at) in deferred {
-            sqlx::query(
+            crate::db::query(
                 "UPDATE messages SET due_at = $1, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
                     published_at = NULL, relay_lease = NULL, owner = NULL
                  WHERE seq = $2 AND claim = $3",
@@ -386,13 +387,13 @@ impl Store {
     pub async fn dead_letter_message(&self, m: &ClaimedMessage, error: &str) -> StoreResult<DeadLetterId> {
         let id = DeadLetterId::generate();
         let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM messages WHERE seq = $1 AND claim = $2")
+        let done = crate::db::query("DELETE FROM messages WHERE seq = $1 AND claim = $2")
             .bind(m.seq)
             .bind(m.claim)
             .execute(tx.conn())
             .await?;
         if done.rows_affected() == 1 {
-            sqlx::query(
+            crate::db::query(
                 "INSERT INTO dead_letters (id, message_id, kind, key, ordinal, payload, attempts, last_error, created_at, lane)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
@@ -418,7 +419,7 @@ impl Store {
 
     /// Pending messages, soonest first.
     pub async fn pending_messages(&self, kind: Option<&str>, limit: u32) -> StoreResult<Vec<PendingMessage>> {
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT id, kind, key, due_at, attempts, last_error FROM messages
              WHERE ($1 IS NULL OR kind = $1) ORDER BY due_at LIMIT $2",
         )
@@ -451,7 +452,7 @@ impl Store {
 
     /// Pending messages by kind (an index scan).
     pub async fn pending_by_kind(&self) -> StoreResult<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT kind, COUNT(*) AS n FROM messages GROUP BY kind ORDER BY kind")
+        let rows = crate::db::query("SELECT kind, COUNT(*) AS n FROM messages GROUP BY kind ORDER BY kind")
             .fetch_all(self.read())
             .await?;
         rows.iter().map(|r| Ok((r.try_get("kind")?, r.try_get("n")?))).collect()
@@ -459,15 +460,15 @@ impl Store {
 
     /// Counts for `payq timers stats` and `/v1/admin/stats`.
     pub async fn message_stats(&self, now: Timestamp) -> StoreResult<MessageStats> {
-        let pairs = |rows: Vec<sqlx::any::AnyRow>, k: &str, v: &str| -> StoreResult<Vec<(String, i64)>> {
+        let pairs = |rows: Vec<crate::db::Row>, k: &str, v: &str| -> StoreResult<Vec<(String, i64)>> {
             rows.iter().map(|r| Ok((r.try_get(k)?, r.try_get(v)?))).collect()
         };
-        let by_kind = sqlx::query("SELECT kind, COUNT(*) AS n FROM messages GROUP BY kind ORDER BY kind")
+        let by_kind = crate::db::query("SELECT kind, COUNT(*) AS n FROM messages GROUP BY kind ORDER BY kind")
             .fetch_all(self.read())
             .await?;
         let pending_by_kind = pairs(by_kind, "kind", "n")?;
         let n = now.millis();
-        let by_due = sqlx::query(
+        let by_due = crate::db::query(
             "SELECT CASE WHEN due_at <= $1 THEN 'overdue' WHEN due_at <= $1 + 60000 THEN '<1m'
                          WHEN due_at <= $1 + 3600000 THEN '<1h' WHEN due_at <= $1 + 86400000 THEN '<1d'
                          ELSE 'later' END AS bucket, COUNT(*) AS n
@@ -477,15 +478,17 @@ impl Store {
         .fetch_all(self.read())
         .await?;
         let pending_by_due = pairs(by_due, "bucket", "n")?;
-        let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM messages WHERE due_at <= $1")
+        let oldest: Option<i64> = crate::db::query_scalar("SELECT MIN(due_at) FROM messages WHERE due_at <= $1")
             .bind(n)
             .fetch_one(self.read())
             .await?;
-        let dead_letters: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters").fetch_one(self.read()).await?;
-        let counters =
-            sqlx::query("SELECT name, CAST(SUM(n) AS BIGINT) AS n FROM engine_counters GROUP BY name ORDER BY name")
-                .fetch_all(self.read())
-                .await?;
+        let dead_letters: i64 =
+            crate::db::query_scalar("SELECT COUNT(*) FROM dead_letters").fetch_one(self.read()).await?;
+        let counters = crate::db::query(
+            "SELECT name, CAST(SUM(n) AS BIGINT) AS n FROM engine_counters GROUP BY name ORDER BY name",
+        )
+        .fetch_all(self.read())
+        .await?;
         Ok(MessageStats {
             pending_total: pending_by_kind.iter().map(|(_, n)| n).sum(),
             pending_by_kind,

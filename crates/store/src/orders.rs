@@ -3,7 +3,6 @@
 use crate::rows::{self, select_orders};
 use crate::{Store, StoreError, StoreResult, Tx};
 use payq_domain::{Currency, MerchantId, Order, OrderId, OrderItem, OrderStatus, PaymentId, PaymentStatus, Timestamp};
-use sqlx::Row;
 
 /// What an id passed to [`Tx::hold_order`] names.
 pub(crate) enum OrderOf {
@@ -61,7 +60,7 @@ pub struct PaymentRecord {
     pub created_at: Timestamp,
 }
 
-fn payment_record(row: &sqlx::any::AnyRow) -> StoreResult<PaymentRecord> {
+fn payment_record(row: &crate::db::Row) -> StoreResult<PaymentRecord> {
     let status: String = row.try_get("status")?;
     Ok(PaymentRecord {
         id: rows::parse(row, "id")?,
@@ -83,7 +82,7 @@ impl Tx {
     /// Inserts an order. A second order with the same `merchant_order_no` is a `Conflict`.
     pub async fn insert_order(&mut self, o: NewOrder<'_>) -> StoreResult<()> {
         let items = serde_json::to_string(o.items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO orders (id, merchant_id, merchant_order_no, request_hash, status, amount, currency,
                 description, customer_id, items, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -101,8 +100,7 @@ impl Tx {
         .bind(o.created_at.millis())
         .bind(o.expires_at.millis())
         .execute(self.conn())
-        .await
-        .map_err(StoreError::from_db)?;
+        .await?;
         Ok(())
     }
 
@@ -111,7 +109,7 @@ impl Tx {
     /// the loser of a race reads the winner's outcome instead of failing its write.
     pub async fn order(&mut self, id: &OrderId) -> StoreResult<Order> {
         self.lock_order(id).await?;
-        let row = sqlx::query(select_orders!("WHERE o.id = $1"))
+        let row = crate::db::query(select_orders!("WHERE o.id = $1"))
             .bind(id.as_str())
             .fetch_optional(self.conn())
             .await?
@@ -126,7 +124,7 @@ impl Tx {
         merchant: &MerchantId,
         merchant_order_no: &str,
     ) -> StoreResult<Option<(Order, String)>> {
-        let row = sqlx::query(select_orders!("WHERE o.merchant_id = $1 AND o.merchant_order_no = $2"))
+        let row = crate::db::query(select_orders!("WHERE o.merchant_id = $1 AND o.merchant_order_no = $2"))
             .bind(merchant.as_str())
             .bind(merchant_order_no)
             .fetch_optional(self.conn())
@@ -158,7 +156,7 @@ impl Tx {
                     "SELECT id FROM orders WHERE id = (SELECT order_id FROM refunds WHERE id = $1) FOR UPDATE"
                 }
             };
-            sqlx::query(sql).bind(id).fetch_optional(self.conn()).await?;
+            crate::db::query(sql).bind(id).fetch_optional(self.conn()).await?;
         }
         Ok(())
     }
@@ -166,7 +164,7 @@ impl Tx {
     /// Writes the order's mutable fields if its version is still `order.version`, and bumps
     /// the version. A lost race is a `Conflict`.
     pub async fn update_order(&mut self, order: &Order) -> StoreResult<()> {
-        let done = sqlx::query(
+        let done = crate::db::query(
             "UPDATE orders SET status = $1, amount_refunded = $2, paid_at = $3, shipped_at = $4, closed_at = $5,
                 cancelled_at = $6, close_reason = $7, carrier = $8, tracking_no = $9, ship_reminders_sent = $10,
                 checked_at = $13, version = version + 1
@@ -195,7 +193,7 @@ impl Tx {
 
     /// Inserts a payment attempt and makes it the order's current payment.
     pub async fn insert_payment(&mut self, p: NewPayment<'_>) -> StoreResult<()> {
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO payments (id, order_id, merchant_id, channel, status, amount, currency, customer_id,
                 simulate, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
@@ -211,9 +209,8 @@ impl Tx {
         .bind(p.simulate)
         .bind(p.created_at.millis())
         .execute(self.conn())
-        .await
-        .map_err(StoreError::from_db)?;
-        sqlx::query("UPDATE orders SET current_payment_id = $1 WHERE id = $2")
+        .await?;
+        crate::db::query("UPDATE orders SET current_payment_id = $1 WHERE id = $2")
             .bind(p.id.as_str())
             .bind(p.order.id.as_str())
             .execute(self.conn())
@@ -226,7 +223,7 @@ impl Tx {
     /// results for one payment are applied one after the other, the second seeing the first.
     pub async fn payment(&mut self, id: &PaymentId) -> StoreResult<PaymentRecord> {
         self.hold_order(OrderOf::Payment, id.as_str()).await?;
-        let row = sqlx::query("SELECT * FROM payments WHERE id = $1")
+        let row = crate::db::query("SELECT * FROM payments WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(self.conn())
             .await?
@@ -242,7 +239,7 @@ impl Tx {
         channel_txn_id: Option<&str>,
         failure_reason: Option<&str>,
     ) -> StoreResult<()> {
-        sqlx::query(
+        crate::db::query(
             "UPDATE payments SET status = $1, channel_txn_id = COALESCE($2, channel_txn_id),
                 failure_reason = $3, updated_at = $4 WHERE id = $5",
         )
@@ -258,11 +255,12 @@ impl Tx {
 
     /// How many payment attempts this customer made since `since` (risk velocity).
     pub async fn payments_by_customer_since(&mut self, customer_id: &str, since: Timestamp) -> StoreResult<i64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payments WHERE customer_id = $1 AND created_at >= $2")
-            .bind(customer_id)
-            .bind(since.millis())
-            .fetch_one(self.conn())
-            .await?;
+        let n: i64 =
+            crate::db::query_scalar("SELECT COUNT(*) FROM payments WHERE customer_id = $1 AND created_at >= $2")
+                .bind(customer_id)
+                .bind(since.millis())
+                .fetch_one(self.conn())
+                .await?;
         Ok(n)
     }
 
@@ -273,7 +271,7 @@ impl Tx {
         currency: Currency,
         since: Timestamp,
     ) -> StoreResult<i64> {
-        let n: i64 = sqlx::query_scalar(
+        let n: i64 = crate::db::query_scalar(
             "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM payments
              WHERE merchant_id = $1 AND currency = $2 AND created_at >= $3 AND status IN ('pending', 'succeeded')",
         )
@@ -289,7 +287,7 @@ impl Tx {
 impl Store {
     /// The merchant's order `id`; another merchant's order is `NotFound`.
     pub async fn order(&self, merchant: &MerchantId, id: &OrderId) -> StoreResult<Order> {
-        let row = sqlx::query(select_orders!("WHERE o.id = $1 AND o.merchant_id = $2"))
+        let row = crate::db::query(select_orders!("WHERE o.id = $1 AND o.merchant_id = $2"))
             .bind(id.as_str())
             .bind(merchant.as_str())
             .fetch_optional(self.read())
@@ -307,7 +305,7 @@ impl Store {
         after: Option<&OrderId>,
         limit: u32,
     ) -> StoreResult<OrderPage> {
-        let rows = sqlx::query(select_orders!(
+        let rows = crate::db::query(select_orders!(
             "WHERE o.merchant_id = $1 AND ($2 IS NULL OR o.status = $2) AND ($3 IS NULL OR o.id < $3)
              ORDER BY o.id DESC LIMIT $4"
         ))
@@ -325,7 +323,7 @@ impl Store {
 
     /// A payment attempt by id.
     pub async fn payment(&self, id: &PaymentId) -> StoreResult<PaymentRecord> {
-        let row = sqlx::query("SELECT * FROM payments WHERE id = $1")
+        let row = crate::db::query("SELECT * FROM payments WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(self.read())
             .await?
@@ -335,7 +333,7 @@ impl Store {
 
     /// Counts of orders by status.
     pub async fn order_counts(&self) -> StoreResult<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM orders GROUP BY status ORDER BY status")
+        let rows = crate::db::query("SELECT status, COUNT(*) AS n FROM orders GROUP BY status ORDER BY status")
             .fetch_all(self.read())
             .await?;
         rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("n")?))).collect()

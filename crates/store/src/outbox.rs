@@ -11,7 +11,6 @@
 
 use crate::{Store, StoreResult};
 use payq_domain::Timestamp;
-use sqlx::Row;
 
 /// A message claimed for publication, with when it is due.
 #[derive(Debug, Clone)]
@@ -23,7 +22,7 @@ pub struct OutboxMessage {
 const RETURNING: &str = "RETURNING seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim, due_at";
 
 /// A claimed row (selected with [`RETURNING`]) as a message to publish.
-fn outbox_message(row: &sqlx::any::AnyRow) -> StoreResult<OutboxMessage> {
+fn outbox_message(row: &crate::db::Row) -> StoreResult<OutboxMessage> {
     Ok(OutboxMessage {
         message: crate::messages::claimed(row)?,
         due_at: Timestamp::from_millis(row.try_get("due_at")?),
@@ -42,13 +41,13 @@ impl Store {
     ) -> StoreResult<Vec<OutboxMessage>> {
         let now = Timestamp::now().millis();
         let mut tx = self.begin().await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(&format!(
             "UPDATE messages SET claim = $1, attempts = attempts + 1, relay_lease = $2
              WHERE seq IN (SELECT seq FROM messages
                            WHERE published_at IS NULL AND (relay_lease IS NULL OR relay_lease <= $3) AND due_at <= $4
                            ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED)
              {RETURNING}"
-        )))
+        ))
         .bind(crate::messages::rand_claim())
         .bind(now.saturating_add(lease_ms))
         .bind(now)
@@ -76,13 +75,13 @@ impl Store {
     ) -> StoreResult<Vec<OutboxMessage>> {
         let now = Timestamp::now().millis();
         let mut tx = self.begin().await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(&format!(
             "UPDATE messages SET claim = $1, relay_lease = $2, published_at = NULL
              WHERE seq IN (SELECT seq FROM messages
                            WHERE published_at IS NOT NULL AND due_at <= $3 AND published_at <= $3
                            ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)
              {RETURNING}"
-        )))
+        ))
         .bind(crate::messages::rand_claim())
         .bind(now.saturating_add(lease_ms))
         .bind(cutoff.millis())
@@ -105,7 +104,7 @@ impl Store {
              WHERE relay_lease IS NOT NULL AND (seq, claim) IN ({})",
             crate::sql::value_rows(2, published.len(), 2)
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Timestamp::now().millis());
+        let mut q = crate::db::query(&sql).bind(Timestamp::now().millis());
         for m in published {
             q = q.bind(m.seq).bind(m.claim);
         }
@@ -116,7 +115,7 @@ impl Store {
     /// Gives a message whose publication failed back to the relays, to try again at `retry_at`.
     pub async fn release_unpublished(&self, m: &crate::ClaimedMessage, retry_at: Timestamp) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE messages SET relay_lease = $1 WHERE seq = $2 AND claim = $3 AND published_at IS NULL")
+        crate::db::query("UPDATE messages SET relay_lease = $1 WHERE seq = $2 AND claim = $3 AND published_at IS NULL")
             .bind(retry_at.millis())
             .bind(m.seq)
             .bind(m.claim)
@@ -128,7 +127,7 @@ impl Store {
     /// The pending message a delivery stands for: the row with this id, if it still carries
     /// the delivery's claim token.
     pub async fn delivery(&self, id: &str, claim: i64) -> StoreResult<Option<crate::ClaimedMessage>> {
-        let row = sqlx::query(
+        let row = crate::db::query(
             "SELECT seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim FROM messages
              WHERE id = $1 AND claim = $2",
         )
@@ -142,7 +141,7 @@ impl Store {
     /// The pending message with this id, whatever its token (for dead letters that come
     /// back from the broker).
     pub async fn message_by_id(&self, id: &str) -> StoreResult<Option<crate::ClaimedMessage>> {
-        let row = sqlx::query(
+        let row = crate::db::query(
             "SELECT seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim FROM messages WHERE id = $1",
         )
         .bind(id)
@@ -153,7 +152,7 @@ impl Store {
 
     /// When the earliest unpublished message is due, if any.
     pub async fn next_unpublished_due(&self) -> StoreResult<Option<Timestamp>> {
-        let due: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM messages WHERE published_at IS NULL")
+        let due: Option<i64> = crate::db::query_scalar("SELECT MIN(due_at) FROM messages WHERE published_at IS NULL")
             .fetch_one(self.read())
             .await?;
         Ok(due.map(Timestamp::from_millis))
@@ -161,9 +160,7 @@ impl Store {
 
     /// Messages waiting to be published (the outbox backlog).
     pub async fn unpublished_count(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE published_at IS NULL")
-            .fetch_one(self.read())
-            .await?)
+        crate::db::query_scalar("SELECT COUNT(*) FROM messages WHERE published_at IS NULL").fetch_one(self.read()).await
     }
 
     /// Records a message the broker dead-lettered (its delivery limit ran out) that no
@@ -178,7 +175,7 @@ impl Store {
     ) -> StoreResult<payq_domain::DeadLetterId> {
         let id = payq_domain::DeadLetterId::generate();
         let mut tx = self.begin().await?;
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO dead_letters (id, message_id, kind, key, ordinal, payload, attempts, last_error, created_at)
              VALUES ($1, $2, $3, NULL, NULL, $4, $5, $6, $7)",
         )

@@ -2,12 +2,11 @@
 //! [`StoreError::Corrupt`], never a panic.
 
 use crate::StoreError;
+use crate::db::Row as AnyRow;
 use payq_domain::{
     Currency, Merchant, MerchantSettings, Order, OrderItem, OrderStatus, Payment, PaymentStatus, Refund, RefundStatus,
     Timestamp,
 };
-use sqlx::Row;
-use sqlx::any::AnyRow;
 use std::str::FromStr;
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -27,7 +26,7 @@ fn ts(row: &AnyRow, col: &str) -> Result<Timestamp, StoreError> {
 }
 
 fn opt_ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
-    Ok(row.try_get::<Option<i64>, _>(col)?.map(Timestamp::from_millis))
+    Ok(row.try_get::<Option<i64>>(col)?.map(Timestamp::from_millis))
 }
 
 pub(crate) fn merchant(row: &AnyRow) -> Result<Merchant, StoreError> {
@@ -60,7 +59,7 @@ pub(crate) use select_orders;
 
 pub(crate) fn order(row: &AnyRow) -> Result<Order, StoreError> {
     let items: String = row.try_get("items")?;
-    let payment = match row.try_get::<Option<String>, _>("p_id")? {
+    let payment = match row.try_get::<Option<String>>("p_id")? {
         None => None,
         Some(id) => {
             let status: String = row.try_get("p_status")?;

@@ -3,7 +3,6 @@
 
 use crate::{Store, StoreError, StoreResult};
 use payq_domain::Timestamp;
-use sqlx::Row;
 
 /// A payment as the simulated channel records it.
 #[derive(Debug, Clone)]
@@ -20,7 +19,7 @@ pub struct SimTxn {
     pub settle_at: Option<Timestamp>,
 }
 
-fn sim_txn(row: &sqlx::any::AnyRow) -> StoreResult<SimTxn> {
+fn sim_txn(row: &crate::db::Row) -> StoreResult<SimTxn> {
     Ok(SimTxn {
         txn_id: row.try_get("txn_id")?,
         payment_id: row.try_get("payment_id")?,
@@ -29,7 +28,7 @@ fn sim_txn(row: &sqlx::any::AnyRow) -> StoreResult<SimTxn> {
         status: row.try_get("status")?,
         outcome: row.try_get("outcome")?,
         refunded: row.try_get("refunded")?,
-        settle_at: row.try_get::<Option<i64>, _>("settle_at")?.map(Timestamp::from_millis),
+        settle_at: row.try_get::<Option<i64>>("settle_at")?.map(Timestamp::from_millis),
     })
 }
 
@@ -39,7 +38,7 @@ impl Store {
     pub async fn sim_create(&self, txn: &SimTxn) -> StoreResult<SimTxn> {
         let mut tx = self.begin().await?;
         let now = Timestamp::now().millis();
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO sim_channel_txns (txn_id, payment_id, amount, currency, status, outcome, settle_at, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7) ON CONFLICT (payment_id) DO NOTHING",
         )
@@ -53,7 +52,7 @@ impl Store {
         .bind(txn.settle_at.map(Timestamp::millis))
         .execute(tx.conn())
         .await?;
-        let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE payment_id = $1")
+        let row = crate::db::query("SELECT * FROM sim_channel_txns WHERE payment_id = $1")
             .bind(&txn.payment_id)
             .fetch_one(tx.conn())
             .await?;
@@ -70,7 +69,7 @@ impl Store {
     /// returns the record after.
     async fn sim_set_status(&self, txn_id: &str, to: &str, pending_only: bool) -> StoreResult<SimTxn> {
         let mut tx = self.begin().await?;
-        sqlx::query(
+        crate::db::query(
             "UPDATE sim_channel_txns SET status = $1, updated_at = $2
              WHERE txn_id = $3 AND (status = 'pending' OR NOT $4)",
         )
@@ -80,7 +79,7 @@ impl Store {
         .bind(pending_only)
         .execute(tx.conn())
         .await?;
-        let row = sqlx::query("SELECT * FROM sim_channel_txns WHERE txn_id = $1")
+        let row = crate::db::query("SELECT * FROM sim_channel_txns WHERE txn_id = $1")
             .bind(txn_id)
             .fetch_optional(tx.conn())
             .await?
@@ -93,7 +92,7 @@ impl Store {
     /// Returns false if the refund would exceed what was paid.
     pub async fn sim_refund(&self, txn_id: &str, refund_id: &str, amount: i64) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sim_channel_refunds WHERE refund_id = $1")
+        let seen: i64 = crate::db::query_scalar("SELECT COUNT(*) FROM sim_channel_refunds WHERE refund_id = $1")
             .bind(refund_id)
             .fetch_one(tx.conn())
             .await?;
@@ -101,7 +100,7 @@ impl Store {
             tx.commit().await?;
             return Ok(true);
         }
-        let done = sqlx::query(
+        let done = crate::db::query(
             "UPDATE sim_channel_txns SET refunded = refunded + $1, updated_at = $2
              WHERE txn_id = $3 AND status = 'succeeded' AND refunded + $1 <= amount",
         )
@@ -114,13 +113,15 @@ impl Store {
             tx.commit().await?;
             return Ok(false);
         }
-        sqlx::query("INSERT INTO sim_channel_refunds (refund_id, txn_id, amount, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(refund_id)
-            .bind(txn_id)
-            .bind(amount)
-            .bind(Timestamp::now().millis())
-            .execute(tx.conn())
-            .await?;
+        crate::db::query(
+            "INSERT INTO sim_channel_refunds (refund_id, txn_id, amount, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(refund_id)
+        .bind(txn_id)
+        .bind(amount)
+        .bind(Timestamp::now().millis())
+        .execute(tx.conn())
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -139,7 +140,7 @@ impl Store {
 
     /// The one simulated-channel payment `select` finds with `key`.
     async fn sim_txn_where(&self, select: &'static str, key: &str) -> StoreResult<SimTxn> {
-        let row = sqlx::query(select).bind(key).fetch_optional(self.read()).await?.ok_or(StoreError::NotFound)?;
+        let row = crate::db::query(select).bind(key).fetch_optional(self.read()).await?.ok_or(StoreError::NotFound)?;
         sim_txn(&row)
     }
 
@@ -151,9 +152,10 @@ impl Store {
 
     /// Pending simulated-channel payments (to resume settling them after a restart).
     pub async fn sim_pending(&self) -> StoreResult<Vec<SimTxn>> {
-        let rows = sqlx::query("SELECT * FROM sim_channel_txns WHERE status = 'pending' AND settle_at IS NOT NULL")
-            .fetch_all(self.read())
-            .await?;
+        let rows =
+            crate::db::query("SELECT * FROM sim_channel_txns WHERE status = 'pending' AND settle_at IS NOT NULL")
+                .fetch_all(self.read())
+                .await?;
         rows.iter().map(sim_txn).collect()
     }
 }

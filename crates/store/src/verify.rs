@@ -1,7 +1,6 @@
 //! The invariants payq guarantees (docs/operations.md), checked on a database (`payq verify`).
 
 use crate::{Store, StoreResult};
-use sqlx::Row;
 
 /// One broken invariant.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -21,7 +20,7 @@ impl Store {
         // Money taken at the channel is on a paid order, or refunded (or being refunded), or
         // its result is still on its way (the payment is pending with a query or the order's
         // timeout still to run).
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT s.txn_id, s.payment_id, s.amount, s.refunded, o.id AS order_id, o.status,
                     o.current_payment_id,
                     CASE WHEN p.status = 'pending' AND EXISTS (SELECT 1 FROM messages m
@@ -44,7 +43,7 @@ impl Store {
             let refunding: i64 = r.try_get("refunding")?;
             let status: Option<String> = r.try_get("status")?;
             let current: Option<String> = r.try_get("current_payment_id")?;
-            let in_flight = r.try_get::<i64, _>("in_flight")? != 0;
+            let in_flight = r.try_get::<i64>("in_flight")? != 0;
             let on_paid_order = matches!(status.as_deref(), Some("paid" | "shipped" | "refunded" | "cancelled"))
                 && current.as_deref() == Some(payment.as_str());
             if !on_paid_order && !in_flight && refunded.max(refunding) < amount {
@@ -60,7 +59,7 @@ impl Store {
         }
 
         // Refunds never exceed payments, and the order's refunded total matches its refunds.
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT o.id, o.amount, o.amount_refunded,
                     (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds r WHERE r.order_id = o.id
                       AND r.status IN ('pending_review', 'processing', 'succeeded')) AS held,
@@ -93,7 +92,7 @@ impl Store {
         }
 
         // Every unpaid order has its payment timeout pending.
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT o.id, o.status FROM orders o
              WHERE o.status IN ('pending_payment', 'paying')
                AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.kind = 'payment.timeout' AND m.key = o.id)",
@@ -110,7 +109,7 @@ impl Store {
         }
 
         // Every in-flight refund has a message that will finish it.
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT r.id, r.status FROM refunds r
              WHERE r.status IN ('pending_review', 'processing')
                AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.kind = 'refund.execute' AND m.key = r.id)",
@@ -128,26 +127,26 @@ impl Store {
         // Every paid order has its post-payment check and its next ship reminder pending
         // (or done).
         let reminder_max = self.backend().json_text("mc.settings", "ship_reminder_max");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(&format!(
             "SELECT o.id, CASE WHEN o.checked_at IS NOT NULL OR EXISTS (SELECT 1 FROM messages m
                       WHERE m.kind = 'order.check' AND m.key = o.id) THEN 1 ELSE 0 END AS check_ok,
                     CASE WHEN o.ship_reminders_sent >= COALESCE(CAST({reminder_max} AS BIGINT), 3)
                       OR EXISTS (SELECT 1 FROM messages m WHERE m.kind = 'order.ship_reminder' AND m.key = o.id)
                       THEN 1 ELSE 0 END AS reminder_ok
              FROM orders o JOIN merchants mc ON mc.id = o.merchant_id WHERE o.status = 'paid'"
-        )))
+        ))
         .fetch_all(self.read())
         .await?;
         for r in rows {
             let id: String = r.try_get("id")?;
-            if r.try_get::<i64, _>("check_ok")? == 0 {
+            if r.try_get::<i64>("check_ok")? == 0 {
                 out.push(Violation {
                     invariant: "paid_order_has_check",
                     subject: id.clone(),
                     detail: "paid order with neither a post-payment check pending nor one done".into(),
                 });
             }
-            if r.try_get::<i64, _>("reminder_ok")? == 0 {
+            if r.try_get::<i64>("reminder_ok")? == 0 {
                 out.push(Violation {
                     invariant: "paid_order_has_reminder",
                     subject: id,
@@ -159,7 +158,7 @@ impl Store {
         // Every event of a merchant with a webhook is delivered, dead-lettered, or on its way.
         let (message_event, dead_event) =
             (self.backend().json_text("m.payload", "event_id"), self.backend().json_text("d.payload", "event_id"));
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(&format!(
             "SELECT e.id, e.type FROM events e JOIN merchants mc ON mc.id = e.merchant_id
              WHERE mc.webhook_url IS NOT NULL
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
@@ -167,7 +166,7 @@ impl Store {
                                  AND {message_event} = e.id)
                AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.kind = 'webhook.deliver'
                                  AND {dead_event} = e.id)"
-        )))
+        ))
         .fetch_all(self.read())
         .await?;
         for r in rows {

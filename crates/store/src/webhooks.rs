@@ -6,7 +6,7 @@ use payq_domain::{EventId, MerchantId, Timestamp};
 impl Store {
     /// Whether the event was delivered to the merchant's webhook.
     pub async fn webhook_delivered(&self, event: &EventId) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE event_id = $1")
+        let n: i64 = crate::db::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE event_id = $1")
             .bind(event.as_str())
             .fetch_one(self.read())
             .await?;
@@ -21,7 +21,7 @@ impl Store {
         attempts: u32,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO webhook_deliveries (event_id, merchant_id, attempts, delivered_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (event_id) DO NOTHING",
         )

@@ -5,16 +5,20 @@
 //! `SAVEPOINT` inside a batch transaction on the single writer connection; a committer task
 //! commits the batch whenever it gets the writer, and each `Tx::commit` waits until its
 //! batch is durable. Under load the batch grows and the fsync cost is shared; when idle a
-//! batch holds a single `Tx`.
+//! batch holds a single `Tx`. Statements run in place on the calling task (microseconds
+//! each); only the `COMMIT`, which waits for the disk, moves to a blocking thread, once per
+//! batch.
 //!
 //! PostgreSQL has many writers and groups commits itself, so there a `Tx` is a plain
 //! transaction on a pooled connection. After a `Tx` that scheduled a message commits, a
 //! `NOTIFY payq_messages` (coalesced, outside the transaction) wakes the dispatchers and
 //! relays of every process.
 
+use crate::db::{Executor, lock};
 use crate::{Store, StoreError, StoreResult};
+use sqlx::AnyPool;
 use sqlx::{Any, Transaction};
-use sqlx::{AnyConnection, AnyPool};
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, watch};
 
@@ -29,7 +33,7 @@ pub(crate) enum Writer {
 
 /// The SQLite writer connection and its committer.
 pub(crate) struct GroupCommit {
-    conn: Arc<Mutex<WriterConn>>,
+    state: Arc<Mutex<WriterState>>,
     dirty: Arc<Notify>,
 }
 
@@ -47,20 +51,32 @@ impl From<CommitError> for StoreError {
     }
 }
 
-pub(crate) struct WriterConn {
-    conn: AnyConnection,
+/// The writer connection and what is open on it. Held (through the async mutex) by one
+/// `Tx` or the committer at a time; the inner lock only lets the `COMMIT` run on a
+/// blocking thread.
+pub(crate) struct WriterState {
+    conn: Arc<std::sync::Mutex<rusqlite::Connection>>,
+    /// The database file, for migrations (which run on a connection of their own).
+    path: PathBuf,
     /// A batch transaction is open (BEGIN IMMEDIATE ran, COMMIT not yet).
     batch: Option<watch::Sender<Option<Result<(), CommitError>>>>,
     /// A `Tx` was dropped without commit or rollback: its savepoint must be undone first.
     dangling_savepoint: bool,
 }
 
-impl WriterConn {
+/// Runs one statement without parameters on the writer, from its prepared-statement cache.
+fn run(conn: &std::sync::Mutex<rusqlite::Connection>, sql: &str) -> StoreResult<()> {
+    let conn = lock(conn);
+    conn.prepare_cached(sql)?.raw_execute()?;
+    Ok(())
+}
+
+impl WriterState {
     /// Undoes a savepoint left by a `Tx` that was dropped mid-way (an error path).
-    async fn clean_up(&mut self) -> StoreResult<()> {
+    fn clean_up(&mut self) -> StoreResult<()> {
         if self.dangling_savepoint {
-            sqlx::query("ROLLBACK TO tx").execute(&mut self.conn).await?;
-            sqlx::query("RELEASE tx").execute(&mut self.conn).await?;
+            run(&self.conn, "ROLLBACK TO tx")?;
+            run(&self.conn, "RELEASE tx")?;
             self.dangling_savepoint = false;
         }
         Ok(())
@@ -70,13 +86,17 @@ impl WriterConn {
         let Some(batch) = self.batch.take() else {
             return;
         };
-        let outcome = match sqlx::query("COMMIT").execute(&mut self.conn).await {
-            Ok(_) => Ok(()),
+        let conn = self.conn.clone();
+        // The fsync leaves the async threads: they keep serving requests meanwhile.
+        let committed = tokio::task::spawn_blocking(move || run(&conn, "COMMIT")).await;
+        let outcome = match committed.unwrap_or_else(|join| Err(StoreError::CommitFailed(join.to_string()))) {
+            Ok(()) => Ok(()),
             Err(e) => {
                 tracing::error!(error = %e, "batch commit failed; rolling back");
-                let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
-                let message = e.to_string();
-                Err(CommitError { unavailable: StoreError::from(e).is_unavailable(), message })
+                if let Err(rollback) = lock(&self.conn).execute_batch("ROLLBACK") {
+                    tracing::warn!(error = %rollback, "rollback after a failed commit failed");
+                }
+                Err(CommitError { unavailable: e.is_unavailable(), message: e.to_string() })
             }
         };
         batch.send_replace(Some(outcome));
@@ -84,41 +104,49 @@ impl WriterConn {
 }
 
 impl GroupCommit {
-    pub(crate) fn new(conn: AnyConnection) -> GroupCommit {
+    pub(crate) fn new(conn: rusqlite::Connection, path: PathBuf) -> GroupCommit {
         GroupCommit {
-            conn: Arc::new(Mutex::new(WriterConn { conn, batch: None, dangling_savepoint: false })),
+            state: Arc::new(Mutex::new(WriterState {
+                conn: Arc::new(std::sync::Mutex::new(conn)),
+                path,
+                batch: None,
+                dangling_savepoint: false,
+            })),
             dirty: Arc::new(Notify::new()),
         }
     }
 
-    /// Runs `migrator` on the writer connection (after committing any open batch).
+    /// Runs `migrator` (after committing any open batch, and holding the writer meanwhile)
+    /// on a connection of its own: migrations are recorded the way sqlx records them.
     pub(crate) async fn migrate(&self, migrator: &sqlx::migrate::Migrator) -> StoreResult<()> {
-        let mut guard = self.conn.lock().await;
-        guard.clean_up().await?;
+        let mut guard = self.state.lock().await;
+        guard.clean_up()?;
         guard.commit_batch().await;
-        migrator.run(&mut guard.conn).await?;
-        Ok(())
+        migrate_sqlite(&guard.path, migrator).await
     }
 
     /// Commits any open batch, then checkpoints the whole WAL and truncates it.
     pub(crate) async fn checkpoint(&self) -> StoreResult<()> {
-        let mut guard = self.conn.lock().await;
-        guard.clean_up().await?;
+        let mut guard = self.state.lock().await;
+        guard.clean_up()?;
         guard.commit_batch().await;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut guard.conn).await?;
+        let conn = guard.conn.clone();
+        tokio::task::spawn_blocking(move || lock(&conn).execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"))
+            .await
+            .map_err(|e| StoreError::CommitFailed(e.to_string()))??;
         Ok(())
     }
 
     /// Starts the committer task. It ends when the store is dropped.
     pub(crate) fn spawn_committer(&self) {
-        let conn = Arc::downgrade(&self.conn);
+        let state = Arc::downgrade(&self.state);
         let dirty = self.dirty.clone();
         tokio::spawn(async move {
             loop {
                 dirty.notified().await;
-                let Some(conn) = conn.upgrade() else { return };
-                let mut guard = conn.lock().await;
-                if let Err(e) = guard.clean_up().await {
+                let Some(state) = state.upgrade() else { return };
+                let mut guard = state.lock().await;
+                if let Err(e) = guard.clean_up() {
                     tracing::error!(error = %e, "could not undo an abandoned savepoint");
                 }
                 guard.commit_batch().await;
@@ -127,8 +155,18 @@ impl GroupCommit {
     }
 }
 
+/// Runs `migrator` on a fresh sqlx connection to the SQLite file at `path`, creating it.
+pub(crate) async fn migrate_sqlite(path: &std::path::Path, migrator: &sqlx::migrate::Migrator) -> StoreResult<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(&format!("sqlite://{}?mode=rwc", path.display())).await?;
+    sqlx::raw_sql("PRAGMA busy_timeout = 10000").execute(&mut conn).await?;
+    migrator.run(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
+}
+
 enum TxConn {
-    Sqlite(OwnedMutexGuard<WriterConn>),
+    Sqlite(OwnedMutexGuard<WriterState>),
     /// `None` once committed or rolled back.
     Postgres(Option<Transaction<'static, Any>>),
 }
@@ -153,13 +191,13 @@ impl Tx {
     async fn open(store: &Store) -> StoreResult<TxConn> {
         Ok(match store.writer() {
             Writer::Sqlite(group) => {
-                let mut guard = group.conn.clone().lock_owned().await;
-                guard.clean_up().await?;
+                let mut guard = group.state.clone().lock_owned().await;
+                guard.clean_up()?;
                 if guard.batch.is_none() {
-                    sqlx::query("BEGIN IMMEDIATE").execute(&mut guard.conn).await?;
+                    run(&guard.conn, "BEGIN IMMEDIATE")?;
                     guard.batch = Some(watch::channel(None).0);
                 }
-                sqlx::query("SAVEPOINT tx").execute(&mut guard.conn).await?;
+                run(&guard.conn, "SAVEPOINT tx")?;
                 guard.dangling_savepoint = true;
                 TxConn::Sqlite(guard)
             }
@@ -168,10 +206,10 @@ impl Tx {
     }
 
     /// The connection, for the repository methods of this crate.
-    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+    pub(crate) fn conn(&mut self) -> Executor<'_> {
         match &mut self.conn {
-            TxConn::Sqlite(guard) => &mut guard.conn,
-            TxConn::Postgres(Some(tx)) => tx,
+            TxConn::Sqlite(guard) => Executor::SqliteWriter(&guard.conn),
+            TxConn::Postgres(Some(tx)) => Executor::Postgres(&mut *tx),
             // Commit and rollback consume the `Tx`, so no method runs after them.
             TxConn::Postgres(None) => unreachable!("transaction used after it ended"),
         }
@@ -204,7 +242,7 @@ impl Tx {
         let scheduled_message = self.scheduled_message;
         match &mut self.conn {
             TxConn::Sqlite(guard) => {
-                sqlx::query("RELEASE tx").execute(&mut guard.conn).await?;
+                run(&guard.conn, "RELEASE tx")?;
                 guard.dangling_savepoint = false;
                 let mut done = match &guard.batch {
                     Some(batch) => batch.subscribe(),
@@ -249,7 +287,7 @@ impl Tx {
             // Later writers see it at once, other connections once the batch commits (which
             // the committer does right away).
             TxConn::Sqlite(guard) => {
-                sqlx::query("RELEASE tx").execute(&mut guard.conn).await?;
+                run(&guard.conn, "RELEASE tx")?;
                 guard.dangling_savepoint = false;
             }
             TxConn::Postgres(tx) => {
@@ -265,7 +303,7 @@ impl Tx {
     /// Undoes the writes of this transaction.
     pub async fn rollback(mut self) -> StoreResult<()> {
         match &mut self.conn {
-            TxConn::Sqlite(guard) => guard.clean_up().await,
+            TxConn::Sqlite(guard) => guard.clean_up(),
             TxConn::Postgres(tx) => match tx.take() {
                 Some(tx) => Ok(tx.rollback().await?),
                 None => Ok(()),

@@ -63,6 +63,7 @@ impl From<StoreError> for AppError {
             | StoreError::UnsupportedUrl(_)
             | StoreError::CommitFailed(_)
             | StoreError::Db(_)
+            | StoreError::Sqlite(_)
             | StoreError::Migrate(_)
             | StoreError::Io(_)) => AppError::Unexpected(anyhow::Error::new(e)),
         }
