@@ -48,6 +48,21 @@ for _ in $(seq 1 600); do
     sleep 0.1
 done
 paid_after=$(python3 -c "import time; print(f'{time.time() - $ended:.1f} s')")
+# The single writer over both order runs: what each write transaction waited for it, how
+# many share a commit, what the commits cost (docs/operations.md, metrics).
+curl -sf "$BASE/metrics" | python3 -c '
+import sys
+m = {}
+for line in sys.stdin:
+    if line.startswith("payq_store_") and ("_sum " in line or "_count " in line):
+        name, value = line.split()
+        m[name] = float(value)
+def avg(n): return m.get(n + "_sum", 0) / max(m.get(n + "_count", 0), 1)
+txs, commits = m.get("payq_store_batch_transactions_sum", 0), m.get("payq_store_commit_seconds_count", 0)
+per, commit, wait = avg("payq_store_batch_transactions"), avg("payq_store_commit_seconds"), avg("payq_store_writer_wait_seconds")
+print(f"== writer: {txs:.0f} write transactions in {commits:.0f} commits ({per:.0f} per commit), "
+      f"commit {1000 * commit:.2f} ms, wait for the writer {1000 * wait:.2f} ms on average")
+' || true
 
 rate() { sed -n 's/.*= \([0-9]*\) orders\/s.*/\1/p' "$1"; }
 p99() { sed -n 's/.*p99 \([0-9.]*\) ms.*/\1 ms/p' "$1"; }

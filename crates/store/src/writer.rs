@@ -62,6 +62,8 @@ pub(crate) struct WriterState {
     batch: Option<watch::Sender<Option<Result<(), CommitError>>>>,
     /// A `Tx` was dropped without commit or rollback: its savepoint must be undone first.
     dangling_savepoint: bool,
+    /// Transactions in the open batch.
+    batch_size: u32,
 }
 
 /// Runs one statement without parameters on the writer, from its prepared-statement cache.
@@ -87,8 +89,12 @@ impl WriterState {
             return;
         };
         let conn = self.conn.clone();
+        metrics::histogram!("payq_store_batch_transactions").record(f64::from(self.batch_size));
+        self.batch_size = 0;
+        let started = std::time::Instant::now();
         // The fsync leaves the async threads: they keep serving requests meanwhile.
         let committed = tokio::task::spawn_blocking(move || run(&conn, "COMMIT")).await;
+        metrics::histogram!("payq_store_commit_seconds").record(started.elapsed().as_secs_f64());
         let outcome = match committed.unwrap_or_else(|join| Err(StoreError::CommitFailed(join.to_string()))) {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -111,6 +117,7 @@ impl GroupCommit {
                 path,
                 batch: None,
                 dangling_savepoint: false,
+                batch_size: 0,
             })),
             dirty: Arc::new(Notify::new()),
         }
@@ -191,7 +198,10 @@ impl Tx {
     async fn open(store: &Store) -> StoreResult<TxConn> {
         Ok(match store.writer() {
             Writer::Sqlite(group) => {
+                let asked = std::time::Instant::now();
                 let mut guard = group.state.clone().lock_owned().await;
+                metrics::histogram!("payq_store_writer_wait_seconds").record(asked.elapsed().as_secs_f64());
+                guard.batch_size += 1;
                 guard.clean_up()?;
                 if guard.batch.is_none() {
                     run(&guard.conn, "BEGIN IMMEDIATE")?;
