@@ -51,7 +51,18 @@ pub enum TimersCommand {
     Stats,
 }
 
+/// Opens an existing store. These commands inspect a database that payq already runs on:
+/// a SQLite path that does not exist is a mistake (a typo, another working directory) and
+/// is reported, never created empty and then found healthy.
 async fn open(settings: &Settings) -> anyhow::Result<Store> {
+    if let Some(file) = payq_store::sqlite_file(&settings.database_url)
+        && !file.exists()
+    {
+        anyhow::bail!(
+            "no payq database at {} (set --database-url or PAYQ_DATABASE_URL to the database payq serve uses)",
+            file.display()
+        );
+    }
     Store::open(&settings.database_url)
         .await
         .with_context(|| format!("opening {}", payq_store::redact_url(&settings.database_url)))

@@ -293,10 +293,7 @@ impl Store {
     }
 
     async fn open_sqlite(url: &str) -> StoreResult<Store> {
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+        let path = sqlite_file(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
         let path = std::path::absolute(path)?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -435,6 +432,12 @@ impl Store {
     pub fn process_id(&self) -> &ProcessId {
         &self.inner.process
     }
+}
+
+/// The file a `sqlite://path` (or `sqlite:path`) URL names; `None` for other URLs.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(std::path::PathBuf::from(path))
 }
 
 /// Creates the database file readable and writable by its owner only (0600) if it does not

@@ -69,7 +69,21 @@ pub struct TimersArgs {
     pub engine: String,
 }
 
+/// The engines and peers `--engine` may name (besides `all`).
+const ENGINES: [&str; 9] =
+    ["store", "store-pg", "rabbitmq", "rabbitmq-quorum", "rabbitmq-ttl", "rabbitmq-levels", "postgres", "redis", "all"];
+
 impl TimersArgs {
+    /// Refuses an `--engine` list naming something payq does not know.
+    fn check_engines(&self) -> anyhow::Result<()> {
+        for name in self.engine.split(',').map(str::trim) {
+            if !ENGINES.contains(&name) {
+                anyhow::bail!("unknown engine {name:?} in --engine; choose from {}", ENGINES.join(", "));
+            }
+        }
+        Ok(())
+    }
+
     fn wants(&self, engine: &str) -> bool {
         self.engine == "all" || self.engine.split(',').any(|e| e.trim() == engine)
     }
@@ -86,6 +100,7 @@ impl TimersArgs {
 /// Runs `payq bench`.
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     let BenchCommand::Timers(args) = command;
+    args.check_engines()?;
     println!(
         "payq bench timers: burst {} timers, delays 0..{}, steady {}/s for {}, capacity {} pending",
         args.burst, args.max_delay, args.rate, args.steady_for, args.pending

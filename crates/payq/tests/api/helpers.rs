@@ -253,12 +253,17 @@ impl TestApp {
 
 /// Runs `payq verify` on a database and returns its exit code and output.
 pub fn verify_db(db_url: &str) -> (i32, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_payq"))
-        .args(["verify", "--database-url", db_url])
+    let out = payq_cli(&["verify", "--database-url", db_url]);
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs the real `payq` binary with `args` (no configuration file) and returns what it did.
+pub fn payq_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_payq"))
+        .args(args)
         .env_remove("PAYQ_CONFIG")
         .output()
-        .expect("payq verify runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+        .expect("the payq binary runs")
 }
 
 pub async fn reply(r: reqwest::Response) -> Reply {

@@ -9,6 +9,7 @@ mod receiver;
 mod admin;
 mod bad_input;
 mod callbacks;
+mod cli;
 mod crash;
 mod demo;
 mod distributed;

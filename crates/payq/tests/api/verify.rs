@@ -1,4 +1,4 @@
-use crate::helpers::spawn_app;
+use crate::helpers::{payq_cli, spawn_app};
 
 #[tokio::test]
 async fn verify_passes_on_a_healthy_database_and_fails_on_a_broken_one() {
@@ -21,4 +21,15 @@ async fn verify_passes_on_a_healthy_database_and_fails_on_a_broken_one() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("unpaid_order_has_timer"), "{out}");
     assert!(out.contains("captured_payment_accounted"), "{out}");
+}
+
+#[test]
+fn verify_on_a_mistyped_sqlite_path_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("no-such-dir").join("payq.db");
+    let out = payq_cli(&["verify", "--database-url", &format!("sqlite://{}", missing.display())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "verify must not pass on a database that does not exist");
+    assert!(stderr.contains("no payq database at"), "{stderr}");
+    assert!(!missing.exists() && !missing.parent().is_some_and(std::path::Path::exists), "nothing is created");
 }
