@@ -42,8 +42,10 @@ pub enum DlqCommand {
 pub enum TimersCommand {
     /// List pending timers and messages, soonest first.
     List {
+        /// Only messages of this kind (payment.timeout, order.check, webhook.deliver, …).
         #[arg(long)]
         kind: Option<String>,
+        /// At most this many, soonest first.
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
@@ -122,6 +124,9 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
                 .iter()
                 .map(|d| format!("{}  {}  attempts={}  {}  {}", d.id, d.kind, d.attempts, d.created_at, d.last_error))
                 .collect();
+            if lines.is_empty() {
+                println!("no dead letters");
+            }
             print_lines(&lines);
         }
         DlqCommand::Show { id } => {
@@ -142,6 +147,12 @@ pub async fn timers(settings: Settings, command: TimersCommand) -> anyhow::Resul
     let store = open(&settings).await?;
     match command {
         TimersCommand::List { kind, limit } => {
+            if let Some(kind) = kind.as_deref()
+                && payq_app::jobs::JobKind::parse(kind).is_none()
+            {
+                let known: Vec<&str> = payq_app::jobs::JobKind::ALL.iter().map(|k| k.as_str()).collect();
+                anyhow::bail!("unknown kind {kind:?} in --kind; kinds: {}", known.join(", "));
+            }
             let lines: Vec<String> = store
                 .pending_messages(kind.as_deref(), limit)
                 .await?
@@ -151,6 +162,9 @@ pub async fn timers(settings: Settings, command: TimersCommand) -> anyhow::Resul
                     format!("{}  {:<20} due {}  key={key}  attempts={}", m.id, m.kind, m.due_at, m.attempts)
                 })
                 .collect();
+            if lines.is_empty() {
+                println!("no pending messages{}", kind.map(|k| format!(" of kind {k}")).unwrap_or_default());
+            }
             print_lines(&lines);
         }
         TimersCommand::Stats => print_json(&store.message_stats(Timestamp::now()).await?)?,
