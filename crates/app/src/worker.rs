@@ -1,8 +1,8 @@
 //! The worker: turns each message of the delay engine into the use case it stands for.
 
 use crate::jobs::{Job, JobKind, WebhookDeliverJob};
-use crate::usecases::DeliveryOutcome;
 use crate::usecases::{AppError, Payq};
+use crate::usecases::{DeliveryOutcome, DeliveryTurn};
 use payq_bus::{ClaimedMessage, Handler, HandlerError};
 use std::time::Duration;
 
@@ -29,19 +29,13 @@ impl Worker {
     /// Delivers one webhook, in event-log order per order, on the configured retry schedule;
     /// after the last retry the delivery is dead-lettered (and can be replayed).
     async fn deliver(&self, msg: &ClaimedMessage, job: WebhookDeliverJob) -> Result<(), HandlerError> {
-        if let (Some(key), Some(ordinal)) = (msg.key.as_deref(), msg.ordinal) {
-            let earlier = self
-                .payq
-                .store()
-                .has_earlier_message(JobKind::WebhookDeliver.as_str(), key, ordinal)
-                .await
-                .map_err(|e| HandlerError::Transient(e.to_string()))?;
-            if earlier {
-                return Err(HandlerError::Defer(TURN_WAIT));
-            }
-        }
-        match self.payq.deliver_webhook(&job.event_id, msg.attempts).await.map_err(classify)? {
+        let turn = match (msg.key.as_deref(), msg.ordinal) {
+            (Some(key), Some(ordinal)) => Some(DeliveryTurn { kind: JobKind::WebhookDeliver.as_str(), key, ordinal }),
+            _ => None,
+        };
+        match self.payq.deliver_webhook(&job.event_id, msg.attempts, turn).await.map_err(classify)? {
             DeliveryOutcome::Delivered | DeliveryOutcome::NoEndpoint => Ok(()),
+            DeliveryOutcome::NotYourTurn => Err(HandlerError::Defer(TURN_WAIT)),
             DeliveryOutcome::Throttled(wait) => Err(HandlerError::Defer(wait)),
             DeliveryOutcome::Failed(error) => {
                 let schedule = self.payq.settings().webhook_retry_schedule();

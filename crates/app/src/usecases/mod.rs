@@ -13,7 +13,7 @@ mod webhooks;
 pub use merchants::{CreateMerchant, CreatedMerchant, create_merchant};
 pub use orders::{CreateOrder, CreateOrderOutcome, PayOrder, ShipOrder};
 pub use refunds::CreateRefund;
-pub use webhooks::DeliveryOutcome;
+pub use webhooks::{DeliveryOutcome, DeliveryTurn};
 
 use crate::channel::PaymentChannel;
 use crate::config::Settings;

@@ -19,14 +19,31 @@ pub enum DeliveryOutcome {
     /// Not attempted: the merchant's delivery slots are all busy; try again after this
     /// long (not counted as an attempt).
     Throttled(std::time::Duration),
+    /// Not attempted: an earlier event of the same order is still to be delivered, and
+    /// one order's events reach the merchant in event-log order.
+    NotYourTurn,
+}
+
+/// Where a delivery stands in its order's sequence of deliveries: the pending messages of
+/// this kind about `key` with a smaller `ordinal` go first.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryTurn<'a> {
+    pub kind: &'a str,
+    pub key: &'a str,
+    pub ordinal: i64,
 }
 
 impl Payq {
-    /// Attempts to deliver event `event_id`; `attempt` counts from 1.
-    pub async fn deliver_webhook(&self, event_id: &EventId, attempt: u32) -> AppResult<DeliveryOutcome> {
-        if self.store.webhook_delivered(event_id).await? {
-            return Ok(DeliveryOutcome::Delivered);
-        }
+    /// Attempts to deliver event `event_id`; `attempt` counts from 1. With a `turn`, the
+    /// delivery waits for the earlier ones of its order. The merchant's endpoint is looked
+    /// at first: an event of a merchant without a webhook is done at once, without the
+    /// ordering and delivery checks (in the distributed mode every event passes here).
+    pub async fn deliver_webhook(
+        &self,
+        event_id: &EventId,
+        attempt: u32,
+        turn: Option<DeliveryTurn<'_>>,
+    ) -> AppResult<DeliveryOutcome> {
         let (merchant_id, body) = self.store.event_body(event_id).await?;
         let creds = match self.store.merchant_with_credentials(&merchant_id).await {
             Ok(c) => c,
@@ -36,6 +53,14 @@ impl Payq {
         let Some(url) = creds.merchant.webhook_url.as_deref() else {
             return Ok(DeliveryOutcome::NoEndpoint);
         };
+        if let Some(turn) = turn
+            && self.store.has_earlier_message(turn.kind, turn.key, turn.ordinal).await?
+        {
+            return Ok(DeliveryOutcome::NotYourTurn);
+        }
+        if self.store.webhook_delivered(event_id).await? {
+            return Ok(DeliveryOutcome::Delivered);
+        }
         // Checked again at every delivery: the policy may have changed since the URL was set,
         // and the client's resolver checks what a name resolves to now.
         if let Err(refused) = crate::url_policy::check_form(url, self.settings.webhook.allow_private) {

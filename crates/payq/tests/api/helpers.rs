@@ -47,9 +47,10 @@ pub async fn spawn_app() -> TestApp {
 /// Starts payq with the test settings, adjusted by `tweak`.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let db = TestDb::new().await;
-    let db_url = db.url.clone();
-    let mut settings = test_settings(&db_url);
+    let mut settings = test_settings(&db.url);
     tweak(&mut settings);
+    // The database payq really runs on (a tweak may move it), for `verify` and direct reads.
+    let db_url = settings.database_url.clone();
     let app = Application::build(settings).await.expect("payq builds");
     let base = format!("http://{}", app.local_addr());
     let admin_token = app.admin_token().to_owned();
