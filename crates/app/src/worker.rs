@@ -1,6 +1,6 @@
 //! The worker: turns each message of the delay engine into the use case it stands for.
 
-use crate::jobs::{Job, JobKind, WebhookDeliverJob};
+use crate::jobs::{Job, WebhookDeliverJob};
 use crate::usecases::{AppError, Payq};
 use crate::usecases::{DeliveryOutcome, DeliveryTurn};
 use payq_bus::{ClaimedMessage, Handler, HandlerError};
@@ -30,7 +30,7 @@ impl Worker {
     /// after the last retry the delivery is dead-lettered (and can be replayed).
     async fn deliver(&self, msg: &ClaimedMessage, job: WebhookDeliverJob) -> Result<(), HandlerError> {
         let turn = match (msg.key.as_deref(), msg.ordinal) {
-            (Some(key), Some(ordinal)) => Some(DeliveryTurn { kind: JobKind::WebhookDeliver.as_str(), key, ordinal }),
+            (Some(key), Some(ordinal)) => Some(DeliveryTurn { key, ordinal }),
             _ => None,
         };
         match self.payq.deliver_webhook(&job.event_id, msg.attempts, turn).await.map_err(classify)? {

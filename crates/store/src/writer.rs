@@ -73,6 +73,15 @@ fn run(conn: &std::sync::Mutex<rusqlite::Connection>, sql: &str) -> StoreResult<
     Ok(())
 }
 
+/// Runs one statement that waits for the disk (a commit's or a checkpoint's fsync) on a
+/// blocking thread, so the async threads keep serving requests meanwhile.
+async fn run_blocking(conn: &Arc<std::sync::Mutex<rusqlite::Connection>>, sql: &'static str) -> StoreResult<()> {
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || Ok(lock(&conn).execute_batch(sql)?))
+        .await
+        .unwrap_or_else(|join| Err(StoreError::CommitFailed(join.to_string())))
+}
+
 impl WriterState {
     /// Undoes a savepoint left by a `Tx` that was dropped mid-way (an error path).
     fn clean_up(&mut self) -> StoreResult<()> {
@@ -88,14 +97,12 @@ impl WriterState {
         let Some(batch) = self.batch.take() else {
             return;
         };
-        let conn = self.conn.clone();
         metrics::histogram!("payq_store_batch_transactions").record(f64::from(self.batch_size));
         self.batch_size = 0;
         let started = std::time::Instant::now();
-        // The fsync leaves the async threads: they keep serving requests meanwhile.
-        let committed = tokio::task::spawn_blocking(move || run(&conn, "COMMIT")).await;
+        let committed = run_blocking(&self.conn, "COMMIT").await;
         metrics::histogram!("payq_store_commit_seconds").record(started.elapsed().as_secs_f64());
-        let outcome = match committed.unwrap_or_else(|join| Err(StoreError::CommitFailed(join.to_string()))) {
+        let outcome = match committed {
             Ok(()) => Ok(()),
             Err(e) => {
                 tracing::error!(error = %e, "batch commit failed; rolling back");
@@ -137,11 +144,7 @@ impl GroupCommit {
         let mut guard = self.state.lock().await;
         guard.clean_up()?;
         guard.commit_batch().await;
-        let conn = guard.conn.clone();
-        tokio::task::spawn_blocking(move || lock(&conn).execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"))
-            .await
-            .map_err(|e| StoreError::CommitFailed(e.to_string()))??;
-        Ok(())
+        run_blocking(&guard.conn, "PRAGMA wal_checkpoint(TRUNCATE)").await
     }
 
     /// Starts the committer task. It ends when the store is dropped.

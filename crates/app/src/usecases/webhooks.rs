@@ -4,6 +4,7 @@
 use super::{AppResult, Payq};
 use crate::crypto;
 use crate::delivery_gate::Admission;
+use crate::jobs::JobKind;
 use payq_domain::{EventId, Timestamp};
 use payq_store::StoreError;
 
@@ -24,11 +25,10 @@ pub enum DeliveryOutcome {
     NotYourTurn,
 }
 
-/// Where a delivery stands in its order's sequence of deliveries: the pending messages of
-/// this kind about `key` with a smaller `ordinal` go first.
+/// Where a delivery stands in its order's sequence of deliveries: the pending deliveries
+/// about `key` with a smaller `ordinal` go first.
 #[derive(Debug, Clone, Copy)]
 pub struct DeliveryTurn<'a> {
-    pub kind: &'a str,
     pub key: &'a str,
     pub ordinal: i64,
 }
@@ -54,7 +54,7 @@ impl Payq {
             return Ok(DeliveryOutcome::NoEndpoint);
         };
         if let Some(turn) = turn
-            && self.store.has_earlier_message(turn.kind, turn.key, turn.ordinal).await?
+            && self.store.has_earlier_message(JobKind::WebhookDeliver.as_str(), turn.key, turn.ordinal).await?
         {
             return Ok(DeliveryOutcome::NotYourTurn);
         }
