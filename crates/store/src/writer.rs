@@ -66,10 +66,13 @@ pub(crate) struct WriterState {
     batch_size: u32,
 }
 
-/// Runs one statement without parameters on the writer, from its prepared-statement cache.
+/// Runs one statement without parameters on the writer, from its prepared-statement cache
+/// (stepping through any rows it returns, as a `PRAGMA` does).
 fn run(conn: &std::sync::Mutex<rusqlite::Connection>, sql: &str) -> StoreResult<()> {
     let conn = lock(conn);
-    conn.prepare_cached(sql)?.raw_execute()?;
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.raw_query();
+    while rows.next()?.is_some() {}
     Ok(())
 }
 
@@ -77,7 +80,7 @@ fn run(conn: &std::sync::Mutex<rusqlite::Connection>, sql: &str) -> StoreResult<
 /// blocking thread, so the async threads keep serving requests meanwhile.
 async fn run_blocking(conn: &Arc<std::sync::Mutex<rusqlite::Connection>>, sql: &'static str) -> StoreResult<()> {
     let conn = conn.clone();
-    tokio::task::spawn_blocking(move || Ok(lock(&conn).execute_batch(sql)?))
+    tokio::task::spawn_blocking(move || run(&conn, sql))
         .await
         .unwrap_or_else(|join| Err(StoreError::CommitFailed(join.to_string())))
 }
