@@ -1,8 +1,8 @@
 //! The worker: turns each message of the delay engine into the use case it stands for.
 
 use crate::jobs::{Job, WebhookDeliverJob};
-use crate::usecases::{AppError, Payq};
 use crate::usecases::{DeliveryOutcome, DeliveryTurn};
+use crate::usecases::{Payq, ProcessError, StoreFault};
 use payq_bus::{ClaimedMessage, Handler, HandlerError};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ impl Worker {
     }
 }
 
-fn classify(e: AppError) -> HandlerError {
+fn classify(e: ProcessError) -> HandlerError {
     if e.is_transient() { HandlerError::Transient(format!("{e:#}")) } else { HandlerError::Permanent(format!("{e:#}")) }
 }
 
@@ -33,7 +33,12 @@ impl Worker {
             (Some(key), Some(ordinal)) => Some(DeliveryTurn { key, ordinal }),
             _ => None,
         };
-        match self.payq.deliver_webhook(&job.event_id, msg.attempts, turn).await.map_err(classify)? {
+        match self
+            .payq
+            .deliver_webhook(&job.event_id, msg.attempts, turn)
+            .await
+            .map_err(|e: StoreFault| classify(e.into()))?
+        {
             DeliveryOutcome::Delivered | DeliveryOutcome::NoEndpoint => Ok(()),
             DeliveryOutcome::NotYourTurn => Err(HandlerError::Defer(TURN_WAIT)),
             DeliveryOutcome::Throttled(wait) => Err(HandlerError::Defer(wait)),

@@ -1,6 +1,9 @@
 //! API errors as `application/problem+json` with a stable `code`.
 
-use crate::usecases::AppError;
+use crate::usecases::{
+    CreateOrderError, CreateRefundError, InputError, LookupError, OrderChangeError, PayError, ProcessError,
+    ReviewRefundError, StoreFault, WriteError,
+};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{StatusCode, header};
@@ -75,20 +78,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<AppError> for ApiError {
-    fn from(e: AppError) -> Self {
+impl From<StoreFault> for ApiError {
+    fn from(e: StoreFault) -> Self {
         match e {
-            AppError::NotFound(what) => ApiError::not_found(what),
-            AppError::InvalidRequest(d) => ApiError::invalid(d),
-            AppError::ValidationFailed(d) => ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", d),
-            AppError::InvalidState(d) => ApiError::new(StatusCode::CONFLICT, "invalid_state", d),
-            AppError::Conflict(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
-            AppError::AmountExceedsRefundable(d) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "amount_exceeds_refundable", d)
-            }
-            AppError::Contention(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
-            AppError::StorageUnavailable(d) => ApiError::storage_unavailable(&d),
-            AppError::Unexpected(e) => ApiError::internal(&format!("{e:#}")),
+            StoreFault::Contention(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
+            StoreFault::Unavailable(d) => ApiError::storage_unavailable(&d),
+            StoreFault::Unexpected(e) => ApiError::internal(&format!("{e:#}")),
         }
     }
 }
@@ -97,7 +92,107 @@ impl From<payq_store::StoreError> for ApiError {
     /// A store error reaching the edge directly (reads outside use cases); a missing row is
     /// mapped where it is read, since only there is it known what was missing.
     fn from(e: payq_store::StoreError) -> Self {
-        ApiError::from(AppError::from(e))
+        ApiError::from(StoreFault::from(e))
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(e: InputError) -> Self {
+        match e {
+            InputError::Malformed(d) => ApiError::invalid(d),
+            InputError::OutOfBounds(d) => ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", d),
+        }
+    }
+}
+
+/// 409 `invalid_state`: the resource's status does not allow what was asked.
+fn invalid_state(detail: &dyn std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "invalid_state", detail.to_string())
+}
+
+impl From<LookupError> for ApiError {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::NotFound(what) => ApiError::not_found(what),
+            LookupError::Store(f) => f.into(),
+        }
+    }
+}
+
+impl From<CreateOrderError> for ApiError {
+    fn from(e: CreateOrderError) -> Self {
+        match e {
+            CreateOrderError::Input(e) => e.into(),
+            CreateOrderError::OrderNoTaken(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
+            CreateOrderError::Store(f) => f.into(),
+        }
+    }
+}
+
+impl From<PayError> for ApiError {
+    fn from(e: PayError) -> Self {
+        match e {
+            PayError::Input(e) => e.into(),
+            PayError::UnknownChannel(d) => ApiError::invalid(d),
+            PayError::OrderNotFound => ApiError::not_found("order"),
+            e @ PayError::DeadlinePassed => invalid_state(&e),
+            PayError::InvalidState(e) => invalid_state(&e),
+            PayError::Store(f) => f.into(),
+        }
+    }
+}
+
+impl From<OrderChangeError> for ApiError {
+    fn from(e: OrderChangeError) -> Self {
+        match e {
+            OrderChangeError::Input(e) => e.into(),
+            OrderChangeError::OrderNotFound => ApiError::not_found("order"),
+            OrderChangeError::InvalidState(e) => invalid_state(&e),
+            OrderChangeError::Store(f) => f.into(),
+        }
+    }
+}
+
+impl From<CreateRefundError> for ApiError {
+    fn from(e: CreateRefundError) -> Self {
+        match e {
+            CreateRefundError::Input(e) => e.into(),
+            CreateRefundError::OrderNotFound => ApiError::not_found("order"),
+            CreateRefundError::NotRefundable(d) => invalid_state(&d),
+            CreateRefundError::ExceedsRefundable(d) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "amount_exceeds_refundable", d)
+            }
+            CreateRefundError::Store(f) => f.into(),
+        }
+    }
+}
+
+impl From<ReviewRefundError> for ApiError {
+    fn from(e: ReviewRefundError) -> Self {
+        match e {
+            ReviewRefundError::RefundNotFound => ApiError::not_found("refund"),
+            ReviewRefundError::InvalidState(e) => invalid_state(&e),
+            ReviewRefundError::Store(f) => f.into(),
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Input(e) => e.into(),
+            WriteError::Store(f) => f.into(),
+        }
+    }
+}
+
+impl From<ProcessError> for ApiError {
+    /// A channel's answer that payq could not record (the channel's notification endpoint).
+    fn from(e: ProcessError) -> Self {
+        match e {
+            ProcessError::Store(f) => f.into(),
+            e @ (ProcessError::Channel(_) | ProcessError::Broken(_)) => ApiError::internal(&e),
+        }
     }
 }
 

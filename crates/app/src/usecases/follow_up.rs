@@ -1,6 +1,6 @@
 //! What follows a payment: the post-payment stock check and the ship reminders.
 
-use super::{AppResult, Payq, publish, record, save};
+use super::{Payq, ProcessError, StoreFault, publish, record, save};
 use crate::jobs::{Job, OrderCheckJob, ShipReminderJob};
 use payq_domain::{EventType, Order, OrderId, OrderStatus, Timestamp};
 use payq_store::Tx;
@@ -8,7 +8,7 @@ use payq_store::Tx;
 impl Payq {
     /// Schedules the post-payment check and the first ship reminder of an order that was
     /// just paid, in the transaction that marks it paid.
-    pub(crate) async fn schedule_follow_up(&self, tx: &mut Tx, order: &Order) -> AppResult<()> {
+    pub(crate) async fn schedule_follow_up(&self, tx: &mut Tx, order: &Order) -> Result<(), StoreFault> {
         let settings = tx.merchant(&order.merchant_id).await?.settings;
         let paid_at = order.paid_at.unwrap_or_else(Timestamp::now);
         tx.schedule(
@@ -28,7 +28,7 @@ impl Payq {
 
     /// The post-payment check: takes the order's items from stock atomically; on any
     /// shortage cancels the order (`out_of_stock`) and refunds it in full.
-    pub async fn post_pay_check(&self, order_id: &OrderId) -> AppResult<()> {
+    pub async fn post_pay_check(&self, order_id: &OrderId) -> Result<(), ProcessError> {
         let mut tx = self.store.begin().await?;
         let mut order = tx.order(order_id).await?;
         if order.status != OrderStatus::Paid || order.checked_at.is_some() {
@@ -53,7 +53,7 @@ impl Payq {
 
     /// Sends ship reminder `attempt` for a paid order that has not shipped, and schedules
     /// the next one.
-    pub async fn ship_reminder(&self, order_id: &OrderId, attempt: u32) -> AppResult<()> {
+    pub async fn ship_reminder(&self, order_id: &OrderId, attempt: u32) -> Result<(), ProcessError> {
         let mut tx = self.store.begin().await?;
         let mut order = tx.order(order_id).await?;
         let settings = tx.merchant(&order.merchant_id).await?.settings;

@@ -1,19 +1,24 @@
 //! Inventory: stock per SKU for the post-payment check.
 
-use super::{AppError, AppResult, Payq};
+use super::{InputError, LookupError, Payq, WriteError};
 use payq_domain::{InventoryLevel, Merchant};
 
 impl Payq {
     /// Sets the stock of a SKU.
-    pub async fn put_inventory(&self, merchant: &Merchant, sku: &str, available: i64) -> AppResult<InventoryLevel> {
+    pub async fn put_inventory(
+        &self,
+        merchant: &Merchant,
+        sku: &str,
+        available: i64,
+    ) -> Result<InventoryLevel, WriteError> {
         if sku.is_empty() || sku.len() > 64 {
-            return Err(AppError::InvalidRequest("sku must be 1 to 64 characters".into()));
+            return Err(InputError::Malformed("sku must be 1 to 64 characters".into()).into());
         }
         if sku.chars().any(char::is_control) {
-            return Err(AppError::ValidationFailed("sku must not contain control characters".into()));
+            return Err(InputError::OutOfBounds("sku must not contain control characters".into()).into());
         }
         if available < 0 {
-            return Err(AppError::InvalidRequest("available must be zero or more".into()));
+            return Err(InputError::Malformed("available must be zero or more".into()).into());
         }
         let mut tx = self.store.begin().await?;
         tx.put_inventory(&merchant.id, sku, available).await?;
@@ -22,7 +27,7 @@ impl Payq {
     }
 
     /// The stock of a SKU.
-    pub async fn inventory(&self, merchant: &Merchant, sku: &str) -> AppResult<InventoryLevel> {
-        self.store.inventory(&merchant.id, sku).await?.ok_or(AppError::NotFound("sku"))
+    pub async fn inventory(&self, merchant: &Merchant, sku: &str) -> Result<InventoryLevel, LookupError> {
+        self.store.inventory(&merchant.id, sku).await?.ok_or(LookupError::NotFound("sku"))
     }
 }

@@ -1,6 +1,6 @@
 //! Creating merchants.
 
-use super::{AppError, AppResult, Payq, check_text};
+use super::{InputError, Payq, WriteError, check_text};
 use crate::crypto::{self, ApiKey};
 use payq_domain::{Merchant, MerchantId, MerchantSettings, Timestamp};
 use payq_store::{NewMerchant, Store};
@@ -32,7 +32,7 @@ pub struct CreatedMerchant {
 
 impl Payq {
     /// Creates a merchant with a fresh API key and webhook secret.
-    pub async fn create_merchant(&self, req: CreateMerchant) -> AppResult<CreatedMerchant> {
+    pub async fn create_merchant(&self, req: CreateMerchant) -> Result<CreatedMerchant, WriteError> {
         create_merchant(&self.store, req, self.settings.webhook.allow_private).await
     }
 }
@@ -40,15 +40,19 @@ impl Payq {
 /// Creates a merchant with a fresh API key and webhook secret (also used by
 /// `payq merchant create`, which has no channel).
 /// `allow_private` lifts the webhook URL policy (`webhook.allow_private`).
-pub async fn create_merchant(store: &Store, req: CreateMerchant, allow_private: bool) -> AppResult<CreatedMerchant> {
+pub async fn create_merchant(
+    store: &Store,
+    req: CreateMerchant,
+    allow_private: bool,
+) -> Result<CreatedMerchant, WriteError> {
     let name = req.name.trim();
     if name.is_empty() {
-        return Err(AppError::InvalidRequest("name must not be empty".into()));
+        return Err(InputError::Malformed("name must not be empty".into()).into());
     }
     check_text("name", Some(name), 200)?;
-    req.settings.validate().map_err(|e| AppError::ValidationFailed(e.to_string()))?;
+    req.settings.validate().map_err(|e| InputError::OutOfBounds(e.to_string()))?;
     if let Some(url) = req.webhook_url.as_deref() {
-        crate::url_policy::check(url, allow_private).await.map_err(|e| AppError::InvalidRequest(e.to_string()))?;
+        crate::url_policy::check(url, allow_private).await.map_err(|e| InputError::Malformed(e.to_string()))?;
     }
     let key = ApiKey::generate();
     let webhook_secret = format!("whsec_{}", crypto::random_hex(32));

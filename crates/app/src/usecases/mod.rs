@@ -2,6 +2,7 @@
 //! call these; each one reads state, applies the domain's transition function and commits
 //! the change with its events and messages in one transaction.
 
+mod errors;
 mod follow_up;
 mod inventory;
 mod merchants;
@@ -10,6 +11,10 @@ mod payments;
 mod refunds;
 mod webhooks;
 
+pub use errors::{
+    CreateOrderError, CreateRefundError, InputError, LookupError, OrderChangeError, PayError, ProcessError,
+    ReviewRefundError, StoreFault, WriteError,
+};
 pub use merchants::{CreateMerchant, CreatedMerchant, create_merchant};
 pub use orders::{CreateOrder, CreateOrderOutcome, PayOrder, ShipOrder};
 pub use refunds::CreateRefund;
@@ -20,86 +25,9 @@ use crate::config::Settings;
 use crate::delivery_gate::DeliveryGate;
 use crate::jobs::{self, Job};
 use payq_domain::Timestamp;
-use payq_domain::{EventType, Order, OrderEvent, Refund, RefundEvent, TransitionError};
-use payq_store::{NewEvent, Store, StoreError, Tx};
+use payq_domain::{EventType, Order, OrderEvent, Refund, RefundEvent, RefundTransitionError, TransitionError};
+use payq_store::{NewEvent, Store, Tx};
 use std::sync::Arc;
-
-/// Why a use case did not happen. Each maps to one problem code at the HTTP edge.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error("{0}")]
-    InvalidRequest(String),
-    /// A value outside its bounds (amounts, durations, reminder counts, characters).
-    #[error("{0}")]
-    ValidationFailed(String),
-    #[error("{0}")]
-    InvalidState(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    AmountExceedsRefundable(String),
-    /// A concurrent change to the same resource won the race (a lost compare-and-set, a
-    /// serialization failure); the resource is as the winner left it.
-    #[error("{0}")]
-    Contention(String),
-    /// The database cannot take the request now (disk full, unreachable).
-    #[error("{0}")]
-    StorageUnavailable(String),
-    #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
-}
-
-impl From<StoreError> for AppError {
-    /// Every store error has one meaning here: a missing row is handled where it is read
-    /// (it names the resource), a lost race is contention, a storage fault is unavailability.
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(d) => AppError::Contention(d),
-            StoreError::Unavailable(d) => AppError::StorageUnavailable(d),
-            e @ (StoreError::NotFound
-            | StoreError::Corrupt(_)
-            | StoreError::UnsupportedUrl(_)
-            | StoreError::CommitFailed(_)
-            | StoreError::Db(_)
-            | StoreError::Sqlite(_)
-            | StoreError::Migrate(_)
-            | StoreError::Io(_)) => AppError::Unexpected(anyhow::Error::new(e)),
-        }
-    }
-}
-
-impl From<TransitionError> for AppError {
-    fn from(e: TransitionError) -> Self {
-        AppError::InvalidState(e.to_string())
-    }
-}
-
-impl From<payq_domain::RefundTransitionError> for AppError {
-    fn from(e: payq_domain::RefundTransitionError) -> Self {
-        AppError::InvalidState(e.to_string())
-    }
-}
-
-impl AppError {
-    /// Whether retrying later may succeed (for the worker).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            AppError::Contention(_) | AppError::StorageUnavailable(_) => true,
-            AppError::Unexpected(e) => e.downcast_ref::<StoreError>().is_none_or(StoreError::is_transient),
-            AppError::NotFound(_)
-            | AppError::InvalidRequest(_)
-            | AppError::ValidationFailed(_)
-            | AppError::InvalidState(_)
-            | AppError::Conflict(_)
-            | AppError::AmountExceedsRefundable(_) => false,
-        }
-    }
-}
-
-/// Result alias for use cases.
-pub type AppResult<T> = Result<T, AppError>;
 
 /// The use cases, with what they need.
 #[derive(Clone)]
@@ -145,22 +73,22 @@ impl Payq {
 }
 
 /// Applies `event` to the order's status through the state machine.
-fn transition(order: &mut Order, event: OrderEvent) -> AppResult<()> {
+fn transition(order: &mut Order, event: OrderEvent) -> Result<(), TransitionError> {
     order.status = order.status.on(event)?;
     Ok(())
 }
 
 /// Applies `event` to the refund's status through the state machine.
-fn transition_refund(refund: &mut Refund, event: RefundEvent) -> AppResult<()> {
+fn transition_refund(refund: &mut Refund, event: RefundEvent) -> Result<(), RefundTransitionError> {
     refund.status = refund.status.on(event)?;
     Ok(())
 }
 
 /// Appends an event carrying the order (and refund) as the API shows them.
-async fn record(tx: &mut Tx, event_type: EventType, order: &Order, refund: Option<&Refund>) -> AppResult<()> {
+async fn record(tx: &mut Tx, event_type: EventType, order: &Order, refund: Option<&Refund>) -> Result<(), StoreFault> {
     let mut data = serde_json::json!({ "order": order });
     if let Some(refund) = refund {
-        data["refund"] = serde_json::to_value(refund).map_err(anyhow::Error::from)?;
+        data["refund"] = serde_json::to_value(refund)?;
     }
     publish(tx, event_type, order, data).await
 }
@@ -168,7 +96,7 @@ async fn record(tx: &mut Tx, event_type: EventType, order: &Order, refund: Optio
 /// Appends an event with `data` to the merchant's log and, if the merchant has a webhook
 /// (or with RabbitMQ, always), schedules its delivery, ordered after the order's earlier
 /// events, in the same transaction.
-async fn publish(tx: &mut Tx, event_type: EventType, order: &Order, data: serde_json::Value) -> AppResult<()> {
+async fn publish(tx: &mut Tx, event_type: EventType, order: &Order, data: serde_json::Value) -> Result<(), StoreFault> {
     let (event, seq) = tx
         .insert_event(NewEvent { event_type, merchant_id: &order.merchant_id, order_id: Some(&order.id), data })
         .await?;
@@ -184,25 +112,25 @@ async fn publish(tx: &mut Tx, event_type: EventType, order: &Order, data: serde_
 }
 
 /// Writes the order, bumping its in-memory version to match the store.
-async fn save(tx: &mut Tx, order: &mut Order) -> AppResult<()> {
+async fn save(tx: &mut Tx, order: &mut Order) -> Result<(), StoreFault> {
     tx.update_order(order).await?;
     order.version += 1;
     Ok(())
 }
 
 /// An amount from a request, within its bounds (1 to 10^12 minor units).
-fn amount(minor: i64, currency: payq_domain::Currency) -> AppResult<payq_domain::Money> {
-    payq_domain::Money::new(minor, currency).map_err(|e| AppError::ValidationFailed(e.to_string()))
+fn amount(minor: i64, currency: payq_domain::Currency) -> Result<payq_domain::Money, InputError> {
+    payq_domain::Money::new(minor, currency).map_err(|e| InputError::OutOfBounds(e.to_string()))
 }
 
 /// Checks free text from a request.
-fn check_text(field: &str, value: Option<&str>, max: usize) -> AppResult<()> {
+fn check_text(field: &str, value: Option<&str>, max: usize) -> Result<(), InputError> {
     match value {
         Some(v) if v.chars().count() > max => {
-            Err(AppError::InvalidRequest(format!("{field} is longer than {max} characters")))
+            Err(InputError::Malformed(format!("{field} is longer than {max} characters")))
         }
         Some(v) if v.chars().any(char::is_control) => {
-            Err(AppError::InvalidRequest(format!("{field} contains control characters")))
+            Err(InputError::Malformed(format!("{field} contains control characters")))
         }
         _ => Ok(()),
     }

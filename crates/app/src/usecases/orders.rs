@@ -1,6 +1,9 @@
 //! Orders: create, pay, close, ship, cancel.
 
-use super::{AppError, AppResult, Payq, check_text, record, save, transition};
+use super::StoreFault;
+use super::{
+    CreateOrderError, InputError, LookupError, OrderChangeError, PayError, Payq, check_text, record, save, transition,
+};
 use crate::channel::sim::Simulate;
 use crate::crypto;
 use crate::jobs::{Job, JobKind, PaymentRequestJob, PaymentTimeoutJob};
@@ -56,33 +59,33 @@ pub struct ShipOrder {
     pub tracking_no: String,
 }
 
-fn validate(req: &CreateOrder) -> AppResult<Money> {
+fn validate(req: &CreateOrder) -> Result<Money, InputError> {
     let no = req.merchant_order_no.as_str();
     if no.is_empty() || no.len() > 64 {
-        return Err(AppError::InvalidRequest("merchant_order_no must be 1 to 64 printable ASCII characters".into()));
+        return Err(InputError::Malformed("merchant_order_no must be 1 to 64 printable ASCII characters".into()));
     }
     if !no.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(AppError::ValidationFailed("merchant_order_no must be printable ASCII characters".into()));
+        return Err(InputError::OutOfBounds("merchant_order_no must be printable ASCII characters".into()));
     }
     let amount = super::amount(req.amount, req.currency)?;
     check_text("description", req.description.as_deref(), 500)?;
     check_text("customer_id", req.customer_id.as_deref(), 128)?;
     if req.items.len() > 100 {
-        return Err(AppError::InvalidRequest("at most 100 items".into()));
+        return Err(InputError::Malformed("at most 100 items".into()));
     }
     for item in &req.items {
         if item.sku.is_empty() || item.sku.len() > 64 {
-            return Err(AppError::InvalidRequest("item sku must be 1 to 64 characters".into()));
+            return Err(InputError::Malformed("item sku must be 1 to 64 characters".into()));
         }
         if item.sku.chars().any(char::is_control) {
-            return Err(AppError::ValidationFailed("item sku must not contain control characters".into()));
+            return Err(InputError::OutOfBounds("item sku must not contain control characters".into()));
         }
         if item.quantity == 0 {
-            return Err(AppError::InvalidRequest("item quantity must be at least 1".into()));
+            return Err(InputError::Malformed("item quantity must be at least 1".into()));
         }
     }
     if let Some(timeout) = req.payment_timeout {
-        timeout.check_bounds().map_err(|e| AppError::ValidationFailed(format!("payment_timeout: {e}")))?;
+        timeout.check_bounds().map_err(|e| InputError::OutOfBounds(format!("payment_timeout: {e}")))?;
     }
     Ok(amount)
 }
@@ -91,9 +94,13 @@ impl Payq {
     /// Creates an order with its payment-timeout timer, in one transaction. The same
     /// `merchant_order_no` with the same content returns the existing order; with other
     /// content it is a conflict.
-    pub async fn create_order(&self, merchant: &Merchant, req: CreateOrder) -> AppResult<CreateOrderOutcome> {
+    pub async fn create_order(
+        &self,
+        merchant: &Merchant,
+        req: CreateOrder,
+    ) -> Result<CreateOrderOutcome, CreateOrderError> {
         let amount = validate(&req)?;
-        let canonical = serde_json::to_vec(&req).map_err(anyhow::Error::from)?;
+        let canonical = serde_json::to_vec(&req).map_err(StoreFault::from)?;
         let request_hash = crypto::sha256_hex(&canonical);
         let now = Timestamp::now();
         let timeout = req.payment_timeout.unwrap_or(merchant.settings.payment_timeout);
@@ -103,7 +110,7 @@ impl Payq {
             return if hash == request_hash {
                 Ok(CreateOrderOutcome::Existing(existing))
             } else {
-                Err(AppError::Conflict(format!(
+                Err(CreateOrderError::OrderNoTaken(format!(
                     "merchant_order_no {:?} already names order {} with other content",
                     req.merchant_order_no, existing.id
                 )))
@@ -135,27 +142,27 @@ impl Payq {
     }
 
     /// The merchant's order.
-    pub async fn order(&self, merchant: &Merchant, id: &OrderId) -> AppResult<Order> {
+    pub async fn order(&self, merchant: &Merchant, id: &OrderId) -> Result<Order, LookupError> {
         match self.store.order(&merchant.id, id).await {
-            Err(StoreError::NotFound) => Err(AppError::NotFound("order")),
+            Err(StoreError::NotFound) => Err(LookupError::NotFound("order")),
             other => Ok(other?),
         }
     }
 
     /// Starts a payment attempt: the order becomes `paying` and the channel call is queued.
-    pub async fn pay(&self, merchant: &Merchant, id: &OrderId, req: PayOrder) -> AppResult<Order> {
+    pub async fn pay(&self, merchant: &Merchant, id: &OrderId, req: PayOrder) -> Result<Order, PayError> {
         if req.channel != self.channel.name() {
-            return Err(AppError::InvalidRequest(format!(
+            return Err(PayError::UnknownChannel(format!(
                 "unknown channel {:?}; available: {:?}",
                 req.channel.chars().take(40).collect::<String>(),
                 self.channel.name()
             )));
         }
-        let simulate = req.simulate.map(|s| serde_json::to_string(&s)).transpose().map_err(anyhow::Error::from)?;
+        let simulate = req.simulate.map(|s| serde_json::to_string(&s)).transpose().map_err(StoreFault::from)?;
         let mut tx = self.store.begin().await?;
         let mut order = self.owned(&mut tx, merchant, id).await?;
         if Timestamp::now() >= order.expires_at {
-            return Err(AppError::InvalidState("the order's payment deadline has passed".into()));
+            return Err(PayError::DeadlinePassed);
         }
         transition(&mut order, OrderEvent::PayRequested)?;
         let payment_id = PaymentId::generate();
@@ -180,7 +187,7 @@ impl Payq {
     }
 
     /// Closes an unpaid order at the merchant's request.
-    pub async fn close(&self, merchant: &Merchant, id: &OrderId) -> AppResult<Order> {
+    pub async fn close(&self, merchant: &Merchant, id: &OrderId) -> Result<Order, OrderChangeError> {
         let mut tx = self.store.begin().await?;
         let mut order = self.owned(&mut tx, merchant, id).await?;
         transition(&mut order, OrderEvent::CloseRequested)?;
@@ -194,10 +201,10 @@ impl Payq {
     }
 
     /// Marks a paid order shipped.
-    pub async fn ship(&self, merchant: &Merchant, id: &OrderId, req: ShipOrder) -> AppResult<Order> {
+    pub async fn ship(&self, merchant: &Merchant, id: &OrderId, req: ShipOrder) -> Result<Order, OrderChangeError> {
         for (field, value) in [("carrier", &req.carrier), ("tracking_no", &req.tracking_no)] {
             if value.trim().is_empty() {
-                return Err(AppError::InvalidRequest(format!("{field} must not be empty")));
+                return Err(InputError::Malformed(format!("{field} must not be empty")).into());
             }
             check_text(field, Some(value), 128)?;
         }
@@ -215,7 +222,12 @@ impl Payq {
     }
 
     /// Cancels a paid order and refunds it in full.
-    pub async fn cancel(&self, merchant: &Merchant, id: &OrderId, reason: Option<String>) -> AppResult<Order> {
+    pub async fn cancel(
+        &self,
+        merchant: &Merchant,
+        id: &OrderId,
+        reason: Option<String>,
+    ) -> Result<Order, OrderChangeError> {
         check_text("reason", reason.as_deref(), 200)?;
         let mut tx = self.store.begin().await?;
         let order = self.owned(&mut tx, merchant, id).await?;
@@ -226,10 +238,15 @@ impl Payq {
     }
 
     /// Reads the order inside `tx`, refusing another merchant's.
-    pub(crate) async fn owned(&self, tx: &mut payq_store::Tx, merchant: &Merchant, id: &OrderId) -> AppResult<Order> {
+    pub(crate) async fn owned(
+        &self,
+        tx: &mut payq_store::Tx,
+        merchant: &Merchant,
+        id: &OrderId,
+    ) -> Result<Order, LookupError> {
         match tx.order(id).await {
             Ok(order) if order.merchant_id == merchant.id => Ok(order),
-            Ok(_) | Err(StoreError::NotFound) => Err(AppError::NotFound("order")),
+            Ok(_) | Err(StoreError::NotFound) => Err(LookupError::NotFound("order")),
             Err(e) => Err(e.into()),
         }
     }

@@ -1,7 +1,7 @@
 //! Payments after the request: risk control and the channel call, channel results
 //! (callbacks and queries), missing callbacks, payment timeouts and late payments.
 
-use super::{AppError, AppResult, Payq, record, save, transition};
+use super::{Payq, ProcessError, StoreFault, record, save, transition};
 use crate::channel::{ChannelError, ChannelStatus, PaymentRequest};
 use crate::jobs::{Job, JobKind, PaymentQueryJob};
 use crate::risk;
@@ -10,16 +10,9 @@ use payq_domain::{
 };
 use payq_store::Tx;
 
-fn channel_err(e: ChannelError) -> AppError {
-    match e {
-        ChannelError::Unavailable(_) => AppError::Unexpected(anyhow::Error::new(e)),
-        ChannelError::Invalid(m) => AppError::InvalidRequest(m),
-    }
-}
-
 impl Payq {
     /// Runs risk control on a requested payment, then starts it at the channel.
-    pub async fn request_payment(&self, payment_id: &PaymentId) -> AppResult<()> {
+    pub async fn request_payment(&self, payment_id: &PaymentId) -> Result<(), ProcessError> {
         let mut tx = self.store.begin().await?;
         let payment = tx.payment(payment_id).await?;
         let mut order = tx.order(&payment.order_id).await?;
@@ -41,7 +34,7 @@ impl Payq {
         tx.commit().await?;
 
         let instructions =
-            payment.simulate.as_deref().map(serde_json::from_str).transpose().map_err(anyhow::Error::from)?;
+            payment.simulate.as_deref().map(serde_json::from_str).transpose().map_err(StoreFault::from)?;
         let request = PaymentRequest {
             payment_id: payment_id.clone(),
             amount: payment.amount,
@@ -54,7 +47,7 @@ impl Payq {
             Err(ChannelError::Invalid(reason)) => {
                 return self.apply_channel_status(payment_id, ChannelStatus::Failed { reason }).await;
             }
-            Err(e) => return Err(channel_err(e)),
+            Err(e) => return Err(e.into()),
         };
         let mut tx = self.store.begin().await?;
         tx.update_payment(payment_id, PaymentStatus::Pending, Some(&txn_id), None).await?;
@@ -63,7 +56,7 @@ impl Payq {
         Ok(())
     }
 
-    async fn schedule_query(&self, tx: &mut Tx, payment_id: &PaymentId, attempt: usize) -> AppResult<()> {
+    async fn schedule_query(&self, tx: &mut Tx, payment_id: &PaymentId, attempt: usize) -> Result<(), StoreFault> {
         let schedule = self.settings.query_schedule();
         if let Some(wait) = schedule.get(attempt) {
             tx.schedule(
@@ -78,7 +71,11 @@ impl Payq {
     /// Records what the channel says about a payment (from a callback or a query).
     /// Repeated and out-of-date answers change nothing; a success for an order that is no
     /// longer waiting for this payment is refunded.
-    pub async fn apply_channel_status(&self, payment_id: &PaymentId, status: ChannelStatus) -> AppResult<()> {
+    pub async fn apply_channel_status(
+        &self,
+        payment_id: &PaymentId,
+        status: ChannelStatus,
+    ) -> Result<(), ProcessError> {
         let mut tx = self.store.begin().await?;
         let payment = tx.payment(payment_id).await?;
         let mut order = tx.order(&payment.order_id).await?;
@@ -100,8 +97,7 @@ impl Payq {
                     record(&mut tx, EventType::PaymentSucceeded, &order, None).await?;
                 } else {
                     // Paid after the order closed (or for a superseded attempt): give it back.
-                    let amount =
-                        Money::new(payment.amount, payment.currency).map_err(|e| AppError::Unexpected(e.into()))?;
+                    let amount = Money::new(payment.amount, payment.currency)?;
                     let refund = self
                         .open_refund_of(
                             &mut tx,
@@ -143,12 +139,12 @@ impl Payq {
 
     /// Queries the channel about a payment whose callback has not come, and schedules the
     /// next query if it is still pending.
-    pub async fn query_payment(&self, payment_id: &PaymentId, attempt: usize) -> AppResult<()> {
+    pub async fn query_payment(&self, payment_id: &PaymentId, attempt: usize) -> Result<(), ProcessError> {
         let payment = self.store.payment(payment_id).await?;
         if payment.status != PaymentStatus::Pending {
             return Ok(());
         }
-        let status = self.channel.query_payment(payment_id).await.map_err(channel_err)?;
+        let status = self.channel.query_payment(payment_id).await?;
         if status == ChannelStatus::Pending || status == ChannelStatus::NotFound {
             let mut tx = self.store.begin().await?;
             self.schedule_query(&mut tx, payment_id, attempt + 1).await?;
@@ -160,7 +156,7 @@ impl Payq {
 
     /// At the payment deadline: closes an unpaid order. If a payment is in flight, the
     /// channel is asked first; a paid order is never closed.
-    pub async fn payment_timeout(&self, order_id: &OrderId) -> AppResult<()> {
+    pub async fn payment_timeout(&self, order_id: &OrderId) -> Result<(), ProcessError> {
         let mut tx = self.store.begin().await?;
         let order = tx.order(order_id).await?;
         tx.commit().await?;
@@ -168,9 +164,9 @@ impl Payq {
         if order.status == OrderStatus::Paying
             && let Some(payment) = in_flight
         {
-            let mut status = self.channel.query_payment(&payment.id).await.map_err(channel_err)?;
+            let mut status = self.channel.query_payment(&payment.id).await?;
             if !matches!(status, ChannelStatus::Succeeded { .. } | ChannelStatus::Failed { .. }) {
-                status = self.channel.close_payment(&payment.id).await.map_err(channel_err)?;
+                status = self.channel.close_payment(&payment.id).await?;
             }
             let paid = matches!(status, ChannelStatus::Succeeded { .. });
             self.apply_channel_status(&payment.id, status).await?;

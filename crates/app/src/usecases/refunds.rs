@@ -1,7 +1,10 @@
 //! Refunds: request with a review window, approve, reject, execute through the channel,
 //! and the full refunds of cancellation and late payment.
 
-use super::{AppError, AppResult, Payq, check_text, record, save, transition, transition_refund};
+use super::{
+    CreateRefundError, LookupError, OrderChangeError, Payq, ProcessError, ReviewRefundError, StoreFault, check_text,
+    record, save, transition, transition_refund,
+};
 use crate::channel::RefundOutcome;
 use crate::jobs::{Job, JobKind, RefundExecuteJob};
 use payq_domain::{
@@ -25,12 +28,20 @@ pub struct CreateRefund {
 
 impl Payq {
     /// Requests a refund; it waits in `pending_review` until its window ends.
-    pub async fn create_refund(&self, merchant: &Merchant, order_id: &OrderId, req: CreateRefund) -> AppResult<Refund> {
+    pub async fn create_refund(
+        &self,
+        merchant: &Merchant,
+        order_id: &OrderId,
+        req: CreateRefund,
+    ) -> Result<Refund, CreateRefundError> {
         check_text("reason", req.reason.as_deref(), 200)?;
         let mut tx = self.store.begin().await?;
         let order = self.owned(&mut tx, merchant, order_id).await?;
         if !order.status.is_paid() {
-            return Err(AppError::InvalidState(format!("an order that is {} cannot be refunded", order.status)));
+            return Err(CreateRefundError::NotRefundable(format!(
+                "an order that is {} cannot be refunded",
+                order.status
+            )));
         }
         let amount = super::amount(req.amount, order.currency)?;
         let review = req.review.unwrap_or(merchant.settings.refund_review);
@@ -43,15 +54,15 @@ impl Payq {
     }
 
     /// The merchant's refund.
-    pub async fn refund(&self, merchant: &Merchant, id: &RefundId) -> AppResult<Refund> {
+    pub async fn refund(&self, merchant: &Merchant, id: &RefundId) -> Result<Refund, LookupError> {
         match self.store.refund(&merchant.id, id).await {
-            Err(StoreError::NotFound) => Err(AppError::NotFound("refund")),
+            Err(StoreError::NotFound) => Err(LookupError::NotFound("refund")),
             other => Ok(other?),
         }
     }
 
     /// Ends the review window now: the refund executes at once.
-    pub async fn approve_refund(&self, merchant: &Merchant, id: &RefundId) -> AppResult<Refund> {
+    pub async fn approve_refund(&self, merchant: &Merchant, id: &RefundId) -> Result<Refund, ReviewRefundError> {
         let mut tx = self.store.begin().await?;
         let mut refund = owned_refund(&mut tx, merchant, id).await?;
         transition_refund(&mut refund, RefundEvent::Execute)?;
@@ -66,7 +77,7 @@ impl Payq {
     }
 
     /// Rejects a refund during review.
-    pub async fn reject_refund(&self, merchant: &Merchant, id: &RefundId) -> AppResult<Refund> {
+    pub async fn reject_refund(&self, merchant: &Merchant, id: &RefundId) -> Result<Refund, ReviewRefundError> {
         let mut tx = self.store.begin().await?;
         let mut refund = owned_refund(&mut tx, merchant, id).await?;
         transition_refund(&mut refund, RefundEvent::Reject)?;
@@ -82,7 +93,7 @@ impl Payq {
 
     /// Executes a refund whose review is over: moves it to `processing`, asks the channel,
     /// and records the answer. Safe to run again at any point.
-    pub async fn execute_refund(&self, id: &RefundId) -> AppResult<()> {
+    pub async fn execute_refund(&self, id: &RefundId) -> Result<(), ProcessError> {
         let mut tx = self.store.begin().await?;
         let mut refund = tx.refund(id).await?;
         if refund.status == RefundStatus::PendingReview {
@@ -96,15 +107,11 @@ impl Payq {
         if refund.status != RefundStatus::Processing {
             return Ok(()); // already finished or rejected
         }
-        let outcome = self
-            .channel
-            .refund(&payment_id, &refund.id, refund.amount)
-            .await
-            .map_err(|e| AppError::Unexpected(anyhow::Error::new(e)))?;
+        let outcome = self.channel.refund(&payment_id, &refund.id, refund.amount).await?;
         self.finish_refund(id, outcome).await
     }
 
-    async fn finish_refund(&self, id: &RefundId, outcome: RefundOutcome) -> AppResult<()> {
+    async fn finish_refund(&self, id: &RefundId, outcome: RefundOutcome) -> Result<(), ProcessError> {
         let mut tx = self.store.begin().await?;
         let mut refund = tx.refund(id).await?;
         if refund.status != RefundStatus::Processing {
@@ -118,7 +125,7 @@ impl Payq {
                 let refunded = order
                     .refunded()
                     .and_then(|r| r.checked_add(Money::new(refund.amount, refund.currency)?))
-                    .map_err(|e| AppError::Unexpected(anyhow::anyhow!("refund total: {e}")))?;
+                    .map_err(|e| ProcessError::Broken(format!("refund total: {e}")))?;
                 order.amount_refunded = refunded.minor();
                 if order.amount_refunded == order.amount && order.status.is_paid() {
                     transition(&mut order, OrderEvent::FullyRefunded)?;
@@ -141,7 +148,12 @@ impl Payq {
 
     /// Cancels a paid order inside `tx` and starts a refund of everything not yet refunded
     /// (refunds still in review are rejected: the full refund replaces them).
-    pub(crate) async fn cancel_and_refund(&self, tx: &mut Tx, mut order: Order, reason: &str) -> AppResult<Order> {
+    pub(crate) async fn cancel_and_refund(
+        &self,
+        tx: &mut Tx,
+        mut order: Order,
+        reason: &str,
+    ) -> Result<Order, OrderChangeError> {
         transition(&mut order, OrderEvent::Cancelled)?;
         order.cancelled_at = Some(Timestamp::now());
         order.close_reason = Some(reason.to_owned());
@@ -149,7 +161,9 @@ impl Payq {
         tx.cancel_messages(JobKind::ShipReminder.as_str(), order.id.as_str()).await?;
         tx.cancel_messages(JobKind::OrderCheck.as_str(), order.id.as_str()).await?;
         for mut pending in tx.refunds_pending_review(&order.id).await? {
-            transition_refund(&mut pending, RefundEvent::Reject)?;
+            // Refunds in review can always be rejected.
+            transition_refund(&mut pending, RefundEvent::Reject)
+                .map_err(|e| StoreFault::Unexpected(anyhow::anyhow!("refund {}: {e}", pending.id)))?;
             pending.updated_at = Timestamp::now();
             tx.update_refund(&pending).await?;
             tx.cancel_messages(JobKind::RefundExecute.as_str(), pending.id.as_str()).await?;
@@ -159,10 +173,16 @@ impl Payq {
         let held = tx.refunds_held(&order.id).await?;
         let left = order.amount - held;
         if left > 0 {
-            let amount = Money::new(left, order.currency).map_err(|e| AppError::Unexpected(e.into()))?;
+            // What is left of a paid order always fits its bounds and its payment.
+            let unexpected = |e: String| StoreFault::Unexpected(anyhow::anyhow!("cancelling {}: {e}", order.id));
+            let amount = Money::new(left, order.currency).map_err(|e| unexpected(e.to_string()))?;
             let refund = self
                 .open_refund(tx, &order, amount, Some(reason.to_owned()), RefundStatus::Processing, Timestamp::now())
-                .await?;
+                .await
+                .map_err(|e| match e {
+                    OpenRefundError::Store(f) => f,
+                    e @ (OpenRefundError::NoPayment | OpenRefundError::Exceeds(_)) => unexpected(e.to_string()),
+                })?;
             record(tx, EventType::RefundCreated, &order, Some(&refund)).await?;
         }
         Ok(order)
@@ -178,12 +198,8 @@ impl Payq {
         reason: Option<String>,
         status: RefundStatus,
         execute_at: Timestamp,
-    ) -> AppResult<Refund> {
-        let payment_id: PaymentId = order
-            .payment
-            .as_ref()
-            .map(|p| p.id.clone())
-            .ok_or_else(|| AppError::InvalidState("the order has no payment to refund".into()))?;
+    ) -> Result<Refund, OpenRefundError> {
+        let payment_id: PaymentId = order.payment.as_ref().map(|p| p.id.clone()).ok_or(OpenRefundError::NoPayment)?;
         self.open_refund_of(tx, order, &payment_id, amount, reason, status, execute_at).await
     }
 
@@ -197,17 +213,15 @@ impl Payq {
         reason: Option<String>,
         status: RefundStatus,
         execute_at: Timestamp,
-    ) -> AppResult<Refund> {
+    ) -> Result<Refund, OpenRefundError> {
         // Refunds of one order are opened one at a time, so together they never exceed it.
         tx.lock_order(&order.id).await?;
         let held = Money::from_stored(tx.refunds_held(&order.id).await?, order.currency)
-            .map_err(|e| AppError::Unexpected(e.into()))?;
-        let paid = order.amount().map_err(|e| AppError::Unexpected(e.into()))?;
+            .map_err(|e| StoreFault::Unexpected(anyhow::anyhow!("refunds of {}: {e}", order.id)))?;
+        let paid = order.amount().map_err(|e| StoreFault::Unexpected(anyhow::anyhow!("order {}: {e}", order.id)))?;
         let left = payq_domain::refund::refundable(paid, held).unwrap_or(Money::zero(order.currency));
         if amount.minor() > left.minor() {
-            return Err(AppError::AmountExceedsRefundable(format!(
-                "refund of {amount} exceeds the {left} left to refund"
-            )));
+            return Err(OpenRefundError::Exceeds(format!("refund of {amount} exceeds the {left} left to refund")));
         }
         let now = Timestamp::now();
         let refund = Refund {
@@ -230,7 +244,7 @@ impl Payq {
     }
 }
 
-async fn schedule_execute(tx: &mut Tx, refund: &Refund) -> AppResult<()> {
+async fn schedule_execute(tx: &mut Tx, refund: &Refund) -> Result<(), StoreFault> {
     tx.schedule(
         Job::RefundExecute(RefundExecuteJob { refund_id: refund.id.clone() })
             .message(refund.id.as_str(), refund.execute_at),
@@ -239,10 +253,46 @@ async fn schedule_execute(tx: &mut Tx, refund: &Refund) -> AppResult<()> {
     Ok(())
 }
 
-async fn owned_refund(tx: &mut Tx, merchant: &Merchant, id: &RefundId) -> AppResult<Refund> {
+async fn owned_refund(tx: &mut Tx, merchant: &Merchant, id: &RefundId) -> Result<Refund, LookupError> {
     match tx.refund(id).await {
         Ok(r) if r.merchant_id == merchant.id => Ok(r),
-        Ok(_) | Err(StoreError::NotFound) => Err(AppError::NotFound("refund")),
+        Ok(_) | Err(StoreError::NotFound) => Err(LookupError::NotFound("refund")),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Why a refund could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenRefundError {
+    #[error("the order has no payment to refund")]
+    NoPayment,
+    #[error("{0}")]
+    Exceeds(String),
+    #[error(transparent)]
+    Store(#[from] StoreFault),
+}
+
+impl From<StoreError> for OpenRefundError {
+    fn from(e: StoreError) -> Self {
+        OpenRefundError::Store(e.into())
+    }
+}
+
+impl From<OpenRefundError> for CreateRefundError {
+    fn from(e: OpenRefundError) -> Self {
+        match e {
+            e @ OpenRefundError::NoPayment => CreateRefundError::NotRefundable(e.to_string()),
+            OpenRefundError::Exceeds(d) => CreateRefundError::ExceedsRefundable(d),
+            OpenRefundError::Store(f) => CreateRefundError::Store(f),
+        }
+    }
+}
+
+impl From<OpenRefundError> for ProcessError {
+    fn from(e: OpenRefundError) -> Self {
+        match e {
+            e @ (OpenRefundError::NoPayment | OpenRefundError::Exceeds(_)) => ProcessError::Broken(e.to_string()),
+            OpenRefundError::Store(f) => ProcessError::Store(f),
+        }
     }
 }

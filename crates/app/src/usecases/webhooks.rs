@@ -1,7 +1,7 @@
 //! Delivering events to the merchant's webhook, signed:
 //! `Payq-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(webhook_secret, "<t>.<body>")>`.
 
-use super::{AppResult, Payq};
+use super::{Payq, StoreFault};
 use crate::crypto;
 use crate::delivery_gate::Admission;
 use crate::jobs::JobKind;
@@ -43,7 +43,7 @@ impl Payq {
         event_id: &EventId,
         attempt: u32,
         turn: Option<DeliveryTurn<'_>>,
-    ) -> AppResult<DeliveryOutcome> {
+    ) -> Result<DeliveryOutcome, StoreFault> {
         let (merchant_id, body) = self.store.event_body(event_id).await?;
         let creds = match self.store.merchant_with_credentials(&merchant_id).await {
             Ok(c) => c,
