@@ -69,7 +69,19 @@ pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
 
 /// The header value `t=<t>,v1=<signature>`.
 pub fn signature_header(secret: &str, t: i64, body: &[u8]) -> String {
-    format!("t={t},v1={}", sign(secret, t, body))
+    signature_header_for_all(&[secret], t, body)
+}
+
+/// The header value `t=<t>,v1=<signature>,v1=<signature>…` with one signature per secret
+/// (the current one first): during a secret's rotation a receiver that knows either secret
+/// finds a `v1` it can check.
+pub fn signature_header_for_all(secrets: &[&str], t: i64, body: &[u8]) -> String {
+    let mut header = format!("t={t}");
+    for secret in secrets {
+        header.push_str(",v1=");
+        header.push_str(&sign(secret, t, body));
+    }
+    header
 }
 
 /// Why a signature was refused.
@@ -93,22 +105,23 @@ pub fn verify_signature(
     tolerance_s: i64,
 ) -> Result<(), SignatureError> {
     let mut t = None;
-    let mut v1 = None;
+    let mut signatures = Vec::new();
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", v)) => t = v.parse::<i64>().ok(),
-            Some(("v1", v)) => v1 = Some(v),
+            Some(("v1", v)) => signatures.push(v),
             _ => {}
         }
     }
-    let (Some(t), Some(v1)) = (t, v1) else {
+    let Some(t) = t.filter(|_| !signatures.is_empty()) else {
         return Err(SignatureError::Malformed);
     };
     // abs_diff cannot overflow, whatever `t` a caller sends (t = now - 2^63 included).
     if now_s.abs_diff(t) > tolerance_s.unsigned_abs() {
         return Err(SignatureError::Stale(tolerance_s));
     }
-    if !constant_time_eq(&sign(secret, t, body), v1) {
+    let expected = sign(secret, t, body);
+    if !signatures.iter().any(|v1| constant_time_eq(&expected, v1)) {
         return Err(SignatureError::Mismatch);
     }
     Ok(())
@@ -134,6 +147,15 @@ mod tests {
         assert_eq!(verify_signature("s3cret", &h, b"{ }", 1_010, 300), Err(SignatureError::Mismatch));
         assert_eq!(verify_signature("s3cret", &h, b"{}", 2_000, 300), Err(SignatureError::Stale(300)));
         assert_eq!(verify_signature("s3cret", "garbage", b"{}", 1_000, 300), Err(SignatureError::Malformed));
+    }
+
+    #[test]
+    fn a_header_signed_with_two_secrets_verifies_with_either() {
+        let h = signature_header_for_all(&["new", "old"], 1_000, b"{}");
+        assert_eq!(h.matches(",v1=").count(), 2);
+        assert_eq!(verify_signature("new", &h, b"{}", 1_000, 300), Ok(()));
+        assert_eq!(verify_signature("old", &h, b"{}", 1_000, 300), Ok(()));
+        assert_eq!(verify_signature("third", &h, b"{}", 1_000, 300), Err(SignatureError::Mismatch));
     }
 
     #[test]

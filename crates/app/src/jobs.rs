@@ -113,6 +113,10 @@ pub struct ShipReminderJob {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WebhookDeliverJob {
     pub event_id: EventId,
+    /// Asked for by the merchant (`POST /v1/events/{id}/redeliver`): delivered even if it
+    /// was delivered before or the merchant's event filter leaves it out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redelivery: bool,
 }
 
 /// One job with its payload.

@@ -35,15 +35,13 @@ impl Router for JobRouter {
         let msg = &m.message;
         let job = Job::parse(&msg.kind, &msg.payload);
         // First publication only (not a retry or a deferral, which move the due time).
+        // A redelivery the merchant asked for goes to its webhook only.
         if let Ok(Job::WebhookDeliver(job)) = &job
             && m.due_at == msg.scheduled_at
+            && !job.redelivery
         {
-            let (_, body) = self.store.event_body(&job.event_id).await.map_err(|e| e.to_string())?;
-            let event_type = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["type"].as_str().map(str::to_owned))
-                .ok_or_else(|| format!("event {} has no type", job.event_id))?;
-            return Ok(Route::Event { event_type, body });
+            let event = self.store.event_body(&job.event_id).await.map_err(|e| e.to_string())?;
+            return Ok(Route::Event { event_type: event.event_type, body: event.body });
         }
         // A message payq cannot read still goes to a worker, which dead-letters it with the
         // reason.

@@ -33,12 +33,7 @@ impl Worker {
             (Some(key), Some(ordinal)) => Some(DeliveryTurn { key, ordinal }),
             _ => None,
         };
-        match self
-            .payq
-            .deliver_webhook(&job.event_id, msg.attempts, turn)
-            .await
-            .map_err(|e: StoreFault| classify(e.into()))?
-        {
+        match self.payq.deliver_webhook(&job, msg.attempts, turn).await.map_err(|e: StoreFault| classify(e.into()))? {
             DeliveryOutcome::Delivered | DeliveryOutcome::NoEndpoint => Ok(()),
             DeliveryOutcome::NotYourTurn => Err(HandlerError::Defer(TURN_WAIT)),
             DeliveryOutcome::Throttled(wait) => Err(HandlerError::Defer(wait)),

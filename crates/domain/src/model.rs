@@ -19,8 +19,17 @@ pub struct Merchant {
     pub id: MerchantId,
     pub name: String,
     pub webhook_url: Option<String>,
+    /// The event types the webhook receives; `null` for every type.
+    pub webhook_events: Option<Vec<crate::EventType>>,
     pub settings: MerchantSettings,
     pub created_at: Timestamp,
+}
+
+impl Merchant {
+    /// Whether the merchant's webhook receives events of `event_type`.
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.webhook_events.as_ref().is_none_or(|events| events.iter().any(|e| e.as_str() == event_type))
+    }
 }
 
 /// One line of an order: a SKU and how many.

@@ -48,6 +48,15 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The instant an RFC 3339 string names (any offset, any sub-second digits, truncated to
+    /// milliseconds), if it is one.
+    pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+        let dt = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+        i64::try_from(dt.unix_timestamp_nanos().div_euclid(1_000_000)).ok().map(Timestamp)
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_rfc3339())
@@ -68,5 +77,13 @@ mod tests {
     fn formats_with_milliseconds() {
         assert_eq!(Timestamp::from_millis(1_700_000_000_123).to_rfc3339(), "2023-11-14T22:13:20.123Z");
         assert_eq!(Timestamp::from_millis(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn parses_what_it_prints_and_refuses_the_rest() {
+        let t = Timestamp::from_millis(1_700_000_000_123);
+        assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
+        assert_eq!(Timestamp::parse_rfc3339("2023-11-14T23:13:20.123+01:00"), Some(t));
+        assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
     }
 }

@@ -91,7 +91,7 @@ pub async fn merchant(settings: Settings, command: MerchantCommand) -> anyhow::R
     let store = open(&settings).await?;
     let created = payq_app::usecases::create_merchant(
         &store,
-        CreateMerchant { name, webhook_url, settings: Default::default() },
+        CreateMerchant { name, webhook_url, webhook_events: None, settings: Default::default() },
         settings.webhook.allow_private,
     )
     .await

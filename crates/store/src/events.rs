@@ -80,13 +80,35 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// An event's stored JSON body (the exact bytes webhooks send) and its merchant.
-    pub async fn event_body(&self, id: &EventId) -> StoreResult<(MerchantId, String)> {
-        let row = crate::db::query("SELECT merchant_id, body FROM events WHERE id = $1")
+    /// An event's stored JSON body (the exact bytes webhooks send), its type and merchant.
+    pub async fn event_body(&self, id: &EventId) -> StoreResult<EventBody> {
+        let row = crate::db::query("SELECT merchant_id, type, body FROM events WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(self.read())
             .await?
             .ok_or(StoreError::NotFound)?;
-        Ok((crate::rows::parse(&row, "merchant_id")?, row.try_get("body")?))
+        Ok(EventBody {
+            merchant_id: crate::rows::parse(&row, "merchant_id")?,
+            event_type: row.try_get("type")?,
+            body: row.try_get("body")?,
+        })
     }
+
+    /// The merchant's event `id` (`NotFound` for another merchant's).
+    pub async fn merchant_event_body(&self, merchant: &MerchantId, id: &EventId) -> StoreResult<EventBody> {
+        match self.event_body(id).await {
+            Ok(event) if &event.merchant_id == merchant => Ok(event),
+            Ok(_) => Err(StoreError::NotFound),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// An event as webhooks send it.
+pub struct EventBody {
+    pub merchant_id: MerchantId,
+    /// The wire name of its type, e.g. `order.created`.
+    pub event_type: String,
+    /// The exact JSON bytes a webhook sends.
+    pub body: String,
 }

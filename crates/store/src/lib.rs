@@ -25,11 +25,11 @@ mod webhooks;
 mod writer;
 
 pub use dead_letters::DeadLetter;
-pub use events::NewEvent;
+pub use events::{EventBody, NewEvent};
 pub use idempotency::{IdempotencyBegin, StoredResponse};
 pub use inventory::Shortage;
 pub use lifeline::ProcessId;
-pub use merchants::{MerchantCredentials, NewMerchant};
+pub use merchants::{MerchantCredentials, NewMerchant, PreviousSecret};
 pub use messages::{ClaimedMessage, MessageStats, NewMessage, PendingMessage};
 pub use orders::{NewOrder, NewPayment, OrderPage, PaymentRecord};
 pub use outbox::OutboxMessage;
@@ -244,6 +244,14 @@ impl Backend {
         match self {
             Backend::Sqlite => format!("json_extract({column}, '$.{field}')"),
             Backend::Postgres => format!("({column}::jsonb ->> '{field}')"),
+        }
+    }
+
+    /// SQL that is true when the JSON array of strings in `column` holds `value`.
+    pub(crate) fn json_array_has(self, column: &str, value: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.value = {value})"),
+            Backend::Postgres => format!("jsonb_exists({column}::jsonb, {value})"),
         }
     }
 }

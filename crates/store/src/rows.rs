@@ -31,10 +31,14 @@ fn opt_ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
 
 pub(crate) fn merchant(row: &AnyRow) -> Result<Merchant, StoreError> {
     let settings: String = row.try_get("settings")?;
+    let webhook_events: Option<String> = row.try_get("webhook_events")?;
     Ok(Merchant {
         id: parse(row, "id")?,
         name: row.try_get("name")?,
         webhook_url: row.try_get("webhook_url")?,
+        webhook_events: webhook_events
+            .map(|e| serde_json::from_str(&e).map_err(|e| corrupt("webhook_events", e)))
+            .transpose()?,
         settings: serde_json::from_str::<MerchantSettings>(&settings).map_err(|e| corrupt("settings", e))?,
         created_at: ts(row, "created_at")?,
     })

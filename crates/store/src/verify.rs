@@ -155,12 +155,15 @@ impl Store {
             }
         }
 
-        // Every event of a merchant with a webhook is delivered, dead-lettered, or on its way.
+        // Every event the merchant's webhook receives is delivered, dead-lettered, or on its
+        // way. What it receives is judged from when its URL and filter last changed.
         let (message_event, dead_event) =
             (self.backend().json_text("m.payload", "event_id"), self.backend().json_text("d.payload", "event_id"));
+        let wanted = self.backend().json_array_has("mc.webhook_events", "e.type");
         let rows = crate::db::query(&format!(
             "SELECT e.id, e.type FROM events e JOIN merchants mc ON mc.id = e.merchant_id
-             WHERE mc.webhook_url IS NOT NULL
+             WHERE mc.webhook_url IS NOT NULL AND e.created_at >= mc.webhook_since
+               AND (mc.webhook_events IS NULL OR {wanted})
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
                AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.kind = 'webhook.deliver'
                                  AND {message_event} = e.id)

@@ -1,8 +1,8 @@
 //! API errors as `application/problem+json` with a stable `code`.
 
 use crate::usecases::{
-    CreateOrderError, CreateRefundError, InputError, LookupError, OrderChangeError, PayError, ProcessError,
-    ReviewRefundError, StoreFault, WriteError,
+    CreateOrderError, CreateRefundError, InputError, LookupError, MerchantChangeError, OrderChangeError, PayError,
+    ProcessError, RedeliverError, ReviewRefundError, StoreFault, WriteError,
 };
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -182,6 +182,26 @@ impl From<WriteError> for ApiError {
         match e {
             WriteError::Input(e) => e.into(),
             WriteError::Store(f) => f.into(),
+        }
+    }
+}
+
+impl From<MerchantChangeError> for ApiError {
+    fn from(e: MerchantChangeError) -> Self {
+        match e {
+            MerchantChangeError::Input(e) => e.into(),
+            MerchantChangeError::MerchantNotFound => ApiError::not_found("merchant"),
+            MerchantChangeError::Store(f) => f.into(),
+        }
+    }
+}
+
+impl From<RedeliverError> for ApiError {
+    fn from(e: RedeliverError) -> Self {
+        match e {
+            RedeliverError::EventNotFound => ApiError::not_found("event"),
+            e @ RedeliverError::NoWebhook => invalid_state(&e),
+            RedeliverError::Store(f) => f.into(),
         }
     }
 }

@@ -1,10 +1,12 @@
-//! `GET /v1/events`: the merchant's event log, oldest first.
+//! `GET /v1/events`: the merchant's event log, oldest first; `POST
+//! /v1/events/{id}/redeliver`: one more webhook delivery of an event.
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, MerchantAuth};
-use super::{AppState, page_limit};
+use super::{AppState, page_limit, path_id};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use payq_domain::{Event, EventId};
 use serde::{Deserialize, Serialize};
 
@@ -43,4 +45,19 @@ pub async fn list(
     }
     let (data, has_more) = store.events(&merchant.id, after.as_ref(), limit).await.map_err(ApiError::from)?;
     Ok(Json(EventList { data, has_more }))
+}
+
+/// Delivers the event to the merchant's webhook once more, now (whatever earlier
+/// deliveries and the webhook's event filter say); retried on the schedule if it fails.
+#[utoipa::path(post, path = "/v1/events/{id}/redeliver", operation_id = "events_redeliver", tag = "events",
+    params(("id" = EventId, Path)), responses((status = 202, description = "the delivery is scheduled")),
+    security(("bearer" = [])))]
+pub async fn redeliver(
+    State(state): State<AppState>,
+    MerchantAuth(merchant): MerchantAuth,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let id: EventId = path_id(&id, "event")?;
+    state.payq.redeliver_event(&merchant, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "event_id": id, "redelivery": "scheduled" }))))
 }

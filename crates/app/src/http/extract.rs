@@ -7,7 +7,7 @@ use crate::crypto::{ApiKey, constant_time_eq, sha256_hex};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header;
 use axum::http::request::Parts;
-use payq_domain::Merchant;
+use payq_domain::{Merchant, Timestamp};
 use payq_store::StoreError;
 use serde::de::DeserializeOwned;
 
@@ -77,7 +77,14 @@ pub(crate) async fn merchant_of_key(state: &AppState, token: &str) -> Result<Mer
         Err(StoreError::NotFound) => return Err(refused()),
         Err(e) => return Err(ApiError::from(e)),
     };
-    if !constant_time_eq(&sha256_hex(token.as_bytes()), &creds.api_key_hash) {
+    // The current key, or the one it replaced while the rotation's overlap lasts.
+    let presented = sha256_hex(token.as_bytes());
+    let expected = if creds.api_key_id == key_id {
+        Some(creds.api_key_hash.as_str())
+    } else {
+        creds.previous_api_key.as_ref().and_then(|previous| previous.valid_at(Timestamp::now()))
+    };
+    if !expected.is_some_and(|hash| constant_time_eq(&presented, hash)) {
         return Err(refused());
     }
     Ok(creds.merchant)

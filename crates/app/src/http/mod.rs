@@ -124,7 +124,8 @@ impl utoipa::Modify for ProblemsAndKeys {
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(merchants::create))
-        .routes(routes!(merchants::get))
+        .routes(routes!(merchants::get, merchants::update))
+        .routes(routes!(merchants::rotate))
         .routes(routes!(orders::create, orders::list))
         .routes(routes!(orders::get))
         .routes(routes!(orders::pay))
@@ -137,6 +138,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(refunds::reject))
         .routes(routes!(inventory::put, inventory::get))
         .routes(routes!(events::list))
+        .routes(routes!(events::redeliver))
         .routes(routes!(channels::sim_notify))
         .routes(routes!(admin::dead_letters))
         .routes(routes!(admin::replay))

@@ -15,10 +15,13 @@ pub use errors::{
     CreateOrderError, CreateRefundError, InputError, LookupError, OrderChangeError, PayError, ProcessError,
     ReviewRefundError, StoreFault, WriteError,
 };
-pub use merchants::{CreateMerchant, CreatedMerchant, create_merchant};
+pub use merchants::{
+    CreateMerchant, CreatedMerchant, MerchantChangeError, RotateCredentials, RotatedCredentials, UpdateMerchant,
+    create_merchant,
+};
 pub use orders::{CreateOrder, CreateOrderOutcome, PayOrder, ShipOrder};
 pub use refunds::CreateRefund;
-pub use webhooks::{DeliveryOutcome, DeliveryTurn};
+pub use webhooks::{DeliveryOutcome, DeliveryTurn, RedeliverError};
 
 use crate::channel::PaymentChannel;
 use crate::config::Settings;
@@ -94,7 +97,7 @@ async fn record(tx: &mut Tx, event_type: EventType, order: &Order, refund: Optio
 }
 
 /// Appends an event with `data` to the merchant's log and, if the merchant has a webhook
-/// (or with RabbitMQ, always), schedules its delivery, ordered after the order's earlier
+/// that receives its type (or with RabbitMQ, always), schedules its delivery, ordered after the order's earlier
 /// events, in the same transaction.
 async fn publish(tx: &mut Tx, event_type: EventType, order: &Order, data: serde_json::Value) -> Result<(), StoreFault> {
     let (event, seq) = tx
@@ -102,8 +105,11 @@ async fn publish(tx: &mut Tx, event_type: EventType, order: &Order, data: serde_
         .await?;
     // With RabbitMQ every event is announced on `payq.events`, so other systems see the
     // events of merchants without a webhook too.
-    if tx.announces_all_events() || tx.merchant(&order.merchant_id).await?.webhook_url.is_some() {
-        let mut delivery = Job::WebhookDeliver(jobs::WebhookDeliverJob { event_id: event.id })
+    if tx.announces_all_events() || {
+        let merchant = tx.merchant(&order.merchant_id).await?;
+        merchant.webhook_url.is_some() && merchant.wants(event_type.as_str())
+    } {
+        let mut delivery = Job::WebhookDeliver(jobs::WebhookDeliverJob { event_id: event.id, redelivery: false })
             .message(order.id.as_str(), Timestamp::now());
         delivery.ordinal = Some(seq);
         tx.schedule(delivery).await?;

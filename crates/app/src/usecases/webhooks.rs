@@ -1,11 +1,12 @@
 //! Delivering events to the merchant's webhook, signed:
-//! `Payq-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(webhook_secret, "<t>.<body>")>`.
+//! `Payq-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(webhook_secret, "<t>.<body>")>`
+//! (one more `v1` per secret still valid after a rotation), and redelivering one on request.
 
 use super::{Payq, StoreFault};
 use crate::crypto;
 use crate::delivery_gate::Admission;
-use crate::jobs::JobKind;
-use payq_domain::{EventId, Timestamp};
+use crate::jobs::{Job, JobKind, WebhookDeliverJob};
+use payq_domain::{EventId, Merchant, Timestamp};
 use payq_store::StoreError;
 
 /// What one delivery attempt came to.
@@ -13,7 +14,8 @@ use payq_store::StoreError;
 pub enum DeliveryOutcome {
     /// The merchant answered 2xx (now or on an earlier attempt).
     Delivered,
-    /// There is nothing to deliver to (the merchant has no webhook URL any more).
+    /// There is nothing to deliver to: the merchant has no webhook URL any more, or its
+    /// event filter leaves this event's type out.
     NoEndpoint,
     /// The merchant did not answer 2xx in time; the reason.
     Failed(String),
@@ -34,17 +36,21 @@ pub struct DeliveryTurn<'a> {
 }
 
 impl Payq {
-    /// Attempts to deliver event `event_id`; `attempt` counts from 1. With a `turn`, the
+    /// Attempts to deliver `job`'s event; `attempt` counts from 1. With a `turn`, the
     /// delivery waits for the earlier ones of its order. The merchant's endpoint is looked
-    /// at first: an event of a merchant without a webhook is done at once, without the
-    /// ordering and delivery checks (in the distributed mode every event passes here).
+    /// at first: an event of a merchant without a webhook (or whose filter leaves it out)
+    /// is done at once, without the ordering and delivery checks (in the distributed mode
+    /// every event passes here). A redelivery is sent whatever the filter and earlier
+    /// deliveries say.
     pub async fn deliver_webhook(
         &self,
-        event_id: &EventId,
+        job: &WebhookDeliverJob,
         attempt: u32,
         turn: Option<DeliveryTurn<'_>>,
     ) -> Result<DeliveryOutcome, StoreFault> {
-        let (merchant_id, body) = self.store.event_body(event_id).await?;
+        let event_id = &job.event_id;
+        let event = self.store.event_body(event_id).await?;
+        let merchant_id = event.merchant_id;
         let creds = match self.store.merchant_with_credentials(&merchant_id).await {
             Ok(c) => c,
             Err(StoreError::NotFound) => return Ok(DeliveryOutcome::NoEndpoint),
@@ -53,14 +59,18 @@ impl Payq {
         let Some(url) = creds.merchant.webhook_url.as_deref() else {
             return Ok(DeliveryOutcome::NoEndpoint);
         };
+        if !job.redelivery && !creds.merchant.wants(&event.event_type) {
+            return Ok(DeliveryOutcome::NoEndpoint);
+        }
         if let Some(turn) = turn
             && self.store.has_earlier_message(JobKind::WebhookDeliver.as_str(), turn.key, turn.ordinal).await?
         {
             return Ok(DeliveryOutcome::NotYourTurn);
         }
-        if self.store.webhook_delivered(event_id).await? {
+        if !job.redelivery && self.store.webhook_delivered(event_id).await? {
             return Ok(DeliveryOutcome::Delivered);
         }
+        let body = event.body;
         // Checked again at every delivery: the policy may have changed since the URL was set,
         // and the client's resolver checks what a name resolves to now.
         if let Err(refused) = crate::url_policy::check_form(url, self.settings.webhook.allow_private) {
@@ -74,13 +84,16 @@ impl Payq {
                 return Ok(DeliveryOutcome::Throttled(wait));
             }
         };
-        let t = Timestamp::now().unix_seconds();
+        let now = Timestamp::now();
+        let t = now.unix_seconds();
+        let mut secrets = vec![creds.webhook_secret.as_str()];
+        secrets.extend(creds.previous_webhook_secret.as_ref().and_then(|p| p.valid_at(now)));
         let sent = self
             .http
             .post(url)
             .header("content-type", "application/json")
             .header("payq-event-id", event_id.as_str())
-            .header("payq-signature", crypto::signature_header(&creds.webhook_secret, t, body.as_bytes()))
+            .header("payq-signature", crypto::signature_header_for_all(&secrets, t, body.as_bytes()))
             .body(body)
             .send()
             .await;
@@ -96,5 +109,46 @@ impl Payq {
         };
         metrics::counter!("payq_webhook_deliveries_total", "outcome" => "failed").increment(1);
         Ok(DeliveryOutcome::Failed(failure))
+    }
+}
+
+/// Why an event could not be redelivered.
+#[derive(Debug, thiserror::Error)]
+pub enum RedeliverError {
+    #[error("event not found")]
+    EventNotFound,
+    /// The merchant has no webhook URL to deliver to.
+    #[error("the merchant has no webhook_url; set one with PATCH /v1/merchants/{{id}}")]
+    NoWebhook,
+    #[error(transparent)]
+    Store(#[from] StoreFault),
+}
+
+impl From<StoreError> for RedeliverError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => RedeliverError::EventNotFound,
+            e => RedeliverError::Store(e.into()),
+        }
+    }
+}
+
+impl Payq {
+    /// Schedules one more delivery of the merchant's event `id`, now, even if it was
+    /// delivered before or the merchant's filter leaves it out. It counts its attempts and
+    /// retries on the schedule like any delivery.
+    pub async fn redeliver_event(&self, merchant: &Merchant, id: &EventId) -> Result<(), RedeliverError> {
+        self.store.merchant_event_body(&merchant.id, id).await?;
+        if merchant.webhook_url.is_none() {
+            return Err(RedeliverError::NoWebhook);
+        }
+        let mut tx = self.store.begin().await?;
+        tx.schedule(
+            Job::WebhookDeliver(WebhookDeliverJob { event_id: id.clone(), redelivery: true })
+                .message(id.as_str(), Timestamp::now()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

@@ -394,6 +394,34 @@ async fn stock_shortage_late_payment_and_a_dead_webhook_on_two_workers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_filter_and_a_redelivery_hold_on_rabbitmq() {
+    let Some((_turn, cluster, http, hook)) = setup(1).await else { return };
+    let base = cluster.api.base.clone();
+    let body = json!({ "name": "Filtered", "webhook_url": hook.url, "webhook_events": ["payment.succeeded"] });
+    let (s, m) = call(&http, reqwest::Method::POST, format!("{base}/v1/merchants"), ADMIN, Some(body)).await;
+    assert_eq!(s, 201, "{m}");
+    let key = m["api_key"].as_str().unwrap_or_default().to_owned();
+    let id = order_paid(&http, &base, &key, "F-1", 100, json!({})).await;
+    wait_status(&http, &base, &key, &id, "paid").await;
+    let events = all_events(&http, &base, &key).await;
+    let succeeded = events.iter().find(|e| e["type"] == "payment.succeeded").map(|e| e["id"].clone());
+    let succeeded = succeeded.and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    // Deliveries of one order keep the log's order: the filtered events came first.
+    eventually("payment.succeeded arrives", || async { hook.delivered().contains(&succeeded).then_some(()) }).await;
+    assert_eq!(hook.delivered(), std::slice::from_ref(&succeeded), "order.created and order.paying are filtered out");
+
+    // A redelivery reaches the webhook again.
+    let (s, r) =
+        call(&http, reqwest::Method::POST, format!("{base}/v1/events/{succeeded}/redeliver"), &key, Some(json!({})))
+            .await;
+    assert_eq!(s, 202, "{r}");
+    eventually("the event is delivered again", || async { (hook.delivered().len() == 2).then_some(()) }).await;
+    assert_eq!(hook.delivered(), [succeeded.clone(), succeeded]);
+    let (code, out) = cluster.verify();
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_delays_fire_in_due_order_through_the_tiers() {
     let Some((_turn, cluster, http, hook)) = setup(2).await else { return };
     let base = cluster.api.base.clone();

@@ -22,5 +22,6 @@ mod orders;
 mod payments;
 mod refunds;
 mod security;
+mod self_service;
 mod verify;
 mod webhooks;
