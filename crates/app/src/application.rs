@@ -254,8 +254,8 @@ fn engine_config(settings: &Settings) -> EngineConfig {
     }
 }
 
-/// Periodic work: the pending-messages gauges every 15 s, expired idempotency keys
-/// every hour.
+/// Periodic work: the pending-messages and dead-letter gauges every 15 s, expired
+/// idempotency keys every hour.
 async fn housekeeping(store: Store, shutdown: CancellationToken) {
     let mut last_expiry: Option<tokio::time::Instant> = None;
     // Kinds reported before: one that drained is reported as 0, not left at its last value.
@@ -269,6 +269,9 @@ async fn housekeeping(store: Store, shutdown: CancellationToken) {
                 Ok(n) => tracing::info!(expired = n, "expired idempotency keys"),
                 Err(e) => tracing::warn!(error = %e, "could not expire idempotency keys"),
             }
+        }
+        if let Ok(n) = store.dead_letter_count().await {
+            metrics::gauge!("payq_dead_letters").set(n as f64);
         }
         if let Ok(by_kind) = store.pending_by_kind().await {
             metrics::gauge!("payq_messages_pending").set(by_kind.iter().map(|(_, n)| *n).sum::<i64>() as f64);

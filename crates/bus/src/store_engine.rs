@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// Tuning of the store engine.
 #[derive(Debug, Clone)]
@@ -214,7 +215,10 @@ pub(crate) async fn judge<H: Handler>(handler: &H, config: &EngineConfig, msg: &
         let late_ms = Timestamp::now().millis().saturating_sub(msg.scheduled_at.millis()).max(0);
         metrics::histogram!("payq_timer_lateness_seconds", "kind" => msg.kind.clone()).record(late_ms as f64 / 1000.0);
     }
-    match handler.handle(msg).await {
+    // Every log line the handler writes names the message it is handling.
+    let span = tracing::info_span!("message", message_id = %msg.id, kind = %msg.kind, attempt = msg.attempts);
+    let outcome = handler.handle(msg).instrument(span).await;
+    match outcome {
         Ok(()) => Verdict::Done,
         Err(HandlerError::Defer(delay)) => Verdict::Defer(delay),
         Err(HandlerError::RetryAfter { delay, error }) => Verdict::Retry { delay, error },
@@ -304,7 +308,7 @@ async fn run_batch<H: Handler>(
                 failure => {
                     if let Err(e) = record_failure(store, msg, failure).await {
                         // The claim lapses and the message runs again; handlers are idempotent.
-                        tracing::warn!(message = %msg.id, error = %e, "could not record the message outcome");
+                        tracing::warn!(message_id = %msg.id, error = %e, "could not record the message outcome");
                     }
                 }
             }
@@ -339,12 +343,12 @@ async fn record_failure(store: &Store, msg: &ClaimedMessage, verdict: Verdict) -
         Verdict::Defer(delay) => store.defer_message(msg, due_in(delay)).await,
         Verdict::Retry { delay, error } => {
             metrics::counter!("payq_messages_retried_total", "kind" => kind.clone()).increment(1);
-            tracing::warn!(message = %msg.id, kind = %kind, attempt = msg.attempts, retry_in_ms = delay.as_millis() as u64, error = %error, "message failed; will retry");
+            tracing::warn!(message_id = %msg.id, kind = %kind, attempt = msg.attempts, retry_in_ms = delay.as_millis() as u64, error = %error, "message failed; will retry");
             store.retry_message(msg, due_in(delay), &error).await
         }
         Verdict::Dead(error) => {
             metrics::counter!("payq_messages_failed_total", "kind" => kind.clone()).increment(1);
-            tracing::error!(message = %msg.id, kind = %kind, attempts = msg.attempts, error = %error, "message dead-lettered");
+            tracing::error!(message_id = %msg.id, kind = %kind, attempts = msg.attempts, error = %error, "message dead-lettered");
             store.dead_letter_message(msg, &error).await.map(|_| ())
         }
     }

@@ -11,6 +11,7 @@ mod topology;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use payq_app::Settings;
+use payq_app::config::LogFormat;
 use payq_app::telemetry;
 use signals::shutdown_on_signal;
 use std::path::PathBuf;
@@ -102,8 +103,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     let settings = Settings::load(cli.config, &flags)?;
-    // The demo prints a story; its in-process server's routine logs would drown it.
-    let quiet = matches!(cli.command, Command::Demo(_)) && std::env::var_os("PAYQ_LOG").is_none();
+    // The demo prints a story, bench and load their tables; the routine logs of their
+    // in-process servers and engines would drown them (PAYQ_LOG still overrides).
+    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench { .. } | Command::Load(_))
+        && std::env::var_os("PAYQ_LOG").is_none();
     telemetry::init_logs(if quiet { "warn" } else { &settings.log }, settings.log_format);
     match cli.command {
         Command::Serve { .. } => serve(settings).await,
@@ -128,15 +131,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let app = payq_app::Application::build(settings.clone()).await?;
     let addr = app.local_addr();
-    if app.admin_token_generated() {
-        println!("payq: no PAYQ_ADMIN_TOKEN set; admin token for this run: {}", app.admin_token());
+    let database = payq_store::redact_url(&settings.database_url);
+    match settings.log_format {
+        // Every line is a JSON log line: the start-up lines too.
+        LogFormat::Json => {
+            if app.admin_token_generated() {
+                tracing::warn!(admin_token = app.admin_token(), "no PAYQ_ADMIN_TOKEN set; admin token for this run");
+            }
+            tracing::info!(listen = %format_args!("http://{addr}"), %database, role = ?settings.role, "payq started");
+        }
+        LogFormat::Text => {
+            if app.admin_token_generated() {
+                println!("payq: no PAYQ_ADMIN_TOKEN set; admin token for this run: {}", app.admin_token());
+            }
+            println!("payq: listening on http://{addr} (database {database}, role {:?})", settings.role);
+            tracing::info!(%addr, "payq started");
+        }
     }
-    println!(
-        "payq: listening on http://{addr} (database {}, role {:?})",
-        payq_store::redact_url(&settings.database_url),
-        settings.role
-    );
-    tracing::info!(%addr, "payq started");
     app.run_until_stopped(shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

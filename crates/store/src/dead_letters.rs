@@ -86,7 +86,12 @@ impl Store {
         Ok(msg)
     }
 
-    /// Deletes all dead letters. Returns how many.
+    /// How many dead letters there are.
+    pub async fn dead_letter_count(&self) -> StoreResult<i64> {
+        crate::db::query_scalar("SELECT COUNT(*) FROM dead_letters").fetch_one(self.read()).await
+    }
+
+    /// Deletes every dead letter; how many there were.
     pub async fn purge_dead_letters(&self) -> StoreResult<u64> {
         let mut tx = self.begin().await?;
         let done = crate::db::query("DELETE FROM dead_letters").execute(tx.conn()).await?;

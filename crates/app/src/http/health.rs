@@ -27,7 +27,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
 /// Prometheus metrics (names prefixed `payq_`).
 #[utoipa::path(get, path = "/metrics", operation_id = "health_metrics", tag = "health", responses((status = 200, description = "Prometheus text")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    let body = state.metrics.as_ref().map(crate::telemetry::render_metrics).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

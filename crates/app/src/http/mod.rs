@@ -20,6 +20,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -166,7 +168,25 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(middleware::BODY_LIMIT))
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(axum::middleware::from_fn(middleware::problems_only))
+        // The access log: one `info` line per request with its status and latency, inside
+        // the request's span; the request id is set first and echoed in the response.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+                .on_failure(()),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// The span a request runs in: its id (`x-request-id`, the caller's or a new UUID), method
+/// and path, so every log line it causes names them.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    tracing::info_span!("request", request_id, method = %req.method(), path = %req.uri().path())
 }
 
 /// The probes alone (`/healthz`, `/readyz`, `/metrics`): what a process that does not

@@ -157,7 +157,7 @@ impl<H: Handler> Consumers<H> {
                 return;
             }
             Err(e) => {
-                tracing::warn!(message = %id, error = %e, "cannot look up a delivery; returning it");
+                tracing::warn!(message_id = %id, error = %e, "cannot look up a delivery; returning it");
                 requeue(&delivery, Duration::from_secs(1)).await;
                 return;
             }
@@ -166,7 +166,7 @@ impl<H: Handler> Consumers<H> {
         match settle(&self.store, &msg, verdict).await {
             Ok(()) => ack(&delivery).await,
             Err(e) => {
-                tracing::warn!(message = %id, error = %e, "cannot record a delivery's outcome; returning it");
+                tracing::warn!(message_id = %id, error = %e, "cannot record a delivery's outcome; returning it");
                 requeue(&delivery, Duration::from_secs(1)).await;
             }
         }

@@ -296,7 +296,7 @@ impl<R: Router> Relay<R> {
             metrics::counter!("payq_outbox_publish_failures_total").increment(failed.len() as u64);
             let retry_at = Timestamp::now().plus_millis(millis(self.config.retry_after));
             for (m, error) in &failed {
-                tracing::warn!(message = %m.message.id, kind = %m.message.kind, error = %error, "publish failed; will retry");
+                tracing::warn!(message_id = %m.message.id, kind = %m.message.kind, error = %error, "publish failed; will retry");
                 if let Err(e) = self.store.release_unpublished(&m.message, retry_at).await {
                     tracing::warn!(error = %e, "outbox relay: could not release a message");
                 }

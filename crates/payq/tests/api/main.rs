@@ -23,5 +23,6 @@ mod payments;
 mod refunds;
 mod security;
 mod self_service;
+mod telemetry;
 mod verify;
 mod webhooks;
