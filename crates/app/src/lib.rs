@@ -7,6 +7,7 @@
 pub mod application;
 pub mod channel;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod delivery_gate;
 pub mod http;

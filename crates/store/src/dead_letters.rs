@@ -26,7 +26,7 @@ pub struct DeadLetter {
     pub created_at: Timestamp,
 }
 
-fn dead_letter(row: &crate::db::Row) -> StoreResult<DeadLetter> {
+pub(crate) fn dead_letter(row: &crate::db::Row) -> StoreResult<DeadLetter> {
     let payload: String = row.try_get("payload")?;
     Ok(DeadLetter {
         id: crate::rows::parse(row, "id")?,

@@ -443,18 +443,7 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(self.read())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(PendingMessage {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    key: r.try_get("key")?,
-                    due_at: Timestamp::from_millis(r.try_get("due_at")?),
-                    attempts: r.try_get("attempts")?,
-                    last_error: r.try_get("last_error")?,
-                })
-            })
-            .collect()
+        rows.iter().map(pending_message).collect()
     }
 
     /// Copies the whole WAL into the database file and truncates it (after a bulk load).
@@ -522,4 +511,16 @@ pub(crate) fn rand_claim() -> i64 {
     let h =
         id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     i64::from_ne_bytes(h.to_ne_bytes()) | 1
+}
+
+/// A pending message from a row of `id, kind, key, due_at, attempts, last_error`.
+pub(crate) fn pending_message(r: &crate::db::Row) -> StoreResult<PendingMessage> {
+    Ok(PendingMessage {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        key: r.try_get("key")?,
+        due_at: Timestamp::from_millis(r.try_get("due_at")?),
+        attempts: r.try_get("attempts")?,
+        last_error: r.try_get("last_error")?,
+    })
 }

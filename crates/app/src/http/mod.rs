@@ -162,12 +162,15 @@ pub fn openapi_json() -> String {
 /// The API router.
 pub fn router(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
-    router
+    let api = router
         .route_layer(axum::middleware::from_fn(middleware::track))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::idempotency))
         .layer(DefaultBodyLimit::max(middleware::BODY_LIMIT))
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(axum::middleware::from_fn(middleware::problems_only))
+        .with_state(state.clone());
+    // The console answers HTML (its errors too), beside the API's problem documents.
+    api.merge(crate::console::router(state))
         // The access log: one `info` line per request with its status and latency, inside
         // the request's span; the request id is set first and echoed in the response.
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -179,7 +182,6 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(()),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
 }
 
 /// The span a request runs in: its id (`x-request-id`, the caller's or a new UUID), method

@@ -10,6 +10,7 @@ mod admin;
 mod bad_input;
 mod callbacks;
 mod cli;
+mod console;
 mod crash;
 mod demo;
 mod distributed;

@@ -11,3 +11,5 @@ ALTER TABLE merchants ADD COLUMN previous_api_key_until BIGINT;
 ALTER TABLE merchants ADD COLUMN previous_webhook_secret TEXT;
 ALTER TABLE merchants ADD COLUMN previous_webhook_secret_until BIGINT;
 CREATE UNIQUE INDEX merchants_previous_api_key_id ON merchants (previous_api_key_id);
+-- The operator console reads an order's timeline by order.
+CREATE INDEX events_by_order ON events (order_id, seq);
