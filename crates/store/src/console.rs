@@ -66,10 +66,7 @@ impl Store {
         .bind(i64::from(limit) + 1)
         .fetch_all(self.read())
         .await?;
-        let mut orders = rows.iter().map(rows::order).collect::<StoreResult<Vec<_>>>()?;
-        let has_more = orders.len() > limit as usize;
-        orders.truncate(limit as usize);
-        Ok(OrderPage { orders, has_more })
+        crate::orders::order_page(&rows, limit)
     }
 
     /// An order's history: its events with their deliveries, refunds, pending timers and

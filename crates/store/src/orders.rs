@@ -43,6 +43,15 @@ pub struct OrderPage {
     pub has_more: bool,
 }
 
+/// A page of at most `limit` orders from `rows`, fetched with a limit of `limit + 1` (the
+/// extra row only says whether more follow).
+pub(crate) fn order_page(rows: &[crate::db::Row], limit: u32) -> StoreResult<OrderPage> {
+    let mut orders = rows.iter().map(rows::order).collect::<StoreResult<Vec<_>>>()?;
+    let has_more = orders.len() > limit as usize;
+    orders.truncate(limit as usize);
+    Ok(OrderPage { orders, has_more })
+}
+
 /// A payment attempt with what workers need to drive it.
 #[derive(Debug, Clone)]
 pub struct PaymentRecord {
@@ -315,10 +324,7 @@ impl Store {
         .bind(i64::from(limit) + 1)
         .fetch_all(self.read())
         .await?;
-        let mut orders = rows.iter().map(rows::order).collect::<StoreResult<Vec<_>>>()?;
-        let has_more = orders.len() > limit as usize;
-        orders.truncate(limit as usize);
-        Ok(OrderPage { orders, has_more })
+        order_page(&rows, limit)
     }
 
     /// A payment attempt by id.
