@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// Which parts of payq this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Role {
     /// Serve HTTP and write.
     Api,
@@ -41,10 +41,33 @@ impl Role {
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// Reads one of `choices` (`(name, value)`), or says which names there are.
+fn one_of<T: Copy>(what: &str, given: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    let given = given.trim();
+    choices.iter().find(|(name, _)| name.eq_ignore_ascii_case(given)).map(|(_, v)| *v).ok_or_else(|| {
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        format!("unknown {what} {given:?}: use {}", names.join(", "))
+    })
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        one_of("log format", &s, &[("text", LogFormat::Text), ("json", LogFormat::Json)])
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        one_of("role", &s, &[("api", Role::Api), ("worker", Role::Worker), ("all", Role::All)])
+    }
 }
 
 /// Everything payq can be configured with.
@@ -296,10 +319,20 @@ impl Settings {
         let explicit = file.or_else(|| std::env::var_os("PAYQ_CONFIG").map(PathBuf::from));
         let mut builder = config::Config::builder()
             .add_source(config::Config::try_from(&Settings::default()).context("default settings")?);
-        builder = match &explicit {
-            Some(path) => builder.add_source(config::File::from(path.as_path()).required(true)),
-            None => builder.add_source(config::File::with_name("payq.toml").required(false)),
+        let file = match &explicit {
+            Some(path) => config::File::from(path.as_path()).required(true),
+            None => config::File::with_name("payq.toml").required(false),
         };
+        check_known_keys(config::Config::builder().add_source(file.clone()).build().context("reading the config file")?)
+            .context("in the config file")?;
+        builder = builder.add_source(file);
+        // A nested setting from the environment must name a real one, like the file's.
+        let mut nested = config::Config::builder();
+        for (name, value) in std::env::vars().filter(|(n, _)| n.starts_with("PAYQ_") && n.contains("__")) {
+            let key = name["PAYQ_".len()..].to_lowercase().replace("__", ".");
+            nested = nested.set_override(key, value).context("environment")?;
+        }
+        check_known_keys(nested.build().context("reading the environment")?).context("in PAYQ_*__* variables")?;
         // Nested settings also come from PAYQ_SECTION__KEY, e.g. PAYQ_RISK__MAX_AMOUNT.
         builder = builder.add_source(
             config::Environment::with_prefix("PAYQ").prefix_separator("_").separator("__").try_parsing(true),
@@ -367,6 +400,35 @@ impl Settings {
     pub fn webhook_retry_schedule(&self) -> Vec<HumanDuration> {
         parse_schedule(&self.webhook.retry_schedule).unwrap_or_default()
     }
+}
+
+/// Refuses a setting payq does not have (a typo such as `listne` or `max_amont` would
+/// otherwise be ignored), naming the settings that exist where it was found.
+fn check_known_keys(source: config::Config) -> anyhow::Result<()> {
+    let given = source.try_deserialize::<serde_json::Value>().unwrap_or(serde_json::Value::Null);
+    let known = serde_json::to_value(Settings::default()).context("default settings")?;
+    unknown_key(&given, &known, "").map_or(Ok(()), |(key, choices)| {
+        anyhow::bail!("unknown setting `{key}`; the settings here are: {}", choices.join(", "))
+    })
+}
+
+/// The first key of `given` that `known` lacks, with the keys `known` has at that level.
+fn unknown_key(given: &serde_json::Value, known: &serde_json::Value, path: &str) -> Option<(String, Vec<String>)> {
+    let (serde_json::Value::Object(given), serde_json::Value::Object(known)) = (given, known) else {
+        return None;
+    };
+    for (key, value) in given {
+        let full = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+        match known.get(key) {
+            None => return Some((full, known.keys().cloned().collect())),
+            Some(inner) => {
+                if let Some(found) = unknown_key(value, inner, &full) {
+                    return Some(found);
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Parses `"15s,30s,3m"` into durations.

@@ -38,3 +38,35 @@ async fn timers_and_dead_letters_say_what_they_found_and_refuse_unknown_kinds() 
     assert_eq!(dlq.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&dlq.stdout).contains("no dead letters"));
 }
+
+#[test]
+fn a_mistyped_setting_is_an_error_that_names_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |toml: &str, env: &[(&str, &str)]| {
+        let file = dir.path().join("payq.toml");
+        std::fs::write(&file, toml).expect("config written");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_payq"))
+            .args(["--config", &file.display().to_string(), "verify", "--database-url", "sqlite://nowhere/payq.db"])
+            .envs(env.iter().copied())
+            .output()
+            .expect("payq runs");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run("listne = \"127.0.0.1:9999\"\n", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("unknown setting `listne`") && err.contains("listen"), "{err}");
+    let (code, err) = run("[risk]\nmax_amont = 5\n", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("unknown setting `risk.max_amont`") && err.contains("max_amount"), "{err}");
+    let (code, err) = run("", &[("PAYQ_RISK__MAX_AMONT", "5")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("unknown setting `risk.max_amont`"), "{err}");
+    // A value outside a setting's choices names the choices.
+    let (code, err) = run("role = \"boss\"\n", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("unknown role \"boss\": use api, worker, all"), "{err}");
+    assert!(!err.contains("variant constructor"), "{err}");
+    // Known settings pass this check (and the command goes on to its own error).
+    let (_, err) = run("listen = \"127.0.0.1:9999\"\n[risk]\nmax_amount = 5\n", &[("PAYQ_RISK__MAX_AMOUNT", "7")]);
+    assert!(!err.contains("unknown setting"), "{err}");
+}
