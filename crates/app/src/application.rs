@@ -149,6 +149,17 @@ impl Application {
                 Ok(())
             });
         }
+        if settings.role.serves_api() {
+            // The rate limiter forgets merchants idle long enough to have a full burst again.
+            let limiter = state.limiter.clone();
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                while tokio::time::timeout(Duration::from_secs(60), stop.cancelled()).await.is_err() {
+                    limiter.forget_idle();
+                }
+                Ok(())
+            });
+        }
         if settings.role.runs_workers() {
             let store = state.payq.store().clone();
             let stop = shutdown.clone();

@@ -323,8 +323,10 @@ impl Settings {
             Some(path) => config::File::from(path.as_path()).required(true),
             None => config::File::with_name("payq.toml").required(false),
         };
-        check_known_keys(config::Config::builder().add_source(file.clone()).build().context("reading the config file")?)
-            .context("in the config file")?;
+        check_known_keys(
+            config::Config::builder().add_source(file.clone()).build().context("reading the config file")?,
+        )
+        .context("in the config file")?;
         builder = builder.add_source(file);
         // A nested setting from the environment must name a real one, like the file's.
         let mut nested = config::Config::builder();

@@ -15,12 +15,20 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
+    /// Whole seconds for `Retry-After` (a `503` says 1 unless told otherwise).
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
     /// An error with `status`, `code` and `detail`.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError { status, code, detail: detail.into() }
+        ApiError { status, code, detail: detail.into(), retry_after_s: None }
+    }
+
+    /// The same error, telling the client to retry after `wait` (rounded up to seconds).
+    pub fn retry_after(mut self, wait: std::time::Duration) -> ApiError {
+        self.retry_after_s = Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+        self
     }
 
     /// 400 `invalid_request`.
@@ -66,7 +74,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let retry_after = (self.status == StatusCode::SERVICE_UNAVAILABLE).then_some([(header::RETRY_AFTER, "1")]);
+        let retry_after = self
+            .retry_after_s
+            .or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1))
+            .map(|s| [(header::RETRY_AFTER, s.to_string())]);
         let body = serde_json::json!({
             "type": format!("https://payq.dev/problems/{}", self.code),
             "title": self.title(),

@@ -115,12 +115,13 @@ impl FromRequestParts<AppState> for MerchantAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
         let merchant = merchant_of_key(state, token).await?;
-        if !state.limiter.allow(&merchant.id) {
+        if let Err(wait) = state.limiter.check(&merchant.id) {
             return Err(ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                "too many requests for this merchant; retry shortly",
-            ));
+                "too many requests for this merchant; retry after the Retry-After seconds",
+            )
+            .retry_after(wait));
         }
         Ok(MerchantAuth(merchant))
     }

@@ -1,42 +1,40 @@
-//! Per-merchant request rate limiting: a token bucket per API key holder, refilled at
-//! `rate` requests per second up to `burst`. Requests over the limit get `429
-//! rate_limited` and change nothing.
+//! Per-merchant request rate limiting with `governor` (GCRA, the token bucket's exact
+//! form): `rate` requests per second per merchant, bursts up to `burst`. Requests over the
+//! limit get `429 rate_limited` with `Retry-After` and change nothing.
 
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 use payq_domain::MerchantId;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::num::NonZeroU32;
+use std::time::Duration;
 
-/// Token buckets by merchant.
+/// Rate limits by merchant.
 pub struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<MerchantId, (f64, Instant)>>,
+    /// `None`: no limit (a rate of 0).
+    limiter: Option<DefaultKeyedRateLimiter<MerchantId>>,
 }
 
 impl RateLimiter {
     /// A limiter of `rate` requests/s with bursts of `burst`; a `rate` of 0 never limits.
     pub fn new(rate: u32, burst: u32) -> RateLimiter {
-        RateLimiter { rate: f64::from(rate), burst: f64::from(burst.max(1)), buckets: Mutex::new(HashMap::new()) }
+        let limiter = NonZeroU32::new(rate).map(|rate| {
+            let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+            governor::RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        RateLimiter { limiter }
     }
 
-    /// Takes a token for `merchant`; `false` if it has none left.
-    pub fn allow(&self, merchant: &MerchantId) -> bool {
-        if self.rate <= 0.0 {
-            return true;
-        }
-        let now = Instant::now();
-        // A poisoned lock only means another request panicked mid-update: the buckets are
-        // still usable numbers.
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (tokens, at) = buckets.entry(merchant.clone()).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
+    /// Takes a request's share for `merchant`, or says how long until it has one.
+    pub fn check(&self, merchant: &MerchantId) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        limiter.check_key(merchant).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Forgets merchants that have been idle long enough to have a full burst again (keeps
+    /// the table from growing with every merchant ever seen).
+    pub fn forget_idle(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
         }
     }
 }
@@ -50,9 +48,10 @@ mod tests {
         let limiter = RateLimiter::new(1, 3);
         let m = MerchantId::generate();
         let other = MerchantId::generate();
-        assert!((0..3).all(|_| limiter.allow(&m)));
-        assert!(!limiter.allow(&m));
-        assert!(limiter.allow(&other), "buckets are per merchant");
-        assert!((0..100).all(|_| RateLimiter::new(0, 0).allow(&m)), "rate 0 never limits");
+        assert!((0..3).all(|_| limiter.check(&m).is_ok()));
+        let wait = limiter.check(&m).expect_err("the burst is spent");
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(limiter.check(&other).is_ok(), "limits are per merchant");
+        assert!((0..100).all(|_| RateLimiter::new(0, 0).check(&m).is_ok()), "rate 0 never limits");
     }
 }

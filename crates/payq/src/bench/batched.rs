@@ -50,9 +50,11 @@ pub async fn scenarios<P: InsertBatch>(
     let (n, max) = (args.burst, args.max_delay_ms());
     let mut out = Vec::new();
 
+    eprintln!("{engine}: mixed: scheduling {n} timers due within {max} ms…");
     let started = Instant::now();
     let took = schedule(peer, n, |i, now| now.plus_millis(spread(i, n, max))).await?;
-    let all = fired.wait_for(n, Duration::from_millis(max) + Duration::from_secs(300)).await;
+    let all =
+        fired.wait_for(n, Duration::from_millis(max) + Duration::from_secs(300), &format!("{engine}: mixed")).await;
     let taken = fired.take();
     println!("{engine}: mixed done (all fired: {all})");
     out.push(
@@ -68,9 +70,10 @@ pub async fn scenarios<P: InsertBatch>(
         .finish(),
     );
 
+    eprintln!("{engine}: drain: scheduling {n} timers all due in 5 s…");
     let due = Timestamp::now().plus_millis(5_000);
     let took = schedule(peer, n, |_, _| due).await?;
-    let all = fired.wait_for(n, Duration::from_secs(300)).await;
+    let all = fired.wait_for(n, Duration::from_secs(300), &format!("{engine}: drain")).await;
     let taken = fired.take();
     println!("{engine}: drain done (all fired: {all})");
     out.push(
@@ -101,6 +104,7 @@ pub async fn steady<P: InsertBatch>(
     for_: Duration,
     max: u64,
 ) -> anyhow::Result<Report> {
+    eprintln!("{engine}: steady: {per_s} timers/s for {for_:?}…");
     let tick = Duration::from_millis(10);
     let per_tick = (per_s / 100).max(1);
     let ticks = u64::try_from(for_.as_millis() / tick.as_millis()).unwrap_or(0);
@@ -122,7 +126,9 @@ pub async fn steady<P: InsertBatch>(
         done??;
     }
     let took = started.elapsed();
-    let all = fired.wait_for(total, Duration::from_millis(max) + Duration::from_secs(120)).await;
+    let all = fired
+        .wait_for(total, Duration::from_millis(max) + Duration::from_secs(120), &format!("{engine}: steady"))
+        .await;
     let late = fired.take().late;
     println!("{engine}: steady done");
     Ok(Report {

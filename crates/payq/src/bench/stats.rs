@@ -45,16 +45,27 @@ impl Fired {
         self.count.fetch_add(n, Ordering::SeqCst);
     }
 
-    /// Waits until `n` timers fired since the last take, for at most `limit`.
-    pub async fn wait_for(&self, n: u64, limit: Duration) -> bool {
+    /// Waits until `n` timers fired since the last take, for at most `limit`, showing
+    /// the count under `label` on a terminal.
+    pub async fn wait_for(&self, n: u64, limit: Duration, label: &str) -> bool {
         let deadline = Instant::now() + limit;
-        while self.count.load(Ordering::SeqCst) < n {
+        let bar = indicatif::ProgressBar::new(n).with_message(label.to_owned());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{msg}: {bar:30} {pos}/{len} fired, {elapsed}") {
+            bar.set_style(style);
+        }
+        let all = loop {
+            let count = self.count.load(Ordering::SeqCst);
+            bar.set_position(count.min(n));
+            if count >= n {
+                break true;
+            }
             if Instant::now() > deadline {
-                return false;
+                break false;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        true
+        };
+        bar.finish_and_clear();
+        all
     }
 
     /// Takes what was recorded and starts afresh.

@@ -127,6 +127,7 @@ async fn capacity(
     path: &std::path::Path,
 ) -> anyhow::Result<Report> {
     let p = args.pending;
+    eprintln!("{ON_SQLITE}: capacity: scheduling {p} timers due tomorrow, then firing timers among them…");
     let rss_before = super::rss_bytes();
     let far = Timestamp::now().plus_millis(86_400_000);
     let took = batched::schedule(&Scheduler(store.clone()), p, |i, _| {

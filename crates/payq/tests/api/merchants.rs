@@ -82,6 +82,8 @@ async fn merchants_over_their_rate_limit_get_429_and_change_nothing() {
     let r =
         app.post("/v1/orders", &m.key, json!({ "merchant_order_no": "RL-1", "amount": 1, "currency": "CNY" })).await;
     assert_problem(&r, 429, "rate_limited");
+    let retry_after = r.headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    assert_eq!(retry_after, Some(1), "at 1 request/s the next one is due within a second");
     assert_eq!(app.db_fingerprint().await, before);
     assert_eq!(app.get("/v1/orders", &other.key).await.status, 200, "limits are per merchant");
 }
