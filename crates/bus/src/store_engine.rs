@@ -358,12 +358,21 @@ fn due_in(delay: Duration) -> Timestamp {
     Timestamp::now().plus_millis(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// `base * 2^(attempt-1)`, capped, with ±20% jitter so retries of a burst spread out.
+/// The wait before attempt `attempt + 1`: `base * 2^(attempt-1)`, capped at `max`, plus
+/// up to as much again at random so the retries of a burst spread out (`backon`'s
+/// exponential back-off; the attempt count is stored with the message, so this is the
+/// schedule's `attempt`-th step).
 fn backoff(config: &EngineConfig, attempt: u32) -> Duration {
-    let exp = config.base_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-    let capped = exp.min(config.max_backoff);
-    let jitter: f64 = rand::random_range(0.8..1.2);
-    capped.mul_f64(jitter)
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(config.base_backoff)
+        .with_max_delay(config.max_backoff)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(attempt.saturating_sub(1).min(64) as usize)
+        .unwrap_or(config.max_backoff)
 }
 
 #[cfg(test)]
@@ -378,10 +387,11 @@ mod tests {
             ..EngineConfig::default()
         };
         let first = backoff(&config, 1);
-        assert!(first >= Duration::from_millis(80) && first <= Duration::from_millis(120), "{first:?}");
+        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(200), "{first:?}");
         let third = backoff(&config, 3);
-        assert!(third >= Duration::from_millis(320) && third <= Duration::from_millis(480), "{third:?}");
-        assert!(backoff(&config, 30) <= Duration::from_millis(1200));
+        assert!(third >= Duration::from_millis(400) && third <= Duration::from_millis(800), "{third:?}");
+        let last = backoff(&config, 30);
+        assert!(last >= Duration::from_secs(1) && last <= Duration::from_secs(2), "{last:?}");
     }
 
     struct Counting(std::sync::atomic::AtomicUsize);

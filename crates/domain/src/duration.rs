@@ -54,23 +54,12 @@ impl HumanDuration {
 impl FromStr for HumanDuration {
     type Err = DurationError;
 
+    /// `humantime`'s syntax (`500ms`, `30s`, `15m`, `48h`, `2d`, also `1h 30m`), whole
+    /// milliseconds (a finer remainder is dropped), at most about ten years.
     fn from_str(s: &str) -> Result<Self, DurationError> {
         let err = || DurationError(s.chars().take(40).collect());
-        let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
-        let (num, unit) = s.split_at(split);
-        if num.is_empty() {
-            return Err(err());
-        }
-        let n: u64 = num.parse().map_err(|_| err())?;
-        let factor: u64 = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return Err(err()),
-        };
-        let ms = n.checked_mul(factor).filter(|ms| *ms <= MAX_MILLIS).ok_or_else(err)?;
+        let parsed = humantime::parse_duration(s).map_err(|_| err())?;
+        let ms = u64::try_from(parsed.as_millis()).ok().filter(|ms| *ms <= MAX_MILLIS).ok_or_else(err)?;
         Ok(HumanDuration(Duration::from_millis(ms)))
     }
 }
@@ -111,11 +100,13 @@ mod tests {
         assert_eq!("15m".parse::<HumanDuration>().map(HumanDuration::as_millis), Ok(900_000));
         assert_eq!("48h".parse::<HumanDuration>().map(HumanDuration::as_millis), Ok(172_800_000));
         assert_eq!("2d".parse::<HumanDuration>().map(HumanDuration::as_millis), Ok(172_800_000));
+        assert_eq!("1h 30m".parse::<HumanDuration>().map(HumanDuration::as_millis), Ok(5_400_000));
+        assert_eq!("1.5s".parse::<HumanDuration>().map(HumanDuration::as_millis), Ok(1_500));
     }
 
     #[test]
     fn refuses_garbage() {
-        for bad in ["", "15", "m", "-1s", "1.5s", "10y", "99999999999999999999h", "3 s"] {
+        for bad in ["", "15", "m", "-1s", "11y", "99999999999999999999h", "3 parsecs"] {
             assert!(bad.parse::<HumanDuration>().is_err(), "{bad}");
         }
     }

@@ -56,7 +56,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             (http.clone(), key.clone(), args.url.clone(), next.clone(), errors.clone(), bar.clone(), run_id.clone());
         let (total, pay) = (args.orders, args.pay);
         clients.spawn(async move {
-            let mut latencies = Vec::new();
+            let mut latencies = latency_histogram();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
@@ -77,7 +77,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
                     }
                     _ => false,
                 };
-                latencies.push(t.elapsed());
+                // A latency beyond the histogram's hour is recorded as an hour.
+                let _ = latencies.record(micros(t.elapsed()).min(latencies.high()));
                 if !ok {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
@@ -85,31 +86,27 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    let mut all: Vec<Duration> = Vec::new();
+    let mut all = latency_histogram();
     while let Some(done) = clients.join_next().await {
-        all.extend(done?);
+        all.add(done?).context("merging latencies")?;
     }
     let elapsed = started.elapsed();
     bar.finish_and_clear();
-    all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default()
-    };
-    let n = all.len() as f64;
+    let n = all.len();
+    let ms = |micros: u64| micros as f64 / 1000.0;
     println!(
-        "payq load: {} requests in {:.2}s = {:.0} orders/s, concurrency {}, errors {}",
-        all.len(),
+        "payq load: {n} requests in {:.2}s = {:.0} orders/s, concurrency {}, errors {}",
         elapsed.as_secs_f64(),
-        n / elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
         args.concurrency,
         errors.load(Ordering::Relaxed)
     );
     println!(
         "latency: p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        ms(pct(0.50)),
-        ms(pct(0.90)),
-        ms(pct(0.99)),
-        ms(all.last().copied().unwrap_or_default())
+        ms(all.value_at_quantile(0.50)),
+        ms(all.value_at_quantile(0.90)),
+        ms(all.value_at_quantile(0.99)),
+        ms(all.max())
     );
     Ok(if errors.load(Ordering::Relaxed) == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -129,10 +126,15 @@ async fn pay_order(http: &reqwest::Client, url: &str, key: &str, created: reqwes
         .is_ok_and(|r| r.status().as_u16() == 202)
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 fn uuid_like() -> String {
     format!("{:x}", time::OffsetDateTime::now_utc().unix_timestamp_nanos())
+}
+
+/// Request latencies in microseconds, 1 µs to an hour, 3 significant digits.
+fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds and precision are valid")
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }

@@ -81,6 +81,33 @@ pub fn print_lines(lines: &[String]) {
     }
 }
 
+/// A table with `headers`, drawn in plain ASCII (it survives pipes and log files).
+fn table(headers: &[&str]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::ASCII_MARKDOWN).set_header(headers.to_vec());
+    table
+}
+
+/// `payq timers stats` as tables: pending by kind, by due time, and the engine's totals.
+fn stats_tables(stats: &payq_store::MessageStats) -> Vec<String> {
+    let pairs = |headers: &[&str], rows: &[(String, i64)]| {
+        let mut t = table(headers);
+        for (name, n) in rows {
+            t.add_row(vec![name.clone(), n.to_string()]);
+        }
+        t.to_string()
+    };
+    let overdue = stats.oldest_overdue_ms.map_or("none".to_owned(), |ms| format!("{ms} ms"));
+    vec![
+        format!("pending: {}   dead letters: {}   most overdue: {overdue}\n", stats.pending_total, stats.dead_letters),
+        pairs(&["kind", "pending"], &stats.pending_by_kind),
+        String::new(),
+        pairs(&["due", "pending"], &stats.pending_by_due),
+        String::new(),
+        pairs(&["engine total", "count"], &stats.counters),
+    ]
+}
+
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     print_lines(&[serde_json::to_string_pretty(v)?]);
     Ok(())
@@ -118,16 +145,23 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<Exit
     let store = open(&settings).await?;
     match command {
         DlqCommand::List { limit } => {
-            let lines: Vec<String> = store
-                .dead_letters(limit)
-                .await?
-                .iter()
-                .map(|d| format!("{}  {}  attempts={}  {}  {}", d.id, d.kind, d.attempts, d.created_at, d.last_error))
-                .collect();
-            if lines.is_empty() {
+            let dead = store.dead_letters(limit).await?;
+            if dead.is_empty() {
                 println!("no dead letters");
+                return Ok(ExitCode::SUCCESS);
             }
-            print_lines(&lines);
+            let mut table = table(&["dead letter", "kind", "key", "attempts", "dead-lettered", "last error"]);
+            for d in &dead {
+                table.add_row(vec![
+                    d.id.to_string(),
+                    d.kind.clone(),
+                    d.key.clone().unwrap_or_default(),
+                    d.attempts.to_string(),
+                    d.created_at.to_string(),
+                    d.last_error.clone(),
+                ]);
+            }
+            print_lines(&[table.to_string()]);
         }
         DlqCommand::Show { id } => {
             let id: DeadLetterId = id.parse()?;
@@ -153,21 +187,25 @@ pub async fn timers(settings: Settings, command: TimersCommand) -> anyhow::Resul
                 let known: Vec<&str> = payq_app::jobs::JobKind::ALL.iter().map(|k| k.as_str()).collect();
                 anyhow::bail!("unknown kind {kind:?} in --kind; kinds: {}", known.join(", "));
             }
-            let lines: Vec<String> = store
-                .pending_messages(kind.as_deref(), limit)
-                .await?
-                .into_iter()
-                .map(|m| {
-                    let key = m.key.unwrap_or_default();
-                    format!("{}  {:<20} due {}  key={key}  attempts={}", m.id, m.kind, m.due_at, m.attempts)
-                })
-                .collect();
-            if lines.is_empty() {
+            let pending = store.pending_messages(kind.as_deref(), limit).await?;
+            if pending.is_empty() {
                 println!("no pending messages{}", kind.map(|k| format!(" of kind {k}")).unwrap_or_default());
+                return Ok(ExitCode::SUCCESS);
             }
-            print_lines(&lines);
+            let mut table = table(&["message", "kind", "due", "key", "attempts", "last error"]);
+            for m in pending {
+                table.add_row(vec![
+                    m.id,
+                    m.kind,
+                    m.due_at.to_string(),
+                    m.key.unwrap_or_default(),
+                    m.attempts.to_string(),
+                    m.last_error.unwrap_or_default(),
+                ]);
+            }
+            print_lines(&[table.to_string()]);
         }
-        TimersCommand::Stats => print_json(&store.message_stats(Timestamp::now()).await?)?,
+        TimersCommand::Stats => print_lines(&stats_tables(&store.message_stats(Timestamp::now()).await?)),
     }
     Ok(ExitCode::SUCCESS)
 }

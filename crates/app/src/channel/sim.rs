@@ -11,6 +11,7 @@
 
 use super::{ChannelError, ChannelStatus, PaymentChannel, PaymentRequest, RefundOutcome};
 use crate::crypto;
+use backon::{ExponentialBuilder, Retryable};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use payq_domain::{HumanDuration, PaymentId, RefundId, Timestamp};
@@ -188,22 +189,23 @@ impl SimChannel {
         let Ok(body) = serde_json::to_vec(note) else {
             return;
         };
-        for attempt in 0..5u32 {
+        let send = || async {
             let t = Timestamp::now().unix_seconds();
-            let sent = self
+            let r = self
                 .http
                 .post(format!("{base}/v1/channels/sim/notify"))
                 .header("content-type", "application/json")
                 .header(SIGNATURE_HEADER, crypto::signature_header(&self.secret, t, &body))
                 .body(body.clone())
                 .send()
-                .await;
-            match sent {
-                Ok(r) if r.status().is_success() => return,
-                Ok(r) => tracing::warn!(status = %r.status(), attempt, "sim callback refused"),
-                Err(e) => tracing::warn!(error = %e, attempt, "sim callback failed"),
-            }
-            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+                .await
+                .map_err(|e| format!("sim callback failed: {e}"))?;
+            if r.status().is_success() { Ok(()) } else { Err(format!("sim callback refused: {}", r.status())) }
+        };
+        // Five attempts, 200 ms apart at first and doubling, like a channel's notify retries.
+        let backoff = ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(4);
+        if let Err(e) = send.retry(backoff).notify(|e, wait| tracing::warn!(error = %e, ?wait, "retrying")).await {
+            tracing::warn!(error = %e, "sim callback given up");
         }
     }
 }

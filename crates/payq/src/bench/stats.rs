@@ -6,18 +6,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Records timers as they fire, for every engine under test.
-#[derive(Default)]
 pub struct Fired {
     count: AtomicU64,
-    late: Mutex<Vec<f64>>,
+    late: Mutex<Lateness>,
     first: Mutex<Option<Instant>>,
     last: Mutex<Option<Instant>>,
 }
 
 /// What [`Fired::take`] collected since the previous take.
 pub struct Taken {
-    /// Lateness of each timer, in milliseconds.
-    pub late: Vec<f64>,
+    /// Lateness of the timers, in milliseconds.
+    pub late: Lateness,
     /// First fire to last fire.
     pub span: Option<Duration>,
     /// When the last timer fired.
@@ -32,7 +31,9 @@ impl Fired {
         let mut n = 0;
         if let Ok(mut l) = self.late.lock() {
             for due in dues {
-                l.push(late_ms(due, now));
+                // Early firings (clock granularity) count as on time; beyond a day as a day.
+                let late = u64::try_from(now - due).unwrap_or(0).min(l.high());
+                let _ = l.record(late);
                 n += 1;
             }
         }
@@ -71,7 +72,7 @@ impl Fired {
     /// Takes what was recorded and starts afresh.
     pub fn take(&self) -> Taken {
         self.count.store(0, Ordering::SeqCst);
-        let late = self.late.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+        let late = self.late.lock().map(|mut l| std::mem::replace(&mut *l, lateness())).unwrap_or_else(|_| lateness());
         let first = self.first.lock().ok().and_then(|mut f| f.take());
         let last = self.last.lock().ok().and_then(|mut l| l.take());
         Taken { late, span: first.zip(last).map(|(f, l)| l.duration_since(f)), last }
@@ -79,39 +80,62 @@ impl Fired {
 }
 
 /// Figures of one scenario on one engine.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Report {
     pub engine: &'static str,
     pub scenario: &'static str,
     pub timers: u64,
     pub scheduled_per_s: Option<f64>,
     pub fired_per_s: Option<f64>,
-    /// Lateness in milliseconds, sorted.
-    pub lateness_ms: Vec<f64>,
+    /// Lateness in milliseconds.
+    pub lateness_ms: Lateness,
     /// Free-form extra figures, e.g. memory per pending timer.
     pub notes: Vec<String>,
 }
 
 impl Report {
-    /// The `p`-quantile of lateness (0.0 to 1.0).
+    /// The `p`-quantile of lateness (0.0 to 1.0), in milliseconds.
     pub fn late(&self, p: f64) -> Option<f64> {
-        if self.lateness_ms.is_empty() {
-            return None;
-        }
-        let i = ((self.lateness_ms.len() as f64 - 1.0) * p).round() as usize;
-        self.lateness_ms.get(i).copied()
+        (!self.lateness_ms.is_empty()).then(|| self.lateness_ms.value_at_quantile(p) as f64)
     }
 
-    /// Sorts lateness samples; call once all are in.
-    pub fn finish(mut self) -> Self {
-        self.lateness_ms.sort_by(f64::total_cmp);
+    /// The report as it stands (kept for the scenarios' builder style).
+    pub fn finish(self) -> Self {
         self
     }
 }
 
-/// Milliseconds between a due time and now, both as Unix milliseconds.
-pub fn late_ms(due_ms: i64, now_ms: i64) -> f64 {
-    (now_ms - due_ms) as f64
+/// Lateness samples in whole milliseconds, 0 ms to a day, 3 significant digits.
+pub type Lateness = hdrhistogram::Histogram<u64>;
+
+/// An empty [`Lateness`].
+pub fn lateness() -> Lateness {
+    hdrhistogram::Histogram::new_with_bounds(1, 86_400_000, 3).expect("constant bounds and precision are valid")
+}
+
+impl Default for Fired {
+    fn default() -> Self {
+        Fired {
+            count: AtomicU64::new(0),
+            late: Mutex::new(lateness()),
+            first: Mutex::new(None),
+            last: Mutex::new(None),
+        }
+    }
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Report {
+            engine: "",
+            scenario: "",
+            timers: 0,
+            scheduled_per_s: None,
+            fired_per_s: None,
+            lateness_ms: lateness(),
+            notes: Vec::new(),
+        }
+    }
 }
 
 /// Delay of timer `i` of `n`, spread over `0..max` ms in a scrambled order so that

@@ -24,6 +24,14 @@ async fn timers_and_dead_letters_say_what_they_found_and_refuse_unknown_kinds() 
     let stdout = String::from_utf8_lossy(&listed.stdout);
     assert_eq!(listed.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("payment.timeout"), "the order's timeout is listed: {stdout}");
+    assert!(stdout.lines().next().is_some_and(|h| h.contains("| kind ") && h.contains("| due ")), "a table: {stdout}");
+
+    let stats = payq_cli(&["timers", "stats", "--database-url", db]);
+    let stdout = String::from_utf8_lossy(&stats.stdout);
+    assert_eq!(stats.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("pending: 1 "), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("| payment.timeout ") && l.contains("| 1 ")), "{stdout}");
+    assert!(!stdout.contains('{'), "tables, not JSON: {stdout}");
 
     let none = payq_cli(&["timers", "list", "--kind", "refund.execute", "--database-url", db]);
     assert_eq!(none.status.code(), Some(0));
