@@ -24,11 +24,16 @@ struct Cli {
     /// Configuration file (default: payq.toml if present, or PAYQ_CONFIG).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The database of the commands that work on one (and only those offer the flag).
+#[derive(clap::Args, Clone, Default)]
+struct DatabaseArg {
     /// Database URL, e.g. sqlite://payq-data/payq.db (PAYQ_DATABASE_URL).
     #[arg(long, global = true)]
     database_url: Option<String>,
-    #[command(subcommand)]
-    command: Command,
 }
 
 #[derive(Subcommand)]
@@ -41,25 +46,39 @@ enum Command {
         /// api, worker or all (PAYQ_ROLE).
         #[arg(long)]
         role: Option<String>,
+        #[command(flatten)]
+        db: DatabaseArg,
     },
     /// Run database migrations and exit.
-    Migrate,
+    Migrate {
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
     /// Merchants.
     Merchant {
         #[command(subcommand)]
         command: ops::MerchantCommand,
+        #[command(flatten)]
+        db: DatabaseArg,
     },
     /// Check payq's invariants (docs/operations.md) on the database; exits 1 if any is broken.
-    Verify,
+    Verify {
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
     /// Dead letters.
     Dlq {
         #[command(subcommand)]
         command: ops::DlqCommand,
+        #[command(flatten)]
+        db: DatabaseArg,
     },
     /// Pending timers and messages.
     Timers {
         #[command(subcommand)]
         command: ops::TimersCommand,
+        #[command(flatten)]
+        db: DatabaseArg,
     },
     /// Drive a realistic scenario (in-process, or against --url) and print what happened.
     Demo(demo::DemoArgs),
@@ -91,10 +110,19 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut flags: Vec<(&str, String)> = Vec::new();
-    if let Some(url) = cli.database_url {
+    let db = match &cli.command {
+        Command::Serve { db, .. }
+        | Command::Migrate { db }
+        | Command::Merchant { db, .. }
+        | Command::Verify { db }
+        | Command::Dlq { db, .. }
+        | Command::Timers { db, .. } => db.database_url.clone(),
+        Command::Demo(_) | Command::Topology { .. } | Command::Load(_) | Command::Bench { .. } => None,
+    };
+    if let Some(url) = db {
         flags.push(("database_url", url));
     }
-    if let Command::Serve { listen, role } = &cli.command {
+    if let Command::Serve { listen, role, .. } = &cli.command {
         if let Some(l) = listen {
             flags.push(("listen", l.clone()));
         }
@@ -110,15 +138,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     telemetry::init_logs(if quiet { "warn" } else { &settings.log }, settings.log_format);
     match cli.command {
         Command::Serve { .. } => serve(settings).await,
-        Command::Migrate => {
+        Command::Migrate { .. } => {
             payq_store::Store::open(&settings.database_url).await.context("migrating")?;
             println!("migrations applied to {}", payq_store::redact_url(&settings.database_url));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Merchant { command } => ops::merchant(settings, command).await,
-        Command::Verify => ops::verify(settings).await,
-        Command::Dlq { command } => ops::dlq(settings, command).await,
-        Command::Timers { command } => ops::timers(settings, command).await,
+        Command::Merchant { command, .. } => ops::merchant(settings, command).await,
+        Command::Verify { .. } => ops::verify(settings).await,
+        Command::Dlq { command, .. } => ops::dlq(settings, command).await,
+        Command::Timers { command, .. } => ops::timers(settings, command).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Topology { command } => {
             topology::run(command, payq_app::application::topology(&settings), settings.amqp_url.as_deref()).await
@@ -150,4 +178,47 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     }
     app.run_until_stopped(shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it is for.
+    #[test]
+    fn every_flag_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "payq", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
+
+    /// `--database-url` is offered only where a command works on the database.
+    #[test]
+    fn the_database_flag_is_offered_only_where_it_applies() {
+        let cli = Cli::command();
+        let offers = |name: &str| {
+            cli.find_subcommand(name).is_some_and(|c| c.get_arguments().any(|a| a.get_id() == "database_url"))
+        };
+        for name in ["serve", "migrate", "merchant", "verify", "dlq", "timers"] {
+            assert!(offers(name), "{name} needs --database-url");
+        }
+        for name in ["demo", "topology", "load", "bench"] {
+            assert!(!offers(name), "{name} has no database to point at");
+        }
+    }
 }

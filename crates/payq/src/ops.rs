@@ -14,8 +14,10 @@ use std::process::ExitCode;
 pub enum MerchantCommand {
     /// Create a merchant and print it with its API key and webhook secret.
     Create {
+        /// The merchant's name.
         #[arg(long)]
         name: String,
+        /// Where its events are POSTed (http/https; see docs/security.md for the URL policy).
         #[arg(long)]
         webhook_url: Option<String>,
     },
@@ -26,13 +28,20 @@ pub enum MerchantCommand {
 pub enum DlqCommand {
     /// List dead letters, newest first.
     List {
+        /// At most this many, newest first.
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
     /// Show one dead letter with its payload and last error.
-    Show { id: String },
+    Show {
+        /// The dead letter's id (dlq_…).
+        id: String,
+    },
     /// Put a dead letter back in the queue, due now.
-    Replay { id: String },
+    Replay {
+        /// The dead letter's id (dlq_…).
+        id: String,
+    },
     /// Delete every dead letter.
     Purge,
 }

@@ -12,6 +12,7 @@ pub enum TopologyCommand {
     Print,
     /// Declare them on RabbitMQ (idempotent): PAYQ_AMQP_URL, or --amqp-url.
     Declare {
+        /// The broker, e.g. amqp://guest:guest@127.0.0.1:5672/%2f (default: PAYQ_AMQP_URL).
         #[arg(long)]
         amqp_url: Option<String>,
     },
