@@ -34,7 +34,7 @@ async fn malformed_order_bodies_are_refused_and_change_nothing() {
         ),
         (
             "bad timeout",
-            json!({ "merchant_order_no": "B", "amount": 1, "currency": "CNY", "payment_timeout": "15 minutes" }),
+            json!({ "merchant_order_no": "B", "amount": 1, "currency": "CNY", "payment_timeout": "15 parsecs" }),
         ),
         ("zero timeout", json!({ "merchant_order_no": "B", "amount": 1, "currency": "CNY", "payment_timeout": "0s" })),
         ("array body", json!([1, 2, 3])),
