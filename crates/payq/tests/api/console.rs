@@ -10,6 +10,7 @@ use crate::receiver::Receiver;
 use fantoccini::{Client, ClientBuilder, Locator};
 use payq_domain::Timestamp;
 use serde_json::json;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -22,7 +23,10 @@ struct Driver {
 }
 
 impl Drop for Driver {
+    /// Stops chromedriver and every browser it started (its process group), even when the
+    /// test failed before closing its session.
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", &format!("-{}", self.child.id())]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -40,6 +44,7 @@ impl Driver {
         let port = port.expect("a free port");
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
