@@ -178,14 +178,7 @@ pub async fn update(
     };
     match outcome {
         Ok(m) => Ok(Redirect::to(&format!("/console/merchants/{}?saved=1", m.id)).into_response()),
-        Err(MerchantChangeError::Input(e)) => {
-            let body = edit_body(&session, &current, None, Some(&e.to_string()));
-            Ok((StatusCode::BAD_REQUEST, page(&current.name, "/console/merchants", &session, body)).into_response())
-        }
-        Err(MerchantChangeError::MerchantNotFound) => Err(ConsoleError::not_found("merchant")),
-        Err(MerchantChangeError::Store(_)) => {
-            Err(ConsoleError::new(StatusCode::SERVICE_UNAVAILABLE, "The database could not take the change."))
-        }
+        Err(e) => change_refused(&session, &current, e),
     }
 }
 
@@ -251,9 +244,17 @@ pub async fn rotate(
             };
             Ok(page("Rotated", "/console/merchants", &session, body).into_response())
         }
-        Err(MerchantChangeError::Input(e)) => Ok(refused(&session, &current, &e.to_string())),
-        Err(MerchantChangeError::MerchantNotFound) => Err(ConsoleError::not_found("merchant")),
-        Err(MerchantChangeError::Store(_)) => {
+        Err(e) => change_refused(&session, &current, e),
+    }
+}
+
+/// What an edit or a rotation that did not happen shows: a bad value on the merchant's
+/// page (`400`), else an error page.
+fn change_refused(session: &Session, m: &Merchant, e: MerchantChangeError) -> Result<Response, ConsoleError> {
+    match e {
+        MerchantChangeError::Input(e) => Ok(refused(session, m, &e.to_string())),
+        MerchantChangeError::MerchantNotFound => Err(ConsoleError::not_found("merchant")),
+        MerchantChangeError::Store(_) => {
             Err(ConsoleError::new(StatusCode::SERVICE_UNAVAILABLE, "The database could not take the change."))
         }
     }
