@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 ORDERS=${1:-5000}
 CONC=${2:-64}
 WORKERS=${3:-2}
-PAYQ=target/release/payq
+PAYQ=${PAYQ:-target/release/payq}
 ADMIN=bench-admin-token-0001
 PG=postgres://postgres@127.0.0.1:5432
 DB=payq_bench_lifecycle
@@ -27,11 +27,16 @@ trap cleanup EXIT
 
 wait_up() { for _ in $(seq 1 100); do curl -sf "$1/healthz" >/dev/null && return; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 
-wait_paid() { # base
-    local start=$SECONDS
+wait_paid() { # base; gives up after 120 s and says how the orders ended
+    local start=$SECONDS stats
     while :; do
-        paid=$(curl -sf -H "authorization: Bearer $ADMIN" "$1/v1/admin/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["orders_by_status"].get("paid",0))')
+        stats=$(curl -sf -H "authorization: Bearer $ADMIN" "$1/v1/admin/stats")
+        paid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["orders_by_status"].get("paid",0))' <<<"$stats")
         [ "$paid" -ge "$ORDERS" ] && break
+        if [ $((SECONDS - start)) -ge 120 ]; then
+            echo "only $paid of $ORDERS orders paid 120 s after the load ended: $(python3 -c 'import json,sys; print(json.load(sys.stdin)["orders_by_status"])' <<<"$stats")"
+            return
+        fi
         sleep 0.2
     done
     echo "all $ORDERS orders paid $((SECONDS - start)) s after the load ended"

@@ -127,18 +127,32 @@ impl Store {
         tx.commit_relaxed().await
     }
 
-    /// The pending message a delivery stands for: the row with this id, if it still carries
-    /// the delivery's claim token.
-    pub async fn delivery(&self, id: &str, claim: i64) -> StoreResult<Option<crate::ClaimedMessage>> {
-        let row = crate::db::query(
-            "SELECT seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim FROM messages
-             WHERE id = $1 AND claim = $2",
-        )
-        .bind(id)
-        .bind(claim)
-        .fetch_optional(self.read())
-        .await?;
-        row.as_ref().map(crate::messages::claimed).transpose()
+    /// The pending messages deliveries stand for, one answer per `(id, claim)` in order:
+    /// the row with that id if it still carries the delivery's claim token. One statement
+    /// for all of them (consumers gather the look-ups of a burst of deliveries).
+    pub async fn deliveries(&self, wanted: &[(String, i64)]) -> StoreResult<Vec<Option<crate::ClaimedMessage>>> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = wanted.iter().map(|(id, _)| id.as_str()).collect();
+        let ids = serde_json::to_string(&ids).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+        let sql = match self.backend() {
+            crate::Backend::Sqlite => {
+                "SELECT seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim FROM messages
+                 WHERE id IN (SELECT value FROM json_each($1))"
+            }
+            crate::Backend::Postgres => {
+                "SELECT seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim FROM messages
+                 WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::JSONB)))"
+            }
+        };
+        let rows = crate::db::query(sql).bind(ids).fetch_all(self.read()).await?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let m = crate::messages::claimed(row)?;
+            found.insert((m.id.to_string(), m.claim), m);
+        }
+        Ok(wanted.iter().map(|key| found.get(key).cloned()).collect())
     }
 
     /// The pending message with this id, whatever its token (for dead letters that come
@@ -193,5 +207,53 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Lane, NewMessage, Store};
+    use payq_domain::Timestamp;
+
+    #[tokio::test]
+    async fn deliveries_answer_in_order_and_only_for_the_current_claim() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("payq.db").display());
+        let store = Store::open(&url).await.expect("store");
+        let mut tx = store.begin().await.expect("tx");
+        for n in 0..3 {
+            tx.schedule(NewMessage {
+                kind: "test".into(),
+                key: Some(format!("k{n}")),
+                lane: Lane::Work,
+                ordinal: None,
+                payload: serde_json::json!({ "n": n }),
+                due_at: Timestamp::from_millis(0),
+            })
+            .await
+            .expect("schedule");
+        }
+        tx.commit().await.expect("commit");
+        let claimed = store.claim_due(Lane::Work, Timestamp::now(), 10, 60_000).await.expect("claim");
+        assert_eq!(claimed.len(), 3);
+        let ask: Vec<(String, i64)> = vec![
+            (claimed[2].id.to_string(), claimed[2].claim),
+            ("no-such-message".into(), claimed[0].claim),
+            (claimed[0].id.to_string(), claimed[0].claim + 1),
+            (claimed[1].id.to_string(), claimed[1].claim),
+        ];
+        // SQLite's claims commit without waiting: wait until readers see this one.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let found = loop {
+            let found = store.deliveries(&ask).await.expect("deliveries");
+            if found[0].is_some() || std::time::Instant::now() > deadline {
+                break found;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        let seqs: Vec<Option<i64>> = found.iter().map(|m| m.as_ref().map(|m| m.seq)).collect();
+        assert_eq!(seqs, vec![Some(claimed[2].seq), None, None, Some(claimed[1].seq)]);
+        assert_eq!(found[3].as_ref().map(|m| m.payload.clone()), Some(claimed[1].payload.clone()));
+        assert!(store.deliveries(&[]).await.expect("nothing asked").is_empty());
     }
 }

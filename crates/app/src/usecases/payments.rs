@@ -49,9 +49,15 @@ impl Payq {
             }
             Err(e) => return Err(e.into()),
         };
+        // The channel's callback may have been applied already (under load it can arrive
+        // before this transaction): then the payment is settled and keeps its outcome; a
+        // blind write of `Pending` here would undo it, and the next query would take the
+        // paid order's success for a late payment and refund it.
         let mut tx = self.store.begin().await?;
-        tx.update_payment(payment_id, PaymentStatus::Pending, Some(&txn_id), None).await?;
-        self.schedule_query(&mut tx, payment_id, 0).await?;
+        if tx.payment(payment_id).await?.status == PaymentStatus::Pending {
+            tx.update_payment(payment_id, PaymentStatus::Pending, Some(&txn_id), None).await?;
+            self.schedule_query(&mut tx, payment_id, 0).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -6,6 +6,9 @@
 //! in the store (done, retried later through the outbox with back-off, deferred, or
 //! dead-lettered with the last error), and only then is the delivery acknowledged. A worker
 //! killed mid-delivery never acknowledges: RabbitMQ hands the message to another worker.
+//! The look-ups and the completions of the deliveries in flight are gathered into one
+//! statement each ([`super::gather`]), so a burst costs the store a few round trips, not
+//! two per message.
 //!
 //! A delivery that cannot be read (no `message_id` or claim header: a message from a newer
 //! payq, or something published by hand) or whose outcome cannot be recorded (the database
@@ -14,10 +17,11 @@
 //! letters, where operators list and replay them.
 
 use super::connect::connect_until;
+use super::gather::Gatherer;
 use super::relay::{CLAIM_HEADER, sleep_or_stop};
 use super::topology::{Topology, WORK_QUEUES};
-use crate::store_engine::{judge, settle};
-use crate::{EngineConfig, Handler};
+use crate::store_engine::{Verdict, judge, settle};
+use crate::{ClaimedMessage, EngineConfig, Handler};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
@@ -40,27 +44,61 @@ pub struct Consumers<H: Handler> {
     pub engine: EngineConfig,
 }
 
+/// Most look-ups or completions gathered into one statement.
+const GATHER_LIMIT: usize = 256;
+
+/// A delivery's identity: its `message_id` and claim token.
+type Identity = (String, i64);
+
+/// The consumers with the gatherers of their store work (see [`super::gather`]).
+struct Running<H: Handler> {
+    consumers: Consumers<H>,
+    /// Finds the rows deliveries stand for.
+    lookups: Gatherer<Identity, Result<Option<ClaimedMessage>, String>>,
+    /// Removes the rows of handled messages.
+    completions: Gatherer<ClaimedMessage, Result<(), String>>,
+}
+
 impl<H: Handler> Consumers<H> {
     /// Consumes until `shutdown` is cancelled, reconnecting when the broker goes away; on
     /// shutdown, stops taking deliveries and lets the handlers in flight finish.
     pub async fn run(self, shutdown: CancellationToken) {
-        let this = Arc::new(self);
+        let store = self.store.clone();
+        let lookups = Gatherer::spawn(GATHER_LIMIT, move |wanted: Vec<Identity>| {
+            let store = store.clone();
+            async move {
+                match store.deliveries(&wanted).await {
+                    Ok(found) => found.into_iter().map(Ok).collect(),
+                    Err(e) => wanted.iter().map(|_| Err(e.to_string())).collect(),
+                }
+            }
+        });
+        let store = self.store.clone();
+        let completions = Gatherer::spawn(GATHER_LIMIT, move |done: Vec<ClaimedMessage>| {
+            let store = store.clone();
+            async move {
+                let refs: Vec<&ClaimedMessage> = done.iter().collect();
+                let outcome = store.complete_messages(&refs).await.map_err(|e| e.to_string());
+                done.iter().map(|_| outcome.clone()).collect()
+            }
+        });
+        let this = Arc::new(Running { consumers: self, lookups, completions });
         let tracker = TaskTracker::new();
         while !shutdown.is_cancelled() {
-            let Some(conn) = connect_until(&this.amqp_url, &shutdown, "consumers").await else { break };
+            let Some(conn) = connect_until(&this.consumers.amqp_url, &shutdown, "consumers").await else { break };
             // The queues must exist before consuming (the broker may have been reset).
             if let Ok(channel) = conn.create_channel().await
-                && let Err(e) = this.topology.declare(&channel).await
+                && let Err(e) = this.consumers.topology.declare(&channel).await
             {
                 tracing::warn!(error = %e, "cannot declare the topology");
             }
             let lost = CancellationToken::new();
             let mut queues: Vec<(String, bool)> =
-                WORK_QUEUES.iter().map(|p| (this.topology.work_queue(p), false)).collect();
-            queues.push((this.topology.dead_letters(), true));
+                WORK_QUEUES.iter().map(|p| (this.consumers.topology.work_queue(p), false)).collect();
+            queues.push((this.consumers.topology.dead_letters(), true));
             let mut started = true;
             for (queue, dead) in queues {
-                match this.consume(&conn, &queue).await {
+                match this.consumers.consume(&conn, &queue).await {
                     Ok(consumer) => {
                         let this = this.clone();
                         let (stop, lost, tasks) = (shutdown.clone(), lost.clone(), tracker.clone());
@@ -74,7 +112,7 @@ impl<H: Handler> Consumers<H> {
                 }
             }
             if started {
-                tracing::info!(prefetch = this.prefetch, "consuming the work queues");
+                tracing::info!(prefetch = this.consumers.prefetch, "consuming the work queues");
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
                     _ = lost.cancelled() => tracing::warn!("RabbitMQ connection lost; reconnecting"),
@@ -101,7 +139,9 @@ impl<H: Handler> Consumers<H> {
             .basic_consume(queue.into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
             .await
     }
+}
 
+impl<H: Handler> Running<H> {
     /// Takes deliveries off one queue, each handled on its own task (the prefetch bounds
     /// how many are in flight).
     async fn drain(
@@ -143,27 +183,39 @@ impl<H: Handler> Consumers<H> {
     }
 
     async fn handle(&self, delivery: Delivery) {
-        let Some((id, claim)) = identity(&delivery) else {
+        let Some(identity) = identity(&delivery) else {
             tracing::warn!(routing_key = %delivery.routing_key, "unreadable delivery (no message_id or claim); returning it");
             requeue(&delivery, Duration::from_millis(200)).await;
             return;
         };
-        let msg = match self.store.delivery(&id, claim).await {
-            Ok(Some(msg)) => msg,
-            Ok(None) => {
+        let id = identity.0.clone();
+        let msg = match self.lookups.ask(identity).await {
+            Some(Ok(Some(msg))) => msg,
+            Some(Ok(None)) => {
                 // Handled already, superseded by a later publication, or cancelled.
                 metrics::counter!("payq_deliveries_dropped_total").increment(1);
                 ack(&delivery).await;
                 return;
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!(message_id = %id, error = %e, "cannot look up a delivery; returning it");
                 requeue(&delivery, Duration::from_secs(1)).await;
                 return;
             }
+            None => {
+                requeue(&delivery, Duration::from_secs(1)).await;
+                return;
+            }
         };
-        let verdict = judge(self.handler.as_ref(), &self.engine, &msg).await;
-        match settle(&self.store, &msg, verdict).await {
+        let verdict = judge(self.consumers.handler.as_ref(), &self.consumers.engine, &msg).await;
+        let recorded = match verdict {
+            Verdict::Done => {
+                metrics::counter!("payq_messages_fired_total", "kind" => msg.kind.clone()).increment(1);
+                self.completions.ask(msg).await.unwrap_or_else(|| Err("the completion task is gone".into()))
+            }
+            other => settle(&self.consumers.store, &msg, other).await.map_err(|e| e.to_string()),
+        };
+        match recorded {
             Ok(()) => ack(&delivery).await,
             Err(e) => {
                 tracing::warn!(message_id = %id, error = %e, "cannot record a delivery's outcome; returning it");
@@ -181,17 +233,18 @@ impl<H: Handler> Consumers<H> {
             delivery.routing_key.as_str()
         );
         let pending = match &id {
-            Some(id) => self.store.message_by_id(id).await,
+            Some(id) => self.consumers.store.message_by_id(id).await,
             None => Ok(None),
         };
         let recorded = match pending {
-            Ok(Some(msg)) => self.store.dead_letter_message(&msg, &reason).await.map(|_| ()),
+            Ok(Some(msg)) => self.consumers.store.dead_letter_message(&msg, &reason).await.map(|_| ()),
             Ok(None) => {
                 let kind =
                     delivery.properties.kind().as_ref().map(|s| s.to_string()).unwrap_or_else(|| "unknown".into());
                 let payload = String::from_utf8_lossy(&delivery.data).into_owned();
                 let message_id = id.unwrap_or_else(|| "unknown".into());
-                self.store
+                self.consumers
+                    .store
                     .record_foreign_dead_letter(&message_id, &kind, &payload, deliveries, &reason)
                     .await
                     .map(|_| ())
@@ -213,7 +266,7 @@ impl<H: Handler> Consumers<H> {
 }
 
 /// The delivery's `message_id` and claim token.
-fn identity(d: &Delivery) -> Option<(String, i64)> {
+fn identity(d: &Delivery) -> Option<Identity> {
     let id = d.properties.message_id().as_ref()?.to_string();
     Some((id, header_int(d, CLAIM_HEADER)?))
 }

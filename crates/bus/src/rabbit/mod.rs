@@ -4,6 +4,7 @@
 
 pub mod connect;
 pub mod consumer;
+pub mod gather;
 pub mod publisher;
 pub mod relay;
 pub mod tiers;
