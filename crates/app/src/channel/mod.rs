@@ -2,6 +2,7 @@
 //! ones and refunds paid ones. The simulated channel [`sim`] is built in; real channels
 //! (Alipay, WeChat Pay, Stripe) implement the same [`PaymentChannel`] trait.
 
+pub mod alipay_client;
 pub mod alipay_protocol;
 pub mod sim;
 
