@@ -39,6 +39,7 @@ impl Application {
         let store = Store::open(&settings.database_url)
             .await
             .with_context(|| format!("opening the database {}", payq_store::redact_url(&settings.database_url)))?;
+        check_secrets_key(&store, &settings).await?;
         let listener =
             TcpListener::bind(&settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
         let addr = listener.local_addr()?;
@@ -301,4 +302,22 @@ async fn housekeeping(store: Store, shutdown: CancellationToken) {
             _ = tokio::time::sleep(Duration::from_secs(15)) => {}
         }
     }
+}
+
+/// Refuses to start when merchants have sealed channel credentials that this process could
+/// not open: `PAYQ_SECRETS_KEY` missing, or not the key that sealed them.
+async fn check_secrets_key(store: &Store, settings: &Settings) -> anyhow::Result<()> {
+    let Some(sealed) = store.any_channel_secrets().await.context("reading channel credentials")? else {
+        return Ok(());
+    };
+    let Some(key) = &settings.secrets_key else {
+        anyhow::bail!(
+            "merchants have real-channel credentials, which payq stores encrypted with PAYQ_SECRETS_KEY: set \
+             PAYQ_SECRETS_KEY to the key they were sealed with (64 hex characters)"
+        );
+    };
+    crate::secrets::SecretsKey::from_hex(key)?
+        .open(&sealed)
+        .map_err(|e| anyhow::anyhow!("{e}: set PAYQ_SECRETS_KEY to the key the credentials were sealed with"))?;
+    Ok(())
 }

@@ -82,6 +82,12 @@ pub struct Settings {
     pub amqp_url: Option<String>,
     /// Admin bearer token (`PAYQ_ADMIN_TOKEN`); a random one is generated if unset.
     pub admin_token: Option<String>,
+    /// The key that seals channel credentials at rest (`PAYQ_SECRETS_KEY`, 64 hex
+    /// characters); needed once a merchant has real-channel credentials.
+    pub secrets_key: Option<String>,
+    /// The base URL payment channels call back (`PAYQ_PUBLIC_URL`); default: the listen
+    /// address.
+    pub public_url: Option<String>,
     /// `api`, `worker` or `all` (`PAYQ_ROLE`).
     pub role: Role,
     /// Log filter, e.g. `info,payq=debug` (`PAYQ_LOG`).
@@ -235,6 +241,8 @@ impl Default for Settings {
             database_url: "sqlite://payq-data/payq.db".into(),
             amqp_url: None,
             admin_token: None,
+            secrets_key: None,
+            public_url: None,
             role: Role::All,
             log: "info".into(),
             log_format: LogFormat::Text,
@@ -310,6 +318,8 @@ const ENV_NAMES: &[(&str, &str)] = &[
     ("PAYQ_LOG", "log"),
     ("PAYQ_LOG_FORMAT", "log_format"),
     ("PAYQ_SIM_SECRET", "sim.secret"),
+    ("PAYQ_SECRETS_KEY", "secrets_key"),
+    ("PAYQ_PUBLIC_URL", "public_url"),
 ];
 
 impl Settings {
@@ -387,6 +397,14 @@ impl Settings {
             anyhow::bail!(
                 "PAYQ_ADMIN_TOKEN is too short: use at least {MIN_ADMIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 24`)"
             );
+        }
+        if let Some(key) = &self.secrets_key {
+            crate::secrets::SecretsKey::from_hex(key)?;
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            anyhow::bail!("PAYQ_PUBLIC_URL must be an http:// or https:// URL, got {url:?}");
         }
         parse_schedule(&self.payment.query_schedule).context("payment.query_schedule")?;
         parse_schedule(&self.webhook.retry_schedule).context("webhook.retry_schedule")?;

@@ -14,6 +14,7 @@ pub mod http;
 pub mod jobs;
 pub mod risk;
 pub mod routing;
+pub mod secrets;
 pub mod telemetry;
 pub mod url_policy;
 pub mod usecases;

@@ -17,7 +17,9 @@ pub mod timestamp;
 pub use duration::{DurationError, HumanDuration};
 pub use event::EventType;
 pub use ids::{DeadLetterId, EventId, IdError, MerchantId, MessageId, OrderId, PaymentId, RefundId};
-pub use model::{Event, InventoryLevel, Merchant, Order, OrderItem, Payment, PaymentStatus, Refund};
+pub use model::{
+    AlipayChannel, Event, InventoryLevel, Merchant, MerchantChannels, Order, OrderItem, Payment, PaymentStatus, Refund,
+};
 pub use money::{Currency, Money, MoneyError};
 pub use order::{OrderEvent, OrderStatus, TransitionError};
 pub use refund::{RefundEvent, RefundStatus, RefundTransitionError};

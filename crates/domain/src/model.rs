@@ -22,7 +22,25 @@ pub struct Merchant {
     /// The event types the webhook receives; `null` for every type.
     pub webhook_events: Option<Vec<crate::EventType>>,
     pub settings: MerchantSettings,
+    /// The real payment channels the merchant has set up, without their secrets.
+    pub channels: MerchantChannels,
     pub created_at: Timestamp,
+}
+
+/// A merchant's real payment channels as they may be shown: identifiers and gateways,
+/// never keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
+pub struct MerchantChannels {
+    /// Alipay, when set up.
+    pub alipay: Option<AlipayChannel>,
+}
+
+/// A merchant's Alipay application, as it may be shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AlipayChannel {
+    pub app_id: String,
+    pub gateway_url: String,
 }
 
 impl Merchant {

@@ -1,7 +1,7 @@
 //! Merchants and their credentials.
 
 use crate::{Store, StoreError, StoreResult, Tx, rows};
-use payq_domain::{EventType, Merchant, MerchantId, MerchantSettings, Timestamp};
+use payq_domain::{EventType, Merchant, MerchantChannels, MerchantId, MerchantSettings, Timestamp};
 
 /// A merchant to insert. The API key is stored only as its hash.
 pub struct NewMerchant<'a> {
@@ -46,7 +46,7 @@ impl PreviousSecret {
 macro_rules! select_merchants {
     ($tail:literal) => {
         concat!(
-            "SELECT id, name, webhook_url, webhook_events, settings, created_at, api_key_id, api_key_hash, ",
+            "SELECT id, name, webhook_url, webhook_events, settings, channels, created_at, api_key_id, api_key_hash, ",
             "webhook_secret, previous_api_key_id, previous_api_key_hash, previous_api_key_until, ",
             "previous_webhook_secret, previous_webhook_secret_until FROM merchants ",
             $tail
@@ -81,9 +81,13 @@ impl Tx {
     /// is when the URL or the filter changed, if they did.
     pub async fn update_merchant(&mut self, m: &Merchant, webhook_changed: Option<Timestamp>) -> StoreResult<()> {
         let settings = serde_json::to_string(&m.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let channels = (m.channels != MerchantChannels::default())
+            .then(|| serde_json::to_string(&m.channels))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let n = crate::db::query(
             "UPDATE merchants SET name = $2, webhook_url = $3, webhook_events = $4, settings = $5,
-                 webhook_since = COALESCE($6, webhook_since) WHERE id = $1",
+                 webhook_since = COALESCE($6, webhook_since), channels = $7 WHERE id = $1",
         )
         .bind(m.id.as_str())
         .bind(m.name.as_str())
@@ -91,9 +95,29 @@ impl Tx {
         .bind(webhook_events_column(m.webhook_events.as_deref())?)
         .bind(settings)
         .bind(webhook_changed.map(Timestamp::millis))
+        .bind(channels)
         .execute(self.conn())
         .await?;
         if n.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    /// Replaces the merchant's sealed channel credentials (`None`: it has none).
+    pub async fn set_channel_secrets(&mut self, id: &MerchantId, sealed: Option<&str>) -> StoreResult<()> {
+        let n = crate::db::query("UPDATE merchants SET channel_secrets = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(sealed)
+            .execute(self.conn())
+            .await?;
+        if n.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    /// The merchant's sealed channel credentials, if it has any, read in this transaction.
+    pub async fn channel_secrets(&mut self, id: &MerchantId) -> StoreResult<Option<String>> {
+        crate::db::query_scalar("SELECT channel_secrets FROM merchants WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(self.conn())
+            .await?
+            .ok_or(StoreError::NotFound)
     }
 
     /// Replaces the merchant's API key; the current one keeps working until `until`.
@@ -183,6 +207,14 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         credentials(&row)
+    }
+
+    /// One merchant's sealed channel credentials, if any merchant has some (the start-up
+    /// check that `PAYQ_SECRETS_KEY` is set and opens them).
+    pub async fn any_channel_secrets(&self) -> StoreResult<Option<String>> {
+        crate::db::query_scalar("SELECT channel_secrets FROM merchants WHERE channel_secrets IS NOT NULL LIMIT 1")
+            .fetch_optional(self.read())
+            .await
     }
 
     /// The merchant whose API key, or whose previous API key, has the public part `key_id`.

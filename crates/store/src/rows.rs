@@ -40,6 +40,11 @@ pub(crate) fn merchant(row: &AnyRow) -> Result<Merchant, StoreError> {
             .map(|e| serde_json::from_str(&e).map_err(|e| corrupt("webhook_events", e)))
             .transpose()?,
         settings: serde_json::from_str::<MerchantSettings>(&settings).map_err(|e| corrupt("settings", e))?,
+        channels: row
+            .try_get::<Option<String>>("channels")?
+            .map(|c| serde_json::from_str(&c).map_err(|e| corrupt("channels", e)))
+            .transpose()?
+            .unwrap_or_default(),
         created_at: ts(row, "created_at")?,
     })
 }

@@ -213,6 +213,7 @@ fn update_from_form(body: &str) -> Result<UpdateMerchant, String> {
         webhook_url: Some(form_value(body, "webhook_url")),
         webhook_events: Some(events),
         settings: Some(settings),
+        channels: None,
     })
 }
 

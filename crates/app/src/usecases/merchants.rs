@@ -3,7 +3,7 @@
 
 use super::{InputError, LookupError, Payq, StoreFault, WriteError, check_text};
 use crate::crypto::{self, ApiKey};
-use payq_domain::{EventType, HumanDuration, Merchant, MerchantId, MerchantSettings, Timestamp};
+use payq_domain::{EventType, HumanDuration, Merchant, MerchantChannels, MerchantId, MerchantSettings, Timestamp};
 use payq_store::{NewMerchant, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -49,10 +49,14 @@ pub struct UpdateMerchant {
     /// The settings to change; those not named keep their value.
     #[schema(value_type = Option<MerchantSettings>)]
     pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Real payment channels to set up or remove (see docs/channels.md).
+    pub channels: Option<super::channel_setup::ChannelsUpdate>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+pub(crate) fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -131,6 +135,9 @@ impl Payq {
         }
         let webhook_changed =
             (webhook_before != (merchant.webhook_url.clone(), merchant.webhook_events.clone())).then(Timestamp::now);
+        if let Some(channels) = req.channels {
+            self.apply_channels(&mut tx, &mut merchant, channels).await?;
+        }
         tx.update_merchant(&merchant, webhook_changed).await?;
         tx.commit().await?;
         Ok(merchant)
@@ -200,6 +207,7 @@ pub async fn create_merchant(
         webhook_url: req.webhook_url,
         webhook_events: req.webhook_events,
         settings: req.settings,
+        channels: MerchantChannels::default(),
         created_at: Timestamp::now(),
     };
     let mut tx = store.begin().await?;

@@ -2,6 +2,7 @@
 //! call these; each one reads state, applies the domain's transition function and commits
 //! the change with its events and messages in one transaction.
 
+mod channel_setup;
 mod errors;
 mod follow_up;
 mod inventory;
@@ -11,6 +12,7 @@ mod payments;
 mod refunds;
 mod webhooks;
 
+pub use channel_setup::{AlipayCredentials, ChannelsUpdate, SealedChannels};
 pub use errors::{
     CreateOrderError, CreateRefundError, InputError, LookupError, OrderChangeError, PayError, ProcessError,
     ReviewRefundError, StoreFault, WriteError,
@@ -40,6 +42,8 @@ pub struct Payq {
     pub(crate) settings: Arc<Settings>,
     pub(crate) http: reqwest::Client,
     pub(crate) delivery_gate: Arc<DeliveryGate>,
+    /// Seals channel credentials (`PAYQ_SECRETS_KEY`), when configured.
+    pub(crate) secrets: Option<crate::secrets::SecretsKey>,
 }
 
 impl Payq {
@@ -61,7 +65,9 @@ impl Payq {
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default()
         });
         let delivery_gate = Arc::new(DeliveryGate::new(settings.webhook.per_merchant_concurrency));
-        Payq { store, channel, settings, http, delivery_gate }
+        // Checked when the settings were loaded; a key that does not read is no key.
+        let secrets = settings.secrets_key.as_deref().and_then(|k| crate::secrets::SecretsKey::from_hex(k).ok());
+        Payq { store, channel, settings, http, delivery_gate, secrets }
     }
 
     /// The store.

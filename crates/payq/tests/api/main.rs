@@ -9,6 +9,7 @@ mod receiver;
 mod admin;
 mod bad_input;
 mod callbacks;
+mod channels;
 mod cli;
 mod console;
 mod crash;

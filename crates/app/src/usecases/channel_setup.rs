@@ -1,0 +1,154 @@
+//! A merchant's real-channel credentials (`channels` on `PATCH /v1/merchants/{id}`):
+//! checked when they are set, stored only sealed with `PAYQ_SECRETS_KEY`, and shown only
+//! without their keys (docs/channels.md, docs/security.md).
+
+use super::merchants::{MerchantChangeError, present};
+use super::{InputError, Payq};
+use crate::channel::alipay_client::{AlipayAccount, PRODUCTION_GATEWAY};
+use crate::channel::alipay_protocol::{AlipayPublicKey, AppKey};
+use payq_domain::{AlipayChannel, Merchant, MerchantChannels};
+use payq_store::Tx;
+use serde::{Deserialize, Serialize};
+
+/// `channels` of a merchant update: each channel named is set, or removed with `null`;
+/// channels not named stay as they are.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelsUpdate {
+    /// The merchant's Alipay application, or `null` to remove it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<AlipayCredentials>)]
+    pub alipay: Option<Option<AlipayCredentials>>,
+}
+
+/// A merchant's Alipay application. The private key is never returned nor logged.
+#[derive(Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlipayCredentials {
+    /// The application's id on the Alipay open platform.
+    pub app_id: String,
+    /// The application's private key (PKCS#8 PEM); signs requests.
+    pub private_key: String,
+    /// Alipay's public key (PEM); verifies answers and notifications.
+    pub alipay_public_key: String,
+    /// The gateway; default Alipay's production gateway.
+    pub gateway_url: Option<String>,
+}
+
+impl std::fmt::Debug for AlipayCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlipayCredentials")
+            .field("app_id", &self.app_id)
+            .field("gateway_url", &self.gateway_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AlipayCredentials {
+    fn gateway(&self) -> &str {
+        self.gateway_url.as_deref().unwrap_or(PRODUCTION_GATEWAY)
+    }
+
+    /// The account the gateway client calls with; fails on keys that do not read.
+    pub fn account(&self) -> Result<AlipayAccount, InputError> {
+        let bad =
+            |e: crate::channel::alipay_protocol::AlipayProtocolError| InputError::Malformed(format!("alipay: {e}"));
+        Ok(AlipayAccount {
+            app_id: self.app_id.clone(),
+            app_key: AppKey::from_pem(&self.private_key).map_err(bad)?,
+            alipay_public_key: AlipayPublicKey::from_pem(&self.alipay_public_key).map_err(bad)?,
+            gateway_url: self.gateway().to_owned(),
+        })
+    }
+
+    /// Checks every field: an app id of 1 to 32 letters and digits, keys that read, an
+    /// `http(s)` gateway.
+    fn check(&self) -> Result<(), InputError> {
+        let id_ok = !self.app_id.is_empty()
+            && self.app_id.len() <= 32
+            && self.app_id.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !id_ok {
+            return Err(InputError::Malformed("alipay: app_id must be 1 to 32 letters and digits".into()));
+        }
+        let gateway = self.gateway();
+        let parsed = reqwest::Url::parse(gateway).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
+        if parsed.is_none_or(|u| u.host().is_none() || !u.username().is_empty()) {
+            return Err(InputError::Malformed(format!("alipay: gateway_url must be an http(s) URL, got {gateway:?}")));
+        }
+        self.account().map(|_| ())
+    }
+
+    fn public(&self) -> AlipayChannel {
+        AlipayChannel { app_id: self.app_id.clone(), gateway_url: self.gateway().to_owned() }
+    }
+}
+
+/// Every channel credential of one merchant, as sealed in the store.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SealedChannels {
+    pub alipay: Option<AlipayCredentials>,
+}
+
+impl SealedChannels {
+    fn public(&self) -> MerchantChannels {
+        MerchantChannels { alipay: self.alipay.as_ref().map(AlipayCredentials::public) }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.alipay.is_none()
+    }
+}
+
+/// Why credentials cannot be used: the key to open them is missing or wrong.
+fn no_key() -> InputError {
+    InputError::Malformed(
+        "PAYQ_SECRETS_KEY is not set: payq stores channel credentials only encrypted with it; set it to 64 hex \
+         characters (e.g. `openssl rand -hex 32`) on every payq process and restart"
+            .into(),
+    )
+}
+
+impl Payq {
+    /// The merchant's channel credentials, opened (none when it has none).
+    pub(crate) async fn channel_credentials(
+        &self,
+        tx: &mut Tx,
+        merchant: &Merchant,
+    ) -> Result<SealedChannels, MerchantChangeError> {
+        let Some(sealed) = tx.channel_secrets(&merchant.id).await? else {
+            return Ok(SealedChannels::default());
+        };
+        let key = self.secrets.as_ref().ok_or_else(no_key)?;
+        let plain = key.open(&sealed).map_err(|e| InputError::Malformed(e.to_string()))?;
+        serde_json::from_slice(&plain)
+            .map_err(|e| InputError::Malformed(format!("stored channel credentials: {e}")).into())
+    }
+
+    /// Applies `update` to the merchant's channels inside `tx`: the sealed credentials and
+    /// the public view on `merchant` (written with the rest of the merchant).
+    pub(crate) async fn apply_channels(
+        &self,
+        tx: &mut Tx,
+        merchant: &mut Merchant,
+        update: ChannelsUpdate,
+    ) -> Result<(), MerchantChangeError> {
+        if let Some(Some(alipay)) = &update.alipay {
+            alipay.check()?;
+        }
+        let mut channels = self.channel_credentials(tx, merchant).await?;
+        if let Some(alipay) = update.alipay {
+            channels.alipay = alipay;
+        }
+        let sealed = if channels.is_empty() {
+            None
+        } else {
+            let key = self.secrets.as_ref().ok_or_else(no_key)?;
+            let plain = serde_json::to_vec(&channels).map_err(|e| InputError::Malformed(e.to_string()))?;
+            Some(key.seal(&plain))
+        };
+        tx.set_channel_secrets(&merchant.id, sealed.as_deref()).await?;
+        merchant.channels = channels.public();
+        Ok(())
+    }
+}

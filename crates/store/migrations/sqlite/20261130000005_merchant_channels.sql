@@ -1,0 +1,5 @@
+-- Real payment channels per merchant: `channels` holds what may be shown (the Alipay app id
+-- and gateway, as JSON; NULL: none), `channel_secrets` the full credentials, private keys
+-- included, sealed with AES-256-GCM under PAYQ_SECRETS_KEY (never stored in plain text).
+ALTER TABLE merchants ADD COLUMN channels TEXT;
+ALTER TABLE merchants ADD COLUMN channel_secrets TEXT;
