@@ -58,7 +58,8 @@ impl Application {
             store.announce_all_events();
         }
         let settings = Arc::new(settings);
-        let payq = Payq::new(store, Arc::new(Sim(sim.clone())), settings.clone());
+        let payq = Payq::new(store, Arc::new(Sim(sim.clone())), settings.clone())
+            .with_listen_address(format!("http://{callback_host}:{}", addr.port()));
         let state = AppState {
             payq,
             admin_token: admin_token.into(),

@@ -159,6 +159,9 @@ pub struct PaymentSettings {
     /// Waits between queries of the channel when no callback arrives
     /// (`PAYQ_PAYMENT_QUERY_SCHEDULE`), comma-separated.
     pub query_schedule: String,
+    /// Longest wait for a real channel's gateway (Alipay) before the result counts as
+    /// unknown and the query schedule finds it.
+    pub channel_timeout: HumanDuration,
 }
 
 /// `[webhook]`: deliveries to merchants' webhook URLs.
@@ -266,7 +269,10 @@ impl Default for DelaySettings {
 
 impl Default for PaymentSettings {
     fn default() -> Self {
-        PaymentSettings { query_schedule: "2s,10s,30s,1m,5m".into() }
+        PaymentSettings {
+            query_schedule: "2s,10s,30s,1m,5m".into(),
+            channel_timeout: HumanDuration::from_millis(10_000),
+        }
     }
 }
 

@@ -95,6 +95,18 @@ pub struct Payment {
     pub channel_txn_id: Option<String>,
     pub status: PaymentStatus,
     pub failure_reason: Option<String>,
+    /// What the buyer does next to pay through a real channel; `null` for `sim`.
+    pub next_action: Option<NextAction>,
+}
+
+/// The buyer's next step to pay through a real channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NextAction {
+    /// Scan this QR code (its content) with the channel's app.
+    QrCode { qr_code: String },
+    /// Open this page.
+    Redirect { url: String },
 }
 
 /// A payment order.

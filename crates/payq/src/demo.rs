@@ -19,15 +19,29 @@ pub struct DemoArgs {
     /// Admin token of that payq.
     #[arg(long, env = "PAYQ_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// The channel the shop takes payments with: the simulated one, or Alipay against a
+    /// local gateway that speaks its protocol (a payq given with --url needs
+    /// PAYQ_SECRETS_KEY set).
+    #[arg(long, value_enum, default_value_t = DemoChannel::Sim)]
+    channel: DemoChannel,
 }
 
-struct Client {
+/// The channels `payq demo` can show.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoChannel {
+    Sim,
+    Alipay,
+}
+
+/// A client of payq's API.
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
 }
 
 impl Client {
-    async fn call(
+    /// Calls `path`; anything but a 2xx is an error that shows the answer.
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -65,6 +79,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 listen: "127.0.0.1:0".into(),
                 database_url: format!("sqlite://{}/demo.db", dir.path().display()),
                 admin_token: Some(admin.clone()),
+                secrets_key: Some(payq_app::crypto::random_hex(32)),
                 ..payq_app::Settings::default()
             };
             settings.payment.query_schedule = "500ms,1s,2s".into();
@@ -78,6 +93,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let c = Client { http: reqwest::Client::new(), base };
+    if args.channel == DemoChannel::Alipay {
+        return crate::demo_alipay::run(&c, &admin).await;
+    }
     let shop = c
         .call(
             reqwest::Method::POST,

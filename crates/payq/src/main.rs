@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod demo_alipay;
 mod load;
 mod ops;
 mod signals;

@@ -217,6 +217,15 @@ impl Store {
             .await
     }
 
+    /// The merchant's sealed channel credentials, if it has any.
+    pub async fn merchant_channel_secrets(&self, id: &MerchantId) -> StoreResult<Option<String>> {
+        crate::db::query_scalar("SELECT channel_secrets FROM merchants WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(self.read())
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
     /// The merchant whose API key, or whose previous API key, has the public part `key_id`.
     pub async fn merchant_by_api_key_id(&self, key_id: &str) -> StoreResult<MerchantCredentials> {
         let row = crate::db::query(select_merchants!("WHERE api_key_id = $1 OR previous_api_key_id = $1"))

@@ -66,6 +66,8 @@ pub struct PaymentRecord {
     pub currency: Currency,
     pub customer_id: Option<String>,
     pub simulate: Option<String>,
+    /// The buyer's next step, once the channel gave one.
+    pub next_action: Option<payq_domain::NextAction>,
     pub created_at: Timestamp,
 }
 
@@ -83,6 +85,10 @@ fn payment_record(row: &crate::db::Row) -> StoreResult<PaymentRecord> {
         currency: rows::parse(row, "currency")?,
         customer_id: row.try_get("customer_id")?,
         simulate: row.try_get("simulate")?,
+        next_action: row
+            .try_get::<Option<String>>("next_action")?
+            .map(|a| serde_json::from_str(&a).map_err(|e| StoreError::Corrupt(format!("next_action: {e}"))))
+            .transpose()?,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
     })
 }
@@ -259,6 +265,17 @@ impl Tx {
         .bind(id.as_str())
         .execute(self.conn())
         .await?;
+        Ok(())
+    }
+
+    /// Records what the buyer does next to pay (the channel's QR code or page).
+    pub async fn set_next_action(&mut self, id: &PaymentId, action: &payq_domain::NextAction) -> StoreResult<()> {
+        let action = serde_json::to_string(action).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        crate::db::query("UPDATE payments SET next_action = $1 WHERE id = $2")
+            .bind(action)
+            .bind(id.as_str())
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 

@@ -41,7 +41,7 @@ pub struct Precreate<'a> {
 }
 
 /// The Alipay gateway client (one per process; accounts are passed per call).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct AlipayClient {
     http: reqwest::Client,
 }

@@ -1,13 +1,17 @@
 //! Payment channels. A channel takes payments, answers queries about them, closes unpaid
 //! ones and refunds paid ones. The simulated channel [`sim`] is built in; real channels
-//! (Alipay, WeChat Pay, Stripe) implement the same [`PaymentChannel`] trait.
+//! ([`alipay`]; next WeChat Pay, Stripe) implement the same [`PaymentChannel`] trait, and
+//! everything else (state machines, timers, risk, refunds) stays channel-agnostic. How to
+//! add one: docs/channels.md.
 
+pub mod alipay;
 pub mod alipay_client;
 pub mod alipay_protocol;
+pub mod alipay_sandbox;
 pub mod sim;
 
 use futures_util::future::BoxFuture;
-use payq_domain::{Currency, PaymentId, RefundId, Timestamp};
+use payq_domain::{Currency, NextAction, PaymentId, RefundId, Timestamp};
 
 /// A payment to start at the channel.
 #[derive(Debug, Clone)]
@@ -18,8 +22,19 @@ pub struct PaymentRequest {
     pub currency: Currency,
     /// When the order stops accepting payment.
     pub expires_at: Timestamp,
+    /// What the buyer sees the payment is for (the order's description or number).
+    pub subject: String,
     /// Channel-specific instructions (the simulated channel's `simulate` object).
     pub instructions: Option<serde_json::Value>,
+}
+
+/// A payment the channel accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The channel's reference, when it gives one before the payment is made.
+    pub txn_id: Option<String>,
+    /// What the buyer does next (a QR code to scan), for channels where the buyer acts.
+    pub next_action: Option<NextAction>,
 }
 
 /// What the channel says about a payment.
@@ -63,8 +78,8 @@ pub trait PaymentChannel: Send + Sync + 'static {
     /// The channel's name in the API (`"sim"`).
     fn name(&self) -> &'static str;
 
-    /// Starts a payment; repeating it for the same `payment_id` returns the same txn id.
-    fn create_payment(&self, req: PaymentRequest) -> BoxFuture<'_, Result<String, ChannelError>>;
+    /// Starts a payment; repeating it for the same `payment_id` starts nothing new.
+    fn create_payment(&self, req: PaymentRequest) -> BoxFuture<'_, Result<Started, ChannelError>>;
 
     /// The payment's status at the channel.
     fn query_payment<'a>(&'a self, payment_id: &'a PaymentId) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>>;

@@ -9,7 +9,7 @@
 //! - `late`: paid only after the order's expiry and after payq closed the payment (closing
 //!   it does not stop it).
 
-use super::{ChannelError, ChannelStatus, PaymentChannel, PaymentRequest, RefundOutcome};
+use super::{ChannelError, ChannelStatus, PaymentChannel, PaymentRequest, RefundOutcome, Started};
 use crate::crypto;
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::FutureExt;
@@ -249,7 +249,7 @@ impl PaymentChannel for Sim {
         "sim"
     }
 
-    fn create_payment(&self, req: PaymentRequest) -> BoxFuture<'_, Result<String, ChannelError>> {
+    fn create_payment(&self, req: PaymentRequest) -> BoxFuture<'_, Result<Started, ChannelError>> {
         async move {
             let simulate: Simulate = match req.instructions {
                 Some(v) => serde_json::from_value(v).map_err(|e| ChannelError::Invalid(e.to_string()))?,
@@ -269,7 +269,7 @@ impl PaymentChannel for Sim {
             if recorded.txn_id == txn.txn_id {
                 self.0.settle_later(recorded.clone(), simulate.outcome);
             }
-            Ok(recorded.txn_id)
+            Ok(Started { txn_id: Some(recorded.txn_id), next_action: None })
         }
         .boxed()
     }

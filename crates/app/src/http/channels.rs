@@ -1,10 +1,12 @@
-//! `POST /v1/channels/sim/notify`: the simulated channel's signed callbacks.
+//! Channels' notifications: `POST /v1/channels/sim/notify` (the simulated channel's signed
+//! callbacks) and `POST /v1/channels/alipay/notify` (Alipay's asynchronous notifications).
 
 use super::AppState;
 use super::error::ApiError;
 use crate::channel::ChannelStatus;
 use crate::channel::sim::{SIGNATURE_HEADER, SimNotification};
 use crate::crypto::verify_signature;
+use crate::usecases::NotificationError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -49,4 +51,27 @@ pub async fn sim_notify(
     };
     state.payq.apply_channel_status(&payment_id, status).await?;
     Ok(Json(serde_json::json!({ "received": true })))
+}
+
+/// Receives an Alipay notification (form-encoded, signed by Alipay). Answered with the
+/// plain body `success` once its outcome is recorded; any other answer makes Alipay send it
+/// again: a `400` problem for a notification payq refuses (bad signature, unknown payment,
+/// another app, another amount), `503` while it cannot be recorded.
+#[utoipa::path(post, path = "/v1/channels/alipay/notify", operation_id = "channels_alipay_notify", tag = "channels",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Alipay's notification parameters"),
+    responses(
+        (status = 200, description = "recorded", body = String, content_type = "text/plain"),
+        (status = 400, description = "refused: bad signature, unknown payment, wrong app or amount"),
+        (status = 503, description = "not recorded now; Alipay sends it again")))]
+pub async fn alipay_notify(State(state): State<AppState>, body: Bytes) -> Result<&'static str, ApiError> {
+    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    match state.payq.alipay_notification(&params).await {
+        Ok(()) => Ok("success"),
+        Err(NotificationError::Refused(why)) => {
+            tracing::warn!(%why, "alipay notification refused");
+            Err(ApiError::invalid(format!("alipay notification refused: {why}")))
+        }
+        // Alipay sends it again.
+        Err(NotificationError::Unavailable(why)) => Err(ApiError::storage_unavailable(&why)),
+    }
 }

@@ -110,19 +110,14 @@ fn no_key() -> InputError {
 }
 
 impl Payq {
-    /// The merchant's channel credentials, opened (none when it has none).
-    pub(crate) async fn channel_credentials(
-        &self,
-        tx: &mut Tx,
-        merchant: &Merchant,
-    ) -> Result<SealedChannels, MerchantChangeError> {
-        let Some(sealed) = tx.channel_secrets(&merchant.id).await? else {
+    /// Opens sealed channel credentials (none when there are none).
+    pub(crate) fn open_channels(&self, sealed: Option<String>) -> Result<SealedChannels, InputError> {
+        let Some(sealed) = sealed else {
             return Ok(SealedChannels::default());
         };
         let key = self.secrets.as_ref().ok_or_else(no_key)?;
         let plain = key.open(&sealed).map_err(|e| InputError::Malformed(e.to_string()))?;
-        serde_json::from_slice(&plain)
-            .map_err(|e| InputError::Malformed(format!("stored channel credentials: {e}")).into())
+        serde_json::from_slice(&plain).map_err(|e| InputError::Malformed(format!("stored channel credentials: {e}")))
     }
 
     /// Applies `update` to the merchant's channels inside `tx`: the sealed credentials and
@@ -136,7 +131,7 @@ impl Payq {
         if let Some(Some(alipay)) = &update.alipay {
             alipay.check()?;
         }
-        let mut channels = self.channel_credentials(tx, merchant).await?;
+        let mut channels = self.open_channels(tx.channel_secrets(&merchant.id).await?)?;
         if let Some(alipay) = update.alipay {
             channels.alipay = alipay;
         }

@@ -3,6 +3,7 @@
 //! the change with its events and messages in one transaction.
 
 mod channel_setup;
+mod channels;
 mod errors;
 mod follow_up;
 mod inventory;
@@ -13,6 +14,7 @@ mod refunds;
 mod webhooks;
 
 pub use channel_setup::{AlipayCredentials, ChannelsUpdate, SealedChannels};
+pub use channels::NotificationError;
 pub use errors::{
     CreateOrderError, CreateRefundError, InputError, LookupError, OrderChangeError, PayError, ProcessError,
     ReviewRefundError, StoreFault, WriteError,
@@ -44,6 +46,10 @@ pub struct Payq {
     pub(crate) delivery_gate: Arc<DeliveryGate>,
     /// Seals channel credentials (`PAYQ_SECRETS_KEY`), when configured.
     pub(crate) secrets: Option<crate::secrets::SecretsKey>,
+    /// Calls Alipay gateways (each merchant's own).
+    pub(crate) alipay: crate::channel::alipay_client::AlipayClient,
+    /// The base URL channels call back (`PAYQ_PUBLIC_URL`, else the listen address).
+    pub(crate) public_url: String,
 }
 
 impl Payq {
@@ -67,7 +73,22 @@ impl Payq {
         let delivery_gate = Arc::new(DeliveryGate::new(settings.webhook.per_merchant_concurrency));
         // Checked when the settings were loaded; a key that does not read is no key.
         let secrets = settings.secrets_key.as_deref().and_then(|k| crate::secrets::SecretsKey::from_hex(k).ok());
-        Payq { store, channel, settings, http, delivery_gate, secrets }
+        let alipay = crate::channel::alipay_client::AlipayClient::new(settings.payment.channel_timeout.as_std())
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "could not build the Alipay client; using defaults");
+                crate::channel::alipay_client::AlipayClient::default()
+            });
+        let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
+        Payq { store, channel, settings, http, delivery_gate, secrets, alipay, public_url }
+    }
+
+    /// Sets the base URL channels call back when `PAYQ_PUBLIC_URL` does not name one (the
+    /// address the listener really bound).
+    pub fn with_listen_address(mut self, base: String) -> Payq {
+        if self.settings.public_url.is_none() {
+            self.public_url = base;
+        }
+        self
     }
 
     /// The store.

@@ -151,18 +151,32 @@ impl Payq {
 
     /// Starts a payment attempt: the order becomes `paying` and the channel call is queued.
     pub async fn pay(&self, merchant: &Merchant, id: &OrderId, req: PayOrder) -> Result<Order, PayError> {
-        if req.channel != self.channel.name() {
-            return Err(PayError::UnknownChannel(format!(
-                "unknown channel {:?}; available: {:?}",
-                req.channel.chars().take(40).collect::<String>(),
-                self.channel.name()
-            )));
+        match req.channel.as_str() {
+            "sim" => {}
+            "alipay" if merchant.channels.alipay.is_some() => {}
+            "alipay" => {
+                return Err(PayError::UnknownChannel(
+                    "the merchant has no alipay channel set up (PATCH /v1/merchants/{id} with channels.alipay)".into(),
+                ));
+            }
+            other => {
+                return Err(PayError::UnknownChannel(format!(
+                    "unknown channel {:?}; available: \"sim\", \"alipay\"",
+                    other.chars().take(40).collect::<String>()
+                )));
+            }
+        }
+        if req.channel != "sim" && req.simulate.is_some() {
+            return Err(PayError::UnknownChannel("simulate applies to the sim channel only".into()));
         }
         let simulate = req.simulate.map(|s| serde_json::to_string(&s)).transpose().map_err(StoreFault::from)?;
         let mut tx = self.store.begin().await?;
         let mut order = self.owned(&mut tx, merchant, id).await?;
         if Timestamp::now() >= order.expires_at {
             return Err(PayError::DeadlinePassed);
+        }
+        if req.channel == "alipay" && order.currency != payq_domain::Currency::Cny {
+            return Err(PayError::UnknownChannel(format!("alipay takes CNY, not {}", order.currency.code())));
         }
         transition(&mut order, OrderEvent::PayRequested)?;
         let payment_id = PaymentId::generate();
@@ -183,7 +197,19 @@ impl Payq {
         )
         .await?;
         tx.commit().await?;
-        Ok(order)
+        if req.channel == "sim" {
+            return Ok(order);
+        }
+        // A real channel's buyer needs its next step (the QR code) in this answer: start
+        // the payment now. If that fails, the queued request tries again and the order
+        // shows the step once it has one.
+        if let Err(e) = self.request_payment(&payment_id).await {
+            tracing::warn!(payment_id = %payment_id, error = %e, "could not start the payment at the channel yet");
+        }
+        match self.store.order(&merchant.id, id).await {
+            Ok(started) => Ok(started),
+            Err(_) => Ok(order),
+        }
     }
 
     /// Closes an unpaid order at the merchant's request.

@@ -20,6 +20,9 @@ impl Payq {
         if payment.status != PaymentStatus::Pending || order.status != OrderStatus::Paying || !current {
             return Ok(()); // stale: the attempt already ended
         }
+        if payment.next_action.is_some() {
+            return Ok(()); // started already (the pay request itself started it)
+        }
         if let Some(rule) = risk::check(&self.settings.risk, &mut tx, &order).await? {
             let reason = format!("risk:{}", rule.as_str());
             tx.update_payment(payment_id, PaymentStatus::Failed, None, Some(&reason)).await?;
@@ -40,10 +43,15 @@ impl Payq {
             amount: payment.amount,
             currency: payment.currency,
             expires_at: order.expires_at,
+            subject: order.description.clone().unwrap_or_else(|| format!("Order {}", order.merchant_order_no)),
             instructions,
         };
-        let txn_id = match self.channel.create_payment(request).await {
-            Ok(txn_id) => txn_id,
+        let started = match self.channel_for(&payment.channel, &payment.merchant_id).await {
+            Ok(channel) => channel.create_payment(request).await,
+            Err(e) => Err(e),
+        };
+        let started = match started {
+            Ok(started) => started,
             Err(ChannelError::Invalid(reason)) => {
                 return self.apply_channel_status(payment_id, ChannelStatus::Failed { reason }).await;
             }
@@ -55,7 +63,10 @@ impl Payq {
         // paid order's success for a late payment and refund it.
         let mut tx = self.store.begin().await?;
         if tx.payment(payment_id).await?.status == PaymentStatus::Pending {
-            tx.update_payment(payment_id, PaymentStatus::Pending, Some(&txn_id), None).await?;
+            tx.update_payment(payment_id, PaymentStatus::Pending, started.txn_id.as_deref(), None).await?;
+            if let Some(action) = &started.next_action {
+                tx.set_next_action(payment_id, action).await?;
+            }
             self.schedule_query(&mut tx, payment_id, 0).await?;
         }
         tx.commit().await?;
@@ -150,7 +161,7 @@ impl Payq {
         if payment.status != PaymentStatus::Pending {
             return Ok(());
         }
-        let status = self.channel.query_payment(payment_id).await?;
+        let status = self.channel_for(&payment.channel, &payment.merchant_id).await?.query_payment(payment_id).await?;
         if status == ChannelStatus::Pending || status == ChannelStatus::NotFound {
             let mut tx = self.store.begin().await?;
             self.schedule_query(&mut tx, payment_id, attempt + 1).await?;
@@ -170,9 +181,10 @@ impl Payq {
         if order.status == OrderStatus::Paying
             && let Some(payment) = in_flight
         {
-            let mut status = self.channel.query_payment(&payment.id).await?;
+            let channel = self.channel_for(&payment.channel, &order.merchant_id).await?;
+            let mut status = channel.query_payment(&payment.id).await?;
             if !matches!(status, ChannelStatus::Succeeded { .. } | ChannelStatus::Failed { .. }) {
-                status = self.channel.close_payment(&payment.id).await?;
+                status = channel.close_payment(&payment.id).await?;
             }
             let paid = matches!(status, ChannelStatus::Succeeded { .. });
             self.apply_channel_status(&payment.id, status).await?;

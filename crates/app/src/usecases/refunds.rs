@@ -107,7 +107,15 @@ impl Payq {
         if refund.status != RefundStatus::Processing {
             return Ok(()); // already finished or rejected
         }
-        let outcome = self.channel.refund(&payment_id, &refund.id, refund.amount).await?;
+        let outcome = match self.store.payment(&payment_id).await {
+            Ok(payment) => {
+                let channel = self.channel_for(&payment.channel, &payment.merchant_id).await?;
+                channel.refund(&payment_id, &refund.id, refund.amount).await?
+            }
+            // Nothing to give back through any channel.
+            Err(payq_store::StoreError::NotFound) => RefundOutcome::Refused { reason: "unknown payment".into() },
+            Err(e) => return Err(e.into()),
+        };
         self.finish_refund(id, outcome).await
     }
 

@@ -1,18 +1,42 @@
 //! `payq demo` end to end: the real binary runs its story against an in-process payq and
 //! every order ends where the story says.
 
-#[test]
-fn the_demo_story_plays_out() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_payq"))
+/// Runs `payq demo` with `args` and its in-process payq, whatever the environment says.
+fn demo(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_payq"))
         .arg("demo")
+        .args(args)
         .env_remove("PAYQ_CONFIG")
         .env_remove("PAYQ_DATABASE_URL")
         .env_remove("PAYQ_ADMIN_TOKEN")
         .output()
-        .expect("payq demo runs");
+        .expect("payq demo runs")
+}
+
+#[test]
+fn the_demo_story_plays_out() {
+    let out = demo(&[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 8, "{stdout}");
     assert!(!stdout.lines().any(|l| l.starts_with("!! ")), "{stdout}");
     assert!(stdout.contains("payment.late_refunded") && stdout.contains("merchant.ship_reminder"), "{stdout}");
+}
+
+#[test]
+fn the_alipay_demo_pays_queries_closes_and_refunds_through_a_local_gateway() {
+    let out = demo(&["--channel", "alipay"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for step in [
+        "\"type\":\"qr_code\"",
+        "notification was answered 200 \"success\"",
+        "alipay.trade.query: \"paid\"",
+        "trade at Alipay TRADE_CLOSED",
+        "Alipay refunded 880 fen",
+        "every step went as it should",
+    ] {
+        assert!(stdout.contains(step), "{step}: {stdout}");
+    }
+    assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
 }

@@ -7,6 +7,7 @@ mod helpers;
 mod receiver;
 
 mod admin;
+mod alipay;
 mod bad_input;
 mod callbacks;
 mod channels;

@@ -1,0 +1,66 @@
+//! `alipay`: payments through one merchant's Alipay application, as a [`PaymentChannel`].
+//! A payment is a face-to-face QR code (`alipay.trade.precreate`) the buyer scans; Alipay
+//! then posts a notification to `<public_url>/v1/channels/alipay/notify` (handled by
+//! [`crate::usecases::AlipayNotification`]), and the query schedule asks
+//! `alipay.trade.query` when none comes. payq's payment id is Alipay's `out_trade_no`; a
+//! refund's id is its `out_request_no`.
+
+use super::alipay_client::{AlipayAccount, AlipayClient, Precreate};
+use super::{ChannelError, ChannelStatus, PaymentChannel, PaymentRequest, RefundOutcome, Started};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use payq_domain::{Currency, NextAction, PaymentId, RefundId, Timestamp};
+
+/// Alipay for one merchant.
+pub struct Alipay {
+    pub client: AlipayClient,
+    pub account: AlipayAccount,
+    /// Where Alipay posts notifications.
+    pub notify_url: String,
+}
+
+/// The longest subject Alipay takes.
+const MAX_SUBJECT_CHARS: usize = 256;
+
+impl PaymentChannel for Alipay {
+    fn name(&self) -> &'static str {
+        "alipay"
+    }
+
+    fn create_payment(&self, req: PaymentRequest) -> BoxFuture<'_, Result<Started, ChannelError>> {
+        async move {
+            if req.currency != Currency::Cny {
+                return Err(ChannelError::Invalid(format!("alipay takes CNY, not {}", req.currency.code())));
+            }
+            let left_ms = req.expires_at.millis().saturating_sub(Timestamp::now().millis());
+            let subject: String = req.subject.chars().take(MAX_SUBJECT_CHARS).collect();
+            let pay = Precreate {
+                out_trade_no: req.payment_id.as_str(),
+                amount: req.amount,
+                subject: &subject,
+                notify_url: &self.notify_url,
+                timeout_minutes: (left_ms / 60_000).max(1),
+            };
+            let qr_code = self.client.precreate(&self.account, &pay).await?;
+            Ok(Started { txn_id: None, next_action: Some(NextAction::QrCode { qr_code }) })
+        }
+        .boxed()
+    }
+
+    fn query_payment<'a>(&'a self, payment_id: &'a PaymentId) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>> {
+        self.client.query(&self.account, payment_id.as_str()).boxed()
+    }
+
+    fn close_payment<'a>(&'a self, payment_id: &'a PaymentId) -> BoxFuture<'a, Result<ChannelStatus, ChannelError>> {
+        self.client.close(&self.account, payment_id.as_str()).boxed()
+    }
+
+    fn refund<'a>(
+        &'a self,
+        payment_id: &'a PaymentId,
+        refund_id: &'a RefundId,
+        amount: i64,
+    ) -> BoxFuture<'a, Result<RefundOutcome, ChannelError>> {
+        self.client.refund(&self.account, payment_id.as_str(), refund_id.as_str(), amount).boxed()
+    }
+}

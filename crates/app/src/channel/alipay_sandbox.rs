@@ -1,0 +1,280 @@
+//! A local Alipay gateway on 127.0.0.1, for tests and `payq demo`: it speaks the open
+//! platform's protocol (signed form requests, signed JSON answers, signed form
+//! notifications) with keys it makes at start, keeps trades in memory, and plays the buyer:
+//! [`AlipaySandbox::buyer_pays`] marks a trade paid and posts Alipay's notification to the
+//! `notify_url` its precreate named. It is a counterpart to check payq against, never a
+//! stand-in for Alipay in production.
+
+use super::alipay_protocol::{self as protocol, AlipayPublicKey, AppKey};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// One trade at the sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxTrade {
+    /// `WAIT_BUYER_PAY`, `TRADE_SUCCESS` or `TRADE_CLOSED`.
+    pub status: String,
+    /// In fen.
+    pub amount: i64,
+    pub notify_url: String,
+    /// Fen refunded, by `out_request_no`.
+    pub refunds: HashMap<String, i64>,
+    /// Gateway calls made for this trade, by method.
+    pub calls: HashMap<String, u32>,
+}
+
+#[derive(Default)]
+struct Books {
+    trades: HashMap<String, SandboxTrade>,
+    /// Accept calls and never answer (a gateway that hangs).
+    hang: bool,
+}
+
+struct Inner {
+    app_id: String,
+    /// Verifies the application's requests.
+    app_public_key: AlipayPublicKey,
+    /// Signs answers and notifications (Alipay's key).
+    alipay_key: AppKey,
+    books: Mutex<Books>,
+}
+
+/// A running sandbox gateway.
+#[derive(Clone)]
+pub struct AlipaySandbox {
+    /// The gateway URL (`http://127.0.0.1:<port>/gateway.do`).
+    pub gateway_url: String,
+    /// The application's id.
+    pub app_id: String,
+    /// The application's private key (PKCS#8 PEM), made for this run.
+    pub app_private_key_pem: String,
+    /// Alipay's public key (PEM), made for this run.
+    pub alipay_public_key_pem: String,
+    inner: Arc<Inner>,
+    http: reqwest::Client,
+}
+
+fn pem_pair() -> anyhow::Result<(String, String, rsa::PrivateKey)> {
+    let key = <rsa::PrivateKey as rsa::Generate>::generate();
+    let private = key.to_pkcs8_pem(LineEnding::LF)?.to_string();
+    let public = rsa::PublicKey::from(&key).to_public_key_pem(LineEnding::LF)?;
+    Ok((private, public, key))
+}
+
+impl AlipaySandbox {
+    /// Starts a gateway on a free port of 127.0.0.1 with fresh keys for the application
+    /// and for "Alipay".
+    pub async fn start() -> anyhow::Result<AlipaySandbox> {
+        let (app_private, app_public, _) = pem_pair()?;
+        let (alipay_private, alipay_public, _) = pem_pair()?;
+        let inner = Arc::new(Inner {
+            app_id: "2021000000000001".into(),
+            app_public_key: AlipayPublicKey::from_pem(&app_public)?,
+            alipay_key: AppKey::from_pem(&alipay_private)?,
+            books: Mutex::default(),
+        });
+        let app = axum::Router::new().route("/gateway.do", axum::routing::post(gateway)).with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(AlipaySandbox {
+            gateway_url: format!("http://{addr}/gateway.do"),
+            app_id: inner.app_id.clone(),
+            app_private_key_pem: app_private,
+            alipay_public_key_pem: alipay_public,
+            inner,
+            http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?,
+        })
+    }
+
+    /// The `channels.alipay` object that sets a merchant up with this sandbox.
+    pub fn credentials(&self) -> Value {
+        json!({
+            "app_id": self.app_id,
+            "private_key": self.app_private_key_pem,
+            "alipay_public_key": self.alipay_public_key_pem,
+            "gateway_url": self.gateway_url,
+        })
+    }
+
+    fn books(&self) -> MutexGuard<'_, Books> {
+        lock(&self.inner)
+    }
+
+    /// The trade with this `out_trade_no`, if the sandbox has one.
+    pub fn trade(&self, out_trade_no: &str) -> Option<SandboxTrade> {
+        self.books().trades.get(out_trade_no).cloned()
+    }
+
+    /// Makes the gateway hang (accept and never answer) or answer again.
+    pub fn set_hang(&self, hang: bool) {
+        self.books().hang = hang;
+    }
+
+    /// The buyer pays without Alipay notifying anyone (a lost notification): only a query
+    /// finds out.
+    pub fn buyer_pays_silently(&self, out_trade_no: &str) -> bool {
+        match self.books().trades.get_mut(out_trade_no) {
+            Some(t) if t.status == "WAIT_BUYER_PAY" => {
+                t.status = "TRADE_SUCCESS".into();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The buyer pays (also after payq closed the trade: a late payment) and Alipay posts its
+    /// notification; answers payq's reply (status, body).
+    pub async fn buyer_pays(&self, out_trade_no: &str) -> anyhow::Result<(u16, String)> {
+        let (amount, url) = {
+            let mut books = self.books();
+            let trade = books.trades.get_mut(out_trade_no).ok_or_else(|| anyhow::anyhow!("no trade {out_trade_no}"))?;
+            trade.status = "TRADE_SUCCESS".into();
+            (trade.amount, trade.notify_url.clone())
+        };
+        let params = self.notification(out_trade_no, amount, "TRADE_SUCCESS");
+        self.notify(&url, &params, None).await
+    }
+
+    /// The parameters of Alipay's notification for a trade, unsigned.
+    pub fn notification(&self, out_trade_no: &str, amount: i64, trade_status: &str) -> Vec<(String, String)> {
+        [
+            ("notify_type", "trade_status_sync"),
+            ("notify_id", &format!("nid_{out_trade_no}")),
+            ("app_id", &self.app_id),
+            ("charset", "utf-8"),
+            ("version", "1.0"),
+            ("out_trade_no", out_trade_no),
+            ("trade_no", &trade_no(out_trade_no)),
+            ("trade_status", trade_status),
+            ("total_amount", &protocol::yuan(amount)),
+            ("notify_time", &protocol::gateway_timestamp(payq_domain::Timestamp::now().millis())),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+    }
+
+    /// Posts `params` to `url` signed as Alipay signs them, or with `forged_key` instead;
+    /// answers payq's reply (status, body).
+    pub async fn notify(
+        &self,
+        url: &str,
+        params: &[(String, String)],
+        forged_key: Option<&AppKey>,
+    ) -> anyhow::Result<(u16, String)> {
+        let content = protocol::signing_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &[]);
+        let signer = forged_key.unwrap_or(&self.inner.alipay_key);
+        let mut signed = params.to_vec();
+        signed.push(("sign_type".into(), "RSA2".into()));
+        signed.push(("sign".into(), signer.sign(&content)));
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(signed.iter()).finish();
+        let r = self
+            .http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded;charset=utf-8")
+            .body(body)
+            .send()
+            .await?;
+        Ok((r.status().as_u16(), r.text().await?))
+    }
+}
+
+fn lock(inner: &Inner) -> MutexGuard<'_, Books> {
+    inner.books.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Alipay's own reference for a trade.
+fn trade_no(out_trade_no: &str) -> String {
+    format!("2026{}", out_trade_no.trim_start_matches("pay_"))
+}
+
+fn business_failure(sub_code: &str) -> Value {
+    json!({ "code": "40004", "msg": "Business Failed", "sub_code": sub_code, "sub_msg": sub_code })
+}
+
+/// `/gateway.do`: checks the request's signature, carries out the method, answers signed.
+async fn gateway(State(inner): State<Arc<Inner>>, body: String) -> Response {
+    let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let method = get("method");
+    if lock(&inner).hang {
+        std::future::pending::<()>().await;
+    }
+    let content = protocol::signing_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &[]);
+    let node = if inner.app_public_key.verify(&content, &get("sign")).is_err() || get("app_id") != inner.app_id {
+        // Alipay answers a request it cannot authenticate unsigned.
+        let node = json!({ "code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.invalid-signature" });
+        let name = format!("{}_response", method.replace('.', "_"));
+        return (StatusCode::OK, format!(r#"{{"{name}":{node}}}"#)).into_response();
+    } else {
+        let biz: Value = serde_json::from_str(&get("biz_content")).unwrap_or_default();
+        let no = biz["out_trade_no"].as_str().unwrap_or_default().to_owned();
+        let fen = |field: &str| protocol::minor_units(biz[field].as_str().unwrap_or_default()).ok();
+        let mut books = lock(&inner);
+        if let Some(t) = books.trades.get_mut(&no) {
+            *t.calls.entry(method.clone()).or_default() += 1;
+        }
+        match method.as_str() {
+            "alipay.trade.precreate" => match fen("total_amount") {
+                Some(amount) if amount > 0 => {
+                    let trade = books.trades.entry(no.clone()).or_insert_with(|| SandboxTrade {
+                        status: "WAIT_BUYER_PAY".into(),
+                        amount,
+                        notify_url: get("notify_url"),
+                        refunds: HashMap::new(),
+                        calls: HashMap::from([(method.clone(), 1)]),
+                    });
+                    if trade.amount == amount {
+                        json!({ "code": "10000", "msg": "Success", "out_trade_no": no,
+                                "qr_code": format!("https://qr.alipay.com/{}", trade_no(&no)) })
+                    } else {
+                        business_failure("ACQ.CONTEXT_INCONSISTENT")
+                    }
+                }
+                _ => business_failure("ACQ.INVALID_PARAMETER"),
+            },
+            "alipay.trade.query" => match books.trades.get(&no) {
+                Some(t) => json!({ "code": "10000", "msg": "Success", "out_trade_no": no, "trade_no": trade_no(&no),
+                                   "trade_status": t.status, "total_amount": protocol::yuan(t.amount) }),
+                None => business_failure("ACQ.TRADE_NOT_EXIST"),
+            },
+            "alipay.trade.close" => match books.trades.get_mut(&no) {
+                Some(t) if t.status == "WAIT_BUYER_PAY" => {
+                    t.status = "TRADE_CLOSED".into();
+                    json!({ "code": "10000", "msg": "Success", "out_trade_no": no })
+                }
+                Some(_) => business_failure("ACQ.TRADE_STATUS_ERROR"),
+                None => business_failure("ACQ.TRADE_NOT_EXIST"),
+            },
+            "alipay.trade.refund" => {
+                let request = biz["out_request_no"].as_str().unwrap_or_default().to_owned();
+                match (books.trades.get_mut(&no), fen("refund_amount")) {
+                    (Some(t), Some(amount)) if t.status == "TRADE_SUCCESS" => {
+                        let others: i64 = t.refunds.iter().filter(|(r, _)| **r != request).map(|(_, f)| f).sum();
+                        if others + amount > t.amount {
+                            business_failure("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL")
+                        } else {
+                            t.refunds.insert(request, amount);
+                            json!({ "code": "10000", "msg": "Success", "out_trade_no": no, "fund_change": "Y",
+                                    "refund_fee": protocol::yuan(others + amount) })
+                        }
+                    }
+                    (Some(_), _) => business_failure("ACQ.TRADE_STATUS_ERROR"),
+                    (None, _) => business_failure("ACQ.TRADE_NOT_EXIST"),
+                }
+            }
+            _ => business_failure("isv.invalid-method"),
+        }
+    };
+    let text = node.to_string();
+    let name = format!("{}_response", method.replace('.', "_"));
+    (StatusCode::OK, format!(r#"{{"{name}":{text},"sign":"{}"}}"#, inner.alipay_key.sign(&text))).into_response()
+}
