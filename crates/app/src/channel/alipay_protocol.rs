@@ -44,10 +44,12 @@ impl std::fmt::Debug for AppKey {
 }
 
 impl AppKey {
-    /// Reads a PKCS#8 PEM private key.
+    /// Reads a PKCS#8 private key: PEM, or its base64 alone as Alipay's key tool gives it.
     pub fn from_pem(pem: &str) -> Result<AppKey, AlipayProtocolError> {
-        let key = PrivateKey::from_pkcs8_pem(pem.trim())
-            .map_err(|e| AlipayProtocolError::Key(format!("private_key is not a PKCS#8 PEM RSA private key ({e})")))?;
+        let bad =
+            |e: String| AlipayProtocolError::Key(format!("private_key is not a PKCS#8 PEM RSA private key ({e})"));
+        let der = der_of(pem).ok_or_else(|| bad("neither PEM nor base64".into()))?;
+        let key = PrivateKey::from_pkcs8_der(&der).map_err(|e| bad(e.to_string()))?;
         Ok(AppKey(SigningKey::new(key)))
     }
 
@@ -63,10 +65,12 @@ impl AppKey {
 pub struct AlipayPublicKey(VerifyingKey<Sha256>);
 
 impl AlipayPublicKey {
-    /// Reads a PEM public key (SubjectPublicKeyInfo).
+    /// Reads a public key (SubjectPublicKeyInfo): PEM, or its base64 alone as Alipay's
+    /// console shows it.
     pub fn from_pem(pem: &str) -> Result<AlipayPublicKey, AlipayProtocolError> {
-        let key = PublicKey::from_public_key_pem(pem.trim())
-            .map_err(|e| AlipayProtocolError::Key(format!("alipay_public_key is not a PEM RSA public key ({e})")))?;
+        let bad = |e: String| AlipayProtocolError::Key(format!("alipay_public_key is not a PEM RSA public key ({e})"));
+        let der = der_of(pem).ok_or_else(|| bad("neither PEM nor base64".into()))?;
+        let key = PublicKey::from_public_key_der(&der).map_err(|e| bad(e.to_string()))?;
         Ok(AlipayPublicKey(VerifyingKey::new(key)))
     }
 
@@ -76,6 +80,17 @@ impl AlipayPublicKey {
         let signature = Signature::try_from(raw.as_slice()).map_err(|_| AlipayProtocolError::BadSignature)?;
         self.0.verify(content.as_bytes(), &signature).map_err(|_| AlipayProtocolError::BadSignature)
     }
+}
+
+/// The DER inside a PEM block (whatever its line length) or a bare base64 key.
+fn der_of(text: &str) -> Option<Vec<u8>> {
+    let body: String = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----"))
+        .flat_map(|l| l.chars().filter(|c| !c.is_whitespace()))
+        .collect();
+    BASE64.decode(body).ok().filter(|d| !d.is_empty())
 }
 
 /// The string a request or a notification is signed over: its parameters sorted by name,
@@ -268,6 +283,55 @@ mod tests {
         assert_eq!(verify_notification(&params, &public), Ok(()));
         params[2].1 = "0.01".into();
         assert_eq!(verify_notification(&params, &public), Err(AlipayProtocolError::BadSignature));
+    }
+
+    /// A real notification Alipay sent and signed, with the public key it verifies under,
+    /// from the tests of Alipay's official Node.js SDK (alipay-sdk-nodejs-all,
+    /// `test/alipay.test.ts`, "checkNotifySign … verify sign should delete sign_type").
+    #[test]
+    fn a_notification_alipay_signed_verifies_as_alipay_sdk_verifies_it() {
+        let der = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAqObrdC7hrgAVM98tK0nv3hSQRGGKT4lBsQjHiGjeYZjOPIPHR5knm2jnnz/YGIXIofVHkA/tAlBAd5DrY7YpvI4tP5EONLtZKC2ghBMx7McI2wRD0xiqzxOQr1FuhZGJ8/AUokBzJrzY+aGX2xcOrxFYRlFilvVLTXg4LWjR1tdPkO6+i7wQZAIVMClPkwVRZEbaERRHlKqTzv2gGv5rDU8gRoe1LeaN+6BlbTqHWkQcNCUNrA8C6l17XAXGKDsm/9TFWwO8EPHHHCaQdjtV5/FdcWIt+L8SR1ss7EXTjYDFtxcKVv9rEoY1lX8T4mX+GbXfZHraG5NCF1+XioL5JwIDAQAB";
+        // As the SDK's test has it: the base64 alone, and in a PEM block of one long line.
+        let pem = format!("-----BEGIN PUBLIC KEY-----\n{der}\n-----END PUBLIC KEY-----\n");
+        assert!(AlipayPublicKey::from_pem(&pem).is_ok());
+        let alipay = AlipayPublicKey::from_pem(der).expect("Alipay's notification key");
+        let mut params: Vec<(String, String)> = [
+            ("gmt_create", "2019-08-15 15:56:22"),
+            ("charset", "utf-8"),
+            ("seller_email", "z97-yuquerevenue@service.aliyun.com"),
+            ("subject", "语雀空间 500人规模"),
+            ("sign", "QfTb8tqE1BMhS5qAnXtvsF3/jBkEvu9q9en0pdbBUDDjvKycZhQb7h8GDs4FKfi049PynaNuatxSgLb/nLWZpXyyh0LEWdK2S6Ri7nPwrVgOs08zugLO20vOQz44y3ti2Ncm8/wZts1Fr2gZ7pShnVX3d1B50hbsXnObT1r/U8ONNQjWXd0HIul4TG+Q3fm3svmSvFEy0WnzuhcyHPX5Gm4ELNctL6Qd5YniGJFNcc7kopHYtI/XD9YCKCH6Ct02rzUs9i11C9CsadtZn+WhxF26Dqt9sGEFajkJ8cxUTLi8+VCpLHsgPE8P0y095uQcDdK0YjCh4x7wVSov+lrmOQ=="),
+            ("buyer_id", "2088102534368455"),
+            ("invoice_amount", "0.10"),
+            ("notify_id", "2019081500222155624068450559358070"),
+            ("fund_bill_list", r#"[{"amount":"0.10","fundChannel":"ALIPAYACCOUNT"}]"#),
+            ("notify_type", "trade_status_sync"),
+            ("trade_status", "TRADE_SUCCESS"),
+            ("receipt_amount", "0.10"),
+            ("buyer_pay_amount", "0.10"),
+            ("sign_type", "RSA2"),
+            ("app_id", "2019073166072302"),
+            ("seller_id", "2088531891668739"),
+            ("gmt_payment", "2019-08-15 15:56:24"),
+            ("notify_time", "2019-08-15 15:56:25"),
+            ("version", "1.0"),
+            ("out_trade_no", "20190815155618536-564-57"),
+            ("total_amount", "0.10"),
+            ("trade_no", "2019081522001468450512505578"),
+            ("auth_app_id", "2019073166072302"),
+            ("buyer_logon_id", "xud***@126.com"),
+            ("point_amount", "0.00"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        assert_eq!(verify_notification(&params, &alipay), Ok(()));
+        assert_eq!(minor_units("0.10"), Ok(10));
+        // One changed value, and it no longer verifies.
+        if let Some(amount) = params.iter_mut().find(|(k, _)| k == "total_amount") {
+            amount.1 = "0.11".into();
+        }
+        assert_eq!(verify_notification(&params, &alipay), Err(AlipayProtocolError::BadSignature));
     }
 
     #[test]
