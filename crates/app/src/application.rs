@@ -58,6 +58,12 @@ impl Application {
             store.announce_all_events();
         }
         let settings = Arc::new(settings);
+        if !settings.role.serves_api() && settings.public_url.is_none() {
+            tracing::warn!(
+                "PAYQ_PUBLIC_URL is not set: real channels (Alipay) would be told to post their notifications to this \
+                 worker, which does not serve the API; set it to the address of the api processes"
+            );
+        }
         let payq = Payq::new(store, Arc::new(Sim(sim.clone())), settings.clone())
             .with_listen_address(format!("http://{callback_host}:{}", addr.port()));
         let state = AppState {
