@@ -9,6 +9,7 @@ pub mod alipay_client;
 pub mod alipay_protocol;
 pub mod alipay_sandbox;
 pub mod sim;
+pub mod wechatpay_protocol;
 
 use futures_util::future::BoxFuture;
 use payq_domain::{Currency, NextAction, PaymentId, RefundId, Timestamp};

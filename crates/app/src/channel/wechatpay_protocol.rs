@@ -1,0 +1,331 @@
+//! The WeChat Pay API v3 protocol, without any I/O: the `WECHATPAY2-SHA256-RSA2048`
+//! request signature, verification of answers and notifications against the platform
+//! certificates (`Wechatpay-Serial`, `-Timestamp`, `-Nonce`, `-Signature`, within a
+//! freshness window), and decryption of a notification's `resource` (AEAD_AES_256_GCM with
+//! the merchant's API v3 key).
+//!
+//! The adapter that calls the API builds on these functions (docs/channels.md).
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes128Gcm, Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::sha2::Sha256;
+use rsa::signature::{SignatureEncoding, Signer, Verifier};
+use rsa::{PrivateKey, PublicKey};
+use x509_cert::der::{DecodePem, Encode};
+
+/// Why WeChat Pay material could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WechatPayProtocolError {
+    /// A key or certificate does not read (the message says which).
+    #[error("{0}")]
+    Key(String),
+    /// The answer names a platform certificate payq does not have.
+    #[error("unknown platform certificate serial {0:?}")]
+    UnknownSerial(String),
+    /// The signature's timestamp is too far from now (a replay, or a clock far off).
+    #[error("stale signature timestamp")]
+    Stale,
+    /// The signature does not match under the platform certificate's key.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// The `resource` does not decrypt under the API v3 key (or was altered).
+    #[error("resource does not decrypt with the API v3 key")]
+    Undecryptable,
+}
+
+/// The merchant's private key (PKCS#8 PEM), which signs requests.
+#[derive(Clone)]
+pub struct MerchantKey(SigningKey<Sha256>);
+
+impl std::fmt::Debug for MerchantKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MerchantKey(..)")
+    }
+}
+
+impl MerchantKey {
+    /// Reads a PKCS#8 PEM private key.
+    pub fn from_pem(pem: &str) -> Result<MerchantKey, WechatPayProtocolError> {
+        let key = PrivateKey::from_pkcs8_pem(pem.trim()).map_err(|e| {
+            WechatPayProtocolError::Key(format!("private_key is not a PKCS#8 PEM RSA private key ({e})"))
+        })?;
+        Ok(MerchantKey(SigningKey::new(key)))
+    }
+
+    /// SHA256withRSA of `message`, base64.
+    pub fn sign(&self, message: &str) -> String {
+        BASE64.encode(self.0.sign(message.as_bytes()).to_bytes())
+    }
+}
+
+/// One platform certificate: its serial number (upper-case hex, as `Wechatpay-Serial`
+/// names it) and its key.
+#[derive(Debug, Clone)]
+pub struct PlatformCertificate {
+    pub serial: String,
+    key: VerifyingKey<Sha256>,
+}
+
+impl PlatformCertificate {
+    /// Reads a PEM X.509 certificate with an RSA key.
+    pub fn from_pem(pem: &str) -> Result<PlatformCertificate, WechatPayProtocolError> {
+        let bad = |e: String| WechatPayProtocolError::Key(format!("platform certificate does not read ({e})"));
+        let cert = x509_cert::Certificate::from_pem(pem.trim().as_bytes()).map_err(|e| bad(e.to_string()))?;
+        let serial = hex::encode_upper(cert.tbs_certificate.serial_number.as_bytes());
+        let spki = cert.tbs_certificate.subject_public_key_info.to_der().map_err(|e| bad(e.to_string()))?;
+        let key = PublicKey::from_public_key_der(&spki).map_err(|e| bad(format!("not an RSA key: {e}")))?;
+        Ok(PlatformCertificate { serial, key: VerifyingKey::new(key) })
+    }
+}
+
+/// One request as it is signed.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedRequest<'a> {
+    /// `GET`, `POST`, …
+    pub method: &'a str,
+    /// The URL's path with its query (`/v3/pay/transactions/native`).
+    pub path_and_query: &'a str,
+    /// Unix seconds.
+    pub timestamp: i64,
+    /// A random string, new for each request.
+    pub nonce: &'a str,
+    /// The JSON body; empty for a `GET`.
+    pub body: &'a str,
+}
+
+impl SignedRequest<'_> {
+    /// The message a request is signed over: method, path with query, timestamp, nonce and
+    /// body, each followed by a newline.
+    pub fn message(&self) -> String {
+        format!("{}\n{}\n{}\n{}\n{}\n", self.method, self.path_and_query, self.timestamp, self.nonce, self.body)
+    }
+
+    /// The `Authorization` header of this request from merchant `mch_id`, whose API
+    /// certificate has serial `serial_no`.
+    pub fn authorization(&self, key: &MerchantKey, mch_id: &str, serial_no: &str) -> String {
+        format!(
+            "WECHATPAY2-SHA256-RSA2048 mchid=\"{mch_id}\",nonce_str=\"{}\",signature=\"{}\",\
+             timestamp=\"{}\",serial_no=\"{serial_no}\"",
+            self.nonce,
+            key.sign(&self.message()),
+            self.timestamp
+        )
+    }
+}
+
+/// The signature headers of an answer or a notification.
+#[derive(Debug, Clone, Copy)]
+pub struct SignatureHeaders<'a> {
+    /// `Wechatpay-Serial`.
+    pub serial: &'a str,
+    /// `Wechatpay-Timestamp` (unix seconds).
+    pub timestamp: &'a str,
+    /// `Wechatpay-Nonce`.
+    pub nonce: &'a str,
+    /// `Wechatpay-Signature` (base64).
+    pub signature: &'a str,
+}
+
+/// How far a signature's timestamp may be from now.
+pub const FRESHNESS_S: i64 = 300;
+
+/// Checks an answer's or a notification's signature: `timestamp\nnonce\nbody\n` under the
+/// platform certificate the serial names, with a timestamp within [`FRESHNESS_S`] of `now`.
+pub fn verify(
+    certificates: &[PlatformCertificate],
+    headers: SignatureHeaders<'_>,
+    body: &str,
+    now_unix_s: i64,
+) -> Result<(), WechatPayProtocolError> {
+    let cert = certificates
+        .iter()
+        .find(|c| c.serial.eq_ignore_ascii_case(headers.serial))
+        .ok_or_else(|| WechatPayProtocolError::UnknownSerial(headers.serial.chars().take(64).collect()))?;
+    let at: i64 = headers.timestamp.trim().parse().map_err(|_| WechatPayProtocolError::Stale)?;
+    if (now_unix_s - at).abs() > FRESHNESS_S {
+        return Err(WechatPayProtocolError::Stale);
+    }
+    let raw = BASE64.decode(headers.signature.trim()).map_err(|_| WechatPayProtocolError::BadSignature)?;
+    let signature = Signature::try_from(raw.as_slice()).map_err(|_| WechatPayProtocolError::BadSignature)?;
+    let message = format!("{}\n{}\n{body}\n", headers.timestamp, headers.nonce);
+    cert.key.verify(message.as_bytes(), &signature).map_err(|_| WechatPayProtocolError::BadSignature)
+}
+
+/// Decrypts a notification's `resource` (`AEAD_AES_256_GCM`): `ciphertext` is base64 of the
+/// encrypted text followed by its 16-byte tag. The API v3 key is 32 bytes (a 16-byte key
+/// selects AES-128, as the official SDKs do).
+pub fn decrypt_resource(
+    api_v3_key: &str,
+    nonce: &str,
+    associated_data: &str,
+    ciphertext: &str,
+) -> Result<Vec<u8>, WechatPayProtocolError> {
+    let sealed = BASE64.decode(ciphertext.trim()).map_err(|_| WechatPayProtocolError::Undecryptable)?;
+    let nonce: [u8; 12] = nonce.as_bytes().try_into().map_err(|_| WechatPayProtocolError::Undecryptable)?;
+    let payload = Payload { msg: &sealed, aad: associated_data.as_bytes() };
+    let nonce = Nonce::from(nonce);
+    let opened = match api_v3_key.len() {
+        32 => Aes256Gcm::new_from_slice(api_v3_key.as_bytes()).map(|c| c.decrypt(&nonce, payload)),
+        16 => Aes128Gcm::new_from_slice(api_v3_key.as_bytes()).map(|c| c.decrypt(&nonce, payload)),
+        _ => return Err(WechatPayProtocolError::Undecryptable),
+    };
+    match opened {
+        Ok(Ok(plain)) => Ok(plain),
+        _ => Err(WechatPayProtocolError::Undecryptable),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key and expected signature of the official Go SDK's test of SHA256withRSA
+    /// (wechatpay-apiv3/wechatpay-go, `utils/sign_test.go`), signing `"source"`.
+    const SDK_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDZUJN33V+dSfvd
+fL0Mu+39XrZNXFFMQSy1V15FpncHeV47SmV0TzTqZc7hHB0ddqAdDi8Z5k3TKqb7
+6sOwYr5TcAfuR6PIPaleyE0/0KrljBum2Isa2Nyq7Dgc3ElBQ6YN4l/a+DpvKaz1
+FSKmKrhLNskqokWVSlu4g8OlKlbPXQ9ibII14MZRQrrkTmHYHzfi7GXXM0thAKuR
+0HNvyhTHBh4/lrYM3GaMvmWwkwvsMavnOex6+eioZHBOb1/EIZ/LzC6zuHArPpyW
+3daGaZ1rtQB1vVzTyERAVVFsXXgBHvfFud3w3ShsJYk8JvMwK2RpJ5/gV0QSARcm
+LDRUAlPzAgMBAAECggEBAMc7rDeUaXiWv6bMGbZ3BTXpg1FhdddnWUnYE8HfX/km
+OFI7XtBHXcgYFpcjYz4D5787pcsk7ezPidAj58zqenuclmjKnUmT3pfbI5eCA2v4
+C9HnbYDrmUPK1ZcADtka4D6ScDccpNYNa1g2TFHzkIrEa6H+q7S3O2fqxY/DRVtN
+0JIXalBb8daaqL5QVzSmM2BMVnHy+YITJWIkP2a3pKs9C0W65JGDsnG0wVrHinHF
++cnhFZIbaPEI//DAFMc9NkrWOKVRTEgcCUxCFaHOZVNxDWZD7A2ZfJB2rK6eg//y
+gEiFDR2h6mTaDowMB4YF2n2dsIO4/dCG8vPHI20jn4ECgYEA/ZGu6lEMlO0XZnam
+AZGtiNgLcCfM/C2ZERZE7QTRPZH1WdK92Al9ndldsswFw4baJrJLCmghjF/iG4zi
+hhBvLnOLksnZUfjdumxoHDWXo2QBWbI5QsWIE7AuTiWgWj1I7X4fCXSQf6i+M/y2
+6TogQ7d0ANpZFyOkTNMn/tiJvLECgYEA22XqlamG/yfAGWery5KNH2DGlTIyd6xJ
+WtJ9j3jU99lZ0bCQ5xhiBbU9ImxCi3zgTsoqLWgA/p00HhNFNoUcTl9ofc0G3zwT
+D1y0ZzcnVKxGJdZ6ohW52V0hJStAigtjYAsUgjm7//FH7PiQDBDP1Wa6xSRkDQU/
+aSbQxvEE8+MCgYEA3bb8krW7opyM0XL9RHH0oqsFlVO30Oit5lrqebS0oHl3Zsr2
+ZGgoBlWBsEzk3UqUhTFwm/DhJLTSJ/TQPRkxnhQ5/mewNhS9C7yua7wQkzVmWN+V
+YeUGTvDGDF6qDz12/vJAgSwDDRym8x4NcXD5tTw7mmNRcwIfL22SkysThIECgYAV
+BgccoEoXWS/HP2/u6fQr9ZIR6eV8Ij5FPbZacTG3LlS1Cz5XZra95UgebFFUHHtC
+EY1JHJY7z8SWvTH8r3Su7eWNaIAoFBGffzqqSVazfm6aYZsOvRY6BfqPHT3p/H1h
+Tq6AbBffxrcltgvXnCTORjHPglU0CjSxVs7awW3AEQKBgB5WtaC8VLROM7rkfVIq
++RXqE5vtJfa3e3N7W3RqxKp4zHFAPfr82FK5CX2bppEaxY7SEZVvVInKDc5gKdG/
+jWNRBmvvftZhY59PILHO2X5vO4FXh7suEjy6VIh0gsnK36mmRboYIBGsNuDHjXLe
+BDa+8mDLkWu5nHEhOxy2JJZl
+-----END PRIVATE KEY-----";
+    const SDK_SIGNATURE: &str = "BKyAfU4iMCuvXMXS0Wzam3V/cnxZ+JaqigPM5OhljS2iOT95OO6Fsuml2JkFANJU9K6q9bLlDhPXuoVz+pp4hAm6pHU4ld815U4jsKu1RkyaII+1CYBUYC8TK0XtJ8FwUXXz8vZHh58rrAVN1XwNyvD1vfpxrMT4SL536GLwvpUHlCqIMzoZUguLli/K8V29QiOhuH6IEqLNJn8e9b3nwNcQ7be3CzYGpDAKBfDGPCqCv8Rw5zndhlffk2FEA70G4hvMwe51qMN/RAJbknXG23bSlObuTCN7Ndj1aJGH6/L+hdwfLpUtJm4QYVazzW7DFD27EpSQEqA8bX9+8m1rLg==";
+
+    // A certificate and its key made with OpenSSL for these tests only
+    // (`openssl req -x509 -newkey rsa:2048 …`); OpenSSL reports its serial as below.
+    const PLATFORM_CERT: &str = include_str!("testdata/wechatpay-platform-cert.pem");
+    const PLATFORM_KEY: &str = include_str!("testdata/wechatpay-platform-key.pem");
+    const PLATFORM_SERIAL: &str = "7BC466A5733CE16ECB4961AB6F7DFD5BB22651E5";
+
+    #[test]
+    fn requests_sign_as_the_official_sdk_signs() {
+        let key = MerchantKey::from_pem(SDK_KEY).expect("the SDK's test key");
+        assert_eq!(key.sign("source"), SDK_SIGNATURE);
+        let request = SignedRequest {
+            method: "GET",
+            path_and_query: "/v3/certificates",
+            timestamp: 1554208460,
+            nonce: "593BEC0C930BF1AFEB40B4A08C8FB242",
+            body: "",
+        };
+        let message = "GET\n/v3/certificates\n1554208460\n593BEC0C930BF1AFEB40B4A08C8FB242\n\n";
+        assert_eq!(request.message(), message);
+        let header = request.authorization(&key, "1900009191", "5157F09EFDC096DE15EBE81A47057A72");
+        assert_eq!(
+            header,
+            format!(
+                "WECHATPAY2-SHA256-RSA2048 mchid=\"1900009191\",nonce_str=\"593BEC0C930BF1AFEB40B4A08C8FB242\",\
+                 signature=\"{}\",timestamp=\"1554208460\",serial_no=\"5157F09EFDC096DE15EBE81A47057A72\"",
+                key.sign(message)
+            )
+        );
+    }
+
+    #[test]
+    fn resources_decrypt_as_the_official_sdk_decrypts_them() {
+        // wechatpay-go `utils/aes_test.go`: a 16-byte test key, hence AES-128-GCM there.
+        let plain = decrypt_resource(
+            "testAPIv3Key0000",
+            "wCq51qZv4Yfg",
+            "Dl56FrqWQJF1t9LtC3vEUsniZKvbqdR8",
+            "FsdXzxryWfKwvLJKf8LG/ToRPTRh8RN9wROC",
+        );
+        assert_eq!(plain, Ok(b"Hello World".to_vec()));
+        for (key, nonce, ad, text) in [
+            (
+                "testAPIv3Key1111",
+                "wCq51qZv4Yfg",
+                "Dl56FrqWQJF1t9LtC3vEUsniZKvbqdR8",
+                "FsdXzxryWfKwvLJKf8LG/ToRPTRh8RN9wROC",
+            ),
+            ("testAPIv3Key0000", "wCq51qZv4Yfg", "other associated data", "FsdXzxryWfKwvLJKf8LG/ToRPTRh8RN9wROC"),
+            ("testAPIv3Key0000", "wCq51qZv4Yfg", "Dl56FrqWQJF1t9LtC3vEUsniZKvbqdR8", "SGVsbG8gV29ybGQK"),
+            ("testAPIv3Key0000", "short", "Dl56FrqWQJF1t9LtC3vEUsniZKvbqdR8", "FsdXzxryWfKwvLJKf8LG/ToRPTRh8RN9wROC"),
+            (
+                "not a aes key",
+                "wCq51qZv4Yfg",
+                "Dl56FrqWQJF1t9LtC3vEUsniZKvbqdR8",
+                "FsdXzxryWfKwvLJKf8LG/ToRPTRh8RN9wROC",
+            ),
+            ("testAPIv3Key0000", "wCq51qZv4Yfg", "Dl56FrqWQJF1t9LtC3vEUsniZKvbqdR8", "invalid cipher"),
+        ] {
+            assert_eq!(
+                decrypt_resource(key, nonce, ad, text),
+                Err(WechatPayProtocolError::Undecryptable),
+                "{key} {ad} {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_32_byte_api_v3_key_is_aes_256() {
+        use aes_gcm::aead::Aead;
+        let key = "0123456789abcdef0123456789abcdef";
+        let cipher = Aes256Gcm::new_from_slice(key.as_bytes()).expect("key");
+        let sealed = cipher
+            .encrypt(
+                &Nonce::from(*b"nonce0123456"),
+                Payload { msg: b"{\"trade_state\":\"SUCCESS\"}", aad: b"transaction" },
+            )
+            .expect("sealed");
+        let plain = decrypt_resource(key, "nonce0123456", "transaction", &BASE64.encode(sealed));
+        assert_eq!(plain, Ok(b"{\"trade_state\":\"SUCCESS\"}".to_vec()));
+    }
+
+    #[test]
+    fn answers_verify_under_the_named_certificate_while_fresh() {
+        let cert = PlatformCertificate::from_pem(PLATFORM_CERT).expect("certificate");
+        assert_eq!(cert.serial, PLATFORM_SERIAL);
+        let signer = MerchantKey::from_pem(PLATFORM_KEY).expect("platform key");
+        let body = r#"{"code_url":"weixin://wxpay/bizpayurl?pr=p4lpSuKzz"}"#;
+        let signature = signer.sign(&format!("1700000000\nnonce-1\n{body}\n"));
+        let headers = SignatureHeaders {
+            serial: PLATFORM_SERIAL,
+            timestamp: "1700000000",
+            nonce: "nonce-1",
+            signature: &signature,
+        };
+        let certs = [cert];
+        assert_eq!(verify(&certs, headers, body, 1_700_000_100), Ok(()));
+        assert_eq!(
+            verify(&certs, headers, &body.replace("p4l", "x4l"), 1_700_000_100),
+            Err(WechatPayProtocolError::BadSignature)
+        );
+        assert_eq!(verify(&certs, headers, body, 1_700_000_000 + FRESHNESS_S + 1), Err(WechatPayProtocolError::Stale));
+        let other = SignatureHeaders { serial: "0000", ..headers };
+        assert!(matches!(verify(&certs, other, body, 1_700_000_100), Err(WechatPayProtocolError::UnknownSerial(_))));
+        let garbage = SignatureHeaders { signature: "!!", ..headers };
+        assert_eq!(verify(&certs, garbage, body, 1_700_000_100), Err(WechatPayProtocolError::BadSignature));
+    }
+
+    #[test]
+    fn keys_and_certificates_of_the_wrong_kind_are_named() {
+        assert!(PlatformCertificate::from_pem(PLATFORM_KEY).is_err());
+        let e = MerchantKey::from_pem(PLATFORM_CERT).expect_err("a certificate cannot sign");
+        assert!(e.to_string().contains("private_key"), "{e}");
+    }
+}
