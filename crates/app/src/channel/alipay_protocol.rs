@@ -8,11 +8,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::PublicKey;
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::pkcs8::DecodePublicKey;
 use rsa::sha2::Sha256;
-use rsa::signature::{SignatureEncoding, Signer, Verifier};
-use rsa::{PrivateKey, PublicKey};
+use rsa::signature::Verifier;
 use std::collections::BTreeMap;
 
 /// Why Alipay material could not be used.
@@ -32,30 +32,12 @@ pub enum AlipayProtocolError {
     Amount(String),
 }
 
-/// The application's private key (PKCS#8 PEM, `-----BEGIN PRIVATE KEY-----`), which signs
-/// requests.
-#[derive(Clone)]
-pub struct AppKey(SigningKey<Sha256>);
+/// The application's private key (PKCS#8, PEM or bare base64), which signs requests.
+pub use super::rsa_keys::RsaSigner as AppKey;
 
-impl std::fmt::Debug for AppKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AppKey(..)")
-    }
-}
-
-impl AppKey {
-    /// Reads a PKCS#8 private key: PEM, or its base64 alone as Alipay's key tool gives it.
-    pub fn from_pem(pem: &str) -> Result<AppKey, AlipayProtocolError> {
-        let bad =
-            |e: String| AlipayProtocolError::Key(format!("private_key is not a PKCS#8 PEM RSA private key ({e})"));
-        let der = der_of(pem).ok_or_else(|| bad("neither PEM nor base64".into()))?;
-        let key = PrivateKey::from_pkcs8_der(&der).map_err(|e| bad(e.to_string()))?;
-        Ok(AppKey(SigningKey::new(key)))
-    }
-
-    /// The RSA2 signature of `content`, base64.
-    pub fn sign(&self, content: &str) -> String {
-        BASE64.encode(self.0.sign(content.as_bytes()).to_bytes())
+impl From<super::rsa_keys::KeyError> for AlipayProtocolError {
+    fn from(e: super::rsa_keys::KeyError) -> Self {
+        AlipayProtocolError::Key(e.0)
     }
 }
 
@@ -69,7 +51,7 @@ impl AlipayPublicKey {
     /// console shows it.
     pub fn from_pem(pem: &str) -> Result<AlipayPublicKey, AlipayProtocolError> {
         let bad = |e: String| AlipayProtocolError::Key(format!("alipay_public_key is not a PEM RSA public key ({e})"));
-        let der = der_of(pem).ok_or_else(|| bad("neither PEM nor base64".into()))?;
+        let der = super::rsa_keys::der_of(pem).ok_or_else(|| bad("neither PEM nor base64".into()))?;
         let key = PublicKey::from_public_key_der(&der).map_err(|e| bad(e.to_string()))?;
         Ok(AlipayPublicKey(VerifyingKey::new(key)))
     }
@@ -80,17 +62,6 @@ impl AlipayPublicKey {
         let signature = Signature::try_from(raw.as_slice()).map_err(|_| AlipayProtocolError::BadSignature)?;
         self.0.verify(content.as_bytes(), &signature).map_err(|_| AlipayProtocolError::BadSignature)
     }
-}
-
-/// The DER inside a PEM block (whatever its line length) or a bare base64 key.
-fn der_of(text: &str) -> Option<Vec<u8>> {
-    let body: String = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with("-----"))
-        .flat_map(|l| l.chars().filter(|c| !c.is_whitespace()))
-        .collect();
-    BASE64.decode(body).ok().filter(|d| !d.is_empty())
 }
 
 /// The string a request or a notification is signed over: its parameters sorted by name,

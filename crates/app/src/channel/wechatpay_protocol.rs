@@ -10,11 +10,11 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes128Gcm, Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::PublicKey;
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::pkcs8::DecodePublicKey;
 use rsa::sha2::Sha256;
-use rsa::signature::{SignatureEncoding, Signer, Verifier};
-use rsa::{PrivateKey, PublicKey};
+use rsa::signature::Verifier;
 use x509_cert::der::{DecodePem, Encode};
 
 /// Why WeChat Pay material could not be used.
@@ -37,30 +37,8 @@ pub enum WechatPayProtocolError {
     Undecryptable,
 }
 
-/// The merchant's private key (PKCS#8 PEM), which signs requests.
-#[derive(Clone)]
-pub struct MerchantKey(SigningKey<Sha256>);
-
-impl std::fmt::Debug for MerchantKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MerchantKey(..)")
-    }
-}
-
-impl MerchantKey {
-    /// Reads a PKCS#8 PEM private key.
-    pub fn from_pem(pem: &str) -> Result<MerchantKey, WechatPayProtocolError> {
-        let key = PrivateKey::from_pkcs8_pem(pem.trim()).map_err(|e| {
-            WechatPayProtocolError::Key(format!("private_key is not a PKCS#8 PEM RSA private key ({e})"))
-        })?;
-        Ok(MerchantKey(SigningKey::new(key)))
-    }
-
-    /// SHA256withRSA of `message`, base64.
-    pub fn sign(&self, message: &str) -> String {
-        BASE64.encode(self.0.sign(message.as_bytes()).to_bytes())
-    }
-}
+/// The merchant's private key (PKCS#8, PEM or bare base64), which signs requests.
+pub use super::rsa_keys::RsaSigner as MerchantKey;
 
 /// One platform certificate: its serial number (upper-case hex, as `Wechatpay-Serial`
 /// names it) and its key.

@@ -55,7 +55,7 @@ impl AlipayCredentials {
             |e: crate::channel::alipay_protocol::AlipayProtocolError| InputError::Malformed(format!("alipay: {e}"));
         Ok(AlipayAccount {
             app_id: self.app_id.clone(),
-            app_key: AppKey::from_pem(&self.private_key).map_err(bad)?,
+            app_key: AppKey::from_pem(&self.private_key).map_err(|e| bad(e.into()))?,
             alipay_public_key: AlipayPublicKey::from_pem(&self.alipay_public_key).map_err(bad)?,
             gateway_url: self.gateway().to_owned(),
         })
