@@ -45,11 +45,11 @@ pub struct Payq {
     pub(crate) http: reqwest::Client,
     pub(crate) delivery_gate: Arc<DeliveryGate>,
     /// Seals channel credentials (`PAYQ_SECRETS_KEY`), when configured.
-    pub(crate) secrets: Option<crate::secrets::SecretsKey>,
+    pub(crate) secrets: Option<Arc<crate::secrets::SecretsKey>>,
     /// Calls Alipay gateways (each merchant's own).
     pub(crate) alipay: crate::channel::alipay_client::AlipayClient,
     /// The base URL channels call back (`PAYQ_PUBLIC_URL`, else the listen address).
-    pub(crate) public_url: String,
+    pub(crate) public_url: Arc<str>,
 }
 
 impl Payq {
@@ -72,13 +72,16 @@ impl Payq {
         });
         let delivery_gate = Arc::new(DeliveryGate::new(settings.webhook.per_merchant_concurrency));
         // Checked when the settings were loaded; a key that does not read is no key.
-        let secrets = settings.secrets_key.as_deref().and_then(|k| crate::secrets::SecretsKey::from_hex(k).ok());
+        // Shared, not copied: the use cases are cloned for every request.
+        let secrets =
+            settings.secrets_key.as_deref().and_then(|k| crate::secrets::SecretsKey::from_hex(k).ok()).map(Arc::new);
         let alipay = crate::channel::alipay_client::AlipayClient::new(settings.payment.channel_timeout.as_std())
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, "could not build the Alipay client; using defaults");
                 crate::channel::alipay_client::AlipayClient::default()
             });
-        let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
+        let public_url: Arc<str> =
+            settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen)).into();
         Payq { store, channel, settings, http, delivery_gate, secrets, alipay, public_url }
     }
 
@@ -86,7 +89,7 @@ impl Payq {
     /// address the listener really bound).
     pub fn with_listen_address(mut self, base: String) -> Payq {
         if self.settings.public_url.is_none() {
-            self.public_url = base;
+            self.public_url = base.into();
         }
         self
     }
