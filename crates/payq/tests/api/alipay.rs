@@ -50,6 +50,12 @@ async fn pay_with_alipay(app: &TestApp, m: &TestMerchant, no: &str, amount: i64,
     r.body
 }
 
+/// What a notification could change: every table's rows but the message queue, whose
+/// follow-up work (event deliveries, the payment request's completion) goes on by itself.
+async fn state(app: &TestApp) -> Vec<(String, i64)> {
+    app.db_fingerprint().await.into_iter().filter(|(table, _)| table != "messages").collect()
+}
+
 fn ids(order: &Value) -> (String, String) {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     (text(&order["id"]), text(&order["payment"]["id"]))
@@ -72,9 +78,9 @@ async fn the_qr_code_is_in_the_answer_and_the_notification_pays_once() {
     let paid = app.wait_order(&m, &order_id, "paid").await;
     assert_eq!(paid["payment"]["channel_txn_id"], format!("2026{}", payment_id.trim_start_matches("pay_")));
     // Alipay repeats a notification until it reads `success`: a repeat changes nothing.
-    let before = app.db_fingerprint().await;
+    let before = state(&app).await;
     assert_eq!(sandbox.buyer_pays(&payment_id).await.expect("notified"), (200, "success".into()));
-    assert_eq!(app.db_fingerprint().await, before);
+    assert_eq!(state(&app).await, before);
     let types = app.event_types(&m, &order_id).await;
     assert_eq!(types.iter().filter(|t| *t == "payment.succeeded").count(), 1, "{types:?}");
 
@@ -93,7 +99,7 @@ async fn forged_mismatched_and_unknown_notifications_change_nothing() {
     let order = pay_with_alipay(&app, &m, "ALI-2", 500, None).await;
     let (order_id, payment_id) = ids(&order);
     let url = format!("{}/v1/channels/alipay/notify", app.base);
-    let before = app.db_fingerprint().await;
+    let before = state(&app).await;
     let good = sandbox.notification(&payment_id, 500, "TRADE_SUCCESS");
     let with = |name: &str, value: &str| -> Vec<(String, String)> {
         good.iter().map(|(k, v)| (k.clone(), if k == name { value.to_owned() } else { v.clone() })).collect()
@@ -124,7 +130,7 @@ async fn forged_mismatched_and_unknown_notifications_change_nothing() {
         .await
         .expect("answered");
     assert_eq!(unsigned.status(), 400);
-    assert_eq!(app.db_fingerprint().await, before, "nothing changed");
+    assert_eq!(state(&app).await, before, "nothing changed");
     let r = app.get(&format!("/v1/orders/{order_id}"), &m.key).await;
     assert_eq!(r.body["status"], "paying");
 }
