@@ -26,7 +26,10 @@ impl Drop for Driver {
     /// Stops chromedriver and every browser it started (its process group), even when the
     /// test failed before closing its session.
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-KILL", &format!("-{}", self.child.id())]).status();
+        // `--` before the negative id: without it, procps-ng's `kill` (4.0.2 here) reads
+        // `-KILL -18262` as `kill(-1, SIGKILL)`, every process on the machine.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-s", "KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
