@@ -60,7 +60,7 @@ impl Application {
         let settings = Arc::new(settings);
         if !settings.role.serves_api() && settings.public_url.is_none() {
             tracing::warn!(
-                "PAYQ_PUBLIC_URL is not set: real channels (Alipay) would be told to post their notifications to this \
+                "PAYQ_PUBLIC_URL is not set: real channels (Alipay, WeChat Pay) would be told to post their notifications to this \
                  worker, which does not serve the API; set it to the address of the api processes"
             );
         }

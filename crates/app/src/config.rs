@@ -159,7 +159,7 @@ pub struct PaymentSettings {
     /// Waits between queries of the channel when no callback arrives
     /// (`PAYQ_PAYMENT_QUERY_SCHEDULE`), comma-separated.
     pub query_schedule: String,
-    /// Longest wait for a real channel's gateway (Alipay) before the result counts as
+    /// Longest wait for a real channel's gateway (Alipay, WeChat Pay) before the result counts as
     /// unknown and the query schedule finds it.
     pub channel_timeout: HumanDuration,
 }

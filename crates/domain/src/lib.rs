@@ -19,7 +19,7 @@ pub use event::EventType;
 pub use ids::{DeadLetterId, EventId, IdError, MerchantId, MessageId, OrderId, PaymentId, RefundId};
 pub use model::{
     AlipayChannel, Event, InventoryLevel, Merchant, MerchantChannels, NextAction, Order, OrderItem, Payment,
-    PaymentStatus, Refund,
+    PaymentStatus, Refund, WechatPayChannel,
 };
 pub use money::{Currency, Money, MoneyError};
 pub use order::{OrderEvent, OrderStatus, TransitionError};

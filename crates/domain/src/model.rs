@@ -34,6 +34,8 @@ pub struct Merchant {
 pub struct MerchantChannels {
     /// Alipay, when set up.
     pub alipay: Option<AlipayChannel>,
+    /// WeChat Pay, when set up.
+    pub wechatpay: Option<WechatPayChannel>,
 }
 
 /// A merchant's Alipay application, as it may be shown.
@@ -41,6 +43,18 @@ pub struct MerchantChannels {
 pub struct AlipayChannel {
     pub app_id: String,
     pub gateway_url: String,
+}
+
+/// A merchant's WeChat Pay account, as it may be shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WechatPayChannel {
+    pub mch_id: String,
+    pub app_id: String,
+    /// The serial number of the merchant's API certificate.
+    pub serial_no: String,
+    /// The serial numbers of the platform certificates payq accepts signatures from.
+    pub platform_serials: Vec<String>,
+    pub base_url: String,
 }
 
 impl Merchant {

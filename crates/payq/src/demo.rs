@@ -19,8 +19,8 @@ pub struct DemoArgs {
     /// Admin token of that payq.
     #[arg(long, env = "PAYQ_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// The channel the shop takes payments with: the simulated one, or Alipay against a
-    /// local gateway that speaks its protocol (a payq given with --url needs
+    /// The channel the shop takes payments with: the simulated one, or Alipay or WeChat Pay
+    /// against a local gateway that speaks its protocol (a payq given with --url needs
     /// PAYQ_SECRETS_KEY set).
     #[arg(long, value_enum, default_value_t = DemoChannel::Sim)]
     channel: DemoChannel,
@@ -31,6 +31,7 @@ pub struct DemoArgs {
 pub enum DemoChannel {
     Sim,
     Alipay,
+    Wechatpay,
 }
 
 /// A client of payq's API.
@@ -93,8 +94,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let c = Client { http: reqwest::Client::new(), base };
-    if args.channel == DemoChannel::Alipay {
-        return crate::demo_alipay::run(&c, &admin).await;
+    use crate::demo_channels::LocalGateway;
+    match args.channel {
+        DemoChannel::Sim => {}
+        DemoChannel::Alipay => {
+            let gateway = LocalGateway::Alipay(payq_app::channel::alipay_sandbox::AlipaySandbox::start().await?);
+            return crate::demo_channels::run(&c, &admin, gateway).await;
+        }
+        DemoChannel::Wechatpay => {
+            let gateway =
+                LocalGateway::WechatPay(payq_app::channel::wechatpay_sandbox::WechatPaySandbox::start().await?);
+            return crate::demo_channels::run(&c, &admin, gateway).await;
+        }
     }
     let shop = c
         .call(

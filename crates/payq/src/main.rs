@@ -3,7 +3,7 @@
 
 mod bench;
 mod demo;
-mod demo_alipay;
+mod demo_channels;
 mod load;
 mod ops;
 mod signals;

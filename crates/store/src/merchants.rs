@@ -226,6 +226,18 @@ impl Store {
             .ok_or(StoreError::NotFound)
     }
 
+    /// The merchants whose shown channel configuration names `serial` (a platform
+    /// certificate's serial, upper-case hex), with their sealed credentials: whom a WeChat
+    /// Pay notification signed under that certificate may be for. At most 16.
+    pub async fn merchants_with_channel_serial(&self, serial: &str) -> StoreResult<Vec<(MerchantId, Option<String>)>> {
+        let found =
+            crate::db::query("SELECT id, channel_secrets FROM merchants WHERE channels LIKE $1 ORDER BY id LIMIT 16")
+                .bind(format!("%\"{serial}\"%"))
+                .fetch_all(self.read())
+                .await?;
+        found.iter().map(|row| Ok((rows::parse(row, "id")?, row.try_get("channel_secrets")?))).collect()
+    }
+
     /// The merchant whose API key, or whose previous API key, has the public part `key_id`.
     pub async fn merchant_by_api_key_id(&self, key_id: &str) -> StoreResult<MerchantCredentials> {
         let row = crate::db::query(select_merchants!("WHERE api_key_id = $1 OR previous_api_key_id = $1"))

@@ -6,10 +6,10 @@
 //! stand-in for Alipay in production.
 
 use super::alipay_protocol::{self as protocol, AlipayPublicKey, AppKey};
+use super::rsa_keys::pem_pair;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -59,19 +59,12 @@ pub struct AlipaySandbox {
     http: reqwest::Client,
 }
 
-fn pem_pair() -> anyhow::Result<(String, String, rsa::PrivateKey)> {
-    let key = <rsa::PrivateKey as rsa::Generate>::generate();
-    let private = key.to_pkcs8_pem(LineEnding::LF)?.to_string();
-    let public = rsa::PublicKey::from(&key).to_public_key_pem(LineEnding::LF)?;
-    Ok((private, public, key))
-}
-
 impl AlipaySandbox {
     /// Starts a gateway on a free port of 127.0.0.1 with fresh keys for the application
     /// and for "Alipay".
     pub async fn start() -> anyhow::Result<AlipaySandbox> {
-        let (app_private, app_public, _) = pem_pair()?;
-        let (alipay_private, alipay_public, _) = pem_pair()?;
+        let (app_private, app_public) = pem_pair()?;
+        let (alipay_private, alipay_public) = pem_pair()?;
         let inner = Arc::new(Inner {
             app_id: "2021000000000001".into(),
             app_public_key: AlipayPublicKey::from_pem(&app_public)?,

@@ -1,6 +1,6 @@
 //! Payment channels. A channel takes payments, answers queries about them, closes unpaid
 //! ones and refunds paid ones. The simulated channel [`sim`] is built in; real channels
-//! ([`alipay`]; next WeChat Pay, Stripe) implement the same [`PaymentChannel`] trait, and
+//! ([`alipay`], [`wechatpay`]; next Stripe, UnionPay) implement the same [`PaymentChannel`] trait, and
 //! everything else (state machines, timers, risk, refunds) stays channel-agnostic. How to
 //! add one: docs/channels.md.
 
@@ -10,7 +10,10 @@ pub mod alipay_protocol;
 pub mod alipay_sandbox;
 pub mod rsa_keys;
 pub mod sim;
+pub mod wechatpay;
+pub mod wechatpay_client;
 pub mod wechatpay_protocol;
+pub mod wechatpay_sandbox;
 
 use futures_util::future::BoxFuture;
 use payq_domain::{Currency, NextAction, PaymentId, RefundId, Timestamp};

@@ -36,7 +36,12 @@ impl RsaSigner {
 
     /// The signature of `message`, base64.
     pub fn sign(&self, message: &str) -> String {
-        BASE64.encode(self.0.sign(message.as_bytes()).to_bytes())
+        BASE64.encode(self.sign_bytes(message.as_bytes()))
+    }
+
+    /// The raw signature of `message`.
+    pub fn sign_bytes(&self, message: &[u8]) -> Vec<u8> {
+        self.0.sign(message).to_vec()
     }
 }
 
@@ -49,4 +54,14 @@ pub(crate) fn der_of(text: &str) -> Option<Vec<u8>> {
         .flat_map(|l| l.chars().filter(|c| !c.is_whitespace()))
         .collect();
     BASE64.decode(body).ok().filter(|d| !d.is_empty())
+}
+
+/// A fresh 2048-bit RSA key pair as PEM: the PKCS#8 private key and the public key
+/// (SubjectPublicKeyInfo), for local gateways and tests.
+pub fn pem_pair() -> anyhow::Result<(String, String)> {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let key = <rsa::PrivateKey as rsa::Generate>::generate();
+    let private = key.to_pkcs8_pem(LineEnding::LF)?.to_string();
+    let public = rsa::PublicKey::from(&key).to_public_key_pem(LineEnding::LF)?;
+    Ok((private, public))
 }

@@ -157,6 +157,103 @@ pub fn decrypt_resource(
     }
 }
 
+/// `at_millis` as WeChat Pay writes times: RFC 3339 in China time, to the second
+/// (`2026-11-30T18:00:00+08:00`).
+pub fn rfc3339_china(at_millis: i64) -> String {
+    let china = time::UtcOffset::from_hms(8, 0, 0).unwrap_or(time::UtcOffset::UTC);
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_millis) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .to_offset(china);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory]:[offset_minute]"
+    );
+    at.format(&format).unwrap_or_default()
+}
+
+/// A notification's envelope: what it is about, and its encrypted `resource`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Notification {
+    pub id: String,
+    /// `TRANSACTION.SUCCESS`, `REFUND.SUCCESS`, …
+    pub event_type: String,
+    pub resource: EncryptedResource,
+}
+
+/// A notification's encrypted content (`AEAD_AES_256_GCM`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct EncryptedResource {
+    pub algorithm: String,
+    pub ciphertext: String,
+    #[serde(default)]
+    pub associated_data: String,
+    pub nonce: String,
+}
+
+impl EncryptedResource {
+    /// The resource's plain text under the API v3 key.
+    pub fn open(&self, api_v3_key: &str) -> Result<Vec<u8>, WechatPayProtocolError> {
+        if self.algorithm != "AEAD_AES_256_GCM" {
+            return Err(WechatPayProtocolError::Undecryptable);
+        }
+        decrypt_resource(api_v3_key, &self.nonce, &self.associated_data, &self.ciphertext)
+    }
+}
+
+/// Seals `plain` as a notification's `ciphertext` (base64 of the encrypted text and its
+/// tag) under a 32-byte API v3 key: what WeChat Pay does, for local gateways and tests.
+pub fn encrypt_resource(
+    api_v3_key: &str,
+    nonce: &str,
+    associated_data: &str,
+    plain: &[u8],
+) -> Result<String, WechatPayProtocolError> {
+    let nonce: [u8; 12] = nonce.as_bytes().try_into().map_err(|_| WechatPayProtocolError::Undecryptable)?;
+    let cipher = Aes256Gcm::new_from_slice(api_v3_key.as_bytes()).map_err(|_| WechatPayProtocolError::Undecryptable)?;
+    let sealed = cipher
+        .encrypt(&Nonce::from(nonce), Payload { msg: plain, aad: associated_data.as_bytes() })
+        .map_err(|_| WechatPayProtocolError::Undecryptable)?;
+    Ok(BASE64.encode(sealed))
+}
+
+/// A self-signed X.509 certificate (PEM) for `key`'s public half, with serial `serial`
+/// (bytes) valid for `valid_for` from now: a platform certificate for local gateways and
+/// tests, which WeChat Pay's own certificates stand for in production.
+pub fn self_signed_certificate(
+    key: &MerchantKey,
+    public_key_der: &[u8],
+    serial: &[u8],
+    common_name: &str,
+    valid_for: std::time::Duration,
+) -> Result<String, WechatPayProtocolError> {
+    use std::str::FromStr;
+    use x509_cert::der::asn1::{BitString, ObjectIdentifier};
+    use x509_cert::der::{Decode, EncodePem};
+    use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+    const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+    let bad = |e: String| WechatPayProtocolError::Key(format!("certificate not made ({e})"));
+    let algorithm = AlgorithmIdentifierOwned { oid: SHA256_WITH_RSA, parameters: Some(x509_cert::der::Any::null()) };
+    let name = x509_cert::name::Name::from_str(&format!("CN={common_name}")).map_err(|e| bad(e.to_string()))?;
+    let tbs = x509_cert::TbsCertificate {
+        version: x509_cert::Version::V3,
+        serial_number: x509_cert::serial_number::SerialNumber::new(serial).map_err(|e| bad(e.to_string()))?,
+        signature: algorithm.clone(),
+        issuer: name.clone(),
+        validity: x509_cert::time::Validity::from_now(valid_for).map_err(|e| bad(e.to_string()))?,
+        subject: name,
+        subject_public_key_info: SubjectPublicKeyInfoOwned::from_der(public_key_der).map_err(|e| bad(e.to_string()))?,
+        issuer_unique_id: None,
+        subject_unique_id: None,
+        extensions: None,
+    };
+    let signed = key.sign_bytes(&tbs.to_der().map_err(|e| bad(e.to_string()))?);
+    let certificate = x509_cert::Certificate {
+        tbs_certificate: tbs,
+        signature_algorithm: algorithm,
+        signature: BitString::from_bytes(&signed).map_err(|e| bad(e.to_string()))?,
+    };
+    certificate.to_pem(x509_cert::der::pem::LineEnding::LF).map_err(|e| bad(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +395,46 @@ BDa+8mDLkWu5nHEhOxy2JJZl
         assert!(matches!(verify(&certs, other, body, 1_700_000_100), Err(WechatPayProtocolError::UnknownSerial(_))));
         let garbage = SignatureHeaders { signature: "!!", ..headers };
         assert_eq!(verify(&certs, garbage, body, 1_700_000_100), Err(WechatPayProtocolError::BadSignature));
+    }
+
+    #[test]
+    fn self_signed_certificates_read_back_with_their_serial_and_key() {
+        use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
+        let key = <rsa::PrivateKey as rsa::Generate>::generate();
+        let public_der = rsa::PublicKey::from(&key).to_public_key_der().expect("public key").into_vec();
+        let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).expect("private key");
+        let signer = MerchantKey::from_pem(&pem).expect("signer");
+        let cert_pem = self_signed_certificate(
+            &signer,
+            &public_der,
+            &[0x3A, 0x01, 0xFF],
+            "payq test platform",
+            std::time::Duration::from_secs(3600),
+        )
+        .expect("certificate");
+        let cert = PlatformCertificate::from_pem(&cert_pem).expect("reads back");
+        assert_eq!(cert.serial, "3A01FF");
+        let signature = signer.sign("1\nn\n{}\n");
+        let headers = SignatureHeaders { serial: "3a01ff", timestamp: "1", nonce: "n", signature: &signature };
+        assert_eq!(verify(&[cert], headers, "{}", 1), Ok(()));
+    }
+
+    #[test]
+    fn sealed_resources_open_and_times_are_china_time() {
+        let key = "0123456789abcdef0123456789abcdef";
+        let sealed = encrypt_resource(key, "nonce0123456", "transaction", b"{}").expect("sealed");
+        let resource = EncryptedResource {
+            algorithm: "AEAD_AES_256_GCM".into(),
+            ciphertext: sealed,
+            associated_data: "transaction".into(),
+            nonce: "nonce0123456".into(),
+        };
+        assert_eq!(resource.open(key), Ok(b"{}".to_vec()));
+        assert_eq!(resource.open("0123456789abcdef0123456789abcdeX"), Err(WechatPayProtocolError::Undecryptable));
+        let other = EncryptedResource { algorithm: "SM4".into(), ..resource };
+        assert_eq!(other.open(key), Err(WechatPayProtocolError::Undecryptable));
+        // 2026-11-30T10:00:00Z
+        assert_eq!(rfc3339_china(1_796_032_800_000), "2026-11-30T18:00:00+08:00");
     }
 
     #[test]

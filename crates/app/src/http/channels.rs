@@ -1,5 +1,6 @@
 //! Channels' notifications: `POST /v1/channels/sim/notify` (the simulated channel's signed
-//! callbacks) and `POST /v1/channels/alipay/notify` (Alipay's asynchronous notifications).
+//! callbacks), `POST /v1/channels/alipay/notify` (Alipay's asynchronous notifications) and
+//! `POST /v1/channels/wechatpay/notify` (WeChat Pay's encrypted, signed notifications).
 
 use super::AppState;
 use super::error::ApiError;
@@ -10,7 +11,8 @@ use crate::usecases::NotificationError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use payq_domain::{PaymentId, Timestamp};
 use payq_store::StoreError;
 
@@ -73,5 +75,62 @@ pub async fn alipay_notify(State(state): State<AppState>, body: Bytes) -> Result
         }
         // Alipay sends it again.
         Err(NotificationError::Unavailable(why)) => Err(ApiError::storage_unavailable(&why)),
+    }
+}
+
+/// How payq refuses a WeChat Pay notification, in the shape WeChat Pay reads: it sends the
+/// notification again later.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct WechatPayNotifyFailure {
+    /// Always `FAIL`.
+    pub code: String,
+    /// Why.
+    pub message: String,
+}
+
+fn wechatpay_failure(status: StatusCode, message: String) -> Response {
+    let mut answer = (status, Json(WechatPayNotifyFailure { code: "FAIL".into(), message })).into_response();
+    answer.extensions_mut().insert(super::middleware::ChannelAnswer);
+    answer
+}
+
+/// Receives a WeChat Pay notification (JSON with an encrypted `resource`, signed under a
+/// platform certificate: `Wechatpay-Serial`, `-Timestamp`, `-Nonce`, `-Signature`).
+/// Answered `204` once its outcome is recorded; otherwise `{"code": "FAIL", "message"}`
+/// with `400` for a notification payq refuses (bad or stale signature, a resource that
+/// does not decrypt, unknown payment, another merchant, app or amount) or `503` while it
+/// cannot be recorded, and WeChat Pay sends it again.
+#[utoipa::path(post, path = "/v1/channels/wechatpay/notify", operation_id = "channels_wechatpay_notify", tag = "channels",
+    request_body(content = String, content_type = "application/json", description = "WeChat Pay's notification"),
+    params(
+        ("Wechatpay-Serial" = Option<String>, Header, description = "the platform certificate's serial number"),
+        ("Wechatpay-Timestamp" = Option<String>, Header, description = "unix seconds of the signature"),
+        ("Wechatpay-Nonce" = Option<String>, Header, description = "the signature's nonce"),
+        ("Wechatpay-Signature" = Option<String>, Header, description = "base64 SHA256withRSA signature")),
+    responses(
+        (status = 204, description = "recorded"),
+        (status = 400, description = "refused: bad signature, resource, payment, merchant or amount", body = WechatPayNotifyFailure),
+        (status = 503, description = "not recorded now; WeChat Pay sends it again", body = WechatPayNotifyFailure)))]
+pub async fn wechatpay_notify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let signature = crate::channel::wechatpay_protocol::SignatureHeaders {
+        serial: header("wechatpay-serial"),
+        timestamp: header("wechatpay-timestamp"),
+        nonce: header("wechatpay-nonce"),
+        signature: header("wechatpay-signature"),
+    };
+    let Ok(body) = std::str::from_utf8(&body) else {
+        return wechatpay_failure(StatusCode::BAD_REQUEST, "the body is not UTF-8".into());
+    };
+    match state.payq.wechatpay_notification(signature, body).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(NotificationError::Refused(why)) => {
+            tracing::warn!(%why, "wechatpay notification refused");
+            wechatpay_failure(StatusCode::BAD_REQUEST, format!("wechatpay notification refused: {why}"))
+        }
+        Err(NotificationError::Unavailable(why)) => {
+            tracing::warn!(%why, "wechatpay notification not recorded now");
+            wechatpay_failure(StatusCode::SERVICE_UNAVAILABLE, "not recorded now; send it again".into())
+        }
     }
 }

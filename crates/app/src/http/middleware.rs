@@ -150,9 +150,14 @@ fn replay(stored: StoredResponse) -> Response {
         .into_response()
 }
 
+/// Marks an answer written in the shape a payment channel reads (WeChat Pay's
+/// `{"code": "FAIL", "message"}`), which [`problems_only`] leaves as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelAnswer;
+
 /// Turns every error answer that is not a problem already (the framework's own: 405, a
 /// path that is not UTF-8, a rejected header) into `application/problem+json` with a
-/// stable code, keeping its status.
+/// stable code, keeping its status. Answers marked [`ChannelAnswer`] are kept.
 pub async fn problems_only(req: Request, next: Next) -> Response {
     if let Some(refusal) = oversized(&req) {
         return refusal.into_response();
@@ -164,6 +169,9 @@ pub async fn problems_only(req: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    if response.extensions().get::<ChannelAnswer>().is_some() {
         return response;
     }
     let allow = response.headers().get(header::ALLOW).cloned();

@@ -143,6 +143,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::redeliver))
         .routes(routes!(channels::sim_notify))
         .routes(routes!(channels::alipay_notify))
+        .routes(routes!(channels::wechatpay_notify))
         .routes(routes!(admin::dead_letters))
         .routes(routes!(admin::replay))
         .routes(routes!(admin::stats))

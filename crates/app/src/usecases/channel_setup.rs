@@ -6,7 +6,9 @@ use super::merchants::{MerchantChangeError, present};
 use super::{InputError, Payq};
 use crate::channel::alipay_client::{AlipayAccount, PRODUCTION_GATEWAY};
 use crate::channel::alipay_protocol::{AlipayPublicKey, AppKey};
-use payq_domain::{AlipayChannel, Merchant, MerchantChannels};
+use crate::channel::wechatpay_client::{PRODUCTION_BASE_URL, WechatPayAccount};
+use crate::channel::wechatpay_protocol::{MerchantKey, PlatformCertificate};
+use payq_domain::{AlipayChannel, Merchant, MerchantChannels, WechatPayChannel};
 use payq_store::Tx;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,10 @@ pub struct ChannelsUpdate {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<AlipayCredentials>)]
     pub alipay: Option<Option<AlipayCredentials>>,
+    /// The merchant's WeChat Pay account, or `null` to remove it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<WechatPayCredentials>)]
+    pub wechatpay: Option<Option<WechatPayCredentials>>,
 }
 
 /// A merchant's Alipay application. The private key is never returned nor logged.
@@ -70,11 +76,7 @@ impl AlipayCredentials {
         if !id_ok {
             return Err(InputError::Malformed("alipay: app_id must be 1 to 32 letters and digits".into()));
         }
-        let gateway = self.gateway();
-        let parsed = reqwest::Url::parse(gateway).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
-        if parsed.is_none_or(|u| u.host().is_none() || !u.username().is_empty()) {
-            return Err(InputError::Malformed(format!("alipay: gateway_url must be an http(s) URL, got {gateway:?}")));
-        }
+        check_url("alipay: gateway_url", self.gateway())?;
         self.account().map(|_| ())
     }
 
@@ -83,20 +85,132 @@ impl AlipayCredentials {
     }
 }
 
+/// Refuses anything but an `http(s)` URL with a host and no user name.
+fn check_url(what: &str, url: &str) -> Result<(), InputError> {
+    let parsed = reqwest::Url::parse(url).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
+    if parsed.is_none_or(|u| u.host().is_none() || !u.username().is_empty()) {
+        return Err(InputError::Malformed(format!("{what} must be an http(s) URL, got {url:?}")));
+    }
+    Ok(())
+}
+
+/// A merchant's WeChat Pay account (API v3). The private key and the API v3 key are never
+/// returned nor logged.
+#[derive(Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WechatPayCredentials {
+    /// The merchant id (`mchid`).
+    pub mch_id: String,
+    /// The app id (`appid`) payments are made in.
+    pub app_id: String,
+    /// The serial number of the merchant's API certificate.
+    pub serial_no: String,
+    /// The merchant's API private key (PKCS#8 PEM); signs requests.
+    pub private_key: String,
+    /// The API v3 key (32 characters); decrypts notifications.
+    pub api_v3_key: String,
+    /// WeChat Pay's platform certificates (PEM); verify answers and notifications.
+    pub platform_certificates: Vec<String>,
+    /// The API's base URL; default WeChat Pay's production API.
+    pub base_url: Option<String>,
+}
+
+impl std::fmt::Debug for WechatPayCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WechatPayCredentials")
+            .field("mch_id", &self.mch_id)
+            .field("app_id", &self.app_id)
+            .field("serial_no", &self.serial_no)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most platform certificates a merchant keeps (WeChat Pay overlaps two while it
+/// rotates them).
+const MAX_PLATFORM_CERTIFICATES: usize = 8;
+
+impl WechatPayCredentials {
+    fn base_url(&self) -> &str {
+        self.base_url.as_deref().unwrap_or(PRODUCTION_BASE_URL)
+    }
+
+    fn certificates(&self) -> Result<Vec<PlatformCertificate>, InputError> {
+        self.platform_certificates
+            .iter()
+            .map(|pem| PlatformCertificate::from_pem(pem).map_err(|e| InputError::Malformed(format!("wechatpay: {e}"))))
+            .collect()
+    }
+
+    /// The account the API client calls with; fails on keys that do not read.
+    pub fn account(&self) -> Result<WechatPayAccount, InputError> {
+        Ok(WechatPayAccount {
+            mch_id: self.mch_id.clone(),
+            app_id: self.app_id.clone(),
+            serial_no: self.serial_no.clone(),
+            merchant_key: MerchantKey::from_pem(&self.private_key)
+                .map_err(|e| InputError::Malformed(format!("wechatpay: {e}")))?,
+            api_v3_key: self.api_v3_key.clone(),
+            platform_certificates: self.certificates()?,
+            base_url: self.base_url().to_owned(),
+        })
+    }
+
+    /// Checks every field: ids of letters and digits, a hex serial, a 32-character API v3
+    /// key, one to eight certificates and a key that read, an `http(s)` base URL.
+    fn check(&self) -> Result<(), InputError> {
+        let bad = |why: &str| Err(InputError::Malformed(format!("wechatpay: {why}")));
+        let word =
+            |s: &str, max: usize| !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !word(&self.mch_id, 32) {
+            return bad("mch_id must be 1 to 32 letters and digits");
+        }
+        if !word(&self.app_id, 32) {
+            return bad("app_id must be 1 to 32 letters and digits");
+        }
+        if !(word(&self.serial_no, 64) && self.serial_no.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return bad("serial_no must be the API certificate's serial number in hex");
+        }
+        if self.api_v3_key.len() != 32 {
+            return bad("api_v3_key must be the 32 characters set in the merchant platform");
+        }
+        if self.platform_certificates.is_empty() || self.platform_certificates.len() > MAX_PLATFORM_CERTIFICATES {
+            return bad("platform_certificates must hold 1 to 8 PEM certificates");
+        }
+        check_url("wechatpay: base_url", self.base_url())?;
+        self.account().map(|_| ())
+    }
+
+    fn public(&self) -> WechatPayChannel {
+        let serials = self.certificates().map(|c| c.into_iter().map(|c| c.serial).collect()).unwrap_or_default();
+        WechatPayChannel {
+            mch_id: self.mch_id.clone(),
+            app_id: self.app_id.clone(),
+            serial_no: self.serial_no.clone(),
+            platform_serials: serials,
+            base_url: self.base_url().to_owned(),
+        }
+    }
+}
+
 /// Every channel credential of one merchant, as sealed in the store.
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct SealedChannels {
     pub alipay: Option<AlipayCredentials>,
+    pub wechatpay: Option<WechatPayCredentials>,
 }
 
 impl SealedChannels {
     fn public(&self) -> MerchantChannels {
-        MerchantChannels { alipay: self.alipay.as_ref().map(AlipayCredentials::public) }
+        MerchantChannels {
+            alipay: self.alipay.as_ref().map(AlipayCredentials::public),
+            wechatpay: self.wechatpay.as_ref().map(WechatPayCredentials::public),
+        }
     }
 
     fn is_empty(&self) -> bool {
-        self.alipay.is_none()
+        self.alipay.is_none() && self.wechatpay.is_none()
     }
 }
 
@@ -131,9 +245,15 @@ impl Payq {
         if let Some(Some(alipay)) = &update.alipay {
             alipay.check()?;
         }
+        if let Some(Some(wechatpay)) = &update.wechatpay {
+            wechatpay.check()?;
+        }
         let mut channels = self.open_channels(tx.channel_secrets(&merchant.id).await?)?;
         if let Some(alipay) = update.alipay {
             channels.alipay = alipay;
+        }
+        if let Some(wechatpay) = update.wechatpay {
+            channels.wechatpay = wechatpay;
         }
         let sealed = if channels.is_empty() {
             None

@@ -2,12 +2,16 @@
 //! notifications real channels post: checked against the channel's signature and the
 //! payment before anything changes (docs/channels.md).
 
-use super::Payq;
+use super::{Payq, SealedChannels};
 use crate::channel::alipay::Alipay;
 use crate::channel::alipay_protocol::{self, verify_notification};
+use crate::channel::wechatpay::WechatPay;
+use crate::channel::wechatpay_client::{WechatPayAccount, trade_state};
+use crate::channel::wechatpay_protocol::{self, Notification, SignatureHeaders};
 use crate::channel::{ChannelError, ChannelStatus, PaymentChannel};
 use payq_domain::{MerchantId, PaymentId};
-use payq_store::StoreError;
+use payq_store::{PaymentRecord, StoreError};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// Why a channel's notification was not taken.
@@ -32,11 +36,13 @@ impl Payq {
         match channel {
             "sim" => Ok(self.channel.clone()),
             "alipay" => {
-                let account = self.alipay_account(merchant).await.map_err(|e| match e {
-                    NotificationError::Unavailable(e) => ChannelError::Unavailable(e),
-                    NotificationError::Refused(e) => ChannelError::Invalid(e),
-                })?;
+                let account = self.alipay_account(merchant).await.map_err(ChannelError::from)?;
                 Ok(Arc::new(Alipay { client: self.alipay.clone(), account, notify_url: self.notify_url("alipay") }))
+            }
+            "wechatpay" => {
+                let account = self.wechatpay_account(merchant).await.map_err(ChannelError::from)?;
+                let notify_url = self.notify_url("wechatpay");
+                Ok(Arc::new(WechatPay { client: self.wechatpay.clone(), account, notify_url }))
             }
             other => Err(ChannelError::Invalid(format!("unknown channel {other:?}"))),
         }
@@ -54,12 +60,7 @@ impl Payq {
     pub async fn alipay_notification(&self, params: &[(String, String)]) -> Result<(), NotificationError> {
         let refused = |why: &str| NotificationError::Refused(why.to_owned());
         let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default();
-        let payment_id: PaymentId = get("out_trade_no").parse().map_err(|_| refused("unknown out_trade_no"))?;
-        let payment = match self.store.payment(&payment_id).await {
-            Ok(p) if p.channel == "alipay" => p,
-            Ok(_) | Err(StoreError::NotFound) => return Err(refused("unknown out_trade_no")),
-            Err(e) => return Err(NotificationError::Unavailable(e.to_string())),
-        };
+        let payment = self.channel_payment(get("out_trade_no"), "alipay").await?;
         let account = self.alipay_account(&payment.merchant_id).await?;
         verify_notification(params, &account.alipay_public_key).map_err(|_| refused("signature does not verify"))?;
         if get("app_id") != account.app_id {
@@ -74,7 +75,93 @@ impl Payq {
             "WAIT_BUYER_PAY" => return Ok(()),
             _ => return Err(refused("unknown trade_status")),
         };
-        self.apply_channel_status(&payment_id, status).await.map_err(|e| NotificationError::Unavailable(e.to_string()))
+        self.apply_channel_status(&payment.id, status).await.map_err(|e| NotificationError::Unavailable(e.to_string()))
+    }
+
+    /// Takes a WeChat Pay notification: its signature must verify under a platform
+    /// certificate of the merchant it is for, its `resource` must decrypt under that
+    /// merchant's API v3 key, and the transaction's merchant, app and amount must be the
+    /// payment's. `SUCCESS` pays; `CLOSED`, `REVOKED` and `PAYERROR` fail the payment; a
+    /// repeated notification changes nothing. `Ok` only once the outcome is committed.
+    pub async fn wechatpay_notification(
+        &self,
+        headers: SignatureHeaders<'_>,
+        body: &str,
+    ) -> Result<(), NotificationError> {
+        let refused = |why: &str| NotificationError::Refused(why.to_owned());
+        let serial = headers.serial.trim();
+        if serial.is_empty() || serial.len() > 64 || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(refused("no Wechatpay-Serial naming a platform certificate"));
+        }
+        let envelope: Notification = serde_json::from_str(body).map_err(|_| refused("not a notification"))?;
+        // The certificate names the merchant; the API v3 key confirms it.
+        let candidates = self
+            .store
+            .merchants_with_channel_serial(&serial.to_ascii_uppercase())
+            .await
+            .map_err(|e| NotificationError::Unavailable(e.to_string()))?;
+        let now = payq_domain::Timestamp::now().unix_seconds();
+        let mut opened = None;
+        for (merchant, sealed) in candidates {
+            let Some(account) =
+                self.open_channels(sealed).ok().and_then(|c| c.wechatpay).and_then(|w| w.account().ok())
+            else {
+                continue;
+            };
+            if wechatpay_protocol::verify(&account.platform_certificates, headers, body, now).is_err() {
+                continue;
+            }
+            if let Ok(plain) = envelope.resource.open(&account.api_v3_key) {
+                opened = Some((merchant, account, plain));
+                break;
+            }
+        }
+        let (merchant, account, plain) = opened.ok_or_else(|| refused("signature or resource does not verify"))?;
+        if !envelope.event_type.starts_with("TRANSACTION.") {
+            // Refund notifications: payq asks about refunds itself.
+            return Ok(());
+        }
+        let transaction: Value =
+            serde_json::from_slice(&plain).map_err(|_| refused("resource is not a transaction"))?;
+        let text = |field: &str| transaction.get(field).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let payment = self.channel_payment(&text("out_trade_no"), "wechatpay").await?;
+        if payment.merchant_id != merchant || text("mchid") != account.mch_id || text("appid") != account.app_id {
+            return Err(refused("mchid or appid is not the merchant's"));
+        }
+        let total = transaction.pointer("/amount/total").and_then(Value::as_i64);
+        if total != Some(payment.amount)
+            || transaction.pointer("/amount/currency").and_then(Value::as_str) != Some("CNY")
+        {
+            return Err(refused("amount is not the payment's"));
+        }
+        let status = match trade_state(&transaction) {
+            ChannelStatus::Closed => ChannelStatus::Failed { reason: format!("wechatpay: {}", text("trade_state")) },
+            ChannelStatus::Pending => return Ok(()),
+            other => other,
+        };
+        self.apply_channel_status(&payment.id, status).await.map_err(|e| NotificationError::Unavailable(e.to_string()))
+    }
+
+    /// The payment `out_trade_no` names, if it is one of `channel`'s.
+    async fn channel_payment(&self, out_trade_no: &str, channel: &str) -> Result<PaymentRecord, NotificationError> {
+        let unknown = || NotificationError::Refused("unknown out_trade_no".into());
+        let payment_id: PaymentId = out_trade_no.parse().map_err(|_| unknown())?;
+        match self.store.payment(&payment_id).await {
+            Ok(p) if p.channel == channel => Ok(p),
+            Ok(_) | Err(StoreError::NotFound) => Err(unknown()),
+            Err(e) => Err(NotificationError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// The merchant's channel credentials, opened: `Refused` when they cannot be opened,
+    /// `Unavailable` when the store cannot say.
+    async fn merchant_channels(&self, merchant: &MerchantId) -> Result<SealedChannels, NotificationError> {
+        let sealed = match self.store.merchant_channel_secrets(merchant).await {
+            Ok(sealed) => sealed,
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(NotificationError::Unavailable(e.to_string())),
+        };
+        self.open_channels(sealed).map_err(|e| NotificationError::Refused(e.to_string()))
     }
 
     /// The merchant's Alipay account: `Refused` when it has none (or it cannot be opened),
@@ -83,15 +170,32 @@ impl Payq {
         &self,
         merchant: &MerchantId,
     ) -> Result<crate::channel::alipay_client::AlipayAccount, NotificationError> {
-        let sealed = match self.store.merchant_channel_secrets(merchant).await {
-            Ok(sealed) => sealed,
-            Err(StoreError::NotFound) => None,
-            Err(e) => return Err(NotificationError::Unavailable(e.to_string())),
-        };
-        let channels = self.open_channels(sealed).map_err(|e| NotificationError::Refused(e.to_string()))?;
-        let alipay = channels
+        let alipay = self
+            .merchant_channels(merchant)
+            .await?
             .alipay
             .ok_or_else(|| NotificationError::Refused("the merchant has no alipay channel set up".into()))?;
         alipay.account().map_err(|e| NotificationError::Refused(e.to_string()))
+    }
+
+    /// The merchant's WeChat Pay account, as [`Payq::alipay_account`] reads Alipay's.
+    async fn wechatpay_account(&self, merchant: &MerchantId) -> Result<WechatPayAccount, NotificationError> {
+        let wechatpay = self
+            .merchant_channels(merchant)
+            .await?
+            .wechatpay
+            .ok_or_else(|| NotificationError::Refused("the merchant has no wechatpay channel set up".into()))?;
+        wechatpay.account().map_err(|e| NotificationError::Refused(e.to_string()))
+    }
+}
+
+impl From<NotificationError> for ChannelError {
+    /// Credentials that cannot be used make the call invalid; a store that cannot say
+    /// leaves it to be tried again.
+    fn from(e: NotificationError) -> ChannelError {
+        match e {
+            NotificationError::Unavailable(e) => ChannelError::Unavailable(e),
+            NotificationError::Refused(e) => ChannelError::Invalid(e),
+        }
     }
 }

@@ -13,7 +13,7 @@ mod payments;
 mod refunds;
 mod webhooks;
 
-pub use channel_setup::{AlipayCredentials, ChannelsUpdate, SealedChannels};
+pub use channel_setup::{AlipayCredentials, ChannelsUpdate, SealedChannels, WechatPayCredentials};
 pub use channels::NotificationError;
 pub use errors::{
     CreateOrderError, CreateRefundError, InputError, LookupError, OrderChangeError, PayError, ProcessError,
@@ -48,6 +48,8 @@ pub struct Payq {
     pub(crate) secrets: Option<Arc<crate::secrets::SecretsKey>>,
     /// Calls Alipay gateways (each merchant's own).
     pub(crate) alipay: crate::channel::alipay_client::AlipayClient,
+    /// Calls the WeChat Pay API (each merchant's own account).
+    pub(crate) wechatpay: crate::channel::wechatpay_client::WechatPayClient,
     /// The base URL channels call back (`PAYQ_PUBLIC_URL`, else the listen address).
     pub(crate) public_url: Arc<str>,
 }
@@ -75,14 +77,18 @@ impl Payq {
         // Shared, not copied: the use cases are cloned for every request.
         let secrets =
             settings.secrets_key.as_deref().and_then(|k| crate::secrets::SecretsKey::from_hex(k).ok()).map(Arc::new);
-        let alipay = crate::channel::alipay_client::AlipayClient::new(settings.payment.channel_timeout.as_std())
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "could not build the Alipay client; using defaults");
-                crate::channel::alipay_client::AlipayClient::default()
-            });
+        let channel_timeout = settings.payment.channel_timeout.as_std();
+        let alipay = crate::channel::alipay_client::AlipayClient::new(channel_timeout).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "could not build the Alipay client; using defaults");
+            crate::channel::alipay_client::AlipayClient::default()
+        });
+        let wechatpay = crate::channel::wechatpay_client::WechatPayClient::new(channel_timeout).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "could not build the WeChat Pay client; using defaults");
+            crate::channel::wechatpay_client::WechatPayClient::default()
+        });
         let public_url: Arc<str> =
             settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen)).into();
-        Payq { store, channel, settings, http, delivery_gate, secrets, alipay, public_url }
+        Payq { store, channel, settings, http, delivery_gate, secrets, alipay, wechatpay, public_url }
     }
 
     /// Sets the base URL channels call back when `PAYQ_PUBLIC_URL` does not name one (the

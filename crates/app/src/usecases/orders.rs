@@ -45,7 +45,8 @@ pub enum CreateOrderOutcome {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayOrder {
-    /// The payment channel; `"sim"` is built in.
+    /// The payment channel: `"sim"` (built in), or `"alipay"` / `"wechatpay"` once the
+    /// merchant has them set up.
     pub channel: String,
     /// Instructions for the simulated channel.
     pub simulate: Option<Simulate>,
@@ -154,14 +155,15 @@ impl Payq {
         match req.channel.as_str() {
             "sim" => {}
             "alipay" if merchant.channels.alipay.is_some() => {}
-            "alipay" => {
-                return Err(PayError::UnknownChannel(
-                    "the merchant has no alipay channel set up (PATCH /v1/merchants/{id} with channels.alipay)".into(),
-                ));
+            "wechatpay" if merchant.channels.wechatpay.is_some() => {}
+            name @ ("alipay" | "wechatpay") => {
+                return Err(PayError::UnknownChannel(format!(
+                    "the merchant has no {name} channel set up (PATCH /v1/merchants/{{id}} with channels.{name})"
+                )));
             }
             other => {
                 return Err(PayError::UnknownChannel(format!(
-                    "unknown channel {:?}; available: \"sim\", \"alipay\"",
+                    "unknown channel {:?}; available: \"sim\", \"alipay\", \"wechatpay\"",
                     other.chars().take(40).collect::<String>()
                 )));
             }
@@ -175,8 +177,8 @@ impl Payq {
         if Timestamp::now() >= order.expires_at {
             return Err(PayError::DeadlinePassed);
         }
-        if req.channel == "alipay" && order.currency != payq_domain::Currency::Cny {
-            return Err(PayError::UnknownChannel(format!("alipay takes CNY, not {}", order.currency.code())));
+        if req.channel != "sim" && order.currency != payq_domain::Currency::Cny {
+            return Err(PayError::UnknownChannel(format!("{} takes CNY, not {}", req.channel, order.currency.code())));
         }
         transition(&mut order, OrderEvent::PayRequested)?;
         let payment_id = PaymentId::generate();

@@ -32,11 +32,30 @@ fn the_alipay_demo_pays_queries_closes_and_refunds_through_a_local_gateway() {
         "\"type\":\"qr_code\"",
         "notification was answered 200 \"success\"",
         "alipay.trade.query: \"paid\"",
-        "trade at Alipay TRADE_CLOSED",
+        "payment at Alipay TRADE_CLOSED",
         "Alipay refunded 880 fen",
         "every step went as it should",
     ] {
         assert!(stdout.contains(step), "{step}: {stdout}");
     }
     assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
+}
+
+#[test]
+fn the_wechatpay_demo_pays_queries_closes_and_refunds_through_a_local_gateway() {
+    let out = demo(&["--channel", "wechatpay"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for step in [
+        "\"type\":\"qr_code\"",
+        "weixin://wxpay/bizpayurl",
+        "notification was answered 204",
+        "out-trade-no/{out_trade_no}: \"paid\"",
+        "payment at WeChat Pay CLOSED",
+        "WeChat Pay refunded 880 fen",
+        "every step went as it should",
+    ] {
+        assert!(stdout.contains(step), "{step}: {stdout}");
+    }
+    assert!(!stdout.contains("PRIVATE KEY") && !stdout.contains("api_v3_key"), "{stdout}");
 }

@@ -29,3 +29,4 @@ mod self_service;
 mod telemetry;
 mod verify;
 mod webhooks;
+mod wechatpay;

@@ -1,0 +1,389 @@
+//! Calls to the WeChat Pay API v3: Native pay (`code_url`, the QR code to scan), the
+//! transaction query by `out_trade_no`, close, and refunds with their query. Each request
+//! carries a `WECHATPAY2-SHA256-RSA2048` signature; each answer is believed only after its
+//! signature verifies under one of the merchant's platform certificates.
+//!
+//! Answers map to payq's outcomes so that money is never taken twice nor lost: a definite,
+//! verified business answer (declined, closed, not found, refund refused) is final;
+//! anything that leaves the result unknown (a timeout, a network error, an HTTP 5xx or
+//! 429, an answer whose signature does not verify, a refund still processing) is
+//! [`ChannelError::Unavailable`], which leaves the payment pending for the query schedule,
+//! or the refund for its retries, to settle.
+
+use super::wechatpay_protocol::{self as protocol, MerchantKey, PlatformCertificate, SignatureHeaders, SignedRequest};
+use super::{ChannelError, ChannelStatus, RefundOutcome};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// WeChat Pay's production API.
+pub const PRODUCTION_BASE_URL: &str = "https://api.mch.weixin.qq.com";
+
+/// One merchant's WeChat Pay credentials and API base URL.
+#[derive(Clone)]
+pub struct WechatPayAccount {
+    /// The merchant id (`mchid`).
+    pub mch_id: String,
+    /// The app id (`appid`) the payments are made in.
+    pub app_id: String,
+    /// The serial number of the merchant's API certificate (names the key requests are
+    /// signed with).
+    pub serial_no: String,
+    pub merchant_key: MerchantKey,
+    /// Decrypts notifications (32 characters).
+    pub api_v3_key: String,
+    pub platform_certificates: Vec<PlatformCertificate>,
+    /// `https://api.mch.weixin.qq.com` by default; a test gateway is set the same way.
+    pub base_url: String,
+}
+
+impl std::fmt::Debug for WechatPayAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WechatPayAccount")
+            .field("mch_id", &self.mch_id)
+            .field("app_id", &self.app_id)
+            .field("serial_no", &self.serial_no)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A QR-code payment to start.
+#[derive(Debug, Clone)]
+pub struct NativePay<'a> {
+    /// payq's payment id, WeChat Pay's `out_trade_no`.
+    pub out_trade_no: &'a str,
+    /// In fen.
+    pub amount: i64,
+    pub description: &'a str,
+    /// Where WeChat Pay posts the notification.
+    pub notify_url: &'a str,
+    /// When WeChat Pay stops accepting payment, unix milliseconds.
+    pub expires_at_ms: i64,
+}
+
+/// The WeChat Pay API client (one per process; accounts are passed per call).
+#[derive(Debug, Clone, Default)]
+pub struct WechatPayClient {
+    http: reqwest::Client,
+}
+
+/// A verified (or, for a 4xx, possibly unverified) answer.
+struct Answer {
+    status: u16,
+    body: Value,
+    /// Whether the signature verified (always true for a 2xx: others are errors).
+    verified: bool,
+}
+
+impl Answer {
+    fn code(&self) -> &str {
+        text(&self.body, "code")
+    }
+
+    fn error(&self) -> String {
+        format!("HTTP {} {} {}", self.status, self.code(), text(&self.body, "message")).trim().to_owned()
+    }
+
+    /// A business error WeChat Pay signed, so it is its answer and not someone else's.
+    fn verified_error(&self, code: &str) -> bool {
+        self.verified && (400..500).contains(&self.status) && self.code() == code
+    }
+}
+
+fn unavailable(what: impl std::fmt::Display) -> ChannelError {
+    ChannelError::Unavailable(format!("wechatpay: {what}"))
+}
+
+fn text<'a>(node: &'a Value, field: &str) -> &'a str {
+    node.get(field).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+}
+
+impl WechatPayClient {
+    /// A client whose calls give up after `timeout` (their result is then unknown).
+    pub fn new(timeout: Duration) -> anyhow::Result<WechatPayClient> {
+        Ok(WechatPayClient { http: reqwest::Client::builder().timeout(timeout).build()? })
+    }
+
+    /// Sends a signed request; an answer that is not a 2xx or 4xx, or a 2xx whose
+    /// signature does not verify, is an error.
+    async fn call(
+        &self,
+        account: &WechatPayAccount,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, ChannelError> {
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let nonce = crate::crypto::random_hex(16).to_ascii_uppercase();
+        let request = SignedRequest {
+            method: method.as_str(),
+            path_and_query,
+            timestamp: payq_domain::Timestamp::now().unix_seconds(),
+            nonce: &nonce,
+            body: &body,
+        };
+        let authorization = request.authorization(&account.merchant_key, &account.mch_id, &account.serial_no);
+        let url = format!("{}{path_and_query}", account.base_url.trim_end_matches('/'));
+        let mut builder = self
+            .http
+            .request(method.clone(), url)
+            .header("authorization", authorization)
+            .header("accept", "application/json")
+            .header("user-agent", concat!("payq/", env!("CARGO_PKG_VERSION")));
+        if method != Method::GET {
+            builder = builder.header("content-type", "application/json").body(body);
+        }
+        let answer = builder.send().await.map_err(|e| unavailable(format!("{method} {path_and_query}: {e}")))?;
+        let status = answer.status().as_u16();
+        let headers = answer.headers().clone();
+        let raw = answer.text().await.map_err(|e| unavailable(format!("{method} {path_and_query}: {e}")))?;
+        if !(200..300).contains(&status) && !(400..500).contains(&status) || status == 429 {
+            return Err(unavailable(format!("{method} {path_and_query}: HTTP {status}")));
+        }
+        let signature = SignatureHeaders {
+            serial: header(&headers, "wechatpay-serial"),
+            timestamp: header(&headers, "wechatpay-timestamp"),
+            nonce: header(&headers, "wechatpay-nonce"),
+            signature: header(&headers, "wechatpay-signature"),
+        };
+        let verified = protocol::verify(
+            &account.platform_certificates,
+            signature,
+            &raw,
+            payq_domain::Timestamp::now().unix_seconds(),
+        );
+        if let (Err(e), true) = (&verified, (200..300).contains(&status)) {
+            return Err(unavailable(format!("{method} {path_and_query}: answer {e}")));
+        }
+        let body = if raw.trim().is_empty() { Value::Null } else { serde_json::from_str(&raw).unwrap_or(Value::Null) };
+        Ok(Answer { status, body, verified: verified.is_ok() })
+    }
+
+    /// Starts a Native (QR code) payment; answers the `code_url` to show as a QR code.
+    /// Repeating it for the same `out_trade_no` gives the same payment at WeChat Pay.
+    pub async fn native(&self, account: &WechatPayAccount, p: &NativePay<'_>) -> Result<String, ChannelError> {
+        let body = json!({
+            "appid": account.app_id,
+            "mchid": account.mch_id,
+            "description": p.description,
+            "out_trade_no": p.out_trade_no,
+            "time_expire": protocol::rfc3339_china(p.expires_at_ms),
+            "notify_url": p.notify_url,
+            "amount": { "total": p.amount, "currency": "CNY" },
+        });
+        let answer = self.call(account, Method::POST, "/v3/pay/transactions/native", Some(&body)).await?;
+        match (answer.status, text(&answer.body, "code_url")) {
+            (200..300, url) if !url.is_empty() => Ok(url.to_owned()),
+            (200..300, _) => Err(unavailable("native pay answered without a code_url")),
+            // Refused before any payment existed: the buyer never saw a code to pay.
+            _ => Err(ChannelError::Invalid(format!("wechatpay: native pay refused: {}", answer.error()))),
+        }
+    }
+
+    /// The transaction as WeChat Pay has it (`None`: it has none).
+    async fn transaction(&self, account: &WechatPayAccount, out_trade_no: &str) -> Result<Option<Value>, ChannelError> {
+        let path = format!("/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid={}", account.mch_id);
+        let answer = self.call(account, Method::GET, &path, None).await?;
+        match answer.status {
+            200..300 => Ok(Some(answer.body)),
+            _ if answer.verified_error("ORDER_NOT_EXIST") => Ok(None),
+            _ => Err(unavailable(format!("query: {}", answer.error()))),
+        }
+    }
+
+    /// The payment's state at WeChat Pay.
+    pub async fn query(&self, account: &WechatPayAccount, out_trade_no: &str) -> Result<ChannelStatus, ChannelError> {
+        Ok(match self.transaction(account, out_trade_no).await? {
+            Some(transaction) => trade_state(&transaction),
+            None => ChannelStatus::NotFound,
+        })
+    }
+
+    /// Closes an unpaid payment; answers the state after the attempt (a payment paid
+    /// meanwhile stays `Succeeded`: WeChat Pay refuses to close it, and a query says so).
+    pub async fn close(&self, account: &WechatPayAccount, out_trade_no: &str) -> Result<ChannelStatus, ChannelError> {
+        let path = format!("/v3/pay/transactions/out-trade-no/{out_trade_no}/close");
+        let answer = self.call(account, Method::POST, &path, Some(&json!({ "mchid": account.mch_id }))).await?;
+        match answer.status {
+            200..300 => Ok(ChannelStatus::Closed),
+            // Paid, already closed or never created: the query tells which.
+            _ => self.query(account, out_trade_no).await,
+        }
+    }
+
+    /// Refunds `amount` fen of a paid payment, once per `out_refund_no`: an existing
+    /// refund with that number is looked up first and never created twice.
+    pub async fn refund(
+        &self,
+        account: &WechatPayAccount,
+        out_trade_no: &str,
+        out_refund_no: &str,
+        amount: i64,
+    ) -> Result<RefundOutcome, ChannelError> {
+        let path = format!("/v3/refund/domestic/refunds/{out_refund_no}");
+        let existing = self.call(account, Method::GET, &path, None).await?;
+        match existing.status {
+            200..300 => return refund_status(&existing.body),
+            _ if existing.verified_error("RESOURCE_NOT_EXISTS") => {}
+            _ => return Err(unavailable(format!("refund query: {}", existing.error()))),
+        }
+        let Some(transaction) = self.transaction(account, out_trade_no).await? else {
+            return Ok(RefundOutcome::Refused { reason: "wechatpay: the payment does not exist".into() });
+        };
+        let total = transaction.pointer("/amount/total").and_then(Value::as_i64).unwrap_or_default();
+        let body = json!({
+            "out_trade_no": out_trade_no,
+            "out_refund_no": out_refund_no,
+            "amount": { "refund": amount, "total": total, "currency": "CNY" },
+        });
+        let answer = self.call(account, Method::POST, "/v3/refund/domestic/refunds", Some(&body)).await?;
+        match answer.status {
+            200..300 => refund_status(&answer.body),
+            // A signed refusal is final; anything else may not have been WeChat Pay's
+            // answer, and asking again with the same out_refund_no is safe.
+            _ if answer.verified && answer.code() != "SYSTEM_ERROR" => {
+                Ok(RefundOutcome::Refused { reason: format!("wechatpay: {}", answer.error()) })
+            }
+            _ => Err(unavailable(format!("refund: {}", answer.error()))),
+        }
+    }
+}
+
+/// A transaction's `trade_state` as payq's view of the payment.
+pub fn trade_state(transaction: &Value) -> ChannelStatus {
+    match text(transaction, "trade_state") {
+        // `REFUND`: paid, then (partly) refunded.
+        "SUCCESS" | "REFUND" => ChannelStatus::Succeeded { txn_id: text(transaction, "transaction_id").to_owned() },
+        "CLOSED" | "REVOKED" => ChannelStatus::Closed,
+        "PAYERROR" => ChannelStatus::Failed {
+            reason: format!("wechatpay: PAYERROR {}", text(transaction, "trade_state_desc")).trim().to_owned(),
+        },
+        _ => ChannelStatus::Pending,
+    }
+}
+
+/// A refund's `status`: `SUCCESS` is done, `PROCESSING` is asked again later, `CLOSED` and
+/// `ABNORMAL` are refusals (the money did not go back).
+fn refund_status(refund: &Value) -> Result<RefundOutcome, ChannelError> {
+    match text(refund, "status") {
+        "SUCCESS" => Ok(RefundOutcome::Succeeded),
+        "CLOSED" | "ABNORMAL" => {
+            Ok(RefundOutcome::Refused { reason: format!("wechatpay: refund {}", text(refund, "status")) })
+        }
+        other => Err(unavailable(format!("refund {other}; asked again later"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the local gateway ([`super::super::wechatpay_sandbox`]), which checks each
+    //! request's signature and signs its answers under its own platform certificate.
+    use super::*;
+    use crate::channel::wechatpay_sandbox::WechatPaySandbox;
+    use crate::usecases::WechatPayCredentials;
+
+    async fn start() -> (WechatPayAccount, WechatPaySandbox) {
+        let sandbox = WechatPaySandbox::start().await.expect("sandbox");
+        let credentials: WechatPayCredentials = serde_json::from_value(sandbox.credentials()).expect("credentials");
+        (credentials.account().expect("account"), sandbox)
+    }
+
+    fn client() -> WechatPayClient {
+        WechatPayClient::new(Duration::from_secs(5)).expect("client")
+    }
+
+    fn pay(no: &str) -> NativePay<'_> {
+        NativePay {
+            out_trade_no: no,
+            amount: 8888,
+            description: "order",
+            notify_url: "http://127.0.0.1/notify",
+            expires_at_ms: payq_domain::Timestamp::now().millis() + 900_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_payment_goes_from_code_url_to_paid_and_is_refunded_once_per_refund_no() {
+        let (account, sandbox) = start().await;
+        let c = client();
+        let url = c.native(&account, &pay("pay_1")).await.expect("code_url");
+        assert!(url.starts_with("weixin://wxpay/bizpayurl?pr="), "{url}");
+        assert_eq!(c.native(&account, &pay("pay_1")).await.expect("the same payment"), url);
+        assert_eq!(c.query(&account, "pay_1").await.expect("query"), ChannelStatus::Pending);
+        assert_eq!(c.query(&account, "pay_unknown").await.expect("query"), ChannelStatus::NotFound);
+        assert!(sandbox.buyer_pays_silently("pay_1"));
+        let paid = ChannelStatus::Succeeded { txn_id: "42001".into() };
+        assert_eq!(c.query(&account, "pay_1").await.expect("query"), paid);
+        // Paid: closing it says so instead of closing.
+        assert_eq!(c.close(&account, "pay_1").await.expect("close"), paid);
+        assert_eq!(c.refund(&account, "pay_1", "ref_1", 5000).await.expect("refund"), RefundOutcome::Succeeded);
+        assert_eq!(c.refund(&account, "pay_1", "ref_1", 5000).await.expect("same refund"), RefundOutcome::Succeeded);
+        assert!(matches!(
+            c.refund(&account, "pay_1", "ref_2", 5000).await.expect("too much"),
+            RefundOutcome::Refused { .. }
+        ));
+        let t = sandbox.transaction("pay_1").expect("transaction");
+        assert_eq!(t.refunds.values().sum::<i64>(), 5000);
+        assert_eq!(t.calls.get("refund"), Some(&2), "the repeated refund was looked up, not made again");
+        // Refunded in part: still paid.
+        assert_eq!(c.query(&account, "pay_1").await.expect("query"), paid);
+    }
+
+    #[tokio::test]
+    async fn an_unpaid_payment_closes_and_one_never_made_is_not_found() {
+        let (account, _sandbox) = start().await;
+        let c = client();
+        c.native(&account, &pay("pay_2")).await.expect("code_url");
+        assert_eq!(c.close(&account, "pay_2").await.expect("close"), ChannelStatus::Closed);
+        assert_eq!(c.query(&account, "pay_2").await.expect("query"), ChannelStatus::Closed);
+        assert_eq!(c.close(&account, "pay_never").await.expect("close"), ChannelStatus::NotFound);
+        assert!(matches!(
+            c.refund(&account, "pay_never", "ref_3", 1).await.expect("refused"),
+            RefundOutcome::Refused { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn unknown_results_are_unavailable_never_an_outcome() {
+        let (account, sandbox) = start().await;
+        let c = client();
+        c.native(&account, &pay("pay_3")).await.expect("code_url");
+        // Answers that do not verify under the merchant's platform certificates: someone
+        // else's answers, never believed.
+        let (other, _) = start().await;
+        let mut forged = account.clone();
+        forged.platform_certificates = other.platform_certificates.clone();
+        assert!(matches!(c.query(&forged, "pay_3").await, Err(ChannelError::Unavailable(_))), "forged answer");
+        assert!(matches!(c.close(&forged, "pay_3").await, Err(ChannelError::Unavailable(_))), "forged close");
+        assert!(matches!(c.refund(&forged, "pay_3", "ref_4", 1).await, Err(ChannelError::Unavailable(_))));
+        // The close itself went through; only its answer could not be believed, and the
+        // query schedule finds the truth.
+        assert_eq!(sandbox.transaction("pay_3").map(|t| t.trade_state), Some("CLOSED".into()));
+        let mut nowhere = account.clone();
+        nowhere.base_url = "http://127.0.0.1:9".into();
+        assert!(matches!(c.native(&nowhere, &pay("pay_4")).await, Err(ChannelError::Unavailable(_))));
+        assert!(matches!(c.query(&nowhere, "pay_3").await, Err(ChannelError::Unavailable(_))));
+        // A wrong merchant key: the gateway refuses the signature, a definite answer to a
+        // payment request, and no answer at all about a payment's state.
+        let mut wrong_key = account.clone();
+        wrong_key.merchant_key = other.merchant_key.clone();
+        assert!(matches!(c.native(&wrong_key, &pay("pay_5")).await, Err(ChannelError::Invalid(_))));
+        assert!(matches!(c.query(&wrong_key, "pay_3").await, Err(ChannelError::Unavailable(_))));
+    }
+
+    #[tokio::test]
+    async fn a_gateway_that_hangs_is_unavailable_after_the_timeout() {
+        let (account, sandbox) = start().await;
+        sandbox.set_hang(true);
+        let c = WechatPayClient::new(Duration::from_millis(300)).expect("client");
+        let started = std::time::Instant::now();
+        assert!(matches!(c.native(&account, &pay("pay_6")).await, Err(ChannelError::Unavailable(_))));
+        assert!(matches!(c.query(&account, "pay_6").await, Err(ChannelError::Unavailable(_))));
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,432 @@
+//! A local WeChat Pay API v3 gateway on 127.0.0.1, for tests and `payq demo`: it checks
+//! each request's `WECHATPAY2-SHA256-RSA2048` signature against the merchant's public key,
+//! signs its answers with a platform certificate it issues itself, keeps transactions and
+//! refunds in memory, and plays the buyer: [`WechatPaySandbox::buyer_pays`] marks a
+//! transaction paid and posts WeChat Pay's encrypted, signed notification to the
+//! `notify_url` the Native pay named. Keys, certificate and API v3 key are made at start.
+//! It is a counterpart to check payq against, never a stand-in for WeChat Pay in
+//! production.
+
+use super::rsa_keys::{der_of, pem_pair};
+use super::wechatpay_protocol::{self as protocol, MerchantKey, SignedRequest};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::pkcs8::DecodePublicKey;
+use rsa::sha2::Sha256;
+use rsa::signature::Verifier;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// One transaction at the sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxTransaction {
+    /// `NOTPAY`, `SUCCESS`, `REFUND` or `CLOSED`.
+    pub trade_state: String,
+    /// In fen.
+    pub amount: i64,
+    pub notify_url: String,
+    /// Fen refunded, by `out_refund_no`.
+    pub refunds: HashMap<String, i64>,
+    /// Calls made for this transaction, by operation (`native`, `query`, `close`,
+    /// `refund`).
+    pub calls: HashMap<String, u32>,
+}
+
+/// How a notification the sandbox posts is spoiled, to check that payq refuses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgery {
+    /// As WeChat Pay sends it.
+    Genuine,
+    /// Signed with a key that is not the platform certificate's.
+    SignedWithAnotherKey,
+    /// `resource` sealed with another API v3 key.
+    EncryptedWithAnotherKey,
+    /// Signed ten minutes ago (a replay).
+    Stale,
+}
+
+#[derive(Default)]
+struct Books {
+    transactions: HashMap<String, SandboxTransaction>,
+    /// Accept calls and never answer (a gateway that hangs).
+    hang: bool,
+}
+
+struct Inner {
+    mch_id: String,
+    app_id: String,
+    /// The merchant's API certificate serial, which requests must name.
+    serial_no: String,
+    /// Verifies the merchant's requests.
+    merchant_public_key: VerifyingKey<Sha256>,
+    /// Signs answers and notifications (the platform certificate's key).
+    platform_key: MerchantKey,
+    platform_serial: String,
+    api_v3_key: String,
+    books: Mutex<Books>,
+}
+
+/// A running sandbox gateway.
+#[derive(Clone)]
+pub struct WechatPaySandbox {
+    /// The API base URL (`http://127.0.0.1:<port>`).
+    pub base_url: String,
+    pub mch_id: String,
+    pub app_id: String,
+    /// The merchant's API certificate serial.
+    pub serial_no: String,
+    /// The merchant's private key (PKCS#8 PEM), made for this run.
+    pub merchant_private_key_pem: String,
+    pub api_v3_key: String,
+    /// The platform certificate (PEM) the sandbox signs with, made for this run.
+    pub platform_certificate_pem: String,
+    inner: Arc<Inner>,
+    http: reqwest::Client,
+}
+
+impl WechatPaySandbox {
+    /// Starts a gateway on a free port of 127.0.0.1 with fresh keys, a fresh platform
+    /// certificate and a fresh API v3 key.
+    pub async fn start() -> anyhow::Result<WechatPaySandbox> {
+        let (merchant_private, merchant_public) = pem_pair()?;
+        let (platform_private, platform_public) = pem_pair()?;
+        let platform_key = MerchantKey::from_pem(&platform_private)?;
+        let serial = crate::crypto::random_hex(20).to_ascii_uppercase();
+        let platform_der = der_of(&platform_public).ok_or_else(|| anyhow::anyhow!("platform key"))?;
+        let certificate = protocol::self_signed_certificate(
+            &platform_key,
+            &platform_der,
+            &hex::decode(format!("5A{}", &serial[2..]))?,
+            "WeChat Pay sandbox platform (payq)",
+            std::time::Duration::from_secs(365 * 86_400),
+        )?;
+        let platform_serial = protocol::PlatformCertificate::from_pem(&certificate)?.serial;
+        let inner = Arc::new(Inner {
+            mch_id: "1900000109".into(),
+            app_id: "wxd678efh567hg6787".into(),
+            serial_no: crate::crypto::random_hex(20).to_ascii_uppercase(),
+            merchant_public_key: VerifyingKey::new(rsa::PublicKey::from_public_key_pem(&merchant_public)?),
+            platform_key,
+            platform_serial,
+            api_v3_key: crate::crypto::random_hex(16),
+            books: Mutex::default(),
+        });
+        let app = axum::Router::new().fallback(api).with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(WechatPaySandbox {
+            base_url: format!("http://{addr}"),
+            mch_id: inner.mch_id.clone(),
+            app_id: inner.app_id.clone(),
+            serial_no: inner.serial_no.clone(),
+            merchant_private_key_pem: merchant_private,
+            api_v3_key: inner.api_v3_key.clone(),
+            platform_certificate_pem: certificate,
+            inner,
+            http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?,
+        })
+    }
+
+    /// The `channels.wechatpay` object that sets a merchant up with this sandbox.
+    pub fn credentials(&self) -> Value {
+        json!({
+            "mch_id": self.mch_id,
+            "app_id": self.app_id,
+            "serial_no": self.serial_no,
+            "private_key": self.merchant_private_key_pem,
+            "api_v3_key": self.api_v3_key,
+            "platform_certificates": [self.platform_certificate_pem],
+            "base_url": self.base_url,
+        })
+    }
+
+    /// The serial number of the sandbox's platform certificate.
+    pub fn platform_serial(&self) -> &str {
+        &self.inner.platform_serial
+    }
+
+    fn books(&self) -> MutexGuard<'_, Books> {
+        lock(&self.inner)
+    }
+
+    /// The transaction with this `out_trade_no`, if the sandbox has one.
+    pub fn transaction(&self, out_trade_no: &str) -> Option<SandboxTransaction> {
+        self.books().transactions.get(out_trade_no).cloned()
+    }
+
+    /// Makes the gateway hang (accept and never answer) or answer again.
+    pub fn set_hang(&self, hang: bool) {
+        self.books().hang = hang;
+    }
+
+    /// The buyer pays without WeChat Pay notifying anyone (a lost notification): only a
+    /// query finds out.
+    pub fn buyer_pays_silently(&self, out_trade_no: &str) -> bool {
+        match self.books().transactions.get_mut(out_trade_no) {
+            Some(t) if t.trade_state == "NOTPAY" => {
+                t.trade_state = "SUCCESS".into();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The buyer pays (also after payq closed the transaction: a late payment) and WeChat
+    /// Pay posts its notification; answers payq's reply (status, body).
+    pub async fn buyer_pays(&self, out_trade_no: &str) -> anyhow::Result<(u16, String)> {
+        let (amount, url) = {
+            let mut books = self.books();
+            let t = books
+                .transactions
+                .get_mut(out_trade_no)
+                .ok_or_else(|| anyhow::anyhow!("no transaction {out_trade_no}"))?;
+            t.trade_state = "SUCCESS".into();
+            (t.amount, t.notify_url.clone())
+        };
+        self.notify(&url, &self.notification(out_trade_no, amount, "SUCCESS"), Forgery::Genuine).await
+    }
+
+    /// The transaction a notification carries (before encryption).
+    pub fn notification(&self, out_trade_no: &str, amount: i64, trade_state: &str) -> Value {
+        transaction_json(&self.inner, out_trade_no, amount, trade_state)
+    }
+
+    /// Posts `transaction` to `url` as WeChat Pay does: sealed in `resource` under the API
+    /// v3 key and signed under the platform certificate, or spoiled as `forgery` says;
+    /// answers payq's reply (status, body).
+    pub async fn notify(&self, url: &str, transaction: &Value, forgery: Forgery) -> anyhow::Result<(u16, String)> {
+        let other_key = crate::crypto::random_hex(16);
+        let api_v3_key = if forgery == Forgery::EncryptedWithAnotherKey { &other_key } else { &self.api_v3_key };
+        let nonce = crate::crypto::random_hex(6);
+        let ciphertext =
+            protocol::encrypt_resource(api_v3_key, &nonce, "transaction", transaction.to_string().as_bytes())?;
+        let paid = transaction["trade_state"] == "SUCCESS";
+        let envelope = json!({
+            "id": format!("EV-{}", crate::crypto::random_hex(8)),
+            "create_time": protocol::rfc3339_china(payq_domain::Timestamp::now().millis()),
+            "resource_type": "encrypt-resource",
+            "event_type": if paid { "TRANSACTION.SUCCESS" } else { "TRANSACTION.CLOSED" },
+            "summary": if paid { "支付成功" } else { "交易关闭" },
+            "resource": {
+                "original_type": "transaction",
+                "algorithm": "AEAD_AES_256_GCM",
+                "ciphertext": ciphertext,
+                "associated_data": "transaction",
+                "nonce": nonce,
+            },
+        })
+        .to_string();
+        let now = payq_domain::Timestamp::now().unix_seconds();
+        let at = if forgery == Forgery::Stale { now - 600 } else { now };
+        let signer = match forgery {
+            Forgery::SignedWithAnotherKey => MerchantKey::from_pem(&self.merchant_private_key_pem)?,
+            _ => self.inner.platform_key.clone(),
+        };
+        let sign_nonce = crate::crypto::random_hex(16);
+        let r = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("wechatpay-serial", &self.inner.platform_serial)
+            .header("wechatpay-timestamp", at.to_string())
+            .header("wechatpay-nonce", &sign_nonce)
+            .header("wechatpay-signature", signer.sign(&format!("{at}\n{sign_nonce}\n{envelope}\n")))
+            .header("wechatpay-signature-type", "WECHATPAY2-SHA256-RSA2048")
+            .body(envelope)
+            .send()
+            .await?;
+        Ok((r.status().as_u16(), r.text().await?))
+    }
+}
+
+fn lock(inner: &Inner) -> MutexGuard<'_, Books> {
+    inner.books.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// WeChat Pay's own reference for a transaction.
+fn transaction_id(out_trade_no: &str) -> String {
+    format!("4200{}", out_trade_no.trim_start_matches("pay_"))
+}
+
+fn transaction_json(inner: &Inner, out_trade_no: &str, amount: i64, trade_state: &str) -> Value {
+    let mut t = json!({
+        "appid": inner.app_id,
+        "mchid": inner.mch_id,
+        "out_trade_no": out_trade_no,
+        "trade_type": "NATIVE",
+        "trade_state": trade_state,
+        "trade_state_desc": trade_state,
+        "amount": { "total": amount, "currency": "CNY", "payer_total": amount, "payer_currency": "CNY" },
+    });
+    if matches!(trade_state, "SUCCESS" | "REFUND") {
+        t["transaction_id"] = json!(transaction_id(out_trade_no));
+        t["success_time"] = json!(protocol::rfc3339_china(payq_domain::Timestamp::now().millis()));
+    }
+    t
+}
+
+/// An answer signed under the platform certificate.
+fn signed(inner: &Inner, status: StatusCode, body: Option<Value>) -> Response {
+    let text = body.map(|b| b.to_string()).unwrap_or_default();
+    let at = payq_domain::Timestamp::now().unix_seconds();
+    let nonce = crate::crypto::random_hex(16);
+    let signature = inner.platform_key.sign(&format!("{at}\n{nonce}\n{text}\n"));
+    let headers = [
+        ("wechatpay-serial", inner.platform_serial.clone()),
+        ("wechatpay-timestamp", at.to_string()),
+        ("wechatpay-nonce", nonce),
+        ("wechatpay-signature", signature),
+        ("content-type", "application/json".into()),
+        ("request-id", crate::crypto::random_hex(8)),
+    ];
+    let mut response = (status, text).into_response();
+    for (name, value) in headers {
+        if let Ok(value) = value.parse() {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+fn error(inner: &Inner, status: StatusCode, code: &str) -> Response {
+    signed(inner, status, Some(json!({ "code": code, "message": code })))
+}
+
+/// Checks the `Authorization` header: the merchant, its certificate serial, a fresh
+/// timestamp and the signature over method, path with query, timestamp, nonce and body.
+fn authorized(inner: &Inner, method: &Method, uri: &Uri, headers: &HeaderMap, body: &str) -> bool {
+    let value = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let Some(fields) = value.strip_prefix("WECHATPAY2-SHA256-RSA2048 ") else {
+        return false;
+    };
+    let fields: HashMap<&str, &str> =
+        fields.split(',').filter_map(|f| f.split_once('=')).map(|(k, v)| (k.trim(), v.trim_matches('"'))).collect();
+    let field = |name: &str| fields.get(name).copied().unwrap_or_default();
+    let Ok(timestamp) = field("timestamp").parse::<i64>() else {
+        return false;
+    };
+    let fresh = (payq_domain::Timestamp::now().unix_seconds() - timestamp).abs() <= protocol::FRESHNESS_S;
+    let request = SignedRequest {
+        method: method.as_str(),
+        path_and_query: uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        timestamp,
+        nonce: field("nonce_str"),
+        body,
+    };
+    let signature = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, field("signature"))
+        .ok()
+        .and_then(|raw| Signature::try_from(raw.as_slice()).ok());
+    fresh
+        && field("mchid") == inner.mch_id
+        && field("serial_no") == inner.serial_no
+        && signature.is_some_and(|s| inner.merchant_public_key.verify(request.message().as_bytes(), &s).is_ok())
+}
+
+/// Every API call: authenticates it, carries it out, answers signed.
+async fn api(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers: HeaderMap, body: String) -> Response {
+    if lock(&inner).hang {
+        std::future::pending::<()>().await;
+    }
+    if !authorized(&inner, &method, &uri, &headers, &body) {
+        return error(&inner, StatusCode::UNAUTHORIZED, "SIGN_ERROR");
+    }
+    let request: Value = serde_json::from_str(&body).unwrap_or_default();
+    let path = uri.path();
+    let mut books = lock(&inner);
+    let count = |no: &str, operation: &str, books: &mut Books| {
+        if let Some(t) = books.transactions.get_mut(no) {
+            *t.calls.entry(operation.to_owned()).or_default() += 1;
+        }
+    };
+    if method == Method::POST && path == "/v3/pay/transactions/native" {
+        let no = request["out_trade_no"].as_str().unwrap_or_default().to_owned();
+        let amount = request.pointer("/amount/total").and_then(Value::as_i64).unwrap_or(0);
+        if no.is_empty() || amount <= 0 || request["mchid"] != inner.mch_id.as_str() {
+            return error(&inner, StatusCode::BAD_REQUEST, "PARAM_ERROR");
+        }
+        let t = books.transactions.entry(no.clone()).or_insert_with(|| SandboxTransaction {
+            trade_state: "NOTPAY".into(),
+            amount,
+            notify_url: request["notify_url"].as_str().unwrap_or_default().to_owned(),
+            refunds: HashMap::new(),
+            calls: HashMap::new(),
+        });
+        if t.amount != amount {
+            return error(&inner, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
+        }
+        count(&no, "native", &mut books);
+        let code_url =
+            format!("weixin://wxpay/bizpayurl?pr={}", crate::crypto::sha256_hex(no.as_bytes())[..10].to_owned());
+        return signed(&inner, StatusCode::OK, Some(json!({ "code_url": code_url })));
+    }
+    if let Some(rest) = path.strip_prefix("/v3/pay/transactions/out-trade-no/") {
+        if let (&Method::POST, Some(no)) = (&method, rest.strip_suffix("/close")) {
+            count(no, "close", &mut books);
+            return match books.transactions.get_mut(no) {
+                Some(t) if t.trade_state == "NOTPAY" || t.trade_state == "CLOSED" => {
+                    t.trade_state = "CLOSED".into();
+                    signed(&inner, StatusCode::NO_CONTENT, None)
+                }
+                Some(_) => error(&inner, StatusCode::BAD_REQUEST, "ORDERPAID"),
+                None => error(&inner, StatusCode::NOT_FOUND, "ORDER_NOT_EXIST"),
+            };
+        }
+        if method == Method::GET {
+            count(rest, "query", &mut books);
+            return match books.transactions.get(rest) {
+                Some(t) => {
+                    signed(&inner, StatusCode::OK, Some(transaction_json(&inner, rest, t.amount, &t.trade_state)))
+                }
+                None => error(&inner, StatusCode::NOT_FOUND, "ORDER_NOT_EXIST"),
+            };
+        }
+    }
+    if method == Method::POST && path == "/v3/refund/domestic/refunds" {
+        let no = request["out_trade_no"].as_str().unwrap_or_default().to_owned();
+        let refund_no = request["out_refund_no"].as_str().unwrap_or_default().to_owned();
+        let amount = request.pointer("/amount/refund").and_then(Value::as_i64).unwrap_or(0);
+        let total = request.pointer("/amount/total").and_then(Value::as_i64).unwrap_or(0);
+        count(&no, "refund", &mut books);
+        let Some(t) = books.transactions.get_mut(&no) else {
+            return error(&inner, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS");
+        };
+        if !matches!(t.trade_state.as_str(), "SUCCESS" | "REFUND") || total != t.amount || amount <= 0 {
+            return error(&inner, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
+        }
+        let others: i64 = t.refunds.iter().filter(|(r, _)| **r != refund_no).map(|(_, f)| f).sum();
+        if others + amount > t.amount {
+            return error(&inner, StatusCode::FORBIDDEN, "NOT_ENOUGH");
+        }
+        t.refunds.insert(refund_no.clone(), amount);
+        t.trade_state = "REFUND".into();
+        return signed(&inner, StatusCode::OK, Some(refund_json(&no, &refund_no, amount, t.amount)));
+    }
+    if let (&Method::GET, Some(refund_no)) = (&method, path.strip_prefix("/v3/refund/domestic/refunds/")) {
+        let found = books.transactions.iter().find_map(|(no, t)| t.refunds.get(refund_no).map(|a| (no, *a, t.amount)));
+        return match found {
+            Some((no, amount, total)) => {
+                signed(&inner, StatusCode::OK, Some(refund_json(no, refund_no, amount, total)))
+            }
+            None => error(&inner, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS"),
+        };
+    }
+    error(&inner, StatusCode::NOT_FOUND, "NOT_FOUND")
+}
+
+fn refund_json(out_trade_no: &str, out_refund_no: &str, amount: i64, total: i64) -> Value {
+    json!({
+        "refund_id": format!("5030{}", out_refund_no.trim_start_matches("ref_")),
+        "out_refund_no": out_refund_no,
+        "transaction_id": transaction_id(out_trade_no),
+        "out_trade_no": out_trade_no,
+        "channel": "ORIGINAL",
+        "status": "SUCCESS",
+        "amount": { "refund": amount, "total": total, "currency": "CNY", "payer_refund": amount },
+    })
+}

@@ -1,0 +1,211 @@
+//! `payq demo --channel alipay|wechatpay`: a shop taking payments with a real channel,
+//! against a local gateway that speaks its protocol (`AlipaySandbox`, `WechatPaySandbox`:
+//! keys and certificates made for the run): a QR code paid and notified, a lost
+//! notification found by querying, an unpaid payment closed at the channel at the order's
+//! deadline, and a refund executed there. Prints each step.
+
+use crate::demo::Client;
+use anyhow::Context;
+use payq_app::channel::alipay_sandbox::AlipaySandbox;
+use payq_app::channel::wechatpay_sandbox::WechatPaySandbox;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Polls the order until `done` holds for it (at most 30 s); answers it.
+async fn wait_for(c: &Client, key: &str, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = c.call(Method::GET, &format!("/v1/orders/{id}"), key, None).await?;
+        if done(&o) {
+            return Ok(o);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "order {id}: {what} did not happen within 30 s ({o})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A local gateway of one real channel.
+pub enum LocalGateway {
+    Alipay(AlipaySandbox),
+    WechatPay(WechatPaySandbox),
+}
+
+impl LocalGateway {
+    /// The channel's name in the API.
+    fn channel(&self) -> &'static str {
+        match self {
+            LocalGateway::Alipay(_) => "alipay",
+            LocalGateway::WechatPay(_) => "wechatpay",
+        }
+    }
+
+    /// The channel's name for people.
+    fn label(&self) -> &'static str {
+        match self {
+            LocalGateway::Alipay(_) => "Alipay",
+            LocalGateway::WechatPay(_) => "WeChat Pay",
+        }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            LocalGateway::Alipay(g) => &g.gateway_url,
+            LocalGateway::WechatPay(g) => &g.base_url,
+        }
+    }
+
+    fn account(&self) -> String {
+        match self {
+            LocalGateway::Alipay(g) => format!("app {}", g.app_id),
+            LocalGateway::WechatPay(g) => format!("merchant {} (app {})", g.mch_id, g.app_id),
+        }
+    }
+
+    fn credentials(&self) -> Value {
+        match self {
+            LocalGateway::Alipay(g) => g.credentials(),
+            LocalGateway::WechatPay(g) => g.credentials(),
+        }
+    }
+
+    /// The query payq makes when no notification comes.
+    fn query_name(&self) -> &'static str {
+        match self {
+            LocalGateway::Alipay(_) => "alipay.trade.query",
+            LocalGateway::WechatPay(_) => "GET /v3/pay/transactions/out-trade-no/{out_trade_no}",
+        }
+    }
+
+    async fn buyer_pays(&self, payment: &str) -> anyhow::Result<(u16, String)> {
+        match self {
+            LocalGateway::Alipay(g) => g.buyer_pays(payment).await,
+            LocalGateway::WechatPay(g) => g.buyer_pays(payment).await,
+        }
+    }
+
+    fn buyer_pays_silently(&self, payment: &str) -> bool {
+        match self {
+            LocalGateway::Alipay(g) => g.buyer_pays_silently(payment),
+            LocalGateway::WechatPay(g) => g.buyer_pays_silently(payment),
+        }
+    }
+
+    /// The payment's state at the channel, in the channel's words.
+    fn state(&self, payment: &str) -> String {
+        match self {
+            LocalGateway::Alipay(g) => g.trade(payment).map(|t| t.status),
+            LocalGateway::WechatPay(g) => g.transaction(payment).map(|t| t.trade_state),
+        }
+        .unwrap_or_default()
+    }
+
+    /// What the channel refunded of the payment, in fen.
+    fn refunded(&self, payment: &str) -> i64 {
+        match self {
+            LocalGateway::Alipay(g) => g.trade(payment).map(|t| t.refunds.values().sum()),
+            LocalGateway::WechatPay(g) => g.transaction(payment).map(|t| t.refunds.values().sum()),
+        }
+        .unwrap_or(0)
+    }
+
+    /// The channel's word for a payment closed unpaid.
+    fn closed_state(&self) -> &'static str {
+        match self {
+            LocalGateway::Alipay(_) => "TRADE_CLOSED",
+            LocalGateway::WechatPay(_) => "CLOSED",
+        }
+    }
+}
+
+/// Creates an order and pays it through `channel`; answers the `202` order.
+async fn pay(c: &Client, key: &str, channel: &str, no: &str, amount: i64, timeout: &str) -> anyhow::Result<Value> {
+    let order = c
+        .call(
+            Method::POST,
+            "/v1/orders",
+            key,
+            Some(json!({ "merchant_order_no": no, "amount": amount, "currency": "CNY",
+                         "description": format!("Demo Tea House order {no}"), "payment_timeout": timeout })),
+        )
+        .await?;
+    let id = order["id"].as_str().context("no order id")?;
+    c.call(Method::POST, &format!("/v1/orders/{id}/pay"), key, Some(json!({ "channel": channel }))).await
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
+}
+
+/// Plays the story through `gateway`'s channel.
+pub async fn run(c: &Client, admin: &str, gateway: LocalGateway) -> anyhow::Result<ExitCode> {
+    let (channel, label) = (gateway.channel(), gateway.label());
+    println!("a local {label} gateway listens at {} (keys made for this run)", gateway.url());
+    let shop = c
+        .call(
+            Method::POST,
+            "/v1/merchants",
+            admin,
+            Some(json!({ "name": "Demo Tea House", "settings": { "refund_review": "1s" } })),
+        )
+        .await?;
+    let (shop_id, key) = (text(&shop["id"]), text(&shop["api_key"]));
+    let set_up = c
+        .call(
+            Method::PATCH,
+            &format!("/v1/merchants/{shop_id}"),
+            admin,
+            Some(json!({ "channels": { channel: gateway.credentials() } })),
+        )
+        .await
+        .with_context(|| format!("setting up {label} (a payq given with --url needs PAYQ_SECRETS_KEY)"))?;
+    println!(
+        "merchant {shop_id} set up with {label} {} (shown without keys: {})",
+        gateway.account(),
+        set_up["channels"]
+    );
+
+    println!("\n1. an order paid by scanning the QR code");
+    let order = pay(c, &key, channel, "TEA-1", 3880, "5m").await?;
+    let (id, payment) = (text(&order["id"]), text(&order["payment"]["id"]));
+    println!("   pay answered 202 with next_action {}", order["payment"]["next_action"]);
+    let (status, body) = gateway.buyer_pays(&payment).await?;
+    println!("   the buyer paid; {label}'s notification was answered {status} {body:?}");
+    let paid = wait_for(c, &key, &id, "paid", |o| o["status"] == "paid").await?;
+    println!("   order {id}: {} ({label} transaction {})", paid["status"], paid["payment"]["channel_txn_id"]);
+
+    println!("\n2. an order whose notification is lost");
+    let lost = pay(c, &key, channel, "TEA-2", 1200, "5m").await?;
+    let (lost_id, lost_payment) = (text(&lost["id"]), text(&lost["payment"]["id"]));
+    gateway.buyer_pays_silently(&lost_payment);
+    let found = wait_for(c, &key, &lost_id, "paid by querying", |o| o["status"] == "paid").await?;
+    println!("   the buyer paid, no notification came; payq asked {}: {}", gateway.query_name(), found["status"]);
+
+    println!("\n3. an order nobody pays");
+    let unpaid = pay(c, &key, channel, "TEA-3", 500, "2s").await?;
+    let (unpaid_id, unpaid_payment) = (text(&unpaid["id"]), text(&unpaid["payment"]["id"]));
+    let closed = wait_for(c, &key, &unpaid_id, "closed", |o| o["status"] == "closed").await?;
+    let state = gateway.state(&unpaid_payment);
+    println!("   at its deadline: order {} ({}), payment at {label} {state}", closed["status"], closed["close_reason"]);
+
+    println!("\n4. a refund of order 1");
+    let refund = c
+        .call(
+            Method::POST,
+            &format!("/v1/orders/{id}/refunds"),
+            &key,
+            Some(json!({ "amount": 880, "reason": "a box arrived broken" })),
+        )
+        .await?;
+    let refunded = wait_for(c, &key, &id, "the refund", |o| o["amount_refunded"] == 880).await?;
+    let at_channel = gateway.refunded(&payment);
+    println!(
+        "   refund {} after its review window: order refunded {} fen, {label} refunded {at_channel} fen",
+        refund["id"], refunded["amount_refunded"]
+    );
+
+    let ok = closed["close_reason"] == "timeout" && state == gateway.closed_state() && at_channel == 880;
+    println!("\n{}", if ok { "every step went as it should" } else { "!! something went differently" });
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
