@@ -80,7 +80,7 @@ pub async fn alipay_notify(State(state): State<AppState>, body: Bytes) -> Result
 
 /// How payq refuses a WeChat Pay notification, in the shape WeChat Pay reads: it sends the
 /// notification again later.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, serde::Serialize)]
 pub struct WechatPayNotifyFailure {
     /// Always `FAIL`.
     pub code: String,
@@ -109,8 +109,8 @@ fn wechatpay_failure(status: StatusCode, message: String) -> Response {
         ("Wechatpay-Signature" = Option<String>, Header, description = "base64 SHA256withRSA signature")),
     responses(
         (status = 204, description = "recorded"),
-        (status = 400, description = "refused: bad signature, resource, payment, merchant or amount", body = WechatPayNotifyFailure),
-        (status = 503, description = "not recorded now; WeChat Pay sends it again", body = WechatPayNotifyFailure)))]
+        (status = 400, description = "refused (bad signature, resource, payment, merchant or amount): `{\"code\": \"FAIL\", \"message\"}`"),
+        (status = 503, description = "not recorded now; WeChat Pay sends it again: `{\"code\": \"FAIL\", \"message\"}`")))]
 pub async fn wechatpay_notify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let signature = crate::channel::wechatpay_protocol::SignatureHeaders {
