@@ -53,10 +53,22 @@ impl PlatformCertificate {
     pub fn from_pem(pem: &str) -> Result<PlatformCertificate, WechatPayProtocolError> {
         let bad = |e: String| WechatPayProtocolError::Key(format!("platform certificate does not read ({e})"));
         let cert = x509_cert::Certificate::from_pem(pem.trim().as_bytes()).map_err(|e| bad(e.to_string()))?;
-        let serial = hex::encode_upper(cert.tbs_certificate.serial_number.as_bytes());
+        // DER keeps a leading zero byte on serials whose high bit is set; WeChat Pay names
+        // certificates by the number itself.
+        let bytes = cert.tbs_certificate.serial_number.as_bytes();
+        let significant = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len().saturating_sub(1));
+        let serial = hex::encode_upper(&bytes[significant..]);
         let spki = cert.tbs_certificate.subject_public_key_info.to_der().map_err(|e| bad(e.to_string()))?;
         let key = PublicKey::from_public_key_der(&spki).map_err(|e| bad(format!("not an RSA key: {e}")))?;
         Ok(PlatformCertificate { serial, key: VerifyingKey::new(key) })
+    }
+
+    /// Checks that `signature` (base64) is this certificate's SHA256withRSA signature of
+    /// `message`.
+    pub fn verify_message(&self, message: &str, signature: &str) -> Result<(), WechatPayProtocolError> {
+        let raw = BASE64.decode(signature.trim()).map_err(|_| WechatPayProtocolError::BadSignature)?;
+        let signature = Signature::try_from(raw.as_slice()).map_err(|_| WechatPayProtocolError::BadSignature)?;
+        self.key.verify(message.as_bytes(), &signature).map_err(|_| WechatPayProtocolError::BadSignature)
     }
 }
 
@@ -127,10 +139,7 @@ pub fn verify(
     if (now_unix_s - at).abs() > FRESHNESS_S {
         return Err(WechatPayProtocolError::Stale);
     }
-    let raw = BASE64.decode(headers.signature.trim()).map_err(|_| WechatPayProtocolError::BadSignature)?;
-    let signature = Signature::try_from(raw.as_slice()).map_err(|_| WechatPayProtocolError::BadSignature)?;
-    let message = format!("{}\n{}\n{body}\n", headers.timestamp, headers.nonce);
-    cert.key.verify(message.as_bytes(), &signature).map_err(|_| WechatPayProtocolError::BadSignature)
+    cert.verify_message(&format!("{}\n{}\n{body}\n", headers.timestamp, headers.nonce), headers.signature)
 }
 
 /// Decrypts a notification's `resource` (`AEAD_AES_256_GCM`): `ciphertext` is base64 of the
@@ -395,6 +404,38 @@ BDa+8mDLkWu5nHEhOxy2JJZl
         assert!(matches!(verify(&certs, other, body, 1_700_000_100), Err(WechatPayProtocolError::UnknownSerial(_))));
         let garbage = SignatureHeaders { signature: "!!", ..headers };
         assert_eq!(verify(&certs, garbage, body, 1_700_000_100), Err(WechatPayProtocolError::BadSignature));
+    }
+
+    /// The platform certificate of the official Go SDK's verifier test
+    /// (wechatpay-go `core/auth/verifiers/sha256withrsa_verifier_test.go`), serial
+    /// `F5765756002FDD77`, whose key made [`SDK_SIGNATURE`] of `"source"`.
+    const SDK_PLATFORM_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIDVzCCAj+gAwIBAgIJAPV2V1YAL913MA0GCSqGSIb3DQEBCwUAMEIxCzAJBgNV
+BAYTAlhYMRUwEwYDVQQHDAxEZWZhdWx0IENpdHkxHDAaBgNVBAoME0RlZmF1bHQg
+Q29tcGFueSBMdGQwHhcNMjEwNDI3MDg0MDMyWhcNMzEwNDI1MDg0MDMyWjBCMQsw
+CQYDVQQGEwJYWDEVMBMGA1UEBwwMRGVmYXVsdCBDaXR5MRwwGgYDVQQKDBNEZWZh
+dWx0IENvbXBhbnkgTHRkMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA
+2VCTd91fnUn73Xy9DLvt/V62TVxRTEEstVdeRaZ3B3leO0pldE806mXO4RwdHXag
+HQ4vGeZN0yqm++rDsGK+U3AH7kejyD2pXshNP9Cq5YwbptiLGtjcquw4HNxJQUOm
+DeJf2vg6byms9RUipiq4SzbJKqJFlUpbuIPDpSpWz10PYmyCNeDGUUK65E5h2B83
+4uxl1zNLYQCrkdBzb8oUxwYeP5a2DNxmjL5lsJML7DGr5znsevnoqGRwTm9fxCGf
+y8wus7hwKz6clt3Whmmda7UAdb1c08hEQFVRbF14AR73xbnd8N0obCWJPCbzMCtk
+aSef4FdEEgEXJiw0VAJT8wIDAQABo1AwTjAdBgNVHQ4EFgQUT1c7nd/SUO76HSoZ
+umNUJv1R5PwwHwYDVR0jBBgwFoAUT1c7nd/SUO76HSoZumNUJv1R5PwwDAYDVR0T
+BAUwAwEB/zANBgkqhkiG9w0BAQsFAAOCAQEAM+tslqBxYwqL9fdvGG6hfy69sjfX
+UhBtBLWYugKKQCOWWLeq5dDWm3i5Cx2Rgiy9uc7RfmJNxQfIKlcoCNP85BjDoG1B
+YnVc6znlcrT9uHgseha3987WwZsFAQbcy8TLUYHzVB8gmDgq8O08xdIe0eczatI8
+t3Rg8WXO6Gs66JJ4JR+rD01o3FiSOQCRWhn19NSyDydsgPlOR2t9B9L+MkJwlsMG
+Krn85TnwL3qcInzRnU8X86faXXJrI0IJi44tECKw8ftngCl6vyNwNNKPDwdkcuuV
+8y3iBixO5IuKxEKEp2wGPV/4W1AXO73Z3Gb7z/1oxdgeO0hVqz1hBasTCQ==
+-----END CERTIFICATE-----";
+
+    #[test]
+    fn signatures_verify_under_a_platform_certificate_as_the_official_sdk_verifies_them() {
+        let cert = PlatformCertificate::from_pem(SDK_PLATFORM_CERT).expect("the SDK's test certificate");
+        assert_eq!(cert.serial, "F5765756002FDD77");
+        assert_eq!(cert.verify_message("source", SDK_SIGNATURE), Ok(()));
+        assert_eq!(cert.verify_message("wrong source", SDK_SIGNATURE), Err(WechatPayProtocolError::BadSignature));
     }
 
     #[test]
