@@ -94,24 +94,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let c = Client { http: reqwest::Client::new(), base };
-    use crate::demo_channels::LocalGateway;
-    match args.channel {
-        DemoChannel::Sim => {}
-        DemoChannel::Alipay => {
-            let gateway = LocalGateway::Alipay(payq_app::channel::alipay_sandbox::AlipaySandbox::start().await?);
-            return crate::demo_channels::run(&c, &admin, gateway).await;
-        }
-        DemoChannel::Wechatpay => {
-            let gateway =
-                LocalGateway::WechatPay(payq_app::channel::wechatpay_sandbox::WechatPaySandbox::start().await?);
-            return crate::demo_channels::run(&c, &admin, gateway).await;
-        }
-    }
+    let gateway: Box<dyn payq_app::channel::local_gateway::LocalGateway> = match args.channel {
+        DemoChannel::Sim => return sim_story(&c, &admin).await,
+        DemoChannel::Alipay => Box::new(payq_app::channel::alipay_sandbox::AlipaySandbox::start().await?),
+        DemoChannel::Wechatpay => Box::new(payq_app::channel::wechatpay_sandbox::WechatPaySandbox::start().await?),
+    };
+    crate::demo_channels::run(&c, &admin, gateway.as_ref()).await
+}
+
+/// The simulated channel's story.
+async fn sim_story(c: &Client, admin: &str) -> anyhow::Result<ExitCode> {
     let shop = c
         .call(
             reqwest::Method::POST,
             "/v1/merchants",
-            &admin,
+            admin,
             Some(json!({ "name": "Demo Tea House", "settings": {
                 "payment_timeout": "3s", "post_pay_check_delay": "1s", "ship_deadline": "2s",
                 "ship_reminder_interval": "1s", "ship_reminder_max": 2, "refund_review": "2s" } })),

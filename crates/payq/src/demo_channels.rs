@@ -6,8 +6,7 @@
 
 use crate::demo::Client;
 use anyhow::Context;
-use payq_app::channel::alipay_sandbox::AlipaySandbox;
-use payq_app::channel::wechatpay_sandbox::WechatPaySandbox;
+use payq_app::channel::local_gateway::LocalGateway;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::process::ExitCode;
@@ -23,99 +22,6 @@ async fn wait_for(c: &Client, key: &str, id: &str, what: &str, done: impl Fn(&Va
         }
         anyhow::ensure!(Instant::now() < deadline, "order {id}: {what} did not happen within 30 s ({o})");
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// A local gateway of one real channel.
-pub enum LocalGateway {
-    Alipay(AlipaySandbox),
-    WechatPay(WechatPaySandbox),
-}
-
-impl LocalGateway {
-    /// The channel's name in the API.
-    fn channel(&self) -> &'static str {
-        match self {
-            LocalGateway::Alipay(_) => "alipay",
-            LocalGateway::WechatPay(_) => "wechatpay",
-        }
-    }
-
-    /// The channel's name for people.
-    fn label(&self) -> &'static str {
-        match self {
-            LocalGateway::Alipay(_) => "Alipay",
-            LocalGateway::WechatPay(_) => "WeChat Pay",
-        }
-    }
-
-    fn url(&self) -> &str {
-        match self {
-            LocalGateway::Alipay(g) => &g.gateway_url,
-            LocalGateway::WechatPay(g) => &g.base_url,
-        }
-    }
-
-    fn account(&self) -> String {
-        match self {
-            LocalGateway::Alipay(g) => format!("app {}", g.app_id),
-            LocalGateway::WechatPay(g) => format!("merchant {} (app {})", g.mch_id, g.app_id),
-        }
-    }
-
-    fn credentials(&self) -> Value {
-        match self {
-            LocalGateway::Alipay(g) => g.credentials(),
-            LocalGateway::WechatPay(g) => g.credentials(),
-        }
-    }
-
-    /// The query payq makes when no notification comes.
-    fn query_name(&self) -> &'static str {
-        match self {
-            LocalGateway::Alipay(_) => "alipay.trade.query",
-            LocalGateway::WechatPay(_) => "GET /v3/pay/transactions/out-trade-no/{out_trade_no}",
-        }
-    }
-
-    async fn buyer_pays(&self, payment: &str) -> anyhow::Result<(u16, String)> {
-        match self {
-            LocalGateway::Alipay(g) => g.buyer_pays(payment).await,
-            LocalGateway::WechatPay(g) => g.buyer_pays(payment).await,
-        }
-    }
-
-    fn buyer_pays_silently(&self, payment: &str) -> bool {
-        match self {
-            LocalGateway::Alipay(g) => g.buyer_pays_silently(payment),
-            LocalGateway::WechatPay(g) => g.buyer_pays_silently(payment),
-        }
-    }
-
-    /// The payment's state at the channel, in the channel's words.
-    fn state(&self, payment: &str) -> String {
-        match self {
-            LocalGateway::Alipay(g) => g.trade(payment).map(|t| t.status),
-            LocalGateway::WechatPay(g) => g.transaction(payment).map(|t| t.trade_state),
-        }
-        .unwrap_or_default()
-    }
-
-    /// What the channel refunded of the payment, in fen.
-    fn refunded(&self, payment: &str) -> i64 {
-        match self {
-            LocalGateway::Alipay(g) => g.trade(payment).map(|t| t.refunds.values().sum()),
-            LocalGateway::WechatPay(g) => g.transaction(payment).map(|t| t.refunds.values().sum()),
-        }
-        .unwrap_or(0)
-    }
-
-    /// The channel's word for a payment closed unpaid.
-    fn closed_state(&self) -> &'static str {
-        match self {
-            LocalGateway::Alipay(_) => "TRADE_CLOSED",
-            LocalGateway::WechatPay(_) => "CLOSED",
-        }
     }
 }
 
@@ -139,7 +45,7 @@ fn text(v: &Value) -> String {
 }
 
 /// Plays the story through `gateway`'s channel.
-pub async fn run(c: &Client, admin: &str, gateway: LocalGateway) -> anyhow::Result<ExitCode> {
+pub async fn run(c: &Client, admin: &str, gateway: &dyn LocalGateway) -> anyhow::Result<ExitCode> {
     let (channel, label) = (gateway.channel(), gateway.label());
     println!("a local {label} gateway listens at {} (keys made for this run)", gateway.url());
     let shop = c
@@ -186,7 +92,7 @@ pub async fn run(c: &Client, admin: &str, gateway: LocalGateway) -> anyhow::Resu
     let unpaid = pay(c, &key, channel, "TEA-3", 500, "2s").await?;
     let (unpaid_id, unpaid_payment) = (text(&unpaid["id"]), text(&unpaid["payment"]["id"]));
     let closed = wait_for(c, &key, &unpaid_id, "closed", |o| o["status"] == "closed").await?;
-    let state = gateway.state(&unpaid_payment);
+    let state = gateway.state(&unpaid_payment).unwrap_or_default();
     println!("   at its deadline: order {} ({}), payment at {label} {state}", closed["status"], closed["close_reason"]);
 
     println!("\n4. a refund of order 1");

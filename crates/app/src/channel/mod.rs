@@ -8,6 +8,7 @@ pub mod alipay;
 pub mod alipay_client;
 pub mod alipay_protocol;
 pub mod alipay_sandbox;
+pub mod local_gateway;
 pub mod rsa_keys;
 pub mod sim;
 pub mod wechatpay;

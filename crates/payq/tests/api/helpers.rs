@@ -247,6 +247,62 @@ impl TestApp {
     }
 
     /// Runs `payq verify` on this app's database and returns its exit code and output.
+    /// payq with `secrets_key` and `tweak`, and a merchant (refund review `100ms`) set up
+    /// with `channel`'s `credentials`: the start of every real-channel test.
+    pub async fn with_channel(
+        secrets_key: &str,
+        tweak: impl FnOnce(&mut Settings),
+        channel: &str,
+        credentials: Value,
+    ) -> (TestApp, TestMerchant) {
+        let app = spawn_app_with(|s| {
+            s.secrets_key = Some(secrets_key.into());
+            tweak(s);
+        })
+        .await;
+        let m = app.merchant_with(serde_json::json!({ "refund_review": "100ms" })).await;
+        let r = app
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/v1/merchants/{}", m.id),
+                Some(&app.admin_token),
+                Some(serde_json::json!({ "channels": { channel: credentials } })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        (app, m)
+    }
+
+    /// Creates a CNY order of `amount` fen (with `payment_timeout` when given) and pays it
+    /// through `channel`; the `202` answer.
+    pub async fn pay_through(
+        &self,
+        m: &TestMerchant,
+        channel: &str,
+        no: &str,
+        amount: i64,
+        timeout: Option<&str>,
+    ) -> Value {
+        let mut body = serde_json::json!({ "merchant_order_no": no, "amount": amount, "currency": "CNY",
+                                           "description": "Tea, 2 boxes" });
+        if let Some(t) = timeout {
+            body["payment_timeout"] = serde_json::json!(t);
+        }
+        let order = self.order_with(m, body).await;
+        let id = order["id"].as_str().unwrap_or_default();
+        let r = self.post(&format!("/v1/orders/{id}/pay"), &m.key, serde_json::json!({ "channel": channel })).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        assert_eq!(r.body["status"], "paying");
+        r.body
+    }
+
+    /// What a channel's notification could change: every table's rows but the message
+    /// queue, whose follow-up work (event deliveries, a payment request's completion) goes
+    /// on by itself.
+    pub async fn notification_state(&self) -> Vec<(String, i64)> {
+        self.db_fingerprint().await.into_iter().filter(|(table, _)| table != "messages").collect()
+    }
+
     pub fn verify(&self) -> (i32, String) {
         verify_db(&self.db_url)
     }
@@ -308,4 +364,10 @@ pub fn assert_problem(r: &Reply, status: u16, code: &str) {
     assert_eq!(r.body["status"], status);
     assert!(r.content_type.starts_with("application/problem+json"), "content-type {}", r.content_type);
     assert!(r.body["title"].is_string() && r.body["detail"].is_string() && r.body["type"].is_string());
+}
+
+/// An order's id and its payment's id.
+pub fn order_and_payment_ids(order: &Value) -> (String, String) {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (text(&order["id"]), text(&order["payment"]["id"]))
 }

@@ -23,6 +23,7 @@ mod idempotency;
 mod merchants;
 mod orders;
 mod payments;
+mod real_channels;
 mod refunds;
 mod security;
 mod self_service;

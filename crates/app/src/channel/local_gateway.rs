@@ -1,0 +1,132 @@
+//! What the local gateways of the real channels ([`AlipaySandbox`], [`WechatPaySandbox`])
+//! have in common, so that `payq demo` and the lifecycle tests play one story against
+//! either: set a merchant up, let the buyer pay (with or without a notification), make
+//! the gateway hang, and read what happened at the channel.
+
+use super::alipay_sandbox::AlipaySandbox;
+use super::wechatpay_sandbox::WechatPaySandbox;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+
+/// A running local gateway of one real channel.
+pub trait LocalGateway: Send + Sync {
+    /// The channel's name in the API (`"alipay"`).
+    fn channel(&self) -> &'static str;
+    /// The channel's name for people (`"Alipay"`).
+    fn label(&self) -> &'static str;
+    /// Where the gateway listens.
+    fn url(&self) -> &str;
+    /// The merchant account it plays, for people.
+    fn account(&self) -> String;
+    /// The `channels.<channel>` object that sets a merchant up with this gateway.
+    fn credentials(&self) -> Value;
+    /// The call payq makes to ask about a payment, as the channel names it.
+    fn query_name(&self) -> &'static str;
+    /// The buyer pays and the channel notifies payq; payq's answer (status, body).
+    fn buyer_pays<'a>(&'a self, payment_id: &'a str) -> BoxFuture<'a, anyhow::Result<(u16, String)>>;
+    /// The buyer pays and no notification comes; false when there is nothing to pay.
+    fn buyer_pays_silently(&self, payment_id: &str) -> bool;
+    /// Makes the gateway hang (accept and never answer) or answer again.
+    fn set_hang(&self, hang: bool);
+    /// The payment's state at the channel, in the channel's words.
+    fn state(&self, payment_id: &str) -> Option<String>;
+    /// The channel's word for a payment closed unpaid.
+    fn closed_state(&self) -> &'static str;
+    /// What the channel refunded of the payment, in fen.
+    fn refunded(&self, payment_id: &str) -> i64;
+    /// How many times payq asked the channel about the payment.
+    fn queries(&self, payment_id: &str) -> u32;
+    /// payq's answer to a notification it recorded (status, body).
+    fn acknowledgement(&self) -> (u16, &'static str);
+}
+
+impl LocalGateway for AlipaySandbox {
+    fn channel(&self) -> &'static str {
+        "alipay"
+    }
+    fn label(&self) -> &'static str {
+        "Alipay"
+    }
+    fn url(&self) -> &str {
+        &self.gateway_url
+    }
+    fn account(&self) -> String {
+        format!("app {}", self.app_id)
+    }
+    fn credentials(&self) -> Value {
+        AlipaySandbox::credentials(self)
+    }
+    fn query_name(&self) -> &'static str {
+        "alipay.trade.query"
+    }
+    fn buyer_pays<'a>(&'a self, payment_id: &'a str) -> BoxFuture<'a, anyhow::Result<(u16, String)>> {
+        AlipaySandbox::buyer_pays(self, payment_id).boxed()
+    }
+    fn buyer_pays_silently(&self, payment_id: &str) -> bool {
+        AlipaySandbox::buyer_pays_silently(self, payment_id)
+    }
+    fn set_hang(&self, hang: bool) {
+        AlipaySandbox::set_hang(self, hang);
+    }
+    fn state(&self, payment_id: &str) -> Option<String> {
+        self.trade(payment_id).map(|t| t.status)
+    }
+    fn closed_state(&self) -> &'static str {
+        "TRADE_CLOSED"
+    }
+    fn refunded(&self, payment_id: &str) -> i64 {
+        self.trade(payment_id).map_or(0, |t| t.refunds.values().sum())
+    }
+    fn queries(&self, payment_id: &str) -> u32 {
+        self.trade(payment_id).and_then(|t| t.calls.get("alipay.trade.query").copied()).unwrap_or(0)
+    }
+    fn acknowledgement(&self) -> (u16, &'static str) {
+        (200, "success")
+    }
+}
+
+impl LocalGateway for WechatPaySandbox {
+    fn channel(&self) -> &'static str {
+        "wechatpay"
+    }
+    fn label(&self) -> &'static str {
+        "WeChat Pay"
+    }
+    fn url(&self) -> &str {
+        &self.base_url
+    }
+    fn account(&self) -> String {
+        format!("merchant {} (app {})", self.mch_id, self.app_id)
+    }
+    fn credentials(&self) -> Value {
+        WechatPaySandbox::credentials(self)
+    }
+    fn query_name(&self) -> &'static str {
+        "GET /v3/pay/transactions/out-trade-no/{out_trade_no}"
+    }
+    fn buyer_pays<'a>(&'a self, payment_id: &'a str) -> BoxFuture<'a, anyhow::Result<(u16, String)>> {
+        WechatPaySandbox::buyer_pays(self, payment_id).boxed()
+    }
+    fn buyer_pays_silently(&self, payment_id: &str) -> bool {
+        WechatPaySandbox::buyer_pays_silently(self, payment_id)
+    }
+    fn set_hang(&self, hang: bool) {
+        WechatPaySandbox::set_hang(self, hang);
+    }
+    fn state(&self, payment_id: &str) -> Option<String> {
+        self.transaction(payment_id).map(|t| t.trade_state)
+    }
+    fn closed_state(&self) -> &'static str {
+        "CLOSED"
+    }
+    fn refunded(&self, payment_id: &str) -> i64 {
+        self.transaction(payment_id).map_or(0, |t| t.refunds.values().sum())
+    }
+    fn queries(&self, payment_id: &str) -> u32 {
+        self.transaction(payment_id).and_then(|t| t.calls.get("query").copied()).unwrap_or(0)
+    }
+    fn acknowledgement(&self) -> (u16, &'static str) {
+        (204, "")
+    }
+}
