@@ -228,8 +228,12 @@ impl Store {
 
     /// The merchants whose shown channel configuration names `serial` (a platform
     /// certificate's serial, upper-case hex), with their sealed credentials: whom a WeChat
-    /// Pay notification signed under that certificate may be for. At most 16.
+    /// Pay notification signed under that certificate may be for. At most 16; none for a
+    /// serial that is not hex (which also keeps `LIKE`'s wildcards out).
     pub async fn merchants_with_channel_serial(&self, serial: &str) -> StoreResult<Vec<(MerchantId, Option<String>)>> {
+        if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Vec::new());
+        }
         let found =
             crate::db::query("SELECT id, channel_secrets FROM merchants WHERE channels LIKE $1 ORDER BY id LIMIT 16")
                 .bind(format!("%\"{serial}\"%"))

@@ -142,7 +142,8 @@ impl WechatPayClient {
         let status = answer.status().as_u16();
         let headers = answer.headers().clone();
         let raw = answer.text().await.map_err(|e| unavailable(format!("{method} {path_and_query}: {e}")))?;
-        if !(200..300).contains(&status) && !(400..500).contains(&status) || status == 429 {
+        let answered = (200..300).contains(&status) || (400..500).contains(&status);
+        if !answered || status == 429 {
             return Err(unavailable(format!("{method} {path_and_query}: HTTP {status}")));
         }
         let signature = SignatureHeaders {
