@@ -196,110 +196,24 @@ fn trade_status(node: &Value) -> ChannelStatus {
 
 #[cfg(test)]
 mod tests {
-    //! Against a local gateway on 127.0.0.1 that checks each request's signature with the
-    //! application's public key and signs its answers with its own key.
+    //! Against the local gateway ([`super::super::alipay_sandbox`]), which checks each
+    //! request's signature with the application's public key and signs its answers with
+    //! its own key.
     use super::*;
-    use axum::extract::State;
-    use axum::http::StatusCode;
-    use axum::response::IntoResponse;
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
+    use crate::channel::alipay_sandbox::AlipaySandbox;
+    use crate::usecases::AlipayCredentials;
 
-    const APP_KEY: &str = include_str!("testdata/alipay-app-key.pem");
-    const APP_PUBLIC_KEY: &str = include_str!("testdata/alipay-app-pub.pem");
-    const GATEWAY_KEY: &str = include_str!("testdata/alipay-gateway-key.pem");
-    const GATEWAY_PUBLIC_KEY: &str = include_str!("testdata/alipay-gateway-pub.pem");
-
-    /// What the local gateway knows and how it behaves.
-    #[derive(Default)]
-    struct Gateway {
-        /// out_trade_no → (trade_status, total fen).
-        trades: HashMap<String, (String, i64)>,
-        refunds: HashMap<String, i64>,
-        /// Answer every call with this HTTP status instead.
-        fail_with: Option<u16>,
-        /// Sign answers with the wrong key.
-        forge: bool,
-    }
-
-    type Shared = Arc<Mutex<Gateway>>;
-
-    async fn gateway(State(state): State<Shared>, body: String) -> axum::response::Response {
-        let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
-        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
-        let app_public = AlipayPublicKey::from_pem(APP_PUBLIC_KEY).expect("app public key");
-        let content = protocol::signing_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &[]);
-        let method = get("method");
-        let node = if app_public.verify(&content, &get("sign")).is_err() {
-            json!({"code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.invalid-signature"})
-        } else {
-            let mut g = state.lock().expect("gateway state");
-            if let Some(code) = g.fail_with {
-                return (StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY), "down").into_response();
-            }
-            let biz: Value = serde_json::from_str(&get("biz_content")).unwrap_or_default();
-            let no = biz["out_trade_no"].as_str().unwrap_or_default().to_owned();
-            match method.as_str() {
-                "alipay.trade.precreate" => {
-                    let fen = protocol::minor_units(biz["total_amount"].as_str().unwrap_or_default()).unwrap_or(0);
-                    g.trades.entry(no.clone()).or_insert(("WAIT_BUYER_PAY".into(), fen));
-                    json!({"code": "10000", "msg": "Success", "out_trade_no": no, "qr_code": format!("https://qr.alipay.com/{no}")})
-                }
-                "alipay.trade.query" => match g.trades.get(&no) {
-                    Some((status, fen)) => json!({"code": "10000", "msg": "Success", "out_trade_no": no,
-                        "trade_no": format!("2026{no}"), "trade_status": status, "total_amount": protocol::yuan(*fen)}),
-                    None => json!({"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.TRADE_NOT_EXIST"}),
-                },
-                "alipay.trade.close" => match g.trades.get_mut(&no) {
-                    Some((status, _)) if status == "WAIT_BUYER_PAY" => {
-                        *status = "TRADE_CLOSED".into();
-                        json!({"code": "10000", "msg": "Success", "out_trade_no": no})
-                    }
-                    Some(_) => json!({"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.TRADE_STATUS_ERROR"}),
-                    None => json!({"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.TRADE_NOT_EXIST"}),
-                },
-                "alipay.trade.refund" => {
-                    let fen = protocol::minor_units(biz["refund_amount"].as_str().unwrap_or_default()).unwrap_or(0);
-                    let request = biz["out_request_no"].as_str().unwrap_or_default().to_owned();
-                    let total = g.trades.get(&no).map_or(0, |(_, t)| *t);
-                    let refunded: i64 = g.refunds.iter().filter(|(r, _)| **r != request).map(|(_, f)| f).sum();
-                    if refunded + fen > total {
-                        json!({"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL"})
-                    } else {
-                        g.refunds.insert(request, fen);
-                        json!({"code": "10000", "msg": "Success", "fund_change": "Y"})
-                    }
-                }
-                _ => json!({"code": "40004", "msg": "Business Failed", "sub_code": "isv.invalid-method"}),
-            }
-        };
-        let forge = state.lock().map(|g| g.forge).unwrap_or(false);
-        let signer = AppKey::from_pem(if forge { APP_KEY } else { GATEWAY_KEY }).expect("gateway key");
-        let node_text = node.to_string();
-        let name = format!("{}_response", method.replace('.', "_"));
-        format!(r#"{{"{name}":{node_text},"sign":"{}"}}"#, signer.sign(&node_text)).into_response()
-    }
-
-    async fn start() -> (AlipayAccount, Shared) {
-        let state: Shared = Arc::default();
-        let app = axum::Router::new().route("/gateway.do", axum::routing::post(gateway)).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let account = AlipayAccount {
-            app_id: "2021000000000001".into(),
-            app_key: AppKey::from_pem(APP_KEY).expect("app key"),
-            alipay_public_key: AlipayPublicKey::from_pem(GATEWAY_PUBLIC_KEY).expect("gateway public key"),
-            gateway_url: format!("http://{addr}/gateway.do"),
-        };
-        (account, state)
+    async fn start() -> (AlipayAccount, AlipaySandbox) {
+        let sandbox = AlipaySandbox::start().await.expect("sandbox");
+        let credentials: AlipayCredentials = serde_json::from_value(sandbox.credentials()).expect("credentials");
+        (credentials.account().expect("account"), sandbox)
     }
 
     fn client() -> AlipayClient {
         AlipayClient::new(Duration::from_secs(5)).expect("client")
     }
 
-    fn pay<'a>(no: &'a str) -> Precreate<'a> {
+    fn pay(no: &str) -> Precreate<'_> {
         Precreate {
             out_trade_no: no,
             amount: 8888,
@@ -311,32 +225,29 @@ mod tests {
 
     #[tokio::test]
     async fn a_payment_goes_from_qr_code_to_paid_and_is_refunded_once_per_request_no() {
-        let (account, gateway) = start().await;
+        let (account, sandbox) = start().await;
         let c = client();
-        assert_eq!(c.precreate(&account, &pay("pay_1")).await.expect("qr"), "https://qr.alipay.com/pay_1");
+        let qr = c.precreate(&account, &pay("pay_1")).await.expect("qr");
+        assert!(qr.starts_with("https://qr.alipay.com/"), "{qr}");
         assert_eq!(c.query(&account, "pay_1").await.expect("query"), ChannelStatus::Pending);
         assert_eq!(c.query(&account, "pay_unknown").await.expect("query"), ChannelStatus::NotFound);
-        gateway.lock().expect("state").trades.insert("pay_1".into(), ("TRADE_SUCCESS".into(), 8888));
-        assert_eq!(
-            c.query(&account, "pay_1").await.expect("query"),
-            ChannelStatus::Succeeded { txn_id: "2026pay_1".into() }
-        );
+        assert!(sandbox.buyer_pays_silently("pay_1"));
+        let paid = ChannelStatus::Succeeded { txn_id: "20261".into() };
+        assert_eq!(c.query(&account, "pay_1").await.expect("query"), paid);
         // Paid: closing it says so instead of closing.
-        assert_eq!(
-            c.close(&account, "pay_1").await.expect("close"),
-            ChannelStatus::Succeeded { txn_id: "2026pay_1".into() }
-        );
+        assert_eq!(c.close(&account, "pay_1").await.expect("close"), paid);
         assert_eq!(c.refund(&account, "pay_1", "ref_1", 5000).await.expect("refund"), RefundOutcome::Succeeded);
         assert_eq!(c.refund(&account, "pay_1", "ref_1", 5000).await.expect("same refund"), RefundOutcome::Succeeded);
         assert!(matches!(
             c.refund(&account, "pay_1", "ref_2", 5000).await.expect("too much"),
             RefundOutcome::Refused { .. }
         ));
+        assert_eq!(sandbox.trade("pay_1").map(|t| t.refunds.values().sum::<i64>()), Some(5000));
     }
 
     #[tokio::test]
     async fn an_unpaid_payment_closes_and_one_never_scanned_is_not_found() {
-        let (account, _gateway) = start().await;
+        let (account, _sandbox) = start().await;
         let c = client();
         c.precreate(&account, &pay("pay_2")).await.expect("qr");
         assert_eq!(c.close(&account, "pay_2").await.expect("close"), ChannelStatus::Closed);
@@ -346,39 +257,34 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_results_are_unavailable_never_an_outcome() {
-        let (account, gateway) = start().await;
+        let (account, sandbox) = start().await;
         let c = client();
-        gateway.lock().expect("state").forge = true;
-        assert!(matches!(c.query(&account, "pay_3").await, Err(ChannelError::Unavailable(_))), "forged answer");
-        gateway.lock().expect("state").forge = false;
-        gateway.lock().expect("state").fail_with = Some(502);
+        c.precreate(&account, &pay("pay_3")).await.expect("qr");
+        // Answers that do not verify under the merchant's Alipay public key: someone else's
+        // answers, never believed.
+        let (other, _) = start().await;
+        let mut forged = account.clone();
+        forged.alipay_public_key = other.alipay_public_key.clone();
+        assert!(matches!(c.query(&forged, "pay_3").await, Err(ChannelError::Unavailable(_))), "forged answer");
+        sandbox.set_failure(Some(502));
         assert!(matches!(c.query(&account, "pay_3").await, Err(ChannelError::Unavailable(_))), "HTTP 502");
+        sandbox.set_failure(None);
         let mut nowhere = account.clone();
         nowhere.gateway_url = "http://127.0.0.1:9/gateway.do".into();
-        assert!(matches!(c.precreate(&nowhere, &pay("pay_3")).await, Err(ChannelError::Unavailable(_))));
+        assert!(matches!(c.precreate(&nowhere, &pay("pay_4")).await, Err(ChannelError::Unavailable(_))));
         // A wrong application key: the gateway refuses the signature, a definite answer.
-        gateway.lock().expect("state").fail_with = None;
         let mut wrong_key = account.clone();
-        wrong_key.app_key = AppKey::from_pem(GATEWAY_KEY).expect("another key");
-        assert!(matches!(c.precreate(&wrong_key, &pay("pay_3")).await, Err(ChannelError::Invalid(_))));
+        wrong_key.app_key = other.app_key.clone();
+        assert!(matches!(c.precreate(&wrong_key, &pay("pay_5")).await, Err(ChannelError::Invalid(_))));
     }
 
     #[tokio::test]
     async fn a_gateway_that_hangs_is_unavailable_after_the_timeout() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        // Accepts connections and never answers.
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        let (mut account, _gateway) = start().await;
-        account.gateway_url = format!("http://{addr}/gateway.do");
+        let (account, sandbox) = start().await;
+        sandbox.set_hang(true);
         let c = AlipayClient::new(Duration::from_millis(300)).expect("client");
         let started = std::time::Instant::now();
-        assert!(matches!(c.query(&account, "pay_4").await, Err(ChannelError::Unavailable(_))));
+        assert!(matches!(c.query(&account, "pay_6").await, Err(ChannelError::Unavailable(_))));
         assert!(started.elapsed() < Duration::from_secs(3));
     }
 }

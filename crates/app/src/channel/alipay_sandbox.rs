@@ -33,6 +33,8 @@ struct Books {
     trades: HashMap<String, SandboxTrade>,
     /// Accept calls and never answer (a gateway that hangs).
     hang: bool,
+    /// Answer every call with this HTTP status instead (a gateway in trouble).
+    fail_with: Option<u16>,
 }
 
 struct Inner {
@@ -109,6 +111,11 @@ impl AlipaySandbox {
     /// Makes the gateway hang (accept and never answer) or answer again.
     pub fn set_hang(&self, hang: bool) {
         self.books().hang = hang;
+    }
+
+    /// Makes the gateway answer every call with HTTP `status` (`None`: answer again).
+    pub fn set_failure(&self, status: Option<u16>) {
+        self.books().fail_with = status;
     }
 
     /// The buyer pays without Alipay notifying anyone (a lost notification): only a query
@@ -200,6 +207,9 @@ async fn gateway(State(inner): State<Arc<Inner>>, body: String) -> Response {
     let method = get("method");
     if lock(&inner).hang {
         std::future::pending::<()>().await;
+    }
+    if let Some(status) = lock(&inner).fail_with {
+        return (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), "unavailable").into_response();
     }
     let content = protocol::signing_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &[]);
     let node = if inner.app_public_key.verify(&content, &get("sign")).is_err() || get("app_id") != inner.app_id {
