@@ -101,7 +101,9 @@ impl Payq {
             .await
             .map_err(|e| NotificationError::Unavailable(e.to_string()))?;
         let now = payq_domain::Timestamp::now().unix_seconds();
-        let mut opened = None;
+        // Every merchant under whose certificate and API v3 key it verifies and opens (one,
+        // unless the same WeChat Pay account is set up on several merchants).
+        let mut opened = Vec::new();
         for (merchant, sealed) in candidates {
             let Some(account) =
                 self.open_channels(sealed).ok().and_then(|c| c.wechatpay).and_then(|w| w.account().ok())
@@ -112,20 +114,25 @@ impl Payq {
                 continue;
             }
             if let Ok(plain) = envelope.resource.open(&account.api_v3_key) {
-                opened = Some((merchant, account, plain));
-                break;
+                opened.push((merchant, account, plain));
             }
         }
-        let (merchant, account, plain) = opened.ok_or_else(|| refused("signature or resource does not verify"))?;
+        let Some((_, _, plain)) = opened.first() else {
+            return Err(refused("signature or resource does not verify"));
+        };
         if !envelope.event_type.starts_with("TRANSACTION.") {
             // Refund notifications: payq asks about refunds itself.
             return Ok(());
         }
-        let transaction: Value =
-            serde_json::from_slice(&plain).map_err(|_| refused("resource is not a transaction"))?;
+        let transaction: Value = serde_json::from_slice(plain).map_err(|_| refused("resource is not a transaction"))?;
         let text = |field: &str| transaction.get(field).and_then(Value::as_str).unwrap_or_default().to_owned();
         let payment = self.channel_payment(&text("out_trade_no"), "wechatpay").await?;
-        if payment.merchant_id != merchant || text("mchid") != account.mch_id || text("appid") != account.app_id {
+        let account = opened
+            .iter()
+            .find(|(merchant, _, _)| *merchant == payment.merchant_id)
+            .map(|(_, account, _)| account)
+            .ok_or_else(|| refused("the payment is another merchant's"))?;
+        if text("mchid") != account.mch_id || text("appid") != account.app_id {
             return Err(refused("mchid or appid is not the merchant's"));
         }
         let total = transaction.pointer("/amount/total").and_then(Value::as_i64);

@@ -84,6 +84,31 @@ async fn forged_stale_mismatched_and_unknown_notifications_change_nothing() {
 }
 
 #[tokio::test]
+async fn one_wechatpay_account_on_two_merchants_pays_each_its_own_orders() {
+    let sandbox = sandbox().await;
+    let (app, first) = lifecycle::setup(SECRETS_KEY, &sandbox, |_| {}).await;
+    let second = app.merchant().await;
+    let r = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/merchants/{}", second.id),
+            Some(&app.admin_token),
+            Some(json!({ "channels": { "wechatpay": sandbox.credentials() } })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Whichever merchant the certificate finds first, each notification pays the order of
+    // the merchant whose payment it names.
+    for (m, no) in [(&first, "WX-A"), (&second, "WX-B")] {
+        let order = app.pay_through(m, "wechatpay", no, 1200, None).await;
+        let (order_id, payment_id) = order_and_payment_ids(&order);
+        assert_eq!(sandbox.buyer_pays(&payment_id).await.expect("notified").0, 204, "{no}");
+        app.wait_order(m, &order_id, "paid").await;
+    }
+    assert_eq!(app.verify().0, 0, "payq verify");
+}
+
+#[tokio::test]
 async fn a_lost_notification_is_found_by_the_query() {
     let sandbox = sandbox().await;
     let (app, m) = lifecycle::setup(SECRETS_KEY, &sandbox, |_| {}).await;
