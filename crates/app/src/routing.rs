@@ -31,20 +31,35 @@ pub fn purpose(kind: JobKind) -> &'static str {
 }
 
 impl Router for JobRouter {
-    async fn route(&self, m: &OutboxMessage) -> Result<Route, String> {
-        let msg = &m.message;
-        let job = Job::parse(&msg.kind, &msg.payload);
+    async fn route_all(&self, batch: &[OutboxMessage]) -> Vec<Result<Route, String>> {
+        let jobs: Vec<_> = batch.iter().map(|m| Job::parse(&m.message.kind, &m.message.payload)).collect();
         // First publication only (not a retry or a deferral, which move the due time).
         // A redelivery the merchant asked for goes to its webhook only.
-        if let Ok(Job::WebhookDeliver(job)) = &job
-            && m.due_at == msg.scheduled_at
-            && !job.redelivery
-        {
-            let event = self.store.event_body(&job.event_id).await.map_err(|e| e.to_string())?;
-            return Ok(Route::Event { event_type: event.event_type, body: event.body });
-        }
-        // A message payq cannot read still goes to a worker, which dead-letters it with the
-        // reason.
-        Ok(Route::Work(job.map_or("timers", |job| purpose(job.kind()))))
+        let announced = |(m, job): (&OutboxMessage, &Result<Job, _>)| match job {
+            Ok(Job::WebhookDeliver(job)) if m.due_at == m.message.scheduled_at && !job.redelivery => {
+                Some(job.event_id.clone())
+            }
+            _ => None,
+        };
+        let event_ids: Vec<_> = batch.iter().zip(&jobs).filter_map(announced).collect();
+        let events = if event_ids.is_empty() {
+            Ok(Default::default())
+        } else {
+            self.store.event_bodies(&event_ids).await.map_err(|e| e.to_string())
+        };
+        batch
+            .iter()
+            .zip(&jobs)
+            .map(|(m, job)| match (announced((m, job)), &events) {
+                (Some(id), Ok(events)) => match events.get(&id) {
+                    Some(event) => Ok(Route::Event { event_type: event.event_type.clone(), body: event.body.clone() }),
+                    None => Err(format!("event {id} not found")),
+                },
+                (Some(_), Err(e)) => Err(e.clone()),
+                // A message payq cannot read still goes to a worker, which dead-letters it
+                // with the reason.
+                (None, _) => Ok(Route::Work(job.as_ref().map_or("timers", |job| purpose(job.kind())))),
+            })
+            .collect()
     }
 }

@@ -1,8 +1,10 @@
 //! The merchant's event log. Each state change writes its event in the change's
 //! transaction; the log is read back oldest first.
 
+use crate::merchants::MerchantCredentials;
 use crate::{Store, StoreError, StoreResult, Tx};
 use payq_domain::{Event, EventId, EventType, MerchantId, OrderId, Timestamp};
+use std::collections::HashMap;
 
 /// An event to record.
 pub struct NewEvent<'a> {
@@ -92,6 +94,56 @@ impl Store {
             event_type: row.try_get("type")?,
             body: row.try_get("body")?,
         })
+    }
+
+    /// The stored bodies of the events `ids` (those that exist), by id: one read for a
+    /// batch of messages to route.
+    pub async fn event_bodies(&self, ids: &[EventId]) -> StoreResult<HashMap<EventId, EventBody>> {
+        let ids = serde_json::to_string(&ids.iter().map(EventId::as_str).collect::<Vec<_>>())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sql = match self.backend() {
+            crate::Backend::Sqlite => {
+                "SELECT id, merchant_id, type, body FROM events WHERE id IN (SELECT value FROM json_each($1))"
+            }
+            crate::Backend::Postgres => {
+                "SELECT id, merchant_id, type, body FROM events
+                 WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::JSONB)))"
+            }
+        };
+        let rows = crate::db::query(sql).bind(ids).fetch_all(self.read()).await?;
+        rows.iter()
+            .map(|row| {
+                let body = EventBody {
+                    merchant_id: crate::rows::parse(row, "merchant_id")?,
+                    event_type: row.try_get("type")?,
+                    body: row.try_get("body")?,
+                };
+                Ok((crate::rows::parse(row, "id")?, body))
+            })
+            .collect()
+    }
+
+    /// An event with its merchant (`None` when the merchant is gone): what a webhook
+    /// delivery needs, in one read.
+    pub async fn event_with_merchant(&self, id: &EventId) -> StoreResult<(EventBody, Option<MerchantCredentials>)> {
+        let row = crate::db::query(
+            "SELECT e.merchant_id AS event_merchant_id, e.type AS event_type, e.body AS event_body, m.* \
+             FROM events e LEFT JOIN merchants m ON m.id = e.merchant_id WHERE e.id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(self.read())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let event = EventBody {
+            merchant_id: crate::rows::parse(&row, "event_merchant_id")?,
+            event_type: row.try_get("event_type")?,
+            body: row.try_get("event_body")?,
+        };
+        let merchant = match row.try_get::<Option<String>>("id")? {
+            Some(_) => Some(crate::merchants::credentials(&row)?),
+            None => None,
+        };
+        Ok((event, merchant))
     }
 
     /// The merchant's event `id` (`NotFound` for another merchant's).

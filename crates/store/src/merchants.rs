@@ -172,7 +172,8 @@ impl Tx {
     }
 }
 
-fn credentials(row: &crate::db::Row) -> StoreResult<MerchantCredentials> {
+/// A merchant row (any query selecting `merchants`' columns by their names) with its credentials.
+pub(crate) fn credentials(row: &crate::db::Row) -> StoreResult<MerchantCredentials> {
     let previous = |value: &str, until: &str| -> StoreResult<Option<PreviousSecret>> {
         let value: Option<String> = row.try_get(value)?;
         let until: Option<i64> = row.try_get(until)?;

@@ -49,12 +49,10 @@ impl Payq {
         turn: Option<DeliveryTurn<'_>>,
     ) -> Result<DeliveryOutcome, StoreFault> {
         let event_id = &job.event_id;
-        let event = self.store.event_body(event_id).await?;
+        let (event, creds) = self.store.event_with_merchant(event_id).await?;
         let merchant_id = event.merchant_id;
-        let creds = match self.store.merchant_with_credentials(&merchant_id).await {
-            Ok(c) => c,
-            Err(StoreError::NotFound) => return Ok(DeliveryOutcome::NoEndpoint),
-            Err(e) => return Err(e.into()),
+        let Some(creds) = creds else {
+            return Ok(DeliveryOutcome::NoEndpoint);
         };
         let Some(url) = creds.merchant.webhook_url.as_deref() else {
             return Ok(DeliveryOutcome::NoEndpoint);

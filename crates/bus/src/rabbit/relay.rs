@@ -54,8 +54,10 @@ pub enum Route {
 
 /// Decides the route of each message (payq's jobs know their queues and events).
 pub trait Router: Send + Sync + 'static {
-    /// The route of `m`, or why it has none (the message is released and retried).
-    fn route(&self, m: &OutboxMessage) -> impl Future<Output = Result<Route, String>> + Send;
+    /// The route of each message of a batch, in order, or why it has none (that message is
+    /// released and retried). One call per batch, so what the routes need from the store
+    /// is read once for the batch.
+    fn route_all(&self, batch: &[OutboxMessage]) -> impl Future<Output = Vec<Result<Route, String>>> + Send;
 }
 
 /// Tuning of the relay.
@@ -254,8 +256,9 @@ impl<R: Router> Relay<R> {
         let now = Timestamp::now();
         let mut prepared = Vec::with_capacity(batch.len());
         let mut failed: Vec<(&OutboxMessage, String)> = Vec::new();
-        for m in batch {
-            match self.router.route(m).await {
+        let routes = self.router.route_all(batch).await;
+        for (m, route) in batch.iter().zip(routes) {
+            match route {
                 Ok(route) => match self.address(m, route, now) {
                     Ok(addr) => prepared.push((m, addr)),
                     Err(e) => failed.push((m, e)),
