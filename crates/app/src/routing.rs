@@ -35,22 +35,26 @@ impl Router for JobRouter {
         let jobs: Vec<_> = batch.iter().map(|m| Job::parse(&m.message.kind, &m.message.payload)).collect();
         // First publication only (not a retry or a deferral, which move the due time).
         // A redelivery the merchant asked for goes to its webhook only.
-        let announced = |(m, job): (&OutboxMessage, &Result<Job, _>)| match job {
-            Ok(Job::WebhookDeliver(job)) if m.due_at == m.message.scheduled_at && !job.redelivery => {
-                Some(job.event_id.clone())
-            }
-            _ => None,
-        };
-        let event_ids: Vec<_> = batch.iter().zip(&jobs).filter_map(announced).collect();
+        let announced: Vec<_> = batch
+            .iter()
+            .zip(&jobs)
+            .map(|(m, job)| match job {
+                Ok(Job::WebhookDeliver(job)) if m.due_at == m.message.scheduled_at && !job.redelivery => {
+                    Some(job.event_id.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        let event_ids: Vec<_> = announced.iter().flatten().cloned().collect();
         let events = if event_ids.is_empty() {
             Ok(Default::default())
         } else {
             self.store.event_bodies(&event_ids).await.map_err(|e| e.to_string())
         };
-        batch
-            .iter()
+        announced
+            .into_iter()
             .zip(&jobs)
-            .map(|(m, job)| match (announced((m, job)), &events) {
+            .map(|(event, job)| match (event, &events) {
                 (Some(id), Ok(events)) => match events.get(&id) {
                     Some(event) => Ok(Route::Event { event_type: event.event_type.clone(), body: event.body.clone() }),
                     None => Err(format!("event {id} not found")),

@@ -89,11 +89,7 @@ impl Store {
             .fetch_optional(self.read())
             .await?
             .ok_or(StoreError::NotFound)?;
-        Ok(EventBody {
-            merchant_id: crate::rows::parse(&row, "merchant_id")?,
-            event_type: row.try_get("type")?,
-            body: row.try_get("body")?,
-        })
+        event_body(&row)
     }
 
     /// The stored bodies of the events `ids` (those that exist), by id: one read for a
@@ -111,34 +107,21 @@ impl Store {
             }
         };
         let rows = crate::db::query(sql).bind(ids).fetch_all(self.read()).await?;
-        rows.iter()
-            .map(|row| {
-                let body = EventBody {
-                    merchant_id: crate::rows::parse(row, "merchant_id")?,
-                    event_type: row.try_get("type")?,
-                    body: row.try_get("body")?,
-                };
-                Ok((crate::rows::parse(row, "id")?, body))
-            })
-            .collect()
+        rows.iter().map(|row| Ok((crate::rows::parse(row, "id")?, event_body(row)?))).collect()
     }
 
     /// An event with its merchant (`None` when the merchant is gone): what a webhook
     /// delivery needs, in one read.
     pub async fn event_with_merchant(&self, id: &EventId) -> StoreResult<(EventBody, Option<MerchantCredentials>)> {
         let row = crate::db::query(
-            "SELECT e.merchant_id AS event_merchant_id, e.type AS event_type, e.body AS event_body, m.* \
+            "SELECT e.merchant_id, e.type, e.body, m.* \
              FROM events e LEFT JOIN merchants m ON m.id = e.merchant_id WHERE e.id = $1",
         )
         .bind(id.as_str())
         .fetch_optional(self.read())
         .await?
         .ok_or(StoreError::NotFound)?;
-        let event = EventBody {
-            merchant_id: crate::rows::parse(&row, "event_merchant_id")?,
-            event_type: row.try_get("event_type")?,
-            body: row.try_get("event_body")?,
-        };
+        let event = event_body(&row)?;
         let merchant = match row.try_get::<Option<String>>("id")? {
             Some(_) => Some(crate::merchants::credentials(&row)?),
             None => None,
@@ -154,6 +137,16 @@ impl Store {
             Err(e) => Err(e),
         }
     }
+}
+
+/// An event's merchant, type and body from a row that selects `merchant_id`, `type` and
+/// `body`.
+fn event_body(row: &crate::db::Row) -> StoreResult<EventBody> {
+    Ok(EventBody {
+        merchant_id: crate::rows::parse(row, "merchant_id")?,
+        event_type: row.try_get("type")?,
+        body: row.try_get("body")?,
+    })
 }
 
 /// An event as webhooks send it.

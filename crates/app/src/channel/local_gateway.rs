@@ -31,6 +31,8 @@ pub trait LocalGateway: Send + Sync {
     fn set_hang(&self, hang: bool);
     /// The payment's state at the channel, in the channel's words.
     fn state(&self, payment_id: &str) -> Option<String>;
+    /// The channel's word for a payment waiting for the buyer.
+    fn pending_state(&self) -> &'static str;
     /// The channel's word for a payment closed unpaid.
     fn closed_state(&self) -> &'static str;
     /// What the channel refunded of the payment, in fen.
@@ -71,6 +73,9 @@ impl LocalGateway for AlipaySandbox {
     }
     fn state(&self, payment_id: &str) -> Option<String> {
         self.trade(payment_id).map(|t| t.status)
+    }
+    fn pending_state(&self) -> &'static str {
+        "WAIT_BUYER_PAY"
     }
     fn closed_state(&self) -> &'static str {
         "TRADE_CLOSED"
@@ -116,6 +121,9 @@ impl LocalGateway for WechatPaySandbox {
     }
     fn state(&self, payment_id: &str) -> Option<String> {
         self.transaction(payment_id).map(|t| t.trade_state)
+    }
+    fn pending_state(&self) -> &'static str {
+        "NOTPAY"
     }
     fn closed_state(&self) -> &'static str {
         "CLOSED"

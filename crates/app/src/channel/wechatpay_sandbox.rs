@@ -94,12 +94,14 @@ impl WechatPaySandbox {
         let (merchant_private, merchant_public) = pem_pair()?;
         let (platform_private, platform_public) = pem_pair()?;
         let platform_key = MerchantKey::from_pem(&platform_private)?;
-        let serial = crate::crypto::random_hex(20).to_ascii_uppercase();
         let platform_der = der_of(&platform_public).ok_or_else(|| anyhow::anyhow!("platform key"))?;
+        // At most 20 octets and positive (RFC 5280), so the high bit stays clear.
+        let mut serial: [u8; 20] = rand::random();
+        serial[0] &= 0x7f;
         let certificate = protocol::self_signed_certificate(
             &platform_key,
             &platform_der,
-            &hex::decode(format!("5A{}", &serial[2..]))?,
+            &serial,
             "WeChat Pay sandbox platform (payq)",
             std::time::Duration::from_secs(365 * 86_400),
         )?;

@@ -28,7 +28,7 @@ pub async fn the_qr_code_is_in_the_answer_and_the_notification_pays_once(
     let order = app.pay_through(m, gateway.channel(), "RC-1", 8888, None).await;
     let (order_id, payment_id) = order_and_payment_ids(&order);
     assert_eq!(order["payment"]["next_action"]["type"], "qr_code", "{order}");
-    assert_eq!(gateway.state(&payment_id), Some(pending_word(gateway).into()), "{order}");
+    assert_eq!(gateway.state(&payment_id), Some(gateway.pending_state().into()), "{order}");
     let (status, body) = gateway.buyer_pays(&payment_id).await.expect("notified");
     assert_eq!((status, body.as_str()), gateway.acknowledgement());
     app.wait_order(m, &order_id, "paid").await;
@@ -50,11 +50,6 @@ pub async fn the_qr_code_is_in_the_answer_and_the_notification_pays_once(
     let end = app.get(&format!("/v1/orders/{order_id}"), &m.key).await.body;
     assert_eq!(end["payment"]["next_action"], order["payment"]["next_action"]);
     end
-}
-
-/// The channel's word for a payment made but not paid yet.
-fn pending_word(gateway: &dyn LocalGateway) -> &'static str {
-    if gateway.channel() == "alipay" { "WAIT_BUYER_PAY" } else { "NOTPAY" }
 }
 
 /// The buyer pays and no notification comes: the query schedule finds it.
