@@ -61,6 +61,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         "RabbitMQ: published messages found lost and published again",
     ),
     (
+        "payq_delay_bundled_messages_total",
+        MetricKind::Counter,
+        "RabbitMQ: delayed messages published from the bundles that came out of the tiers",
+    ),
+    (
         "payq_deliveries_dropped_total",
         MetricKind::Counter,
         "RabbitMQ: stale or duplicate deliveries acknowledged unhandled",

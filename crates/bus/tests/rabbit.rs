@@ -1,6 +1,7 @@
 //! payq's RabbitMQ pieces against the real local RabbitMQ: the topology declares
 //! idempotently and routes as described; mixed delays published out of order fire through
-//! the tiers in due order, each within one step of its due time.
+//! the tiers in due order, each within one step of its due time; a bundle of delayed
+//! messages waits once and is split into its messages, headers kept.
 //!
 //! Needs RabbitMQ (`PAYQ_TEST_AMQP_URL`, default guest@127.0.0.1:5672). Without one the
 //! test is skipped locally and fails under CI (`CI` set).
@@ -12,10 +13,12 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use payq_bus::rabbit::bundle::{self, BundledMessage, CLAIM_HEADER, DUE_HEADER, KEY_HEADER, Splitter};
 use payq_bus::rabbit::publisher::{ConfirmedPublisher, Outgoing, PublishError};
 use payq_bus::rabbit::tiers::Tiers;
 use payq_bus::rabbit::topology::Topology;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 async fn connect() -> Option<Connection> {
     let url = std::env::var("PAYQ_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
@@ -29,6 +32,18 @@ async fn connect() -> Option<Connection> {
             None
         }
     }
+}
+
+/// Consumes `queue` with automatic acknowledgements.
+async fn consume_no_ack(channel: &lapin::Channel, queue: &str, tag: &str) -> lapin::Result<lapin::Consumer> {
+    channel
+        .basic_consume(
+            queue.into(),
+            tag.into(),
+            BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
+            FieldTable::default(),
+        )
+        .await
 }
 
 /// A name prefix no other test run uses.
@@ -76,15 +91,7 @@ async fn the_topology_declares_idempotently_and_routes_commands_events_and_delay
     assert!(returned.is_empty(), "everything was routable: {returned:?}");
 
     let mut got = Vec::new();
-    let mut consumer = channel
-        .basic_consume(
-            timers.as_str().into(),
-            "t".into(),
-            BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume timers");
+    let mut consumer = consume_no_ack(&channel, &timers, "t").await.expect("consume timers");
     while got.len() < 2 {
         let d = tokio::time::timeout(Duration::from_secs(5), consumer.next())
             .await
@@ -95,15 +102,7 @@ async fn the_topology_declares_idempotently_and_routes_commands_events_and_delay
     }
     assert_eq!(got, ["now", "later"]);
     let webhooks = topology.work_queue("webhooks");
-    let mut consumer = channel
-        .basic_consume(
-            webhooks.as_str().into(),
-            "w".into(),
-            BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume webhooks");
+    let mut consumer = consume_no_ack(&channel, &webhooks, "w").await.expect("consume webhooks");
     let d = tokio::time::timeout(Duration::from_secs(5), consumer.next())
         .await
         .expect("in time")
@@ -153,15 +152,7 @@ async fn mixed_delays_fire_in_due_order_through_the_tiers() {
         )
         .await
         .expect("bind inbox");
-    let mut consumer = channel
-        .basic_consume(
-            inbox.as_str().into(),
-            "test".into(),
-            BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut consumer = consume_no_ack(&channel, &inbox, "test").await.expect("consume");
 
     let start = Instant::now();
     for secs in [3u64, 1, 2] {
@@ -200,10 +191,108 @@ async fn mixed_delays_fire_in_due_order_through_the_tiers() {
         assert!(*at >= due && *at < due + Duration::from_millis(700), "{secs}s delay arrived after {at:?}");
     }
 
-    for k in 0..tiers.levels {
-        let _ = channel.queue_delete(tiers.queue(k).as_str().into(), QueueDeleteOptions::default()).await;
+    for q in tiers.queues() {
+        let _ = channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
     }
     for x in tiers.exchanges() {
+        let _ = channel.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
+    }
+}
+
+#[tokio::test]
+async fn a_bundle_waits_in_the_tiers_once_and_its_messages_arrive_one_by_one_with_their_headers() {
+    let Some(conn) = connect().await else { return };
+    let channel = conn.create_channel().await.expect("channel");
+    let mut topology = Topology::new(unique_prefix());
+    topology.tiers.levels = 6;
+    topology.declare(&channel).await.expect("declare");
+    let splitter = Splitter {
+        fired_queue: topology.tiers.fired_queue(),
+        exchange: topology.commands(),
+        confirm_timeout: Duration::from_secs(5),
+    };
+    let stop = CancellationToken::new();
+    let split = {
+        let stop = stop.clone();
+        let split_conn = connect().await.expect("second connection");
+        tokio::spawn(async move { splitter.run(&split_conn, &stop).await })
+    };
+
+    // Two timers and a webhook retry that wait 500 ms: one bundle, one tier message.
+    let timers = topology.work_queue("timers");
+    let message = |n: i64, routing_key: &str| BundledMessage {
+        routing_key: routing_key.to_owned(),
+        message_id: format!("msg_{n}"),
+        kind: "order.timeout".into(),
+        claim: n,
+        key: (n == 1).then(|| "ord_1".to_owned()),
+        due_at: "2026-11-30T10:00:00Z".into(),
+        body: format!("{{\"n\":{n}}}"),
+    };
+    let steps = topology.tiers.steps(Duration::from_millis(500));
+    let items = vec![(steps, message(1, &timers)), (steps, message(2, &timers)), (steps, message(3, "elsewhere"))];
+    let bundles = bundle::group(items);
+    assert_eq!(bundles.len(), 1, "one delay, one bundle");
+    let tier_message = bundles[0].2.into_tiers(&topology.tiers, steps).expect("in range");
+    let publisher = ConfirmedPublisher::new(conn.create_channel().await.expect("channel"), Duration::from_secs(5))
+        .await
+        .expect("confirms");
+    let started = Instant::now();
+    publisher
+        .publish(&Outgoing {
+            exchange: &tier_message.exchange,
+            routing_key: &tier_message.routing_key,
+            message_id: &tier_message.message_id,
+            kind: bundle::BUNDLE_KIND,
+            body: tier_message.body.as_bytes(),
+            headers: tier_message.headers.clone(),
+        })
+        .await
+        .expect("the bundle is routable and confirmed");
+
+    let mut consumer = consume_no_ack(&channel, &timers, "t").await.expect("consume timers");
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .expect("within 10 s")
+            .expect("open")
+            .expect("delivery");
+        let props = &d.properties;
+        let headers = props.headers().clone().unwrap_or_default();
+        let claim = match headers.inner().get(CLAIM_HEADER) {
+            Some(AMQPValue::LongLongInt(n)) => *n,
+            other => panic!("claim header: {other:?}"),
+        };
+        assert!(headers.inner().contains_key(DUE_HEADER));
+        assert_eq!(headers.inner().contains_key(KEY_HEADER), claim == 1, "only message 1 has a key");
+        assert_eq!(props.kind().as_ref().map(|k| k.as_str()), Some("order.timeout"));
+        assert_eq!(props.message_id().as_ref().map(|k| k.to_string()), Some(format!("msg_{claim}")));
+        assert_eq!(String::from_utf8_lossy(&d.data), format!("{{\"n\":{claim}}}"));
+        got.push((claim, started.elapsed()));
+    }
+    got.sort_by_key(|(claim, _)| *claim);
+    assert_eq!(got.iter().map(|(c, _)| *c).collect::<Vec<_>>(), [1, 2]);
+    for (_, at) in &got {
+        assert!(*at >= Duration::from_millis(500) && *at < Duration::from_millis(1_500), "arrived after {at:?}");
+    }
+    // The unroutable one was left to the relay, and the bundle is not handed back forever.
+    let fired = channel
+        .queue_declare(
+            topology.tiers.fired_queue().as_str().into(),
+            QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+            FieldTable::default(),
+        )
+        .await
+        .expect("fired queue");
+    assert_eq!(fired.message_count(), 0, "the bundle was acknowledged");
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), split).await.expect("the splitter stops");
+
+    for q in topology.queues() {
+        let _ = channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+    }
+    for x in topology.exchanges() {
         let _ = channel.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
     }
 }
@@ -237,15 +326,7 @@ async fn confirmed_publishes_carry_their_properties_and_unroutable_ones_are_repo
     assert!(matches!(err, PublishError::Returned(_)), "{err}");
 
     let webhooks = topology.work_queue("webhooks");
-    let mut consumer = setup
-        .basic_consume(
-            webhooks.as_str().into(),
-            "p".into(),
-            BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut consumer = consume_no_ack(&setup, &webhooks, "p").await.expect("consume");
     let d = tokio::time::timeout(Duration::from_secs(5), consumer.next())
         .await
         .expect("in time")

@@ -36,6 +36,8 @@ pub async fn run(
                     t.queue_arguments(k).iter().map(|(name, value)| format!("{name}={}", amqp_text(value))).collect();
                 lines.push(format!("queue    {} (durable; {})", t.queue(k), arguments.join(", ")));
             }
+            lines.push(format!("queue    {} (durable; x-queue-type={})", t.fired_queue(), t.queue_type.as_str()));
+            lines.push(format!("binding  {} -> queue {} [{}]", t.deliver_exchange(), t.fired_queue(), t.fired_queue()));
             for (source, destination, header, value, to_exchange) in t.bindings() {
                 let kind = if to_exchange { "exchange" } else { "queue" };
                 lines.push(format!("binding  {source} -> {kind} {destination} [{header} = {value}]"));

@@ -1,7 +1,8 @@
 //! RabbitMQ (lapin): the topology payq declares ([`topology`]), publishing with confirms
-//! ([`publisher`]), delays inside RabbitMQ without a plugin ([`tiers`]), and the transport
+//! ([`publisher`]), delays inside RabbitMQ without a plugin ([`tiers`], carrying [`bundle`]s), and the transport
 //! of the distributed mode: the outbox [`relay`] and the [`consumer`]s.
 
+pub mod bundle;
 pub mod connect;
 pub mod consumer;
 pub mod gather;

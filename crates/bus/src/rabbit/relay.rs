@@ -8,13 +8,16 @@
 //! wait (the API keeps accepting orders) and the relay reconnects with back-off.
 //!
 //! Where a message goes depends on the delay engine: into the delay tiers with the
-//! remaining delay (`rabbitmq`), into the `x-delayed-message` exchange with `x-delay`
+//! remaining delay, bundled with the batch's other messages that wait as many tier steps
+//! (`rabbitmq`; every relay also splits the bundles that come out, [`super::bundle`]), into the `x-delayed-message` exchange with `x-delay`
 //! (`rabbitmq-plugin`), or, with the `store` engine, only once due and straight to its
 //! work queue. Messages the [`Router`] marks as events go to the `payq.events` topic
 //! exchange with the event type as routing key.
 
+use super::bundle::{self, BundledMessage, Splitter};
 use super::connect::connect_until;
 use super::publisher::{ConfirmedPublisher, Outgoing, PublishError};
+use super::tiers::TierError;
 use super::topology::Topology;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use payq_domain::Timestamp;
@@ -24,12 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Header carrying the claim token a delivery must match.
-pub const CLAIM_HEADER: &str = "payq-claim";
-/// Header carrying the message's key (e.g. the order id), when it has one.
-pub const KEY_HEADER: &str = "payq-key";
-/// Header carrying when the message was due (RFC 3339).
-pub const DUE_HEADER: &str = "payq-due-at";
+pub use super::bundle::{CLAIM_HEADER, DUE_HEADER, KEY_HEADER};
 
 /// How delays are carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +181,26 @@ impl<R: Router> Relay<R> {
                 }
             };
             tracing::info!(mode = ?self.mode, "outbox relay connected");
-            self.publish_while_connected(&publisher, &conn, &shutdown).await;
+            // Bundles out of the tiers are split by every relay while it is connected.
+            let split_stop = shutdown.child_token();
+            let split = async {
+                if self.mode != DelayMode::Tiers {
+                    return;
+                }
+                let splitter = Splitter {
+                    fired_queue: self.topology.tiers.fired_queue(),
+                    exchange: self.topology.commands(),
+                    confirm_timeout: self.config.confirm_timeout,
+                };
+                if let Err(e) = splitter.run(&conn, &split_stop).await {
+                    tracing::warn!(error = %e, "delay splitter stopped; it starts again with the next connection");
+                }
+            };
+            let publish = async {
+                self.publish_while_connected(&publisher, &conn, &shutdown).await;
+                split_stop.cancel();
+            };
+            tokio::join!(publish, split);
             let _ = conn.close(200, "payq relay reconnecting".into()).await;
         }
     }
@@ -251,28 +268,47 @@ impl<R: Router> Relay<R> {
         self.publish_batch(publisher, &lost).await
     }
 
-    /// Publishes one claimed batch; `false` when the connection failed.
+    /// Publishes one claimed batch; `false` when the connection failed. Delayed messages
+    /// that wait the same number of tier steps go as one bundle ([`super::bundle`]).
     async fn publish_batch(&self, publisher: &ConfirmedPublisher, batch: &[OutboxMessage]) -> bool {
         let now = Timestamp::now();
-        let mut prepared = Vec::with_capacity(batch.len());
+        // Each prepared address with the messages it carries (one, or a bundle's).
+        let mut prepared: Vec<(Address, Vec<&OutboxMessage>)> = Vec::with_capacity(batch.len());
+        let mut delayed: Vec<(u128, BundledMessage)> = Vec::new();
+        let mut delayed_rows: Vec<&OutboxMessage> = Vec::new();
         let mut failed: Vec<(&OutboxMessage, String)> = Vec::new();
         let routes = self.router.route_all(batch).await;
         for (m, route) in batch.iter().zip(routes) {
-            match route {
-                Ok(route) => match self.address(m, route, now) {
-                    Ok(addr) => prepared.push((m, addr)),
-                    Err(e) => failed.push((m, e)),
-                },
+            match route.and_then(|route| self.address(m, route, now)) {
+                Ok(Addressed::Now(addr)) => prepared.push((addr, vec![m])),
+                Ok(Addressed::Delayed { steps, message }) => {
+                    delayed.push((steps, message));
+                    delayed_rows.push(m);
+                }
                 Err(e) => failed.push((m, e)),
+            }
+        }
+        for (steps, indexes, bundle) in bundle::group(delayed) {
+            let rows: Vec<&OutboxMessage> = indexes.iter().filter_map(|i| delayed_rows.get(*i).copied()).collect();
+            match bundle.into_tiers(&self.topology.tiers, steps) {
+                Ok(t) => {
+                    let kind = bundle::BUNDLE_KIND.to_owned();
+                    let (exchange, routing_key, message_id) = (t.exchange, t.routing_key, t.message_id);
+                    prepared.push((
+                        Address { exchange, routing_key, message_id, kind, body: t.body, headers: t.headers },
+                        rows,
+                    ));
+                }
+                Err(e) => failed.extend(rows.into_iter().map(|m| (m, e.clone()))),
             }
         }
         let outgoing: Vec<Outgoing<'_>> = prepared
             .iter()
-            .map(|(m, a)| Outgoing {
+            .map(|(a, _)| Outgoing {
                 exchange: &a.exchange,
                 routing_key: &a.routing_key,
-                message_id: m.message.id.as_str(),
-                kind: &m.message.kind,
+                message_id: &a.message_id,
+                kind: &a.kind,
                 body: a.body.as_bytes(),
                 headers: a.headers.clone(),
             })
@@ -280,12 +316,12 @@ impl<R: Router> Relay<R> {
         let results = publisher.publish_many(&outgoing).await;
         let mut published = Vec::new();
         let mut connection_failed = false;
-        for ((m, _), result) in prepared.iter().zip(results) {
+        for ((_, rows), result) in prepared.iter().zip(results) {
             match result {
-                Ok(()) => published.push(&m.message),
+                Ok(()) => published.extend(rows.iter().map(|m| &m.message)),
                 Err(e) => {
                     connection_failed |= matches!(e, PublishError::Amqp(_) | PublishError::Timeout(_));
-                    failed.push((m, e.to_string()));
+                    failed.extend(rows.iter().map(|m| (*m, e.to_string())));
                 }
             }
         }
@@ -308,19 +344,27 @@ impl<R: Router> Relay<R> {
         !connection_failed
     }
 
-    /// Exchange, routing key, body and headers of a message on its route.
-    fn address(&self, m: &OutboxMessage, route: Route, now: Timestamp) -> Result<Address, String> {
+    /// Where a message goes on its route: published now (to its queue, the events
+    /// exchange or the plugin's exchange), or into the tiers with the messages that wait
+    /// as many steps.
+    fn address(&self, m: &OutboxMessage, route: Route, now: Timestamp) -> Result<Addressed, String> {
         let msg = &m.message;
-        let mut headers = FieldTable::default();
-        headers.insert(CLAIM_HEADER.into(), AMQPValue::LongLongInt(msg.claim));
-        if let Some(key) = &msg.key {
-            headers.insert(KEY_HEADER.into(), AMQPValue::LongString(LongString::from(key.as_str())));
-        }
-        headers.insert(DUE_HEADER.into(), AMQPValue::LongString(LongString::from(m.due_at.to_rfc3339().as_str())));
+        let due_at = m.due_at.to_rfc3339();
+        let mut headers = bundle::message_headers(msg.claim, msg.key.as_deref(), &due_at);
         let delay = Duration::from_millis(u64::try_from(m.due_at.millis().saturating_sub(now.millis())).unwrap_or(0));
+        let now_address = |exchange: String, routing_key: String, body: String, headers: FieldTable| {
+            Addressed::Now(Address {
+                exchange,
+                routing_key,
+                message_id: msg.id.as_str().to_owned(),
+                kind: msg.kind.clone(),
+                body,
+                headers,
+            })
+        };
         let (target, body) = match route {
             Route::Event { event_type, body } if delay < self.topology.tiers.base => {
-                return Ok(Address { exchange: self.topology.events(), routing_key: event_type, body, headers });
+                return Ok(now_address(self.topology.events(), event_type, body, headers));
             }
             // A delayed event delivery (a retry) goes to the webhooks queue only, so other
             // subscribers see each event once.
@@ -328,19 +372,28 @@ impl<R: Router> Relay<R> {
             Route::Work(purpose) => (self.topology.work_queue(purpose), msg.payload.clone()),
         };
         if delay < self.topology.tiers.base || self.mode == DelayMode::Store {
-            return Ok(Address { exchange: self.topology.commands(), routing_key: target, body, headers });
+            return Ok(now_address(self.topology.commands(), target, body, headers));
         }
         match self.mode {
             DelayMode::Plugin => {
                 headers.insert("x-delay".into(), AMQPValue::LongLongInt(millis(delay)));
-                Ok(Address { exchange: plugin_exchange(&self.topology), routing_key: target, body, headers })
+                Ok(now_address(plugin_exchange(&self.topology), target, body, headers))
             }
             _ => {
-                let route = self.topology.tiers.route(delay).map_err(|e| e.to_string())?;
-                for (name, value) in route.headers {
-                    headers.insert(name.into(), value);
+                let tiers = &self.topology.tiers;
+                if delay > tiers.max_delay() {
+                    return Err(TierError::TooLong(delay, tiers.max_delay()).to_string());
                 }
-                Ok(Address { exchange: route.exchange, routing_key: target, body, headers })
+                let message = BundledMessage {
+                    routing_key: target,
+                    message_id: msg.id.as_str().to_owned(),
+                    kind: msg.kind.clone(),
+                    claim: msg.claim,
+                    key: msg.key.clone(),
+                    due_at,
+                    body,
+                };
+                Ok(Addressed::Delayed { steps: tiers.steps(delay), message })
             }
         }
     }
@@ -362,11 +415,22 @@ impl<R: Router> Relay<R> {
     }
 }
 
+/// Where one AMQP message goes, and what it carries.
 struct Address {
     exchange: String,
     routing_key: String,
+    message_id: String,
+    kind: String,
     body: String,
     headers: FieldTable,
+}
+
+/// A message's way out of the relay.
+enum Addressed {
+    /// Published as it is.
+    Now(Address),
+    /// Into the tiers, bundled with the messages that wait as many steps.
+    Delayed { steps: u128, message: BundledMessage },
 }
 
 pub(crate) async fn sleep_or_stop(shutdown: &CancellationToken, d: Duration) {

@@ -128,6 +128,18 @@ impl Tiers {
         format!("{}.delay.out", self.prefix)
     }
 
+    /// The queue bundles arrive in when their delay is over (see [`super::bundle`]).
+    pub fn fired_queue(&self) -> String {
+        format!("{}.delay.fired", self.prefix)
+    }
+
+    /// Every queue of the tiers: the levels, then the fired queue.
+    pub fn queues(&self) -> Vec<String> {
+        let mut out: Vec<String> = (0..self.levels).map(|k| self.queue(k)).collect();
+        out.push(self.fired_queue());
+        out
+    }
+
     /// The headers exchanges of the tiers: the entry and one after each level.
     pub fn headers_exchanges(&self) -> Vec<String> {
         let mut out = vec![self.entry_exchange()];
@@ -153,7 +165,22 @@ impl Tiers {
         if delay > self.max_delay() {
             return Err(TierError::TooLong(delay, self.max_delay()));
         }
-        let units = delay.as_nanos().div_ceil(self.base.as_nanos().max(1));
+        self.route_steps(self.steps(delay))
+    }
+
+    /// `delay` in tier steps, rounded up.
+    pub fn steps(&self, delay: Duration) -> u128 {
+        delay.as_nanos().div_ceil(self.base.as_nanos().max(1))
+    }
+
+    /// The route that delays a message for `units` steps.
+    pub fn route_steps(&self, units: u128) -> Result<TierRoute, TierError> {
+        if units >= 1u128 << self.levels {
+            return Err(TierError::TooLong(
+                self.base.saturating_mul(u32::try_from(units).unwrap_or(u32::MAX)),
+                self.max_delay(),
+            ));
+        }
         let bits: Vec<u32> = (0..self.levels).rev().filter(|k| (units >> k) & 1 == 1).collect();
         let Some(first) = bits.first() else {
             return Ok(TierRoute { exchange: self.deliver_exchange(), headers: Vec::new() });
@@ -229,6 +256,24 @@ impl Tiers {
                 )
                 .await?;
         }
+        let fired = self.fired_queue();
+        let fired_type = [("x-queue-type", AMQPValue::LongString(LongString::from(self.queue_type.as_str())))];
+        channel
+            .queue_declare(
+                fired.as_str().into(),
+                QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() },
+                args(&fired_type),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                fired.as_str().into(),
+                self.deliver_exchange().as_str().into(),
+                self.deliver_binding(&fired).as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         for (source, destination, header, value, to_exchange) in self.bindings() {
             let arguments = args(&[
                 ("x-match", AMQPValue::LongString(LongString::from("all"))),

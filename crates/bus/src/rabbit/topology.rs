@@ -219,7 +219,7 @@ impl Topology {
                 _ => None,
             })
             .collect();
-        out.extend((0..self.tiers.levels).map(|k| self.tiers.queue(k)));
+        out.extend(self.tiers.queues());
         out
     }
 
@@ -289,7 +289,7 @@ mod tests {
         }
         assert!(text.contains("x-delivery-limit=10"));
         assert!(text.contains("binding  payq.events -> queue payq.webhooks [#]"));
-        assert_eq!(t.queues().len(), 6 + 29);
+        assert_eq!(t.queues().len(), 6 + 29 + 1);
         let exchanges = t.exchanges();
         assert!(
             exchanges.contains(&"payq.delay.in".to_owned()) && exchanges.contains(&"payq.delay.after.28".to_owned())

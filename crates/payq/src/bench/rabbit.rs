@@ -15,15 +15,20 @@ use super::batched::{self, InsertBatch};
 use super::stats::{Fired, Report};
 use anyhow::Context;
 use futures_util::StreamExt;
+use lapin::options::ExchangeDeclareOptions;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
     QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use payq_bus::rabbit::bundle::{self, BundledMessage, Splitter};
+use payq_bus::rabbit::publisher::{ConfirmedPublisher, Outgoing};
+use payq_bus::rabbit::tiers::Tiers;
 use payq_domain::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Which peer.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -31,7 +36,9 @@ pub enum Mode {
     PerMessageTtl,
     FixedLevels,
     /// payq's plugin-free tiers (`delay.engine = "rabbitmq"`), the default queue type:
-    /// classic queues with TTL 100 ms × 2^k, dead-lettering at most once from tier to tier.
+    /// classic queues with TTL 100 ms × 2^k, dead-lettering at most once from tier to tier;
+    /// timers that wait as many steps travel as one bundle, published with batched confirms
+    /// as the relay does, and split into the fired queue by payq's splitter.
     Tiers,
     /// The same tiers as quorum queues, dead-lettering at least once.
     QuorumTiers,
@@ -56,7 +63,9 @@ impl Mode {
 
 struct Peer {
     mode: Mode,
-    tiers: Option<payq_bus::rabbit::tiers::Tiers>,
+    tiers: Option<Tiers>,
+    /// The exchange the splitter publishes fired timers to (tiers only).
+    commands: String,
     channel: Channel,
     wait_queues: Vec<String>,
     fired_queue: String,
@@ -82,6 +91,7 @@ impl Peer {
         };
         let prefix = format!("payq.bench.{name}.{}", std::process::id());
         let fired_queue = format!("{prefix}.fired");
+        let commands = format!("{prefix}.commands");
         let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
         channel.queue_declare(fired_queue.as_str().into(), durable, FieldTable::default()).await?;
         let dlx = [
@@ -92,21 +102,25 @@ impl Peer {
         let mut tiers = None;
         match mode {
             Mode::Tiers | Mode::QuorumTiers => {
-                let mut t = payq_bus::rabbit::tiers::Tiers::new(prefix.clone());
+                let mut t = Tiers::new(prefix.clone());
                 if mode == Mode::QuorumTiers {
                     t.queue_type = payq_bus::rabbit::tiers::TierQueueType::Quorum;
                 }
                 t.declare(&channel).await?;
+                let direct = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+                channel
+                    .exchange_declare(commands.as_str().into(), ExchangeKind::Direct, direct, FieldTable::default())
+                    .await?;
                 channel
                     .queue_bind(
                         fired_queue.as_str().into(),
-                        t.deliver_exchange().as_str().into(),
-                        t.deliver_binding(&fired_queue).as_str().into(),
+                        commands.as_str().into(),
+                        fired_queue.as_str().into(),
                         Default::default(),
                         FieldTable::default(),
                     )
                     .await?;
-                wait_queues.extend((0..t.levels).map(|k| t.queue(k)));
+                wait_queues.extend(t.queues());
                 tiers = Some(t);
             }
             Mode::PerMessageTtl => {
@@ -124,24 +138,15 @@ impl Peer {
                 }
             }
         }
-        Ok(Peer { mode, tiers, channel, wait_queues, fired_queue })
+        Ok(Peer { mode, tiers, commands, channel, wait_queues, fired_queue })
     }
 
     /// Publishes a timer of `delay_ms`; the body is its due time (Unix ms).
     async fn publish(&self, delay_ms: u64) -> anyhow::Result<()> {
         let due = Timestamp::now().millis() + i64::try_from(delay_ms).unwrap_or(0);
         let mut props = BasicProperties::default().with_delivery_mode(2);
-        let (exchange, routing_key) = match (self.mode, &self.tiers) {
-            (Mode::Tiers | Mode::QuorumTiers, Some(t)) => {
-                let route = t.route(Duration::from_millis(delay_ms))?;
-                let mut headers = FieldTable::default();
-                for (name, value) in route.headers {
-                    headers.insert(name.into(), value);
-                }
-                props = props.with_headers(headers);
-                (route.exchange, self.fired_queue.clone())
-            }
-            (Mode::PerMessageTtl, _) => {
+        let (exchange, routing_key) = match self.mode {
+            Mode::PerMessageTtl => {
                 props = props.with_expiration(delay_ms.to_string().into());
                 (String::new(), self.wait_queues[0].clone())
             }
@@ -163,6 +168,49 @@ impl Peer {
         Ok(())
     }
 
+    /// Publishes timers due at `dues` through the tiers as the relay does: bundled by tier
+    /// steps, one batch of confirms.
+    async fn publish_bundled(&self, tiers: &Tiers, dues: Vec<i64>) -> anyhow::Result<()> {
+        let now = Timestamp::now().millis();
+        let items = dues
+            .into_iter()
+            .enumerate()
+            .map(|(i, due)| {
+                let delay = Duration::from_millis(u64::try_from(due.saturating_sub(now)).unwrap_or(0));
+                let message = BundledMessage {
+                    routing_key: self.fired_queue.clone(),
+                    message_id: format!("t{now}-{i}"),
+                    kind: "bench.timer".into(),
+                    claim: 0,
+                    key: None,
+                    due_at: String::new(),
+                    body: due.to_string(),
+                };
+                (tiers.steps(delay), message)
+            })
+            .collect();
+        let mut messages = Vec::new();
+        for (steps, _, b) in bundle::group(items) {
+            messages.push(b.into_tiers(tiers, steps).map_err(|e| anyhow::anyhow!(e))?);
+        }
+        let outgoing: Vec<Outgoing<'_>> = messages
+            .iter()
+            .map(|m| Outgoing {
+                exchange: &m.exchange,
+                routing_key: &m.routing_key,
+                message_id: &m.message_id,
+                kind: bundle::BUNDLE_KIND,
+                body: m.body.as_bytes(),
+                headers: m.headers.clone(),
+            })
+            .collect();
+        let publisher = ConfirmedPublisher::new(self.channel.clone(), CONFIRM_TIMEOUT).await?;
+        for result in publisher.publish_many(&outgoing).await {
+            result?;
+        }
+        Ok(())
+    }
+
     async fn confirm(&self) -> anyhow::Result<()> {
         let returned = tokio::time::timeout(CONFIRM_TIMEOUT, self.channel.wait_for_confirms())
             .await
@@ -176,6 +224,7 @@ impl Peer {
             let _ = self.channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
         }
         if let Some(t) = &self.tiers {
+            let _ = self.channel.exchange_delete(self.commands.as_str().into(), Default::default()).await;
             for x in t.exchanges() {
                 let _ = self.channel.exchange_delete(x.as_str().into(), Default::default()).await;
             }
@@ -215,10 +264,31 @@ pub async fn run(args: &TimersArgs, mode: Mode) -> anyhow::Result<Vec<Report>> {
     let peer = Peer::declare(&conn, mode).await?;
     let fired = Arc::new(Fired::default());
     let consumer = consume(&conn, &peer.fired_queue, fired.clone()).await?;
+    let split_stop = CancellationToken::new();
+    // The splitter on a connection of its own, as a relay has.
+    let mut splitter = None;
+    if let Some(t) = &peer.tiers {
+        let split = Splitter {
+            fired_queue: t.fired_queue(),
+            exchange: peer.commands.clone(),
+            confirm_timeout: CONFIRM_TIMEOUT,
+        };
+        let split_conn = Connection::connect(&args.amqp_url, ConnectionProperties::default()).await?;
+        let stop = split_stop.clone();
+        splitter = Some(tokio::spawn(async move {
+            let outcome = split.run(&split_conn, &stop).await;
+            let _ = split_conn.close(200, "bench done".into()).await;
+            outcome
+        }));
+    }
     let engine = mode.engine();
     let publisher = Publisher(Arc::new(tokio::sync::Mutex::new(peer)));
     let result = batched::scenarios(args, engine, &publisher, &fired).await;
     consumer.abort();
+    split_stop.cancel();
+    if let Some(splitter) = splitter {
+        let _ = splitter.await;
+    }
     publisher.0.lock().await.cleanup().await;
     let _ = conn.close(200, "bench done".into()).await;
     result
@@ -232,6 +302,9 @@ struct Publisher(Arc<tokio::sync::Mutex<Peer>>);
 impl InsertBatch for Publisher {
     async fn insert(&self, dues: Vec<i64>) -> anyhow::Result<()> {
         let peer = self.0.lock().await;
+        if let Some(tiers) = &peer.tiers {
+            return peer.publish_bundled(tiers, dues).await;
+        }
         for due in dues {
             let delay = due.saturating_sub(Timestamp::now().millis()).max(0);
             peer.publish(u64::try_from(delay).unwrap_or(0)).await?;

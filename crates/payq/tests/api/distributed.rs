@@ -457,14 +457,15 @@ async fn mixed_delays_fire_in_due_order_through_the_tiers() {
     assert_eq!(code, 0, "{out}");
 }
 
-/// Messages in each delay tier queue of `topology` (a passive declare reports the count).
+/// Messages in each delay tier queue of `topology`, the fired queue included (a passive
+/// declare reports the count).
 async fn tier_depths(topology: &Topology) -> Vec<u32> {
     let conn = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("broker");
     let mut depths = Vec::new();
-    for k in 0..topology.tiers.levels {
+    for queue in topology.tiers.queues() {
         let ch = conn.create_channel().await.expect("channel");
         let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-        let q = ch.queue_declare(topology.tiers.queue(k).as_str().into(), passive, FieldTable::default()).await;
+        let q = ch.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await;
         depths.push(q.map(|q| q.message_count()).unwrap_or(0));
     }
     let _ = conn.close(200, "done".into()).await;
@@ -488,8 +489,7 @@ async fn a_timer_lost_inside_the_broker_still_fires() {
     .await;
     let conn = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("broker");
     let ch = conn.create_channel().await.expect("channel");
-    for k in 0..cluster.topology.tiers.levels {
-        let q = cluster.topology.tiers.queue(k);
+    for q in cluster.topology.tiers.queues() {
         ch.queue_purge(q.as_str().into(), Default::default()).await.expect("purge");
     }
     let _ = conn.close(200, "done".into()).await;
@@ -637,4 +637,6 @@ fn topology_print_names_what_the_settings_name() {
     }
     assert!(!text.contains("payq."), "only the configured prefix:\n{text}");
     assert!(text.contains("queue    shop7.delay.0 (durable; x-queue-type=quorum"), "{text}");
+    assert!(text.contains("queue    shop7.delay.fired (durable; x-queue-type=quorum)"), "{text}");
+    assert!(text.contains("binding  shop7.delay.out -> queue shop7.delay.fired"), "{text}");
 }
