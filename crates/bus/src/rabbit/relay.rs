@@ -9,12 +9,12 @@
 //!
 //! Where a message goes depends on the delay engine: into the delay tiers with the
 //! remaining delay, bundled with the batch's other messages that wait as many tier steps
-//! (`rabbitmq`; every relay also splits the bundles that come out, [`super::bundle`]), into the `x-delayed-message` exchange with `x-delay`
-//! (`rabbitmq-plugin`), or, with the `store` engine, only once due and straight to its
-//! work queue. Messages the [`Router`] marks as events go to the `payq.events` topic
+//! (`rabbitmq`; every relay also splits the bundles that come out, [`super::bundle`]),
+//! into the `x-delayed-message` exchange with `x-delay` (`rabbitmq-plugin`), or, with the
+//! `store` engine, only once due and straight to its work queue. Messages the [`Router`] marks as events go to the `payq.events` topic
 //! exchange with the event type as routing key.
 
-use super::bundle::{self, BundledMessage, Splitter};
+use super::bundle::{self, BundledMessage, Splitter, TierMessage};
 use super::connect::connect_until;
 use super::publisher::{ConfirmedPublisher, Outgoing, PublishError};
 use super::tiers::TierError;
@@ -291,14 +291,7 @@ impl<R: Router> Relay<R> {
         for (steps, indexes, bundle) in bundle::group(delayed) {
             let rows: Vec<&OutboxMessage> = indexes.iter().filter_map(|i| delayed_rows.get(*i).copied()).collect();
             match bundle.into_tiers(&self.topology.tiers, steps) {
-                Ok(t) => {
-                    let kind = bundle::BUNDLE_KIND.to_owned();
-                    let (exchange, routing_key, message_id) = (t.exchange, t.routing_key, t.message_id);
-                    prepared.push((
-                        Address { exchange, routing_key, message_id, kind, body: t.body, headers: t.headers },
-                        rows,
-                    ));
-                }
+                Ok(tier_message) => prepared.push((Address::from(tier_message), rows)),
                 Err(e) => failed.extend(rows.into_iter().map(|m| (m, e.clone()))),
             }
         }
@@ -423,6 +416,20 @@ struct Address {
     kind: String,
     body: String,
     headers: FieldTable,
+}
+
+impl From<TierMessage> for Address {
+    fn from(t: TierMessage) -> Address {
+        let kind = bundle::BUNDLE_KIND.to_owned();
+        Address {
+            exchange: t.exchange,
+            routing_key: t.routing_key,
+            message_id: t.message_id,
+            kind,
+            body: t.body,
+            headers: t.headers,
+        }
+    }
 }
 
 /// A message's way out of the relay.

@@ -2,13 +2,14 @@
 //! per-queue TTL is `base × 2^k`, dead-lettering from tier to tier by the binary digits of
 //! the delay, then into the delivery exchange.
 //!
-//! A delayed message keeps its target routing key; its path is in its headers. A delay of
+//! A delayed message keeps its routing key (payq's relay sends bundles, routed to
+//! `payq.delay.fired`, see [`super::bundle`]); its path is in its headers. A delay of
 //! 5 units (binary 101) waits in queue 2 (4 units), then in queue 0 (1 unit):
 //! `payq-tier-in: "2"`, `payq-tier-after-2: "0"`, `payq-tier-after-0: "out"`. The entry
 //! exchange `payq.delay.in` sends it to the queue its `payq-tier-in` names; when the TTL
 //! of queue `k` runs out, the queue dead-letters to `payq.delay.after.<k>`, which sends it
 //! to the queue its `payq-tier-after-<k>` names, or to the delivery exchange
-//! `payq.delay.out` (direct), where consumers bind their queues by routing key. All of
+//! `payq.delay.out` (direct), where queues are bound by routing key. All of
 //! these are headers exchanges with one binding per possible next step, so a hop costs
 //! the broker one small match, and a message makes one hop per set bit of its delay.
 //!
@@ -18,9 +19,9 @@
 //! The tier queues hold copies only: each timer's database row stays until the timer is
 //! handled, and the relay publishes a timer again when it has not been handled by its due
 //! time plus a grace period. So the tiers may lose a message without losing a timer, and
-//! their queue type is a trade-off of speed ([`TierQueueType`]): classic queues
-//! dead-letter at most once and are fast; quorum queues are replicated and dead-letter
-//! `at-least-once` (which needs `x-overflow: reject-publish`), at a fraction of the speed
+//! their queue type is a choice ([`TierQueueType`]): classic queues dead-letter at most
+//! once; quorum queues are replicated and dead-letter `at-least-once` (which needs
+//! `x-overflow: reject-publish`). With bundles both fire about as fast
 //! (docs/benchmarks.md).
 
 use lapin::options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
@@ -32,8 +33,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TierQueueType {
-    /// Classic queues, at-most-once dead-lettering: the fast default (the relay's
-    /// republication covers what a node loss or a purge drops).
+    /// Classic queues, at-most-once dead-lettering: the default (the relay's republication
+    /// covers what a node loss or a purge drops; steadier lateness, docs/benchmarks.md).
     #[default]
     Classic,
     /// Quorum queues, replicated, at-least-once dead-lettering.
