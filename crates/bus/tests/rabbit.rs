@@ -238,17 +238,7 @@ async fn a_bundle_waits_in_the_tiers_once_and_its_messages_arrive_one_by_one_wit
         .await
         .expect("confirms");
     let started = Instant::now();
-    publisher
-        .publish(&Outgoing {
-            exchange: &tier_message.exchange,
-            routing_key: &tier_message.routing_key,
-            message_id: &tier_message.message_id,
-            kind: bundle::BUNDLE_KIND,
-            body: tier_message.body.as_bytes(),
-            headers: tier_message.headers.clone(),
-        })
-        .await
-        .expect("the bundle is routable and confirmed");
+    publisher.publish(&tier_message.outgoing()).await.expect("the bundle is routable and confirmed");
 
     let mut consumer = consume_no_ack(&channel, &timers, "t").await.expect("consume timers");
     let mut got = Vec::new();

@@ -111,6 +111,20 @@ pub struct TierMessage {
     pub body: String,
 }
 
+impl TierMessage {
+    /// The message as the confirmed publisher takes it.
+    pub fn outgoing(&self) -> Outgoing<'_> {
+        Outgoing {
+            exchange: &self.exchange,
+            routing_key: &self.routing_key,
+            message_id: &self.message_id,
+            kind: BUNDLE_KIND,
+            body: self.body.as_bytes(),
+            headers: self.headers.clone(),
+        }
+    }
+}
+
 impl Bundle {
     /// The tier message that delays this bundle for `steps` tier steps, to come out in the
     /// fired queue.

@@ -17,12 +17,11 @@ use anyhow::Context;
 use futures_util::StreamExt;
 use lapin::options::ExchangeDeclareOptions;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use payq_bus::rabbit::bundle::{self, BundledMessage, Splitter};
+use payq_bus::rabbit::bundle::{self, BundledMessage, Splitter, TierMessage};
 use payq_bus::rabbit::publisher::{ConfirmedPublisher, Outgoing};
 use payq_bus::rabbit::tiers::Tiers;
 use payq_domain::Timestamp;
@@ -67,6 +66,8 @@ struct Peer {
     /// The exchange the splitter publishes fired timers to (tiers only).
     commands: String,
     channel: Channel,
+    /// The same channel, for batches published with their confirms awaited together.
+    publisher: ConfirmedPublisher,
     wait_queues: Vec<String>,
     fired_queue: String,
 }
@@ -82,7 +83,8 @@ fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
 impl Peer {
     async fn declare(conn: &Connection, mode: Mode) -> anyhow::Result<Peer> {
         let channel = conn.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        // Puts the channel in confirm mode, for every peer.
+        let publisher = ConfirmedPublisher::new(channel.clone(), CONFIRM_TIMEOUT).await?;
         let name = match mode {
             Mode::PerMessageTtl => "ttl",
             Mode::FixedLevels => "levels",
@@ -138,7 +140,7 @@ impl Peer {
                 }
             }
         }
-        Ok(Peer { mode, tiers, commands, channel, wait_queues, fired_queue })
+        Ok(Peer { mode, tiers, commands, channel, publisher, wait_queues, fired_queue })
     }
 
     /// Publishes a timer of `delay_ms`; the body is its due time (Unix ms).
@@ -193,19 +195,8 @@ impl Peer {
         for (steps, _, b) in bundle::group(items) {
             messages.push(b.into_tiers(tiers, steps).map_err(|e| anyhow::anyhow!(e))?);
         }
-        let outgoing: Vec<Outgoing<'_>> = messages
-            .iter()
-            .map(|m| Outgoing {
-                exchange: &m.exchange,
-                routing_key: &m.routing_key,
-                message_id: &m.message_id,
-                kind: bundle::BUNDLE_KIND,
-                body: m.body.as_bytes(),
-                headers: m.headers.clone(),
-            })
-            .collect();
-        let publisher = ConfirmedPublisher::new(self.channel.clone(), CONFIRM_TIMEOUT).await?;
-        for result in publisher.publish_many(&outgoing).await {
+        let outgoing: Vec<Outgoing<'_>> = messages.iter().map(TierMessage::outgoing).collect();
+        for result in self.publisher.publish_many(&outgoing).await {
             result?;
         }
         Ok(())
