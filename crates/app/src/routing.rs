@@ -1,7 +1,8 @@
 //! Which RabbitMQ queue each of payq's messages goes to (distributed mode), and which are
 //! events: the first delivery of an event to the merchant's webhook is published as the
 //! event itself on `payq.events` (routing key = event type), so other systems subscribe to
-//! the same stream payq's webhook queue reads.
+//! the same stream payq's webhook queue reads. An event the merchant's webhook does not
+//! take (no URL, or filtered out) is only announced: it skips payq's webhook queue.
 
 use crate::jobs::{Job, JobKind};
 use payq_bus::rabbit::relay::{Route, Router};
@@ -49,14 +50,18 @@ impl Router for JobRouter {
         let events = if event_ids.is_empty() {
             Ok(Default::default())
         } else {
-            self.store.event_bodies(&event_ids).await.map_err(|e| e.to_string())
+            self.store.events_to_announce(&event_ids).await.map_err(|e| e.to_string())
         };
         announced
             .into_iter()
             .zip(&jobs)
             .map(|(event, job)| match (event, &events) {
                 (Some(id), Ok(events)) => match events.get(&id) {
-                    Some(event) => Ok(Route::Event { event_type: event.event_type.clone(), body: event.body.clone() }),
+                    Some(a) => Ok(Route::Event {
+                        event_type: a.event.event_type.clone(),
+                        body: a.event.body.clone(),
+                        webhook: a.webhook,
+                    }),
                     None => Err(format!("event {id} not found")),
                 },
                 (Some(_), Err(e)) => Err(e.clone()),

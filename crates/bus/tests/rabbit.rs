@@ -60,10 +60,23 @@ async fn the_topology_declares_idempotently_and_routes_commands_events_and_delay
     let mut topology = Topology::new(unique_prefix());
     topology.tiers.levels = 4;
     topology.declare(&channel).await.expect("declare");
+    // A binding of every event to the webhook queue, as earlier versions declared it, is
+    // taken away by the next declaration.
+    channel
+        .queue_bind(
+            topology.work_queue("webhooks").as_str().into(),
+            topology.events().as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("legacy binding");
     topology.declare(&channel).await.expect("declare again");
 
-    // Commands reach their work queue, events reach payq.webhooks, delayed commands come
-    // out of the tiers into their work queue.
+    // Commands reach their work queue, events the relay addresses to payq.webhooks (BCC)
+    // reach it and no others do, delayed commands come out of the tiers into their work
+    // queue.
     let timers = topology.work_queue("timers");
     let publish = |exchange: String, key: String, body: &'static [u8], headers: FieldTable| {
         let channel = channel.clone();
@@ -81,14 +94,18 @@ async fn the_topology_declares_idempotently_and_routes_commands_events_and_delay
         }
     };
     publish(topology.commands(), timers.clone(), b"now", FieldTable::default()).await;
-    publish(topology.events(), "order.created".into(), b"event", FieldTable::default()).await;
+    publish(topology.events(), "order.paying".into(), b"announced only", FieldTable::default()).await;
+    let to_webhooks = AMQPValue::LongString(topology.webhook_route().as_str().into());
+    let bcc = header_table(vec![("BCC".into(), AMQPValue::FieldArray(vec![to_webhooks].into()))]);
+    publish(topology.events(), "order.created".into(), b"event", bcc).await;
     let delayed = topology.tiers.route(Duration::from_millis(300)).expect("route");
     publish(delayed.exchange, timers.clone(), b"later", header_table(delayed.headers)).await;
     let returned = tokio::time::timeout(Duration::from_secs(10), channel.wait_for_confirms())
         .await
         .expect("in time")
         .expect("confirms");
-    assert!(returned.is_empty(), "everything was routable: {returned:?}");
+    let returned: Vec<String> = returned.iter().map(|r| String::from_utf8_lossy(&r.data).into_owned()).collect();
+    assert_eq!(returned, ["announced only"], "only the event nobody takes is returned");
 
     let mut got = Vec::new();
     let mut consumer = consume_no_ack(&channel, &timers, "t").await.expect("consume timers");
@@ -109,6 +126,9 @@ async fn the_topology_declares_idempotently_and_routes_commands_events_and_delay
         .expect("open")
         .expect("delivery");
     assert_eq!(&d.data[..], b"event");
+    assert_eq!(d.routing_key.as_str(), "order.created");
+    let headers = d.properties.headers().clone().unwrap_or_default();
+    assert!(!headers.inner().contains_key("BCC"), "the broker strips BCC: {headers:?}");
 
     for q in topology.queues() {
         let _ = channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
@@ -308,10 +328,18 @@ async fn confirmed_publishes_carry_their_properties_and_unroutable_ones_are_repo
         message_id: "evt_0000000000000000000000000000abcd",
         kind: "order.created",
         body: br#"{"id":"evt_0000000000000000000000000000abcd"}"#,
-        headers: Default::default(),
+        headers: header_table(vec![(
+            "BCC".into(),
+            AMQPValue::FieldArray(vec![AMQPValue::LongString(topology.webhook_route().as_str().into())].into()),
+        )]),
     };
     publisher.publish(&sent).await.expect("a routable message is confirmed");
-    let unroutable = Outgoing { exchange: &topology.commands(), routing_key: "nowhere", ..sent.clone() };
+    let unroutable = Outgoing {
+        exchange: &topology.commands(),
+        routing_key: "nowhere",
+        headers: FieldTable::default(),
+        ..sent.clone()
+    };
     let err = publisher.publish(&unroutable).await.expect_err("an unroutable message is not a success");
     assert!(matches!(err, PublishError::Returned(_)), "{err}");
 

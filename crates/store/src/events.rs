@@ -92,22 +92,31 @@ impl Store {
         event_body(&row)
     }
 
-    /// The stored bodies of the events `ids` (those that exist), by id: one read for a
-    /// batch of messages to route.
-    pub async fn event_bodies(&self, ids: &[EventId]) -> StoreResult<HashMap<EventId, EventBody>> {
+    /// The events `ids` (those that exist) as the relay announces them, by id: each stored
+    /// body, and whether its merchant's webhook takes it (a webhook URL, and a filter that
+    /// lets its type through). One read for a batch of messages to route.
+    pub async fn events_to_announce(&self, ids: &[EventId]) -> StoreResult<HashMap<EventId, Announcement>> {
         let ids = serde_json::to_string(&ids.iter().map(EventId::as_str).collect::<Vec<_>>())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let sql = match self.backend() {
-            crate::Backend::Sqlite => {
-                "SELECT id, merchant_id, type, body FROM events WHERE id IN (SELECT value FROM json_each($1))"
-            }
-            crate::Backend::Postgres => {
-                "SELECT id, merchant_id, type, body FROM events
-                 WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::JSONB)))"
-            }
+        let backend = self.backend();
+        let wanted = backend.json_array_has("m.webhook_events", "e.type");
+        let listed = match backend {
+            crate::Backend::Sqlite => "e.id IN (SELECT value FROM json_each($1))",
+            crate::Backend::Postgres => "e.id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::JSONB)))",
         };
-        let rows = crate::db::query(sql).bind(ids).fetch_all(self.read()).await?;
-        rows.iter().map(|row| Ok((crate::rows::parse(row, "id")?, event_body(row)?))).collect()
+        let sql = format!(
+            "SELECT e.id, e.merchant_id, e.type, e.body,
+                    (m.webhook_url IS NOT NULL AND (m.webhook_events IS NULL OR {wanted})) AS webhook
+             FROM events e LEFT JOIN merchants m ON m.id = e.merchant_id WHERE {listed}"
+        );
+        let rows = crate::db::query(&sql).bind(ids).fetch_all(self.read()).await?;
+        rows.iter()
+            .map(|row| {
+                let webhook: Option<bool> = row.try_get("webhook")?;
+                let announcement = Announcement { event: event_body(row)?, webhook: webhook.unwrap_or(false) };
+                Ok((crate::rows::parse(row, "id")?, announcement))
+            })
+            .collect()
     }
 
     /// An event with its merchant (`None` when the merchant is gone): what a webhook
@@ -147,6 +156,14 @@ fn event_body(row: &crate::db::Row) -> StoreResult<EventBody> {
         event_type: row.try_get("type")?,
         body: row.try_get("body")?,
     })
+}
+
+/// An event as the relay announces it on `payq.events`.
+pub struct Announcement {
+    pub event: EventBody,
+    /// Whether the merchant's webhook takes the event (then it also goes to payq's own
+    /// webhook queue).
+    pub webhook: bool,
 }
 
 /// An event as webhooks send it.

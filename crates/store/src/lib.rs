@@ -27,7 +27,7 @@ mod writer;
 
 pub use console::{MinuteCounts, OrderHistory, OrderSearch, TimelineEvent};
 pub use dead_letters::DeadLetter;
-pub use events::{EventBody, NewEvent};
+pub use events::{Announcement, EventBody, NewEvent};
 pub use idempotency::{IdempotencyBegin, StoredResponse};
 pub use inventory::Shortage;
 pub use lifeline::ProcessId;

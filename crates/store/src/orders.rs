@@ -116,6 +116,8 @@ impl Tx {
         .bind(o.expires_at.millis())
         .execute(self.conn())
         .await?;
+        // Nobody else sees the row before this transaction commits: it is held already.
+        self.held.push(o.id.as_str().to_owned());
         Ok(())
     }
 
@@ -161,7 +163,7 @@ impl Tx {
     /// transaction ends: a no-op on SQLite (its writer is exclusive), `FOR UPDATE` of the
     /// order row on PostgreSQL.
     pub(crate) async fn hold_order(&mut self, of: OrderOf, id: &str) -> StoreResult<()> {
-        if self.backend() == crate::Backend::Postgres {
+        if self.backend() == crate::Backend::Postgres && !self.held.iter().any(|held| held == id) {
             let sql = match of {
                 OrderOf::Order => "SELECT id FROM orders WHERE id = $1 FOR UPDATE",
                 OrderOf::Payment => {
@@ -171,7 +173,14 @@ impl Tx {
                     "SELECT id FROM orders WHERE id = (SELECT order_id FROM refunds WHERE id = $1) FOR UPDATE"
                 }
             };
-            crate::db::query(sql).bind(id).fetch_optional(self.conn()).await?;
+            let order: Option<String> = crate::db::query_scalar(sql).bind(id).fetch_optional(self.conn()).await?;
+            // The lock lasts until the transaction ends.
+            if let Some(order) = order {
+                self.held.push(id.to_owned());
+                if order != id {
+                    self.held.push(order);
+                }
+            }
         }
         Ok(())
     }

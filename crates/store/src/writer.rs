@@ -190,6 +190,10 @@ pub struct Tx {
     conn: TxConn,
     store: Store,
     scheduled_message: bool,
+    /// Ids (of orders, and of the payments and refunds whose order is held) whose order
+    /// row this transaction holds already: holding it again would be a round trip for
+    /// nothing (see `Tx::hold_order`).
+    pub(crate) held: Vec<String>,
 }
 
 impl Tx {
@@ -198,7 +202,7 @@ impl Tx {
         if started.is_err() {
             store.note_write(&started);
         }
-        Ok(Tx { conn: started?, store, scheduled_message: false })
+        Ok(Tx { conn: started?, store, scheduled_message: false, held: Vec::new() })
     }
 
     async fn open(store: &Store) -> StoreResult<TxConn> {

@@ -12,7 +12,8 @@
 //! (`rabbitmq`; every relay also splits the bundles that come out, [`super::bundle`]),
 //! into the `x-delayed-message` exchange with `x-delay` (`rabbitmq-plugin`), or, with the
 //! `store` engine, only once due and straight to its work queue. Messages the [`Router`] marks as events go to the `payq.events` topic
-//! exchange with the event type as routing key.
+//! exchange with the event type as routing key; those the merchant's webhook takes also
+//! go to `payq.webhooks`, and the others are done once announced.
 
 use super::bundle::{self, BundledMessage, Splitter, TierMessage};
 use super::connect::connect_until;
@@ -45,9 +46,11 @@ pub enum DelayMode {
 pub enum Route {
     /// A command for the work queue of this purpose (`timers`, `webhooks`, …).
     Work(&'static str),
-    /// An event for `payq.events`: its type (the routing key) and body; it reaches payq's
-    /// own `payq.webhooks` queue through that queue's binding.
-    Event { event_type: String, body: String },
+    /// An event for `payq.events`: its type (the routing key) and body. With `webhook` it
+    /// also reaches payq's own `payq.webhooks` queue (named in the message's `BCC` header,
+    /// which the broker strips), and the row waits for that delivery; without, the
+    /// announcement is all there is to do, and the row is done once the broker confirms it.
+    Event { event_type: String, body: String, webhook: bool },
 }
 
 /// Decides the route of each message (payq's jobs know their queues and events).
@@ -308,21 +311,37 @@ impl<R: Router> Relay<R> {
             .collect();
         let results = publisher.publish_many(&outgoing).await;
         let mut published = Vec::new();
+        let mut announced = Vec::new();
         let mut connection_failed = false;
-        for ((_, rows), result) in prepared.iter().zip(results) {
+        for ((address, rows), result) in prepared.iter().zip(results) {
             match result {
+                Ok(()) if address.announce_only => announced.extend(rows.iter().map(|m| &m.message)),
                 Ok(()) => published.extend(rows.iter().map(|m| &m.message)),
+                // No system subscribes to this event type, and payq's webhook has no use
+                // for it: announced to nobody, which is done too.
+                Err(PublishError::Returned(_)) if address.announce_only => {
+                    metrics::counter!("payq_events_unrouted_total").increment(rows.len() as u64);
+                    announced.extend(rows.iter().map(|m| &m.message));
+                }
                 Err(e) => {
                     connection_failed |= matches!(e, PublishError::Amqp(_) | PublishError::Timeout(_));
                     failed.extend(rows.iter().map(|m| (*m, e.to_string())));
                 }
             }
         }
-        metrics::counter!("payq_outbox_published_total").increment(published.len() as u64);
+        metrics::counter!("payq_outbox_published_total").increment((published.len() + announced.len()) as u64);
         if let Err(e) = self.store.mark_published(&published).await {
             // The rows' leases expire and they are published again; consumers drop the
             // stale copies by claim token.
             tracing::warn!(error = %e, "outbox relay: could not mark messages published");
+        }
+        if !announced.is_empty() {
+            metrics::counter!("payq_messages_fired_total", "kind" => "webhook.deliver")
+                .increment(announced.len() as u64);
+            if let Err(e) = self.store.complete_messages(&announced).await {
+                // Their leases expire and they are announced again: at least once.
+                tracing::warn!(error = %e, "outbox relay: could not record announced events");
+            }
         }
         if !failed.is_empty() {
             metrics::counter!("payq_outbox_publish_failures_total").increment(failed.len() as u64);
@@ -345,19 +364,25 @@ impl<R: Router> Relay<R> {
         let due_at = m.due_at.to_rfc3339();
         let mut headers = bundle::message_headers(msg.claim, msg.key.as_deref(), &due_at);
         let delay = Duration::from_millis(u64::try_from(m.due_at.millis().saturating_sub(now.millis())).unwrap_or(0));
-        let now_address = |exchange: String, routing_key: String, body: String, headers: FieldTable| {
-            Addressed::Now(Address {
-                exchange,
-                routing_key,
-                message_id: msg.id.as_str().to_owned(),
-                kind: msg.kind.clone(),
-                body,
-                headers,
-            })
+        let address = |exchange: String, routing_key: String, body: String, headers: FieldTable| Address {
+            exchange,
+            routing_key,
+            message_id: msg.id.as_str().to_owned(),
+            kind: msg.kind.clone(),
+            body,
+            headers,
+            announce_only: false,
         };
+        let now_address =
+            |exchange, routing_key, body, headers| Addressed::Now(address(exchange, routing_key, body, headers));
         let (target, body) = match route {
-            Route::Event { event_type, body } if delay < self.topology.tiers.base => {
-                return Ok(now_address(self.topology.events(), event_type, body, headers));
+            Route::Event { event_type, body, webhook } if delay < self.topology.tiers.base => {
+                if webhook {
+                    let to_webhooks = AMQPValue::LongString(LongString::from(self.topology.webhook_route()));
+                    headers.insert("BCC".into(), AMQPValue::FieldArray(vec![to_webhooks].into()));
+                }
+                let announcement = address(self.topology.events(), event_type, body, headers);
+                return Ok(Addressed::Now(Address { announce_only: !webhook, ..announcement }));
             }
             // A delayed event delivery (a retry) goes to the webhooks queue only, so other
             // subscribers see each event once.
@@ -416,6 +441,8 @@ struct Address {
     kind: String,
     body: String,
     headers: FieldTable,
+    /// An event that only needs announcing: its row is done once the broker has it.
+    announce_only: bool,
 }
 
 impl From<TierMessage> for Address {
@@ -428,6 +455,7 @@ impl From<TierMessage> for Address {
             kind,
             body: t.body,
             headers: t.headers,
+            announce_only: false,
         }
     }
 }

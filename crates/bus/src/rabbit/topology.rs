@@ -2,7 +2,8 @@
 //! lists and `payq topology declare` (and start-up) declares, idempotently.
 //!
 //! - `payq.events` (topic): every event, routing key = event type; downstream systems bind
-//!   their own queues, payq binds `payq.webhooks` with `#`.
+//!   their own queues, payq binds `payq.webhooks` with its own name as the key, and the
+//!   relay names that key in the `BCC` header of the events a merchant's webhook takes.
 //! - `payq.commands` (direct) → work queues `payq.risk`, `payq.channel`, `payq.timers`,
 //!   `payq.webhooks`, `payq.refunds`: quorum queues with a delivery limit that dead-letter
 //!   (at least once) to `payq.dead` → `payq.dead-letters`.
@@ -98,6 +99,13 @@ impl Topology {
         format!("{}.{purpose}", self.prefix)
     }
 
+    /// The key that routes an event on `payq.events` to `payq.webhooks` as well (the
+    /// queue's name, which is no event type): the relay puts it in the `BCC` header of the
+    /// events a merchant's webhook takes, so the others never reach the queue.
+    pub fn webhook_route(&self) -> String {
+        self.work_queue("webhooks")
+    }
+
     /// `payq.dead`.
     pub fn dead_exchange(&self) -> String {
         format!("{}.dead", self.prefix)
@@ -151,7 +159,7 @@ impl Topology {
         out.push(Item::Binding {
             source: self.events(),
             destination: self.work_queue("webhooks"),
-            key: "#".into(),
+            key: self.webhook_route(),
             to_exchange: false,
         });
         out
@@ -206,6 +214,15 @@ impl Topology {
                 }
             }
         }
+        // Earlier versions bound every event to the webhook queue; unbinding is idempotent.
+        channel
+            .queue_unbind(
+                self.work_queue("webhooks").as_str().into(),
+                self.events().as_str().into(),
+                "#".into(),
+                FieldTable::default(),
+            )
+            .await?;
         self.tiers.declare(channel).await
     }
 
@@ -288,7 +305,7 @@ mod tests {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
         assert!(text.contains("x-delivery-limit=10"));
-        assert!(text.contains("binding  payq.events -> queue payq.webhooks [#]"));
+        assert!(text.contains("binding  payq.events -> queue payq.webhooks [payq.webhooks]"));
         assert_eq!(t.queues().len(), 6 + 29 + 1);
         let exchanges = t.exchanges();
         assert!(

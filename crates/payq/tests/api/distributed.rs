@@ -133,6 +133,36 @@ fn remove_topology(topology: Topology) {
     }
 }
 
+/// Another system's queue on `payq.events`, bound with `#`: every event, routing key = event
+/// type. Keep the connection while consuming.
+async fn observe_events(topology: &Topology) -> (Connection, lapin::Consumer) {
+    let conn = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("amqp");
+    let ch = conn.create_channel().await.expect("channel");
+    let observer = ch
+        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())
+        .await
+        .expect("observer queue");
+    ch.queue_bind(
+        observer.name().clone(),
+        topology.events().as_str().into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    let seen = ch
+        .basic_consume(
+            observer.name().clone(),
+            "observer".into(),
+            BasicConsumeOptions { no_ack: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    (conn, seen)
+}
+
 /// Orders by status, through the API.
 async fn status_of(http: &reqwest::Client, base: &str, key: &str, id: &str) -> Value {
     call(http, reqwest::Method::GET, format!("{base}/v1/orders/{id}"), key, None).await.1
@@ -182,31 +212,7 @@ async fn two_workers_run_every_time_driven_behaviour() {
     let base = cluster.api.base.clone();
 
     // Another system's queue on payq.events sees every event, routing key = event type.
-    let conn = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("amqp");
-    let ch = conn.create_channel().await.expect("channel");
-    let observer = ch
-        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())
-        .await
-        .expect("observer queue");
-    let topology = cluster.topology.clone();
-    ch.queue_bind(
-        observer.name().clone(),
-        topology.events().as_str().into(),
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("bind");
-    let mut seen = ch
-        .basic_consume(
-            observer.name().clone(),
-            "observer".into(),
-            BasicConsumeOptions { no_ack: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let (_conn, mut seen) = observe_events(&cluster.topology).await;
 
     let settings = json!({ "payment_timeout": "2s", "post_pay_check_delay": "300ms", "refund_review": "300ms",
                            "ship_deadline": "600ms", "ship_reminder_interval": "300ms", "ship_reminder_max": 1 });
@@ -417,6 +423,73 @@ async fn the_webhook_filter_and_a_redelivery_hold_on_rabbitmq() {
     assert_eq!(s, 202, "{r}");
     eventually("the event is delivered again", || async { (hook.delivered().len() == 2).then_some(()) }).await;
     assert_eq!(hook.delivered(), [succeeded.clone(), succeeded]);
+    let (code, out) = cluster.verify();
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Waits until admin stats show `want` messages in `queue`.
+async fn wait_depth(http: &reqwest::Client, base: &str, queue: &str, want: u64) {
+    eventually(&format!("{want} messages in {queue}"), || async {
+        let (_, stats) = call(http, reqwest::Method::GET, format!("{base}/v1/admin/stats"), ADMIN, None).await;
+        (stats["queue_depths"][queue].as_u64() == Some(want)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_no_webhook_takes_are_announced_without_reaching_the_webhook_queue() {
+    // No workers: what reaches payq.webhooks stays there to be counted.
+    let Some((_turn, cluster, http, hook)) = setup(0).await else { return };
+    let base = cluster.api.base.clone();
+    let (_conn, mut seen) = observe_events(&cluster.topology).await;
+
+    let hooked = merchant(&http, &base, &hook.url, json!({})).await;
+    let body = json!({ "name": "Quiet", "webhook_url": hook.url, "webhook_events": ["payment.succeeded"] });
+    let (s, filtered) = call(&http, reqwest::Method::POST, format!("{base}/v1/merchants"), ADMIN, Some(body)).await;
+    assert_eq!(s, 201, "{filtered}");
+    let (s, bare) =
+        call(&http, reqwest::Method::POST, format!("{base}/v1/merchants"), ADMIN, Some(json!({ "name": "Bare" })))
+            .await;
+    assert_eq!(s, 201, "{bare}");
+    for (i, key) in [
+        hooked.as_str(),
+        filtered["api_key"].as_str().unwrap_or_default(),
+        bare["api_key"].as_str().unwrap_or_default(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = json!({ "merchant_order_no": format!("A-{i}"), "amount": 100, "currency": "CNY" });
+        let (s, o) = call(&http, reqwest::Method::POST, format!("{base}/v1/orders"), key, Some(body)).await;
+        assert_eq!(s, 201, "{o}");
+    }
+    // Every order.created is announced to other systems ...
+    let mut announced = std::collections::BTreeSet::new();
+    while announced.len() < 3 {
+        let d = tokio::time::timeout(Duration::from_secs(10), seen.next())
+            .await
+            .expect("the observer receives every event")
+            .expect("delivery")
+            .expect("delivery ok");
+        assert_eq!(d.routing_key.as_str(), "order.created");
+        let body: Value = serde_json::from_slice(&d.data).unwrap_or_default();
+        announced.insert(body["merchant_id"].as_str().unwrap_or_default().to_owned());
+    }
+    // ... but only the one a webhook takes waits in payq.webhooks; the other two are done.
+    let webhooks = cluster.topology.work_queue("webhooks");
+    wait_depth(&http, &base, &webhooks, 1).await;
+    eventually("the announced-only deliveries are done", || async {
+        let (_, stats) = call(&http, reqwest::Method::GET, format!("{base}/v1/admin/stats"), ADMIN, None).await;
+        (stats["engine_totals"]["fired:webhook.deliver"].as_i64() == Some(2)).then_some(())
+    })
+    .await;
+    assert!(hook.delivered().is_empty(), "no worker runs, so nothing is delivered yet");
+    // A worker then delivers the one event that waits, to the merchant whose webhook takes it.
+    let mut cluster = cluster;
+    let worker = cluster.worker();
+    cluster.workers.push(Some(worker));
+    eventually("the waiting event is delivered", || async { (hook.delivered().len() == 1).then_some(()) }).await;
+    wait_depth(&http, &base, &webhooks, 0).await;
     let (code, out) = cluster.verify();
     assert_eq!(code, 0, "{out}");
 }
