@@ -66,4 +66,4 @@ $PAYQ load --url http://127.0.0.1:18091 --admin-token $ADMIN --orders "$ORDERS" 
 wait_paid http://127.0.0.1:18091
 cleanup; pids=()
 psql "$PG/test" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
-for q in $(rabbitmqctl list_queues name 2>/dev/null | grep "^$PREFIX\."); do rabbitmqctl delete_queue "$q" >/dev/null; done
+$PAYQ topology delete --yes >/dev/null

@@ -1,4 +1,5 @@
-//! `payq topology print|declare`: the RabbitMQ exchanges, queues and bindings of the distributed mode (docs/operations.md).
+//! `payq topology print|declare|delete`: the RabbitMQ exchanges, queues and bindings of the
+//! distributed mode (docs/operations.md).
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -16,6 +17,26 @@ pub enum TopologyCommand {
         #[arg(long)]
         amqp_url: Option<String>,
     },
+    /// Delete them from RabbitMQ, with the messages in the queues (a prefix's test or
+    /// benchmark topology; never a live one): PAYQ_AMQP_URL, or --amqp-url.
+    Delete {
+        /// The broker, e.g. amqp://guest:guest@127.0.0.1:5672/%2f (default: PAYQ_AMQP_URL).
+        #[arg(long)]
+        amqp_url: Option<String>,
+        /// Confirms that the queues' messages may go.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// A connection to the broker `amqp_url` names, or the configured one.
+async fn connect(amqp_url: Option<String>, configured_url: Option<&str>) -> anyhow::Result<lapin::Connection> {
+    let url = amqp_url
+        .or_else(|| configured_url.map(str::to_owned))
+        .context("no RabbitMQ URL: set PAYQ_AMQP_URL or pass --amqp-url")?;
+    lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .with_context(|| "connecting to RabbitMQ".to_string())
 }
 
 /// Runs `payq topology …` on the topology the settings name (prefix, tier queue type).
@@ -45,12 +66,7 @@ pub async fn run(
             crate::ops::print_lines(&lines);
         }
         TopologyCommand::Declare { amqp_url } => {
-            let url = amqp_url
-                .or_else(|| configured_url.map(str::to_owned))
-                .context("no RabbitMQ URL: set PAYQ_AMQP_URL or pass --amqp-url")?;
-            let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
-                .await
-                .with_context(|| "connecting to RabbitMQ".to_string())?;
+            let conn = connect(amqp_url, configured_url).await?;
             let channel = conn.create_channel().await?;
             topology.declare(&channel).await?;
             println!(
@@ -58,6 +74,26 @@ pub async fn run(
                 topology.exchanges().len(),
                 topology.queues().len()
             );
+            let _ = conn.close(200, "done".into()).await;
+        }
+        TopologyCommand::Delete { amqp_url, yes } => {
+            if !yes {
+                anyhow::bail!(
+                    "this deletes the {} queues of prefix {:?} with their messages; pass --yes to go ahead",
+                    topology.queues().len(),
+                    topology.prefix
+                );
+            }
+            let conn = connect(amqp_url, configured_url).await?;
+            let channel = conn.create_channel().await?;
+            // Deleting what is not there succeeds: a half-deleted topology can be deleted again.
+            for q in topology.queues() {
+                channel.queue_delete(q.as_str().into(), Default::default()).await?;
+            }
+            for x in topology.exchanges() {
+                channel.exchange_delete(x.as_str().into(), Default::default()).await?;
+            }
+            println!("deleted {} exchanges and {} queues", topology.exchanges().len(), topology.queues().len());
             let _ = conn.close(200, "done".into()).await;
         }
     }

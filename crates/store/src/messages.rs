@@ -88,49 +88,85 @@ pub(crate) fn claimed(row: &crate::db::Row) -> StoreResult<ClaimedMessage> {
     })
 }
 
+/// A message scheduled in a transaction and not yet written (see [`Tx::schedule`]).
+pub(crate) struct Unwritten {
+    id: MessageId,
+    kind: String,
+    key: Option<String>,
+    ordinal: Option<i64>,
+    payload: String,
+    due_at: Timestamp,
+    lane: crate::Lane,
+}
+
 impl Tx {
-    /// Schedules a message; it commits with this transaction or not at all.
+    /// Schedules a message; it commits with this transaction or not at all. The
+    /// transaction's messages are written together, in one statement, before it next
+    /// removes messages and at the latest when it commits: one round trip for all of them.
     pub async fn schedule(&mut self, m: NewMessage) -> StoreResult<MessageId> {
         let id = MessageId::generate();
         let payload = serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        crate::db::query(
-            "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
-        )
-        .bind(id.as_str())
-        .bind(&m.kind)
-        .bind(m.key.as_deref())
-        .bind(m.ordinal)
-        .bind(payload)
-        .bind(m.due_at.millis())
-        .bind(crate::now_ms())
-        .bind(m.lane.code())
-        .execute(self.conn())
-        .await?;
+        self.unwritten.push(Unwritten {
+            id: id.clone(),
+            kind: m.kind,
+            key: m.key,
+            ordinal: m.ordinal,
+            payload,
+            due_at: m.due_at,
+            lane: m.lane,
+        });
         self.mark_message_scheduled();
         Ok(id)
     }
 
-    /// Schedules many messages in this transaction. The rows travel as one JSON array
-    /// bound to one parameter: a statement's cost grows with its bound values, not with the
-    /// size of one value.
+    /// Schedules many messages in this transaction, written at once.
     pub async fn schedule_many(&mut self, messages: Vec<NewMessage>) -> StoreResult<()> {
-        if messages.is_empty() {
+        for m in messages {
+            self.schedule(m).await?;
+        }
+        self.write_scheduled().await
+    }
+
+    /// Writes the messages scheduled since the last write. One row goes as a plain
+    /// `INSERT`; more travel as one JSON array bound to one parameter (a statement's cost
+    /// grows with its bound values, not with the size of one value).
+    pub(crate) async fn write_scheduled(&mut self) -> StoreResult<()> {
+        let unwritten = std::mem::take(&mut self.unwritten);
+        let now = crate::now_ms();
+        if let [m] = unwritten.as_slice() {
+            crate::db::query(
+                "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
+            )
+            .bind(m.id.as_str())
+            .bind(&m.kind)
+            .bind(m.key.as_deref())
+            .bind(m.ordinal)
+            .bind(m.payload.as_str())
+            .bind(m.due_at.millis())
+            .bind(now)
+            .bind(m.lane.code())
+            .execute(self.conn())
+            .await?;
             return Ok(());
         }
-        let mut rows = Vec::with_capacity(messages.len());
-        for m in messages {
-            let payload = serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            rows.push(serde_json::json!([
-                MessageId::generate().as_str(),
-                m.kind,
-                m.key,
-                m.ordinal,
-                payload,
-                m.due_at.millis(),
-                m.lane.code()
-            ]));
+        if unwritten.is_empty() {
+            return Ok(());
         }
+        let rows: Vec<serde_json::Value> = unwritten
+            .iter()
+            .map(|m| {
+                serde_json::json!([
+                    m.id.as_str(),
+                    m.kind,
+                    m.key,
+                    m.ordinal,
+                    m.payload,
+                    m.due_at.millis(),
+                    m.lane.code()
+                ])
+            })
+            .collect();
         let rows = serde_json::Value::Array(rows).to_string();
         let sql = match self.backend() {
             crate::Backend::Sqlite => {
@@ -146,13 +182,13 @@ impl Tx {
                  FROM jsonb_array_elements($1::JSONB)"
             }
         };
-        crate::db::query(sql).bind(rows).bind(crate::now_ms()).execute(self.conn()).await?;
-        self.mark_message_scheduled();
+        crate::db::query(sql).bind(rows).bind(now).execute(self.conn()).await?;
         Ok(())
     }
 
     /// Cancels the pending messages of `kind` about `key` (a timer that became pointless).
     pub async fn cancel_messages(&mut self, kind: &str, key: &str) -> StoreResult<u64> {
+        self.write_scheduled().await?;
         let done = crate::db::query("DELETE FROM messages WHERE kind = $1 AND key = $2")
             .bind(kind)
             .bind(key)

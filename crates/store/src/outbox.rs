@@ -97,21 +97,33 @@ impl Store {
 
     /// Records the publications the broker confirmed. A row a consumer already handed back
     /// (retried or deferred: its relay lease is cleared) is left to be published again.
+    /// One statement per claim token (a claimed batch shares one), whatever the number of
+    /// rows: a statement text that changed with the batch size would be prepared anew for
+    /// each size and push the hot statements out of the connection's statement cache.
     pub async fn mark_published(&self, published: &[&crate::ClaimedMessage]) -> StoreResult<()> {
         if published.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin().await?;
-        let sql = format!(
-            "UPDATE messages SET relay_lease = NULL, published_at = $1
-             WHERE relay_lease IS NOT NULL AND (seq, claim) IN ({})",
-            crate::sql::value_rows(2, published.len(), 2)
-        );
-        let mut q = crate::db::query(&sql).bind(Timestamp::now().millis());
+        let mut by_claim = std::collections::BTreeMap::<i64, Vec<i64>>::new();
         for m in published {
-            q = q.bind(m.seq).bind(m.claim);
+            by_claim.entry(m.claim).or_default().push(m.seq);
         }
-        q.execute(tx.conn()).await?;
+        let sql = match self.backend() {
+            crate::Backend::Sqlite => {
+                "UPDATE messages SET relay_lease = NULL, published_at = $1
+                 WHERE relay_lease IS NOT NULL AND claim = $2 AND seq IN (SELECT value FROM json_each($3))"
+            }
+            crate::Backend::Postgres => {
+                "UPDATE messages SET relay_lease = NULL, published_at = $1
+                 WHERE relay_lease IS NOT NULL AND claim = $2
+                   AND seq = ANY(ARRAY(SELECT value::BIGINT FROM jsonb_array_elements_text($3::JSONB)))"
+            }
+        };
+        let now = Timestamp::now().millis();
+        let mut tx = self.begin().await?;
+        for (claim, seqs) in by_claim {
+            crate::db::query(sql).bind(now).bind(claim).bind(crate::sql::json_list(&seqs)).execute(tx.conn()).await?;
+        }
         tx.commit_relaxed().await
     }
 

@@ -194,6 +194,8 @@ pub struct Tx {
     /// row this transaction holds already: holding it again would be a round trip for
     /// nothing (see `Tx::hold_order`).
     pub(crate) held: Vec<String>,
+    /// Messages scheduled and not yet written (see `Tx::schedule`).
+    pub(crate) unwritten: Vec<crate::messages::Unwritten>,
 }
 
 impl Tx {
@@ -202,7 +204,7 @@ impl Tx {
         if started.is_err() {
             store.note_write(&started);
         }
-        Ok(Tx { conn: started?, store, scheduled_message: false, held: Vec::new() })
+        Ok(Tx { conn: started?, store, scheduled_message: false, held: Vec::new(), unwritten: Vec::new() })
     }
 
     async fn open(store: &Store) -> StoreResult<TxConn> {
@@ -258,6 +260,7 @@ impl Tx {
     }
 
     async fn commit_durably(mut self) -> StoreResult<()> {
+        self.write_scheduled().await?;
         let store = self.store.clone();
         let scheduled_message = self.scheduled_message;
         match &mut self.conn {
@@ -303,6 +306,7 @@ impl Tx {
     /// Ends the transaction without waiting for it to reach the disk, for writes that are
     /// harmless to lose in a crash (claims).
     pub(crate) async fn commit_relaxed(mut self) -> StoreResult<()> {
+        self.write_scheduled().await?;
         match &mut self.conn {
             // Later writers see it at once, other connections once the batch commits (which
             // the committer does right away).

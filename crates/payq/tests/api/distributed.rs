@@ -694,6 +694,42 @@ async fn the_plugin_engine_says_clearly_when_the_plugin_is_missing() {
     assert!(stderr.contains("rabbitmq_delayed_message_exchange"), "{stderr}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_delete_removes_what_declare_made_and_asks_first() {
+    let _turn = BROKER.lock().await;
+    if !services_up().await {
+        return;
+    }
+    let prefix = format!("payqt{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let payq = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_payq"))
+            .args(args)
+            .args(["--amqp-url", &amqp_url()])
+            .env_remove("PAYQ_CONFIG")
+            .env("PAYQ_RABBITMQ__PREFIX", &prefix)
+            .output()
+            .expect("payq topology runs")
+    };
+    let exists = |name: String| async move {
+        let conn = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("amqp");
+        let ch = conn.create_channel().await.expect("channel");
+        let passive = lapin::options::ExchangeDeclareOptions { passive: true, ..Default::default() };
+        ch.exchange_declare(name.as_str().into(), lapin::ExchangeKind::Topic, passive, FieldTable::default())
+            .await
+            .is_ok()
+    };
+    assert!(payq(&["topology", "declare"]).status.success());
+    assert!(exists(format!("{prefix}.events")).await);
+    let refused = payq(&["topology", "delete"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"), "{refused:?}");
+    assert!(exists(format!("{prefix}.events")).await, "nothing is deleted without --yes");
+    let deleted = payq(&["topology", "delete", "--yes"]);
+    assert!(deleted.status.success(), "{deleted:?}");
+    assert!(!exists(format!("{prefix}.events")).await);
+    assert!(!exists(format!("{prefix}.delay.in")).await);
+}
+
 #[test]
 fn topology_print_names_what_the_settings_name() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_payq"))
