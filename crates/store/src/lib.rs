@@ -258,6 +258,21 @@ impl Backend {
     }
 }
 
+/// Statements each PostgreSQL connection keeps prepared, unless the URL names its own
+/// `statement-cache-capacity`: more than all of payq's statements, so that none is parsed
+/// and planned again because others pushed it out (sqlx keeps 100 by default, fewer than a
+/// process that serves the API, relays and runs workers uses).
+const PG_STATEMENT_CACHE: usize = 1024;
+
+/// `url` with payq's statement cache size, unless it sets one.
+fn with_statement_cache(url: &str) -> String {
+    if url.contains("statement-cache-capacity=") {
+        return url.to_owned();
+    }
+    let joiner = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joiner}statement-cache-capacity={PG_STATEMENT_CACHE}")
+}
+
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -339,8 +354,11 @@ impl Store {
     }
 
     async fn open_postgres(url: &str) -> StoreResult<Store> {
-        let pool =
-            AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&with_statement_cache(url))
+            .await?;
         // The migrator holds an advisory lock, so processes starting together take turns.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let pool_for_announcer = pool.clone();
@@ -428,6 +446,25 @@ impl Store {
     /// not fail for lack of storage (a full disk leaves reads working).
     pub async fn is_ready(&self) -> bool {
         !self.inner.write_failing.load(std::sync::atomic::Ordering::Relaxed) && self.ping().await
+    }
+
+    /// Runs one writing statement as a transaction of its own and returns the row it
+    /// returns, if any: on SQLite through the writer (and its group commit), on PostgreSQL
+    /// as one autocommitted statement, without the two round trips of `BEGIN` and `COMMIT`.
+    pub(crate) async fn write_one(&self, q: db::Query<'_>) -> StoreResult<Option<db::Row>> {
+        match self.backend() {
+            Backend::Postgres => {
+                let outcome = q.fetch_optional(self.read()).await;
+                self.note_write(&outcome);
+                outcome
+            }
+            Backend::Sqlite => {
+                let mut tx = self.begin().await?;
+                let row = q.fetch_optional(tx.conn()).await?;
+                tx.commit().await?;
+                Ok(row)
+            }
+        }
     }
 
     /// Records the outcome of a write for [`Store::is_ready`].
@@ -569,7 +606,18 @@ pub(crate) fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{redact_url, with_statement_cache};
+
+    #[test]
+    fn postgres_urls_get_a_statement_cache_unless_they_name_one() {
+        assert_eq!(with_statement_cache("postgres://h/d"), "postgres://h/d?statement-cache-capacity=1024");
+        assert_eq!(
+            with_statement_cache("postgres://h/d?sslmode=disable"),
+            "postgres://h/d?sslmode=disable&statement-cache-capacity=1024"
+        );
+        let own = "postgres://h/d?statement-cache-capacity=50";
+        assert_eq!(with_statement_cache(own), own);
+    }
 
     #[test]
     fn passwords_never_show_in_printed_urls() {

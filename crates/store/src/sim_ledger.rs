@@ -36,27 +36,28 @@ impl Store {
     /// Records a payment at the simulated channel; a second call for the same payment
     /// returns the first record.
     pub async fn sim_create(&self, txn: &SimTxn) -> StoreResult<SimTxn> {
-        let mut tx = self.begin().await?;
         let now = Timestamp::now().millis();
-        crate::db::query(
-            "INSERT INTO sim_channel_txns (txn_id, payment_id, amount, currency, status, outcome, settle_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7) ON CONFLICT (payment_id) DO NOTHING",
-        )
-        .bind(&txn.txn_id)
-        .bind(&txn.payment_id)
-        .bind(txn.amount)
-        .bind(&txn.currency)
-        .bind(&txn.status)
-        .bind(&txn.outcome)
-        .bind(now)
-        .bind(txn.settle_at.map(Timestamp::millis))
-        .execute(tx.conn())
-        .await?;
-        let row = crate::db::query("SELECT * FROM sim_channel_txns WHERE payment_id = $1")
-            .bind(&txn.payment_id)
-            .fetch_one(tx.conn())
-            .await?;
-        tx.commit().await?;
+        // A repeat leaves the first record as it is (the no-op update only makes it the
+        // statement's answer): one statement either way.
+        let row = self
+            .write_one(
+                crate::db::query(
+                    "INSERT INTO sim_channel_txns (txn_id, payment_id, amount, currency, status, outcome, settle_at,
+                        created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7)
+                     ON CONFLICT (payment_id) DO UPDATE SET payment_id = sim_channel_txns.payment_id RETURNING *",
+                )
+                .bind(&txn.txn_id)
+                .bind(&txn.payment_id)
+                .bind(txn.amount)
+                .bind(&txn.currency)
+                .bind(&txn.status)
+                .bind(&txn.outcome)
+                .bind(now)
+                .bind(txn.settle_at.map(Timestamp::millis)),
+            )
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the simulated channel's insert returned no row".into()))?;
         sim_txn(&row)
     }
 
@@ -68,24 +69,23 @@ impl Store {
     /// Sets a simulated-channel payment's status (only if pending, with `pending_only`) and
     /// returns the record after.
     async fn sim_set_status(&self, txn_id: &str, to: &str, pending_only: bool) -> StoreResult<SimTxn> {
-        let mut tx = self.begin().await?;
-        crate::db::query(
-            "UPDATE sim_channel_txns SET status = $1, updated_at = $2
-             WHERE txn_id = $3 AND (status = 'pending' OR NOT $4)",
-        )
-        .bind(to)
-        .bind(Timestamp::now().millis())
-        .bind(txn_id)
-        .bind(pending_only)
-        .execute(tx.conn())
-        .await?;
-        let row = crate::db::query("SELECT * FROM sim_channel_txns WHERE txn_id = $1")
-            .bind(txn_id)
-            .fetch_optional(tx.conn())
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        tx.commit().await?;
-        sim_txn(&row)
+        let changed = self
+            .write_one(
+                crate::db::query(
+                    "UPDATE sim_channel_txns SET status = $1, updated_at = $2
+                     WHERE txn_id = $3 AND (status = 'pending' OR NOT $4) RETURNING *",
+                )
+                .bind(to)
+                .bind(Timestamp::now().millis())
+                .bind(txn_id)
+                .bind(pending_only),
+            )
+            .await?;
+        match changed {
+            Some(row) => sim_txn(&row),
+            // Settled already (or no such payment): the record as it stands.
+            None => self.sim_txn(txn_id).await,
+        }
     }
 
     /// Refunds part of a succeeded simulated-channel payment, once per `refund_id`.
