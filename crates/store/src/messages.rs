@@ -153,18 +153,12 @@ impl Tx {
         if unwritten.is_empty() {
             return Ok(());
         }
+        // Moved, not copied, into the array (a batch of timers can be large).
         let rows: Vec<serde_json::Value> = unwritten
-            .iter()
+            .into_iter()
             .map(|m| {
-                serde_json::json!([
-                    m.id.as_str(),
-                    m.kind,
-                    m.key,
-                    m.ordinal,
-                    m.payload,
-                    m.due_at.millis(),
-                    m.lane.code()
-                ])
+                let (due_at, lane) = (m.due_at.millis(), m.lane.code());
+                serde_json::json!([m.id.as_str(), m.kind, m.key, m.ordinal, m.payload, due_at, lane])
             })
             .collect();
         let rows = serde_json::Value::Array(rows).to_string();
