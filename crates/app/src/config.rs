@@ -162,6 +162,19 @@ pub struct PaymentSettings {
     /// Longest wait for a real channel's gateway (Alipay, WeChat Pay) before the result counts as
     /// unknown and the query schedule finds it.
     pub channel_timeout: HumanDuration,
+    /// How long a pay request through a real channel waits for the channel's answer (its QR
+    /// code or link) before it answers without one; the start goes on, and the order shows
+    /// the next action once the channel answered.
+    pub start_wait: HumanDuration,
+}
+
+impl PaymentSettings {
+    /// How long a claim on a channel call lasts (see docs/architecture.md, "One call per
+    /// channel step"): twice the channel timeout and a second, so that a holder that is
+    /// still waiting for its answer never loses the claim to the next try.
+    pub fn call_lease(&self) -> std::time::Duration {
+        self.channel_timeout.as_std().saturating_mul(2) + std::time::Duration::from_secs(1)
+    }
 }
 
 /// `[webhook]`: deliveries to merchants' webhook URLs.
@@ -272,6 +285,7 @@ impl Default for PaymentSettings {
         PaymentSettings {
             query_schedule: "2s,10s,30s,1m,5m".into(),
             channel_timeout: HumanDuration::from_millis(10_000),
+            start_wait: HumanDuration::from_millis(3_000),
         }
     }
 }

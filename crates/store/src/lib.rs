@@ -6,6 +6,7 @@
 //! transaction that a committer task commits as soon as the writer is free, so many requests
 //! share one fsync and every `commit()` returns only once its batch is durable.
 
+mod channel_calls;
 mod console;
 mod db;
 mod dead_letters;
@@ -25,6 +26,7 @@ mod verify;
 mod webhooks;
 mod writer;
 
+pub use channel_calls::{CallClaim, ChannelCall};
 pub use console::{MinuteCounts, OrderHistory, OrderSearch, TimelineEvent};
 pub use dead_letters::DeadLetter;
 pub use events::{Announcement, EventBody, NewEvent};

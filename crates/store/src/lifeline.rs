@@ -83,6 +83,8 @@ impl Store {
                 .execute(tx.conn())
                 .await?
                 .rows_affected();
+            // Its claims on channel calls too: the jobs just released may make those calls.
+            crate::db::query("DELETE FROM channel_calls WHERE owner = $1").bind(owner).execute(tx.conn()).await?;
             // Only if it is still silent: a process that beat meanwhile keeps its place.
             crate::db::query("DELETE FROM processes WHERE id = $1 AND heartbeat_at < $2")
                 .bind(owner)

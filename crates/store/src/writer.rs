@@ -237,6 +237,11 @@ impl Tx {
         }
     }
 
+    /// The process this transaction's claims name as their owner.
+    pub(crate) fn process_id(&self) -> &crate::ProcessId {
+        self.store.process_id()
+    }
+
     /// The backend this transaction writes to.
     pub(crate) fn backend(&self) -> crate::Backend {
         self.store.backend()

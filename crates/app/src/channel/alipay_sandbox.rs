@@ -35,6 +35,8 @@ struct Books {
     hang: bool,
     /// Answer every call with this HTTP status instead (a gateway in trouble).
     fail_with: Option<u16>,
+    /// Carry out every call at once but answer only after this long (a slow gateway).
+    delay: Option<std::time::Duration>,
 }
 
 struct Inner {
@@ -111,6 +113,12 @@ impl AlipaySandbox {
     /// Makes the gateway hang (accept and never answer) or answer again.
     pub fn set_hang(&self, hang: bool) {
         self.books().hang = hang;
+    }
+
+    /// Makes the gateway slow: it carries out each call at once and answers after `delay`
+    /// (`None`: at once again).
+    pub fn set_delay(&self, delay: Option<std::time::Duration>) {
+        self.books().delay = delay;
     }
 
     /// Makes the gateway answer every call with HTTP `status` (`None`: answer again).
@@ -200,15 +208,25 @@ fn business_failure(sub_code: &str) -> Value {
     json!({ "code": "40004", "msg": "Business Failed", "sub_code": sub_code, "sub_msg": sub_code })
 }
 
-/// `/gateway.do`: checks the request's signature, carries out the method, answers signed.
+/// `/gateway.do`: checks the request's signature, carries out the method, answers signed
+/// (late, when the gateway is slow).
 async fn gateway(State(inner): State<Arc<Inner>>, body: String) -> Response {
+    let delay = lock(&inner).delay;
+    let answer = carry_out(&inner, body).await;
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    answer
+}
+
+async fn carry_out(inner: &Inner, body: String) -> Response {
     let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
     let method = get("method");
-    if lock(&inner).hang {
+    if lock(inner).hang {
         std::future::pending::<()>().await;
     }
-    if let Some(status) = lock(&inner).fail_with {
+    if let Some(status) = lock(inner).fail_with {
         return (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), "unavailable").into_response();
     }
     let content = protocol::signing_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &[]);
@@ -221,7 +239,7 @@ async fn gateway(State(inner): State<Arc<Inner>>, body: String) -> Response {
         let biz: Value = serde_json::from_str(&get("biz_content")).unwrap_or_default();
         let no = biz["out_trade_no"].as_str().unwrap_or_default().to_owned();
         let fen = |field: &str| protocol::minor_units(biz[field].as_str().unwrap_or_default()).ok();
-        let mut books = lock(&inner);
+        let mut books = lock(inner);
         if let Some(t) = books.trades.get_mut(&no) {
             *t.calls.entry(method.clone()).or_default() += 1;
         }

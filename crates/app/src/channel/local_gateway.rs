@@ -29,6 +29,10 @@ pub trait LocalGateway: Send + Sync {
     fn buyer_pays_silently(&self, payment_id: &str) -> bool;
     /// Makes the gateway hang (accept and never answer) or answer again.
     fn set_hang(&self, hang: bool);
+    /// Makes the gateway slow (carry out each call, answer after `delay`) or quick again.
+    fn set_delay(&self, delay: Option<std::time::Duration>);
+    /// How many times payq asked the channel to create the payment.
+    fn creates(&self, payment_id: &str) -> u32;
     /// The payment's state at the channel, in the channel's words.
     fn state(&self, payment_id: &str) -> Option<String>;
     /// The channel's word for a payment waiting for the buyer.
@@ -70,6 +74,12 @@ impl LocalGateway for AlipaySandbox {
     }
     fn set_hang(&self, hang: bool) {
         AlipaySandbox::set_hang(self, hang);
+    }
+    fn set_delay(&self, delay: Option<std::time::Duration>) {
+        AlipaySandbox::set_delay(self, delay);
+    }
+    fn creates(&self, payment_id: &str) -> u32 {
+        self.trade(payment_id).and_then(|t| t.calls.get("alipay.trade.precreate").copied()).unwrap_or(0)
     }
     fn state(&self, payment_id: &str) -> Option<String> {
         self.trade(payment_id).map(|t| t.status)
@@ -118,6 +128,12 @@ impl LocalGateway for WechatPaySandbox {
     }
     fn set_hang(&self, hang: bool) {
         WechatPaySandbox::set_hang(self, hang);
+    }
+    fn set_delay(&self, delay: Option<std::time::Duration>) {
+        WechatPaySandbox::set_delay(self, delay);
+    }
+    fn creates(&self, payment_id: &str) -> u32 {
+        self.transaction(payment_id).and_then(|t| t.calls.get("native").copied()).unwrap_or(0)
     }
     fn state(&self, payment_id: &str) -> Option<String> {
         self.transaction(payment_id).map(|t| t.trade_state)

@@ -53,6 +53,8 @@ struct Books {
     transactions: HashMap<String, SandboxTransaction>,
     /// Accept calls and never answer (a gateway that hangs).
     hang: bool,
+    /// Carry out every call at once but answer only after this long (a slow gateway).
+    delay: Option<std::time::Duration>,
 }
 
 struct Inner {
@@ -165,6 +167,12 @@ impl WechatPaySandbox {
     /// Makes the gateway hang (accept and never answer) or answer again.
     pub fn set_hang(&self, hang: bool) {
         self.books().hang = hang;
+    }
+
+    /// Makes the gateway slow: it carries out each call at once and answers after `delay`
+    /// (`None`: at once again).
+    pub fn set_delay(&self, delay: Option<std::time::Duration>) {
+        self.books().delay = delay;
     }
 
     /// The buyer pays without WeChat Pay notifying anyone (a lost notification): only a
@@ -330,17 +338,27 @@ fn authorized(inner: &Inner, method: &Method, uri: &Uri, headers: &HeaderMap, bo
         && signature.is_some_and(|s| inner.merchant_public_key.verify(request.message().as_bytes(), &s).is_ok())
 }
 
-/// Every API call: authenticates it, carries it out, answers signed.
+/// Every API call: authenticates it, carries it out, answers signed (late, when the
+/// gateway is slow).
 async fn api(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers: HeaderMap, body: String) -> Response {
-    if lock(&inner).hang {
+    let delay = lock(&inner).delay;
+    let answer = carry_out(&inner, method, uri, headers, body).await;
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    answer
+}
+
+async fn carry_out(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, body: String) -> Response {
+    if lock(inner).hang {
         std::future::pending::<()>().await;
     }
-    if !authorized(&inner, &method, &uri, &headers, &body) {
-        return error(&inner, StatusCode::UNAUTHORIZED, "SIGN_ERROR");
+    if !authorized(inner, &method, &uri, &headers, &body) {
+        return error(inner, StatusCode::UNAUTHORIZED, "SIGN_ERROR");
     }
     let request: Value = serde_json::from_str(&body).unwrap_or_default();
     let path = uri.path();
-    let mut books = lock(&inner);
+    let mut books = lock(inner);
     let count = |no: &str, operation: &str, books: &mut Books| {
         if let Some(t) = books.transactions.get_mut(no) {
             *t.calls.entry(operation.to_owned()).or_default() += 1;
@@ -350,7 +368,7 @@ async fn api(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers:
         let no = request["out_trade_no"].as_str().unwrap_or_default().to_owned();
         let amount = request.pointer("/amount/total").and_then(Value::as_i64).unwrap_or(0);
         if no.is_empty() || amount <= 0 || request["mchid"] != inner.mch_id.as_str() {
-            return error(&inner, StatusCode::BAD_REQUEST, "PARAM_ERROR");
+            return error(inner, StatusCode::BAD_REQUEST, "PARAM_ERROR");
         }
         let t = books.transactions.entry(no.clone()).or_insert_with(|| SandboxTransaction {
             trade_state: "NOTPAY".into(),
@@ -360,12 +378,12 @@ async fn api(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers:
             calls: HashMap::new(),
         });
         if t.amount != amount {
-            return error(&inner, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
+            return error(inner, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
         }
         count(&no, "native", &mut books);
         let code_url =
             format!("weixin://wxpay/bizpayurl?pr={}", crate::crypto::sha256_hex(no.as_bytes())[..10].to_owned());
-        return signed(&inner, StatusCode::OK, Some(json!({ "code_url": code_url })));
+        return signed(inner, StatusCode::OK, Some(json!({ "code_url": code_url })));
     }
     if let Some(rest) = path.strip_prefix("/v3/pay/transactions/out-trade-no/") {
         if let (&Method::POST, Some(no)) = (&method, rest.strip_suffix("/close")) {
@@ -373,19 +391,17 @@ async fn api(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers:
             return match books.transactions.get_mut(no) {
                 Some(t) if t.trade_state == "NOTPAY" || t.trade_state == "CLOSED" => {
                     t.trade_state = "CLOSED".into();
-                    signed(&inner, StatusCode::NO_CONTENT, None)
+                    signed(inner, StatusCode::NO_CONTENT, None)
                 }
-                Some(_) => error(&inner, StatusCode::BAD_REQUEST, "ORDERPAID"),
-                None => error(&inner, StatusCode::NOT_FOUND, "ORDER_NOT_EXIST"),
+                Some(_) => error(inner, StatusCode::BAD_REQUEST, "ORDERPAID"),
+                None => error(inner, StatusCode::NOT_FOUND, "ORDER_NOT_EXIST"),
             };
         }
         if method == Method::GET {
             count(rest, "query", &mut books);
             return match books.transactions.get(rest) {
-                Some(t) => {
-                    signed(&inner, StatusCode::OK, Some(transaction_json(&inner, rest, t.amount, &t.trade_state)))
-                }
-                None => error(&inner, StatusCode::NOT_FOUND, "ORDER_NOT_EXIST"),
+                Some(t) => signed(inner, StatusCode::OK, Some(transaction_json(inner, rest, t.amount, &t.trade_state))),
+                None => error(inner, StatusCode::NOT_FOUND, "ORDER_NOT_EXIST"),
             };
         }
     }
@@ -396,29 +412,27 @@ async fn api(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers:
         let total = request.pointer("/amount/total").and_then(Value::as_i64).unwrap_or(0);
         count(&no, "refund", &mut books);
         let Some(t) = books.transactions.get_mut(&no) else {
-            return error(&inner, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS");
+            return error(inner, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS");
         };
         if !matches!(t.trade_state.as_str(), "SUCCESS" | "REFUND") || total != t.amount || amount <= 0 {
-            return error(&inner, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
+            return error(inner, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
         }
         let others: i64 = t.refunds.iter().filter(|(r, _)| **r != refund_no).map(|(_, f)| f).sum();
         if others + amount > t.amount {
-            return error(&inner, StatusCode::FORBIDDEN, "NOT_ENOUGH");
+            return error(inner, StatusCode::FORBIDDEN, "NOT_ENOUGH");
         }
         t.refunds.insert(refund_no.clone(), amount);
         t.trade_state = "REFUND".into();
-        return signed(&inner, StatusCode::OK, Some(refund_json(&no, &refund_no, amount, t.amount)));
+        return signed(inner, StatusCode::OK, Some(refund_json(&no, &refund_no, amount, t.amount)));
     }
     if let (&Method::GET, Some(refund_no)) = (&method, path.strip_prefix("/v3/refund/domestic/refunds/")) {
         let found = books.transactions.iter().find_map(|(no, t)| t.refunds.get(refund_no).map(|a| (no, *a, t.amount)));
         return match found {
-            Some((no, amount, total)) => {
-                signed(&inner, StatusCode::OK, Some(refund_json(no, refund_no, amount, total)))
-            }
-            None => error(&inner, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS"),
+            Some((no, amount, total)) => signed(inner, StatusCode::OK, Some(refund_json(no, refund_no, amount, total))),
+            None => error(inner, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS"),
         };
     }
-    error(&inner, StatusCode::NOT_FOUND, "NOT_FOUND")
+    error(inner, StatusCode::NOT_FOUND, "NOT_FOUND")
 }
 
 fn refund_json(out_trade_no: &str, out_refund_no: &str, amount: i64, total: i64) -> Value {

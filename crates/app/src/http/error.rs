@@ -223,6 +223,8 @@ impl From<ProcessError> for ApiError {
         match e {
             ProcessError::Store(f) => f.into(),
             e @ (ProcessError::Channel(_) | ProcessError::Broken(_)) => ApiError::internal(&e),
+            e @ ProcessError::Busy(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string())
+                .retry_after(std::time::Duration::from_secs(1)),
         }
     }
 }

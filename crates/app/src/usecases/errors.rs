@@ -176,6 +176,10 @@ pub enum ProcessError {
     /// refuses, an amount out of bounds): retrying will not help.
     #[error("{0}")]
     Broken(String),
+    /// Another holder may be making the same channel call until then (see
+    /// docs/architecture.md, "One call per channel step"): try again after it.
+    #[error("the channel call is held elsewhere until {0}")]
+    Busy(payq_domain::Timestamp),
 }
 
 impl ProcessError {
@@ -185,6 +189,7 @@ impl ProcessError {
             ProcessError::Channel(ChannelError::Unavailable(_)) => true,
             ProcessError::Channel(ChannelError::Invalid(_)) | ProcessError::Broken(_) => false,
             ProcessError::Store(f) => f.is_transient(),
+            ProcessError::Busy(_) => true,
         }
     }
 }

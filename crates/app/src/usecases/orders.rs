@@ -10,7 +10,7 @@ use crate::jobs::{Job, JobKind, PaymentRequestJob, PaymentTimeoutJob};
 use payq_domain::{
     Currency, EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, OrderItem, PaymentId, Timestamp,
 };
-use payq_store::{NewOrder, NewPayment, StoreError};
+use payq_store::{ChannelCall, NewOrder, NewPayment, StoreError};
 use serde::{Deserialize, Serialize};
 
 /// `POST /v1/orders` body.
@@ -193,20 +193,38 @@ impl Payq {
         save(&mut tx, &mut order).await?;
         let order = tx.order(id).await?;
         record(&mut tx, EventType::OrderPaying, &order, None).await?;
+        // A real channel's buyer needs its next step (the QR code) in this answer, so this
+        // request starts the payment itself: it claims the start here, and the queued
+        // request is due only once that claim has run out, to take over if this process
+        // dies or the call fails (docs/architecture.md, "One call per channel step").
+        let inline = req.channel != "sim";
+        let due = if inline {
+            let lease_until = self.call_lease_until();
+            tx.claim_channel_call(ChannelCall::Create(&payment_id), lease_until).await?;
+            lease_until
+        } else {
+            Timestamp::now()
+        };
         tx.schedule(
-            Job::PaymentRequest(PaymentRequestJob { payment_id: payment_id.clone() })
-                .message(payment_id.as_str(), Timestamp::now()),
+            Job::PaymentRequest(PaymentRequestJob { payment_id: payment_id.clone() }).message(payment_id.as_str(), due),
         )
         .await?;
         tx.commit().await?;
-        if req.channel == "sim" {
+        if !inline {
             return Ok(order);
         }
-        // A real channel's buyer needs its next step (the QR code) in this answer: start
-        // the payment now. If that fails, the queued request tries again and the order
-        // shows the step once it has one.
-        if let Err(e) = self.request_payment(&payment_id).await {
-            tracing::warn!(payment_id = %payment_id, error = %e, "could not start the payment at the channel yet");
+        // The call runs on its own task: a buyer who gives up waiting, or an answer given
+        // after `start_wait`, does not cut it off; the order shows the step once it is there.
+        let payq = self.clone();
+        let started = payment_id.clone();
+        let call = tokio::spawn(async move { payq.start_payment(&started, true).await });
+        match tokio::time::timeout(self.settings.payment.start_wait.as_std(), call).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(payment_id = %payment_id, error = %e, "could not start the payment at the channel yet");
+            }
+            Ok(Err(e)) => tracing::error!(payment_id = %payment_id, error = %e, "the payment's start failed"),
+            Err(_) => tracing::info!(payment_id = %payment_id, "the channel is slow; answering before it does"),
         }
         match self.store.order(&merchant.id, id).await {
             Ok(started) => Ok(started),

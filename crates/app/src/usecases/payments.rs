@@ -8,11 +8,28 @@ use crate::risk;
 use payq_domain::{
     EventType, Money, OrderEvent, OrderId, OrderStatus, PaymentId, PaymentStatus, RefundStatus, Timestamp,
 };
-use payq_store::Tx;
+use payq_store::{CallClaim, ChannelCall, Tx};
 
 impl Payq {
-    /// Runs risk control on a requested payment, then starts it at the channel.
+    /// Runs risk control on a requested payment, then starts it at the channel: the job's
+    /// way in, which first claims the start (see [`Payq::start_payment`]).
     pub async fn request_payment(&self, payment_id: &PaymentId) -> Result<(), ProcessError> {
+        self.start_payment(payment_id, false).await
+    }
+
+    /// When a claim on a channel call made now runs out.
+    pub(crate) fn call_lease_until(&self) -> Timestamp {
+        let lease = self.settings.payment.call_lease();
+        Timestamp::now().plus_millis(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// Runs risk control on a requested payment, then creates it at the channel, once: the
+    /// create call is claimed in the transaction that checks the payment (`claimed` when the
+    /// pay request claimed it already, in its own transaction), and only the claim's holder
+    /// calls. A start held elsewhere is [`ProcessError::Busy`]; a start done already, or an
+    /// attempt that ended, is a no-op. A failed call hands the claim back for the next try.
+    pub(crate) async fn start_payment(&self, payment_id: &PaymentId, claimed: bool) -> Result<(), ProcessError> {
+        let call = ChannelCall::Create(payment_id);
         let mut tx = self.store.begin().await?;
         let payment = tx.payment(payment_id).await?;
         let mut order = tx.order(&payment.order_id).await?;
@@ -21,11 +38,19 @@ impl Payq {
             return Ok(()); // stale: the attempt already ended
         }
         if payment.next_action.is_some() {
-            return Ok(()); // started already (the pay request itself started it)
+            return Ok(()); // started already
+        }
+        if !claimed {
+            match tx.claim_channel_call(call, self.call_lease_until()).await? {
+                CallClaim::Claimed => {}
+                CallClaim::Done => return Ok(()),
+                CallClaim::HeldUntil(until) => return Err(ProcessError::Busy(until)),
+            }
         }
         if let Some(rule) = risk::check(&self.settings.risk, &mut tx, &order).await? {
             let reason = format!("risk:{}", rule.as_str());
             tx.update_payment(payment_id, PaymentStatus::Failed, None, Some(&reason)).await?;
+            tx.finish_channel_call(call).await?;
             transition(&mut order, OrderEvent::PaymentFailed)?;
             save(&mut tx, &mut order).await?;
             let order = tx.order(&order.id).await?;
@@ -53,15 +78,22 @@ impl Payq {
         let started = match started {
             Ok(started) => started,
             Err(ChannelError::Invalid(reason)) => {
+                // Refused for good: the payment fails, and the claim stays until it ends.
                 return self.apply_channel_status(payment_id, ChannelStatus::Failed { reason }).await;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // The outcome is unknown: the next try asks again with the same payment
+                // number, which the channel answers with the same payment.
+                self.store.release_channel_call(call).await?;
+                return Err(e.into());
+            }
         };
         // The channel's callback may have been applied already (under load it can arrive
         // before this transaction): then the payment is settled and keeps its outcome; a
         // blind write of `Pending` here would undo it, and the next query would take the
         // paid order's success for a late payment and refund it.
         let mut tx = self.store.begin().await?;
+        tx.finish_channel_call(call).await?;
         if tx.payment(payment_id).await?.status == PaymentStatus::Pending {
             tx.update_payment(payment_id, PaymentStatus::Pending, started.txn_id.as_deref(), None).await?;
             if let Some(action) = &started.next_action {
@@ -155,20 +187,51 @@ impl Payq {
     }
 
     /// Queries the channel about a payment whose callback has not come, and schedules the
-    /// next query if it is still pending.
+    /// next query if it is still pending. One query of a payment at a time: the call is
+    /// claimed first.
     pub async fn query_payment(&self, payment_id: &PaymentId, attempt: usize) -> Result<(), ProcessError> {
         let payment = self.store.payment(payment_id).await?;
         if payment.status != PaymentStatus::Pending {
             return Ok(());
         }
-        let status = self.channel_for(&payment.channel, &payment.merchant_id).await?.query_payment(payment_id).await?;
-        if status == ChannelStatus::Pending || status == ChannelStatus::NotFound {
-            let mut tx = self.store.begin().await?;
-            self.schedule_query(&mut tx, payment_id, attempt + 1).await?;
-            tx.commit().await?;
-            return Ok(());
+        let call = ChannelCall::Query(payment_id);
+        self.claim_call(call).await?;
+        let queried = async {
+            let status =
+                self.channel_for(&payment.channel, &payment.merchant_id).await?.query_payment(payment_id).await?;
+            if status == ChannelStatus::Pending || status == ChannelStatus::NotFound {
+                let mut tx = self.store.begin().await?;
+                self.schedule_query(&mut tx, payment_id, attempt + 1).await?;
+                tx.commit().await?;
+                return Ok(());
+            }
+            self.apply_channel_status(payment_id, status).await
+        };
+        self.release_after(call, queried.await).await
+    }
+
+    /// Claims `call` in a transaction of its own: `Busy` while another holder may be
+    /// making it. (Only calls that are released after use go through here.)
+    pub(crate) async fn claim_call(&self, call: ChannelCall<'_>) -> Result<(), ProcessError> {
+        let mut tx = self.store.begin().await?;
+        let claim = tx.claim_channel_call(call, self.call_lease_until()).await?;
+        tx.commit().await?;
+        match claim {
+            CallClaim::Claimed | CallClaim::Done => Ok(()),
+            CallClaim::HeldUntil(until) => Err(ProcessError::Busy(until)),
         }
-        self.apply_channel_status(payment_id, status).await
+    }
+
+    /// Hands `call` back once its outcome (`result`) is recorded or failed.
+    pub(crate) async fn release_after<T>(
+        &self,
+        call: ChannelCall<'_>,
+        result: Result<T, ProcessError>,
+    ) -> Result<T, ProcessError> {
+        let released = self.store.release_channel_call(call).await;
+        let value = result?;
+        released?;
+        Ok(value)
     }
 
     /// At the payment deadline: closes an unpaid order. If a payment is in flight, the
@@ -181,14 +244,20 @@ impl Payq {
         if order.status == OrderStatus::Paying
             && let Some(payment) = in_flight
         {
-            let channel = self.channel_for(&payment.channel, &order.merchant_id).await?;
-            let mut status = channel.query_payment(&payment.id).await?;
-            if !matches!(status, ChannelStatus::Succeeded { .. } | ChannelStatus::Failed { .. }) {
-                status = channel.close_payment(&payment.id).await?;
-            }
-            let paid = matches!(status, ChannelStatus::Succeeded { .. });
-            self.apply_channel_status(&payment.id, status).await?;
-            if paid {
+            // Asking and closing are one claimed call: a second delivery of this timer waits.
+            let call = ChannelCall::Close(&payment.id);
+            self.claim_call(call).await?;
+            let closed = async {
+                let channel = self.channel_for(&payment.channel, &order.merchant_id).await?;
+                let mut status = channel.query_payment(&payment.id).await?;
+                if !matches!(status, ChannelStatus::Succeeded { .. } | ChannelStatus::Failed { .. }) {
+                    status = channel.close_payment(&payment.id).await?;
+                }
+                let paid = matches!(status, ChannelStatus::Succeeded { .. });
+                self.apply_channel_status(&payment.id, status).await?;
+                Ok(paid)
+            };
+            if self.release_after(call, closed.await).await? {
                 return Ok(());
             }
         }

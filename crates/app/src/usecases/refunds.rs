@@ -11,7 +11,7 @@ use payq_domain::{
     EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, PaymentId, Refund, RefundEvent, RefundId,
     RefundStatus, Timestamp,
 };
-use payq_store::{StoreError, Tx};
+use payq_store::{CallClaim, ChannelCall, StoreError, Tx};
 use serde::Deserialize;
 
 /// `POST /v1/orders/{id}/refunds` body.
@@ -103,24 +103,42 @@ impl Payq {
             refund.version += 1;
         }
         let payment_id = tx.refund_payment_id(id).await?;
-        tx.commit().await?;
         if refund.status != RefundStatus::Processing {
+            tx.commit().await?;
             return Ok(()); // already finished or rejected
         }
-        let outcome = match self.store.payment(&payment_id).await {
-            Ok(payment) => {
-                let channel = self.channel_for(&payment.channel, &payment.merchant_id).await?;
-                channel.refund(&payment_id, &refund.id, refund.amount).await?
+        // One execution at the channel at a time, and none once it is recorded.
+        let call = ChannelCall::Refund(id);
+        let claim = tx.claim_channel_call(call, self.call_lease_until()).await?;
+        tx.commit().await?;
+        match claim {
+            CallClaim::Claimed => {}
+            CallClaim::Done => return Ok(()),
+            CallClaim::HeldUntil(until) => return Err(ProcessError::Busy(until)),
+        }
+        let executed = async {
+            match self.store.payment(&payment_id).await {
+                Ok(payment) => {
+                    let channel = self.channel_for(&payment.channel, &payment.merchant_id).await?;
+                    Ok(channel.refund(&payment_id, &refund.id, refund.amount).await?)
+                }
+                // Nothing to give back through any channel.
+                Err(payq_store::StoreError::NotFound) => {
+                    Ok(RefundOutcome::Refused { reason: "unknown payment".into() })
+                }
+                Err(e) => Err(ProcessError::from(e)),
             }
-            // Nothing to give back through any channel.
-            Err(payq_store::StoreError::NotFound) => RefundOutcome::Refused { reason: "unknown payment".into() },
-            Err(e) => return Err(e.into()),
         };
-        self.finish_refund(id, outcome).await
+        match executed.await {
+            Ok(outcome) => self.finish_refund(id, outcome).await,
+            Err(e) => self.release_after(call, Err(e)).await,
+        }
     }
 
+    /// Records the channel's answer to a refund's execution, and that the execution is done.
     async fn finish_refund(&self, id: &RefundId, outcome: RefundOutcome) -> Result<(), ProcessError> {
         let mut tx = self.store.begin().await?;
+        tx.finish_channel_call(ChannelCall::Refund(id)).await?;
         let mut refund = tx.refund(id).await?;
         if refund.status != RefundStatus::Processing {
             return Ok(());

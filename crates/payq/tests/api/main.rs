@@ -21,6 +21,7 @@ mod follow_up;
 mod health;
 mod idempotency;
 mod merchants;
+mod one_call;
 mod orders;
 mod payments;
 mod real_channels;
