@@ -52,8 +52,13 @@ pub struct WechatPayChannel {
     pub app_id: String,
     /// The serial number of the merchant's API certificate.
     pub serial_no: String,
-    /// The serial numbers of the platform certificates payq accepts signatures from.
+    /// The serial numbers of the platform certificates payq accepts signatures from
+    /// (upper-case hex, without leading zeros).
     pub platform_serials: Vec<String>,
+    /// The id of the WeChat Pay public key payq accepts signatures from (`PUB_KEY_ID_…`),
+    /// if the merchant has one.
+    #[serde(default)]
+    pub public_key_id: Option<String>,
     pub base_url: String,
 }
 

@@ -227,19 +227,22 @@ impl Store {
             .ok_or(StoreError::NotFound)
     }
 
-    /// The merchants whose shown channel configuration names `serial` (a platform
-    /// certificate's serial, upper-case hex), with their sealed credentials: whom a WeChat
-    /// Pay notification signed under that certificate may be for. At most 16; none for a
-    /// serial that is not hex (which also keeps `LIKE`'s wildcards out).
-    pub async fn merchants_with_channel_serial(&self, serial: &str) -> StoreResult<Vec<(MerchantId, Option<String>)>> {
-        if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
+    /// The merchants whose shown channel configuration names the WeChat Pay key `name` (a
+    /// platform certificate's serial, upper-case hex without leading zeros, which also finds
+    /// serials stored with them; or a public key id, `PUB_KEY_ID_…`), with their sealed
+    /// credentials: whom a WeChat Pay notification signed under that key may be for. At
+    /// most 16, to be checked by the caller; none for a name of other characters than
+    /// letters, digits and `_` (which also keeps `LIKE`'s `%` out).
+    pub async fn merchants_with_channel_key(&self, name: &str) -> StoreResult<Vec<(MerchantId, Option<String>)>> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Ok(Vec::new());
         }
-        let found =
-            crate::db::query("SELECT id, channel_secrets FROM merchants WHERE channels LIKE $1 ORDER BY id LIMIT 16")
-                .bind(format!("%\"{serial}\"%"))
-                .fetch_all(self.read())
-                .await?;
+        let found = crate::db::query(
+            "SELECT id, channel_secrets FROM merchants WHERE channels LIKE $1 ESCAPE '\\' ORDER BY id LIMIT 16",
+        )
+        .bind(format!("%{}\"%", name.replace('_', "\\_")))
+        .fetch_all(self.read())
+        .await?;
         found.iter().map(|row| Ok((rows::parse(row, "id")?, row.try_get("channel_secrets")?))).collect()
     }
 

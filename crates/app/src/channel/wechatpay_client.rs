@@ -10,7 +10,7 @@
 //! [`ChannelError::Unavailable`], which leaves the payment pending for the query schedule,
 //! or the refund for its retries, to settle.
 
-use super::wechatpay_protocol::{self as protocol, MerchantKey, PlatformCertificate, SignatureHeaders, SignedRequest};
+use super::wechatpay_protocol::{self as protocol, MerchantKey, SignatureHeaders, SignedRequest, VerificationKey};
 use super::{ChannelError, ChannelStatus, RefundOutcome};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -32,7 +32,12 @@ pub struct WechatPayAccount {
     pub merchant_key: MerchantKey,
     /// Decrypts notifications (32 characters).
     pub api_v3_key: String,
-    pub platform_certificates: Vec<PlatformCertificate>,
+    /// What WeChat Pay signs answers and notifications with: its platform certificates,
+    /// its public key, or both during a switch-over (docs/channels.md).
+    pub verification_keys: Vec<VerificationKey>,
+    /// The WeChat Pay public key's id, when the merchant has one: requests name it in
+    /// `Wechatpay-Serial`, so that answers are signed with that key.
+    pub public_key_id: Option<String>,
     /// `https://api.mch.weixin.qq.com` by default; a test gateway is set the same way.
     pub base_url: String,
 }
@@ -135,6 +140,9 @@ impl WechatPayClient {
             .header("authorization", authorization)
             .header("accept", "application/json")
             .header("user-agent", concat!("payq/", env!("CARGO_PKG_VERSION")));
+        if let Some(id) = &account.public_key_id {
+            builder = builder.header("wechatpay-serial", id);
+        }
         if method != Method::GET {
             builder = builder.header("content-type", "application/json").body(body);
         }
@@ -152,12 +160,8 @@ impl WechatPayClient {
             nonce: header(&headers, "wechatpay-nonce"),
             signature: header(&headers, "wechatpay-signature"),
         };
-        let verified = protocol::verify(
-            &account.platform_certificates,
-            signature,
-            &raw,
-            payq_domain::Timestamp::now().unix_seconds(),
-        );
+        let verified =
+            protocol::verify(&account.verification_keys, signature, &raw, payq_domain::Timestamp::now().unix_seconds());
         if let (Err(e), true) = (&verified, (200..300).contains(&status)) {
             return Err(unavailable(format!("{method} {path_and_query}: answer {e}")));
         }
@@ -358,7 +362,7 @@ mod tests {
         // else's answers, never believed.
         let (other, _) = start().await;
         let mut forged = account.clone();
-        forged.platform_certificates = other.platform_certificates.clone();
+        forged.verification_keys = other.verification_keys.clone();
         assert!(matches!(c.query(&forged, "pay_3").await, Err(ChannelError::Unavailable(_))), "forged answer");
         assert!(matches!(c.close(&forged, "pay_3").await, Err(ChannelError::Unavailable(_))), "forged close");
         assert!(matches!(c.refund(&forged, "pay_3", "ref_4", 1).await, Err(ChannelError::Unavailable(_))));

@@ -40,30 +40,85 @@ pub enum WechatPayProtocolError {
 /// The merchant's private key (PKCS#8, PEM or bare base64), which signs requests.
 pub use super::rsa_keys::RsaSigner as MerchantKey;
 
-/// One platform certificate: its serial number (upper-case hex, as `Wechatpay-Serial`
-/// names it) and its key.
+/// What a `Wechatpay-Serial` header names: a platform certificate by its serial number,
+/// or a WeChat Pay public key by its id (`PUB_KEY_ID_…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyName {
+    /// A certificate serial, as a number: upper-case hex without leading zeros.
+    Serial(String),
+    /// A public key id, as WeChat Pay gives it.
+    PublicKeyId(String),
+}
+
+impl KeyName {
+    /// Reads a `Wechatpay-Serial` header (or a stored name): a public key id, or a serial
+    /// in hex of any case with or without leading zeros (WeChat Pay's own SDKs write them
+    /// both ways). `None` for anything else.
+    pub fn parse(text: &str) -> Option<KeyName> {
+        let text = text.trim();
+        if let Some(rest) = text.strip_prefix(PUBLIC_KEY_ID_PREFIX) {
+            let fine = !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric());
+            return fine.then(|| KeyName::PublicKeyId(text.to_owned()));
+        }
+        if text.is_empty() || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let significant = text.trim_start_matches('0');
+        Some(KeyName::Serial(if significant.is_empty() { "0".into() } else { significant.to_ascii_uppercase() }))
+    }
+
+    /// The name as shown and as looked up: the serial number or the public key id.
+    pub fn as_str(&self) -> &str {
+        match self {
+            KeyName::Serial(s) | KeyName::PublicKeyId(s) => s,
+        }
+    }
+}
+
+/// How every WeChat Pay public key id begins.
+pub const PUBLIC_KEY_ID_PREFIX: &str = "PUB_KEY_ID_";
+
+/// A key WeChat Pay signs answers and notifications with: a platform certificate's or a
+/// WeChat Pay public key, with the name `Wechatpay-Serial` gives it.
 #[derive(Debug, Clone)]
-pub struct PlatformCertificate {
-    pub serial: String,
+pub struct VerificationKey {
+    pub name: KeyName,
     key: VerifyingKey<Sha256>,
 }
 
-impl PlatformCertificate {
-    /// Reads a PEM X.509 certificate with an RSA key.
-    pub fn from_pem(pem: &str) -> Result<PlatformCertificate, WechatPayProtocolError> {
+impl VerificationKey {
+    /// Reads a PEM X.509 platform certificate with an RSA key.
+    pub fn from_certificate_pem(pem: &str) -> Result<VerificationKey, WechatPayProtocolError> {
         let bad = |e: String| WechatPayProtocolError::Key(format!("platform certificate does not read ({e})"));
         let cert = x509_cert::Certificate::from_pem(pem.trim().as_bytes()).map_err(|e| bad(e.to_string()))?;
         // DER keeps a leading zero byte on serials whose high bit is set; WeChat Pay names
         // certificates by the number itself.
-        let bytes = cert.tbs_certificate.serial_number.as_bytes();
-        let significant = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len().saturating_sub(1));
-        let serial = hex::encode_upper(&bytes[significant..]);
+        let serial = hex::encode_upper(cert.tbs_certificate.serial_number.as_bytes());
+        let name = KeyName::parse(&serial).ok_or_else(|| bad("no serial number".into()))?;
         let spki = cert.tbs_certificate.subject_public_key_info.to_der().map_err(|e| bad(e.to_string()))?;
         let key = PublicKey::from_public_key_der(&spki).map_err(|e| bad(format!("not an RSA key: {e}")))?;
-        Ok(PlatformCertificate { serial, key: VerifyingKey::new(key) })
+        Ok(VerificationKey { name, key: VerifyingKey::new(key) })
     }
 
-    /// Checks that `signature` (base64) is this certificate's SHA256withRSA signature of
+    /// Reads a WeChat Pay public key (PEM `PUBLIC KEY`, or bare base64 of its DER) with its
+    /// id (`PUB_KEY_ID_…`).
+    pub fn from_public_key_pem(id: &str, pem: &str) -> Result<VerificationKey, WechatPayProtocolError> {
+        let bad = |e: String| WechatPayProtocolError::Key(format!("public_key does not read ({e})"));
+        let name = match KeyName::parse(id) {
+            Some(name @ KeyName::PublicKeyId(_)) => name,
+            _ => return Err(WechatPayProtocolError::Key("public_key_id must be PUB_KEY_ID_ and its digits".into())),
+        };
+        let pem = pem.trim();
+        let key = if pem.starts_with("-----") {
+            PublicKey::from_public_key_pem(pem).map_err(|e| bad(e.to_string()))?
+        } else {
+            let der = BASE64.decode(pem.split_whitespace().collect::<String>()).map_err(|e| bad(e.to_string()))?;
+            PublicKey::from_public_key_der(&der).map_err(|e| bad(e.to_string()))?
+        };
+        Ok(VerificationKey { name, key: VerifyingKey::new(key) })
+    }
+
+    /// Checks that `signature` (base64) is this key's
     /// `message`.
     pub fn verify_message(&self, message: &str, signature: &str) -> Result<(), WechatPayProtocolError> {
         let raw = BASE64.decode(signature.trim()).map_err(|_| WechatPayProtocolError::BadSignature)?;
@@ -124,17 +179,17 @@ pub struct SignatureHeaders<'a> {
 pub const FRESHNESS_S: i64 = 300;
 
 /// Checks an answer's or a notification's signature: `timestamp\nnonce\nbody\n` under the
-/// platform certificate the serial names, with a timestamp within [`FRESHNESS_S`] of `now`.
+/// key `Wechatpay-Serial` names (a platform certificate or the WeChat Pay public key), with
+/// a timestamp within [`FRESHNESS_S`] of `now`.
 pub fn verify(
-    certificates: &[PlatformCertificate],
+    keys: &[VerificationKey],
     headers: SignatureHeaders<'_>,
     body: &str,
     now_unix_s: i64,
 ) -> Result<(), WechatPayProtocolError> {
-    let cert = certificates
-        .iter()
-        .find(|c| c.serial.eq_ignore_ascii_case(headers.serial))
-        .ok_or_else(|| WechatPayProtocolError::UnknownSerial(headers.serial.chars().take(64).collect()))?;
+    let unknown = || WechatPayProtocolError::UnknownSerial(headers.serial.chars().take(64).collect());
+    let name = KeyName::parse(headers.serial).ok_or_else(unknown)?;
+    let cert = keys.iter().find(|k| k.name == name).ok_or_else(unknown)?;
     let at: i64 = headers.timestamp.trim().parse().map_err(|_| WechatPayProtocolError::Stale)?;
     if (now_unix_s - at).abs() > FRESHNESS_S {
         return Err(WechatPayProtocolError::Stale);
@@ -382,8 +437,8 @@ BDa+8mDLkWu5nHEhOxy2JJZl
 
     #[test]
     fn answers_verify_under_the_named_certificate_while_fresh() {
-        let cert = PlatformCertificate::from_pem(PLATFORM_CERT).expect("certificate");
-        assert_eq!(cert.serial, PLATFORM_SERIAL);
+        let cert = VerificationKey::from_certificate_pem(PLATFORM_CERT).expect("certificate");
+        assert_eq!(cert.name, KeyName::Serial(PLATFORM_SERIAL.into()));
         let signer = MerchantKey::from_pem(PLATFORM_KEY).expect("platform key");
         let body = r#"{"code_url":"weixin://wxpay/bizpayurl?pr=p4lpSuKzz"}"#;
         let signature = signer.sign(&format!("1700000000\nnonce-1\n{body}\n"));
@@ -432,8 +487,8 @@ Krn85TnwL3qcInzRnU8X86faXXJrI0IJi44tECKw8ftngCl6vyNwNNKPDwdkcuuV
 
     #[test]
     fn signatures_verify_under_a_platform_certificate_as_the_official_sdk_verifies_them() {
-        let cert = PlatformCertificate::from_pem(SDK_PLATFORM_CERT).expect("the SDK's test certificate");
-        assert_eq!(cert.serial, "F5765756002FDD77");
+        let cert = VerificationKey::from_certificate_pem(SDK_PLATFORM_CERT).expect("the SDK's test certificate");
+        assert_eq!(cert.name.as_str(), "F5765756002FDD77");
         assert_eq!(cert.verify_message("source", SDK_SIGNATURE), Ok(()));
         assert_eq!(cert.verify_message("wrong source", SDK_SIGNATURE), Err(WechatPayProtocolError::BadSignature));
     }
@@ -453,11 +508,89 @@ Krn85TnwL3qcInzRnU8X86faXXJrI0IJi44tECKw8ftngCl6vyNwNNKPDwdkcuuV
             std::time::Duration::from_secs(3600),
         )
         .expect("certificate");
-        let cert = PlatformCertificate::from_pem(&cert_pem).expect("reads back");
-        assert_eq!(cert.serial, "3A01FF");
+        let cert = VerificationKey::from_certificate_pem(&cert_pem).expect("reads back");
+        assert_eq!(cert.name.as_str(), "3A01FF");
         let signature = signer.sign("1\nn\n{}\n");
         let headers = SignatureHeaders { serial: "3a01ff", timestamp: "1", nonce: "n", signature: &signature };
         assert_eq!(verify(&[cert], headers, "{}", 1), Ok(()));
+    }
+
+    #[test]
+    fn serials_are_numbers_whatever_their_case_and_leading_zeros() {
+        // The Java SDK writes `BigInteger.toString(16)` (no leading zero), the Go SDK the
+        // bytes in hex (with it); both name the same certificate.
+        for (a, b) in [("0A01FF", "a01ff"), ("00F5765756002FDD77", "F5765756002FDD77"), ("0", "0000")] {
+            assert_eq!(KeyName::parse(a), KeyName::parse(b), "{a} {b}");
+        }
+        assert_eq!(KeyName::parse("0a01ff"), Some(KeyName::Serial("A01FF".into())));
+        assert_ne!(KeyName::parse("A01FF"), KeyName::parse("A01FF0"));
+        let id = "PUB_KEY_ID_0111022734482025121100291855003000";
+        assert_eq!(KeyName::parse(id), Some(KeyName::PublicKeyId(id.into())));
+        for bad in ["", "xyz", "PUB_KEY_ID_", "PUB_KEY_ID_12 34", "pub_key_id_123", &"F".repeat(65)] {
+            assert_eq!(KeyName::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_certificate_whose_serial_starts_with_a_zero_digit_answers_to_either_form() {
+        use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
+        let key = <rsa::PrivateKey as rsa::Generate>::generate();
+        let public_der = rsa::PublicKey::from(&key).to_public_key_der().expect("public key").into_vec();
+        let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).expect("private key");
+        let signer = MerchantKey::from_pem(&pem).expect("signer");
+        let cert_pem = self_signed_certificate(
+            &signer,
+            &public_der,
+            &[0x0A, 0x01],
+            "payq test",
+            std::time::Duration::from_secs(60),
+        )
+        .expect("certificate");
+        let keys = [VerificationKey::from_certificate_pem(&cert_pem).expect("reads back")];
+        let signature = signer.sign("1\nn\n{}\n");
+        for serial in ["A01", "0A01", "0a01", "000A01"] {
+            let headers = SignatureHeaders { serial, timestamp: "1", nonce: "n", signature: &signature };
+            assert_eq!(verify(&keys, headers, "{}", 1), Ok(()), "{serial}");
+        }
+    }
+
+    /// The Go SDK's test certificate's key, as a WeChat Pay public key would be given.
+    fn sdk_public_key_pem() -> String {
+        use rsa::pkcs8::EncodePublicKey;
+        let cert = x509_cert::Certificate::from_pem(SDK_PLATFORM_CERT.as_bytes()).expect("certificate");
+        let spki = cert.tbs_certificate.subject_public_key_info.to_der().expect("spki");
+        let key = PublicKey::from_public_key_der(&spki).expect("rsa");
+        key.to_public_key_pem(rsa::pkcs8::LineEnding::LF).expect("pem")
+    }
+
+    #[test]
+    fn signatures_verify_under_a_wechatpay_public_key_named_by_its_id() {
+        let id = "PUB_KEY_ID_0112345678902026120400000000000001";
+        let key = VerificationKey::from_public_key_pem(id, &sdk_public_key_pem()).expect("public key");
+        assert_eq!(key.verify_message("source", SDK_SIGNATURE), Ok(()));
+        // Bare base64 of the key reads too (the merchant platform shows it that way).
+        let bare: String = sdk_public_key_pem().lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(VerificationKey::from_public_key_pem(id, &bare).is_ok());
+        assert!(VerificationKey::from_public_key_pem("F5765756002FDD77", &bare).is_err(), "an id, not a serial");
+        assert!(VerificationKey::from_public_key_pem(id, PLATFORM_CERT).is_err(), "a certificate is not a key");
+
+        // A merchant in switch-over keeps both; each signature is checked with the key its
+        // header names, and a key of the other name does not stand in.
+        let signer = MerchantKey::from_pem(PLATFORM_KEY).expect("platform key");
+        let keys = [VerificationKey::from_certificate_pem(PLATFORM_CERT).expect("certificate"), key];
+        let body = "{}";
+        let by_certificate = signer.sign(&format!("1700000000\nn\n{body}\n"));
+        let headers = SignatureHeaders {
+            serial: PLATFORM_SERIAL,
+            timestamp: "1700000000",
+            nonce: "n",
+            signature: &by_certificate,
+        };
+        assert_eq!(verify(&keys, headers, body, 1_700_000_000), Ok(()));
+        let misnamed = SignatureHeaders { serial: id, ..headers };
+        assert_eq!(verify(&keys, misnamed, body, 1_700_000_000), Err(WechatPayProtocolError::BadSignature));
+        let unknown = SignatureHeaders { serial: "PUB_KEY_ID_0199999999992026120400000000000001", ..headers };
+        assert!(matches!(verify(&keys, unknown, body, 1_700_000_000), Err(WechatPayProtocolError::UnknownSerial(_))));
     }
 
     #[test]
@@ -480,7 +613,7 @@ Krn85TnwL3qcInzRnU8X86faXXJrI0IJi44tECKw8ftngCl6vyNwNNKPDwdkcuuV
 
     #[test]
     fn keys_and_certificates_of_the_wrong_kind_are_named() {
-        assert!(PlatformCertificate::from_pem(PLATFORM_KEY).is_err());
+        assert!(VerificationKey::from_certificate_pem(PLATFORM_KEY).is_err());
         let e = MerchantKey::from_pem(PLATFORM_CERT).expect_err("a certificate cannot sign");
         assert!(e.to_string().contains("private_key"), "{e}");
     }

@@ -48,6 +48,17 @@ pub enum Forgery {
     Stale,
 }
 
+/// What the merchant a sandbox plays verifies WeChat Pay with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxKeys {
+    /// Platform certificates only (a merchant set up before 2024).
+    Certificate,
+    /// A WeChat Pay public key only (`PUB_KEY_ID_…`; a merchant set up since 2024).
+    PublicKey,
+    /// Both, during the switch-over: notifications come signed with either at random.
+    Both,
+}
+
 #[derive(Default)]
 struct Books {
     transactions: HashMap<String, SandboxTransaction>,
@@ -64,9 +75,12 @@ struct Inner {
     serial_no: String,
     /// Verifies the merchant's requests.
     merchant_public_key: VerifyingKey<Sha256>,
-    /// Signs answers and notifications (the platform certificate's key).
-    platform_key: MerchantKey,
-    platform_serial: String,
+    /// Sign answers and notifications, each with the name `Wechatpay-Serial` gives it: the
+    /// platform certificate's key (by its serial, written without leading zeros as the Java
+    /// SDK writes it), the WeChat Pay public key (by its id), or both, certificate first.
+    signing_keys: Vec<(String, MerchantKey)>,
+    /// Notifications sent so far.
+    notifications: std::sync::atomic::AtomicUsize,
     api_v3_key: String,
     books: Mutex<Books>,
 }
@@ -83,23 +97,35 @@ pub struct WechatPaySandbox {
     /// The merchant's private key (PKCS#8 PEM), made for this run.
     pub merchant_private_key_pem: String,
     pub api_v3_key: String,
-    /// The platform certificate (PEM) the sandbox signs with, made for this run.
+    /// The platform certificate (PEM) the sandbox signs with, made for this run (unless
+    /// it plays a merchant with a public key only).
     pub platform_certificate_pem: String,
+    /// The WeChat Pay public key's id and PEM, made for this run (unless it plays a
+    /// merchant with platform certificates only).
+    pub public_key: Option<(String, String)>,
+    /// What the merchant it plays verifies WeChat Pay with.
+    pub keys: SandboxKeys,
     inner: Arc<Inner>,
     http: reqwest::Client,
 }
 
 impl WechatPaySandbox {
     /// Starts a gateway on a free port of 127.0.0.1 with fresh keys, a fresh platform
-    /// certificate and a fresh API v3 key.
+    /// certificate and a fresh API v3 key: a merchant set up before 2024.
     pub async fn start() -> anyhow::Result<WechatPaySandbox> {
+        WechatPaySandbox::start_with(SandboxKeys::Certificate).await
+    }
+
+    /// Starts a gateway that signs as `keys` says, with fresh keys for each.
+    pub async fn start_with(keys: SandboxKeys) -> anyhow::Result<WechatPaySandbox> {
         let (merchant_private, merchant_public) = pem_pair()?;
         let (platform_private, platform_public) = pem_pair()?;
         let platform_key = MerchantKey::from_pem(&platform_private)?;
         let platform_der = der_of(&platform_public).ok_or_else(|| anyhow::anyhow!("platform key"))?;
-        // At most 20 octets and positive (RFC 5280), so the high bit stays clear.
+        // At most 20 octets and positive (RFC 5280). The first hex digit is a zero, so
+        // payq meets the serial written with and without it (the SDKs differ there).
         let mut serial: [u8; 20] = rand::random();
-        serial[0] &= 0x7f;
+        serial[0] = (serial[0] & 0x0f) | 0x01;
         let certificate = protocol::self_signed_certificate(
             &platform_key,
             &platform_der,
@@ -107,14 +133,30 @@ impl WechatPaySandbox {
             "WeChat Pay sandbox platform (payq)",
             std::time::Duration::from_secs(365 * 86_400),
         )?;
-        let platform_serial = protocol::PlatformCertificate::from_pem(&certificate)?.serial;
+        let platform_serial = hex::encode_upper(serial).trim_start_matches('0').to_owned();
+        let public_key = match keys {
+            SandboxKeys::Certificate => None,
+            SandboxKeys::PublicKey | SandboxKeys::Both => {
+                let (private, public) = pem_pair()?;
+                // As WeChat Pay makes them: `01`, the merchant id, a date and 14 digits.
+                let id = format!("PUB_KEY_ID_011900000109{}{:014}", "20261204", rand::random::<u64>() % 10u64.pow(14));
+                Some((id, MerchantKey::from_pem(&private)?, public))
+            }
+        };
+        let mut signing_keys = Vec::new();
+        if keys != SandboxKeys::PublicKey {
+            signing_keys.push((platform_serial, platform_key));
+        }
+        if let Some((id, key, _)) = &public_key {
+            signing_keys.push((id.clone(), key.clone()));
+        }
         let inner = Arc::new(Inner {
             mch_id: "1900000109".into(),
             app_id: "wxd678efh567hg6787".into(),
             serial_no: crate::crypto::random_hex(20).to_ascii_uppercase(),
             merchant_public_key: VerifyingKey::new(rsa::PublicKey::from_public_key_pem(&merchant_public)?),
-            platform_key,
-            platform_serial,
+            signing_keys,
+            notifications: std::sync::atomic::AtomicUsize::new(0),
             api_v3_key: crate::crypto::random_hex(16),
             books: Mutex::default(),
         });
@@ -132,27 +174,38 @@ impl WechatPaySandbox {
             merchant_private_key_pem: merchant_private,
             api_v3_key: inner.api_v3_key.clone(),
             platform_certificate_pem: certificate,
+            public_key: public_key.map(|(id, _, pem)| (id, pem)),
+            keys,
             inner,
             http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?,
         })
     }
 
-    /// The `channels.wechatpay` object that sets a merchant up with this sandbox.
+    /// The `channels.wechatpay` object that sets a merchant up with this sandbox: its
+    /// platform certificate, its public key, or both, as `keys` says.
     pub fn credentials(&self) -> Value {
-        json!({
+        let mut c = json!({
             "mch_id": self.mch_id,
             "app_id": self.app_id,
             "serial_no": self.serial_no,
             "private_key": self.merchant_private_key_pem,
             "api_v3_key": self.api_v3_key,
-            "platform_certificates": [self.platform_certificate_pem],
             "base_url": self.base_url,
-        })
+        });
+        if self.keys != SandboxKeys::PublicKey {
+            c["platform_certificates"] = json!([self.platform_certificate_pem]);
+        }
+        if let Some((id, pem)) = &self.public_key {
+            c["public_key_id"] = json!(id);
+            c["public_key"] = json!(pem);
+        }
+        c
     }
 
-    /// The serial number of the sandbox's platform certificate.
-    pub fn platform_serial(&self) -> &str {
-        &self.inner.platform_serial
+    /// The serial number of the sandbox's platform certificate, as `Wechatpay-Serial`
+    /// gives it (without leading zeros).
+    pub fn platform_serial(&self) -> String {
+        hex_serial_of(&self.platform_certificate_pem)
     }
 
     fn books(&self) -> MutexGuard<'_, Books> {
@@ -234,16 +287,20 @@ impl WechatPaySandbox {
         .to_string();
         let now = payq_domain::Timestamp::now().unix_seconds();
         let at = if forgery == Forgery::Stale { now - 600 } else { now };
+        // In a switch-over WeChat Pay signs notifications with either key; the sandbox
+        // takes them in turn, so that a test meets both.
+        let turn = self.inner.notifications.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (name, key) = self.inner.signing_keys[turn % self.inner.signing_keys.len()].clone();
         let signer = match forgery {
             Forgery::SignedWithAnotherKey => MerchantKey::from_pem(&self.merchant_private_key_pem)?,
-            _ => self.inner.platform_key.clone(),
+            _ => key,
         };
         let sign_nonce = crate::crypto::random_hex(16);
         let r = self
             .http
             .post(url)
             .header("content-type", "application/json")
-            .header("wechatpay-serial", &self.inner.platform_serial)
+            .header("wechatpay-serial", &name)
             .header("wechatpay-timestamp", at.to_string())
             .header("wechatpay-nonce", &sign_nonce)
             .header("wechatpay-signature", signer.sign(&format!("{at}\n{sign_nonce}\n{envelope}\n")))
@@ -281,14 +338,21 @@ fn transaction_json(inner: &Inner, out_trade_no: &str, amount: i64, trade_state:
     t
 }
 
-/// An answer signed under the platform certificate.
-fn signed(inner: &Inner, status: StatusCode, body: Option<Value>) -> Response {
+/// The key an answer is signed with: the one the request's `Wechatpay-Serial` names, else
+/// the first (the platform certificate's, when the merchant has both).
+fn answer_key<'a>(inner: &'a Inner, headers: &HeaderMap) -> &'a (String, MerchantKey) {
+    let named = headers.get("wechatpay-serial").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    inner.signing_keys.iter().find(|(name, _)| name == named).unwrap_or(&inner.signing_keys[0])
+}
+
+/// An answer signed under `key`.
+fn signed(key: &(String, MerchantKey), status: StatusCode, body: Option<Value>) -> Response {
     let text = body.map(|b| b.to_string()).unwrap_or_default();
     let at = payq_domain::Timestamp::now().unix_seconds();
     let nonce = crate::crypto::random_hex(16);
-    let signature = inner.platform_key.sign(&format!("{at}\n{nonce}\n{text}\n"));
+    let signature = key.1.sign(&format!("{at}\n{nonce}\n{text}\n"));
     let headers = [
-        ("wechatpay-serial", inner.platform_serial.clone()),
+        ("wechatpay-serial", key.0.clone()),
         ("wechatpay-timestamp", at.to_string()),
         ("wechatpay-nonce", nonce),
         ("wechatpay-signature", signature),
@@ -304,8 +368,8 @@ fn signed(inner: &Inner, status: StatusCode, body: Option<Value>) -> Response {
     response
 }
 
-fn error(inner: &Inner, status: StatusCode, code: &str) -> Response {
-    signed(inner, status, Some(json!({ "code": code, "message": code })))
+fn error(key: &(String, MerchantKey), status: StatusCode, code: &str) -> Response {
+    signed(key, status, Some(json!({ "code": code, "message": code })))
 }
 
 /// Checks the `Authorization` header: the merchant, its certificate serial, a fresh
@@ -350,11 +414,12 @@ async fn api(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers:
 }
 
 async fn carry_out(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, body: String) -> Response {
+    let key = answer_key(inner, &headers);
     if lock(inner).hang {
         std::future::pending::<()>().await;
     }
     if !authorized(inner, &method, &uri, &headers, &body) {
-        return error(inner, StatusCode::UNAUTHORIZED, "SIGN_ERROR");
+        return error(key, StatusCode::UNAUTHORIZED, "SIGN_ERROR");
     }
     let request: Value = serde_json::from_str(&body).unwrap_or_default();
     let path = uri.path();
@@ -368,7 +433,7 @@ async fn carry_out(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, 
         let no = request["out_trade_no"].as_str().unwrap_or_default().to_owned();
         let amount = request.pointer("/amount/total").and_then(Value::as_i64).unwrap_or(0);
         if no.is_empty() || amount <= 0 || request["mchid"] != inner.mch_id.as_str() {
-            return error(inner, StatusCode::BAD_REQUEST, "PARAM_ERROR");
+            return error(key, StatusCode::BAD_REQUEST, "PARAM_ERROR");
         }
         let t = books.transactions.entry(no.clone()).or_insert_with(|| SandboxTransaction {
             trade_state: "NOTPAY".into(),
@@ -378,12 +443,12 @@ async fn carry_out(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, 
             calls: HashMap::new(),
         });
         if t.amount != amount {
-            return error(inner, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
+            return error(key, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
         }
         count(&no, "native", &mut books);
         let code_url =
             format!("weixin://wxpay/bizpayurl?pr={}", crate::crypto::sha256_hex(no.as_bytes())[..10].to_owned());
-        return signed(inner, StatusCode::OK, Some(json!({ "code_url": code_url })));
+        return signed(key, StatusCode::OK, Some(json!({ "code_url": code_url })));
     }
     if let Some(rest) = path.strip_prefix("/v3/pay/transactions/out-trade-no/") {
         if let (&Method::POST, Some(no)) = (&method, rest.strip_suffix("/close")) {
@@ -391,17 +456,17 @@ async fn carry_out(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, 
             return match books.transactions.get_mut(no) {
                 Some(t) if t.trade_state == "NOTPAY" || t.trade_state == "CLOSED" => {
                     t.trade_state = "CLOSED".into();
-                    signed(inner, StatusCode::NO_CONTENT, None)
+                    signed(key, StatusCode::NO_CONTENT, None)
                 }
-                Some(_) => error(inner, StatusCode::BAD_REQUEST, "ORDERPAID"),
-                None => error(inner, StatusCode::NOT_FOUND, "ORDER_NOT_EXIST"),
+                Some(_) => error(key, StatusCode::BAD_REQUEST, "ORDERPAID"),
+                None => error(key, StatusCode::NOT_FOUND, "ORDER_NOT_EXIST"),
             };
         }
         if method == Method::GET {
             count(rest, "query", &mut books);
             return match books.transactions.get(rest) {
-                Some(t) => signed(inner, StatusCode::OK, Some(transaction_json(inner, rest, t.amount, &t.trade_state))),
-                None => error(inner, StatusCode::NOT_FOUND, "ORDER_NOT_EXIST"),
+                Some(t) => signed(key, StatusCode::OK, Some(transaction_json(inner, rest, t.amount, &t.trade_state))),
+                None => error(key, StatusCode::NOT_FOUND, "ORDER_NOT_EXIST"),
             };
         }
     }
@@ -412,27 +477,27 @@ async fn carry_out(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, 
         let total = request.pointer("/amount/total").and_then(Value::as_i64).unwrap_or(0);
         count(&no, "refund", &mut books);
         let Some(t) = books.transactions.get_mut(&no) else {
-            return error(inner, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS");
+            return error(key, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS");
         };
         if !matches!(t.trade_state.as_str(), "SUCCESS" | "REFUND") || total != t.amount || amount <= 0 {
-            return error(inner, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
+            return error(key, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
         }
         let others: i64 = t.refunds.iter().filter(|(r, _)| **r != refund_no).map(|(_, f)| f).sum();
         if others + amount > t.amount {
-            return error(inner, StatusCode::FORBIDDEN, "NOT_ENOUGH");
+            return error(key, StatusCode::FORBIDDEN, "NOT_ENOUGH");
         }
         t.refunds.insert(refund_no.clone(), amount);
         t.trade_state = "REFUND".into();
-        return signed(inner, StatusCode::OK, Some(refund_json(&no, &refund_no, amount, t.amount)));
+        return signed(key, StatusCode::OK, Some(refund_json(&no, &refund_no, amount, t.amount)));
     }
     if let (&Method::GET, Some(refund_no)) = (&method, path.strip_prefix("/v3/refund/domestic/refunds/")) {
         let found = books.transactions.iter().find_map(|(no, t)| t.refunds.get(refund_no).map(|a| (no, *a, t.amount)));
         return match found {
-            Some((no, amount, total)) => signed(inner, StatusCode::OK, Some(refund_json(no, refund_no, amount, total))),
-            None => error(inner, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS"),
+            Some((no, amount, total)) => signed(key, StatusCode::OK, Some(refund_json(no, refund_no, amount, total))),
+            None => error(key, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS"),
         };
     }
-    error(inner, StatusCode::NOT_FOUND, "NOT_FOUND")
+    error(key, StatusCode::NOT_FOUND, "NOT_FOUND")
 }
 
 fn refund_json(out_trade_no: &str, out_refund_no: &str, amount: i64, total: i64) -> Value {
@@ -445,4 +510,9 @@ fn refund_json(out_trade_no: &str, out_refund_no: &str, amount: i64, total: i64)
         "status": "SUCCESS",
         "amount": { "refund": amount, "total": total, "currency": "CNY", "payer_refund": amount },
     })
+}
+
+/// A certificate's serial as `Wechatpay-Serial` names it (upper-case hex, no leading zeros).
+fn hex_serial_of(pem: &str) -> String {
+    protocol::VerificationKey::from_certificate_pem(pem).map(|k| k.name.as_str().to_owned()).unwrap_or_default()
 }

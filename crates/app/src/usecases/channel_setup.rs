@@ -7,7 +7,7 @@ use super::{InputError, Payq};
 use crate::channel::alipay_client::{AlipayAccount, PRODUCTION_GATEWAY};
 use crate::channel::alipay_protocol::{AlipayPublicKey, AppKey};
 use crate::channel::wechatpay_client::{PRODUCTION_BASE_URL, WechatPayAccount};
-use crate::channel::wechatpay_protocol::{MerchantKey, PlatformCertificate};
+use crate::channel::wechatpay_protocol::{KeyName, MerchantKey, VerificationKey};
 use payq_domain::{AlipayChannel, Merchant, MerchantChannels, WechatPayChannel};
 use payq_store::Tx;
 use serde::{Deserialize, Serialize};
@@ -109,8 +109,17 @@ pub struct WechatPayCredentials {
     pub private_key: String,
     /// The API v3 key (32 characters); decrypts notifications.
     pub api_v3_key: String,
-    /// WeChat Pay's platform certificates (PEM); verify answers and notifications.
+    /// WeChat Pay's platform certificates (PEM); verify answers and notifications. A
+    /// merchant set up since 2024 has none: it has a WeChat Pay public key instead.
+    #[serde(default)]
     pub platform_certificates: Vec<String>,
+    /// The WeChat Pay public key's id (`PUB_KEY_ID_…`), with `public_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_id: Option<String>,
+    /// The WeChat Pay public key (PEM); verifies answers and notifications that name
+    /// `public_key_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
     /// The API's base URL; default WeChat Pay's production API.
     pub base_url: Option<String>,
 }
@@ -135,11 +144,23 @@ impl WechatPayCredentials {
         self.base_url.as_deref().unwrap_or(PRODUCTION_BASE_URL)
     }
 
-    fn certificates(&self) -> Result<Vec<PlatformCertificate>, InputError> {
-        self.platform_certificates
+    /// Every key WeChat Pay may sign with for this merchant: its platform certificates and
+    /// its public key.
+    fn verification_keys(&self) -> Result<Vec<VerificationKey>, InputError> {
+        let bad = |e: crate::channel::wechatpay_protocol::WechatPayProtocolError| {
+            InputError::Malformed(format!("wechatpay: {e}"))
+        };
+        let mut keys: Vec<VerificationKey> = self
+            .platform_certificates
             .iter()
-            .map(|pem| PlatformCertificate::from_pem(pem).map_err(|e| InputError::Malformed(format!("wechatpay: {e}"))))
-            .collect()
+            .map(|pem| VerificationKey::from_certificate_pem(pem).map_err(bad))
+            .collect::<Result<_, _>>()?;
+        match (&self.public_key_id, &self.public_key) {
+            (Some(id), Some(pem)) => keys.push(VerificationKey::from_public_key_pem(id, pem).map_err(bad)?),
+            (None, None) => {}
+            _ => return Err(InputError::Malformed("wechatpay: public_key_id and public_key go together".into())),
+        }
+        Ok(keys)
     }
 
     /// The account the API client calls with; fails on keys that do not read.
@@ -151,7 +172,8 @@ impl WechatPayCredentials {
             merchant_key: MerchantKey::from_pem(&self.private_key)
                 .map_err(|e| InputError::Malformed(format!("wechatpay: {e}")))?,
             api_v3_key: self.api_v3_key.clone(),
-            platform_certificates: self.certificates()?,
+            verification_keys: self.verification_keys()?,
+            public_key_id: self.public_key_id.clone(),
             base_url: self.base_url().to_owned(),
         })
     }
@@ -174,20 +196,36 @@ impl WechatPayCredentials {
         if self.api_v3_key.len() != 32 {
             return bad("api_v3_key must be the 32 characters set in the merchant platform");
         }
-        if self.platform_certificates.is_empty() || self.platform_certificates.len() > MAX_PLATFORM_CERTIFICATES {
-            return bad("platform_certificates must hold 1 to 8 PEM certificates");
+        if self.platform_certificates.len() > MAX_PLATFORM_CERTIFICATES {
+            return bad("platform_certificates holds at most 8 PEM certificates");
+        }
+        if self.platform_certificates.is_empty() && self.public_key.is_none() {
+            return bad(
+                "platform_certificates or public_key_id and public_key are needed to check WeChat Pay's answers",
+            );
         }
         check_url("wechatpay: base_url", self.base_url())?;
         self.account().map(|_| ())
     }
 
     fn public(&self) -> WechatPayChannel {
-        let serials = self.certificates().map(|c| c.into_iter().map(|c| c.serial).collect()).unwrap_or_default();
+        let serials = self
+            .verification_keys()
+            .map(|keys| {
+                keys.into_iter()
+                    .filter_map(|k| match k.name {
+                        KeyName::Serial(serial) => Some(serial),
+                        KeyName::PublicKeyId(_) => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         WechatPayChannel {
             mch_id: self.mch_id.clone(),
             app_id: self.app_id.clone(),
             serial_no: self.serial_no.clone(),
             platform_serials: serials,
+            public_key_id: self.public_key_id.clone(),
             base_url: self.base_url().to_owned(),
         }
     }

@@ -89,15 +89,14 @@ impl Payq {
         body: &str,
     ) -> Result<(), NotificationError> {
         let refused = |why: &str| NotificationError::Refused(why.to_owned());
-        let serial = headers.serial.trim();
-        if serial.is_empty() || serial.len() > 64 || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(refused("no Wechatpay-Serial naming a platform certificate"));
-        }
+        let Some(key_name) = wechatpay_protocol::KeyName::parse(headers.serial) else {
+            return Err(refused("no Wechatpay-Serial naming a platform certificate or public key"));
+        };
         let envelope: Notification = serde_json::from_str(body).map_err(|_| refused("not a notification"))?;
         // The certificate names the merchant; the API v3 key confirms it.
         let candidates = self
             .store
-            .merchants_with_channel_serial(&serial.to_ascii_uppercase())
+            .merchants_with_channel_key(key_name.as_str())
             .await
             .map_err(|e| NotificationError::Unavailable(e.to_string()))?;
         let now = payq_domain::Timestamp::now().unix_seconds();
@@ -110,7 +109,7 @@ impl Payq {
             else {
                 continue;
             };
-            if wechatpay_protocol::verify(&account.platform_certificates, headers, body, now).is_err() {
+            if wechatpay_protocol::verify(&account.verification_keys, headers, body, now).is_err() {
                 continue;
             }
             if let Ok(plain) = envelope.resource.open(&account.api_v3_key) {

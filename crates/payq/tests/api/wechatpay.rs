@@ -8,7 +8,7 @@
 
 use crate::helpers::order_and_payment_ids;
 use crate::real_channels::{self as lifecycle, hanging_gateway_settings};
-use payq_app::channel::wechatpay_sandbox::{Forgery, WechatPaySandbox};
+use payq_app::channel::wechatpay_sandbox::{Forgery, SandboxKeys, WechatPaySandbox};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -141,6 +141,7 @@ async fn wechatpay_credentials_are_checked_shown_without_keys_and_needed_to_pay(
             "app_id": sandbox.app_id,
             "serial_no": sandbox.serial_no,
             "platform_serials": [sandbox.platform_serial()],
+            "public_key_id": null,
             "base_url": sandbox.base_url,
         })
     );
@@ -152,6 +153,7 @@ async fn wechatpay_credentials_are_checked_shown_without_keys_and_needed_to_pay(
         ("api_v3_key", json!("too short")),
         ("private_key", json!(sandbox.platform_certificate_pem)),
         ("platform_certificates", json!([])),
+        ("public_key_id", json!("PUB_KEY_ID_0112345678902026120400000000000001")),
         ("platform_certificates", json!(["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"])),
         ("serial_no", json!("not hex")),
         ("base_url", json!("ftp://127.0.0.1/")),
@@ -171,4 +173,73 @@ async fn wechatpay_credentials_are_checked_shown_without_keys_and_needed_to_pay(
     assert_eq!(app.get(&format!("/v1/merchants/{}", m.id), &app.admin_token).await.body, shown, "unchanged");
 
     lifecycle::the_channel_needs_a_set_up_merchant_and_cny(&app, &m, "wechatpay").await;
+}
+
+/// A merchant set up since 2024: no platform certificate, a WeChat Pay public key. It is
+/// set up (the key is never shown), and every answer and notification verifies under the
+/// key through the whole lifecycle; the certificate's key does not stand in for it.
+#[tokio::test]
+async fn a_merchant_with_only_a_wechatpay_public_key_is_set_up_and_paid_end_to_end() {
+    let sandbox = WechatPaySandbox::start_with(SandboxKeys::PublicKey).await.expect("sandbox gateway");
+    let (id, pem) = sandbox.public_key.clone().expect("a public key");
+    let (app, m) = lifecycle::setup(SECRETS_KEY, &sandbox, |_| {}).await;
+    let shown = app.get(&format!("/v1/merchants/{}", m.id), &app.admin_token).await.body;
+    assert_eq!(shown["channels"]["wechatpay"]["public_key_id"], id.as_str());
+    assert_eq!(shown["channels"]["wechatpay"]["platform_serials"], json!([]));
+    assert!(!shown.to_string().contains(pem.lines().nth(1).unwrap_or("PUBLIC KEY")), "the key is shown: {shown}");
+    lifecycle::the_qr_code_is_in_the_answer_and_the_notification_pays_once(&app, &m, &sandbox).await;
+    lifecycle::a_lost_notification_is_found_by_the_query(&app, &m, &sandbox).await;
+
+    // The same merchant with the certificate only (not its own key) refuses the answers.
+    let mut wrong = sandbox.credentials();
+    wrong["public_key_id"] = Value::Null;
+    wrong["public_key"] = Value::Null;
+    wrong["platform_certificates"] = json!([sandbox.platform_certificate_pem]);
+    let r = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/merchants/{}", m.id),
+            Some(&app.admin_token),
+            Some(json!({ "channels": { "wechatpay": wrong } })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let order = app.pay_through(&m, "wechatpay", "PK-UNVERIFIED", 100, None).await;
+    assert_eq!(order["payment"]["next_action"], Value::Null, "an answer it cannot verify is no answer: {order}");
+
+    // Half a pair is refused.
+    for (field, value) in [("public_key", Value::Null), ("public_key_id", json!("F5765756002FDD77"))] {
+        let mut bad = sandbox.credentials();
+        bad[field] = value;
+        let r = app
+            .send(
+                Method::PATCH,
+                &format!("/v1/merchants/{}", m.id),
+                Some(&app.admin_token),
+                Some(json!({ "channels": { "wechatpay": bad } })),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{field}: {}", r.body);
+    }
+}
+
+/// A merchant in switch-over keeps its platform certificate and its public key; WeChat Pay
+/// signs notifications with either. Payments notified under each key are paid.
+#[tokio::test]
+async fn a_merchant_in_switch_over_takes_notifications_signed_with_either_key() {
+    let sandbox = WechatPaySandbox::start_with(SandboxKeys::Both).await.expect("sandbox gateway");
+    let (app, m) = lifecycle::setup(SECRETS_KEY, &sandbox, |_| {}).await;
+    let shown = app.get(&format!("/v1/merchants/{}", m.id), &app.admin_token).await.body;
+    assert_eq!(shown["channels"]["wechatpay"]["platform_serials"], json!([sandbox.platform_serial()]));
+    assert!(shown["channels"]["wechatpay"]["public_key_id"].as_str().is_some_and(|id| id.starts_with("PUB_KEY_ID_")));
+    for n in 0..4 {
+        // The sandbox signs its notifications with the certificate and the key in turn.
+        let order = app.pay_through(&m, "wechatpay", &format!("SW-{n}"), 100 + n, None).await;
+        assert_eq!(order["payment"]["next_action"]["type"], "qr_code", "{order}");
+        let (order_id, payment_id) = order_and_payment_ids(&order);
+        let (status, body) = sandbox.buyer_pays(&payment_id).await.expect("notified");
+        assert_eq!(status, 204, "notification {n}: {body}");
+        app.wait_order(&m, &order_id, "paid").await;
+    }
+    assert_eq!(app.verify().0, 0, "payq verify");
 }
