@@ -32,14 +32,13 @@ impl PaymentChannel for Alipay {
             if req.currency != Currency::Cny {
                 return Err(ChannelError::Invalid(format!("alipay takes CNY, not {}", req.currency.code())));
             }
-            let left_ms = req.expires_at.millis().saturating_sub(Timestamp::now().millis());
             let subject: String = req.subject.chars().take(MAX_SUBJECT_CHARS).collect();
             let pay = Precreate {
                 out_trade_no: req.payment_id.as_str(),
                 amount: req.amount,
                 subject: &subject,
                 notify_url: &self.notify_url,
-                timeout_minutes: (left_ms / 60_000).max(1),
+                expires_at_ms: req.expires_at.millis(),
             };
             let qr_code = self.client.precreate(&self.account, &pay).await?;
             Ok(Started { txn_id: None, next_action: Some(NextAction::QrCode { qr_code }) })

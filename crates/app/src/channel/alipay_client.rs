@@ -36,8 +36,10 @@ pub struct Precreate<'a> {
     pub subject: &'a str,
     /// Where Alipay posts the notification.
     pub notify_url: &'a str,
-    /// Minutes until Alipay stops accepting payment (`timeout_express`), at least 1.
-    pub timeout_minutes: i64,
+    /// When Alipay stops accepting payment (`time_expire`): the order's deadline, in
+    /// milliseconds since the epoch. The same on every try, so a repeated create is the
+    /// same request.
+    pub expires_at_ms: i64,
 }
 
 /// The Alipay gateway client (one per process; accounts are passed per call).
@@ -113,7 +115,7 @@ impl AlipayClient {
             "out_trade_no": p.out_trade_no,
             "total_amount": protocol::yuan(p.amount),
             "subject": p.subject,
-            "timeout_express": format!("{}m", p.timeout_minutes.max(1)),
+            "time_expire": protocol::gateway_timestamp(p.expires_at_ms),
         });
         let node = self.call(account, "alipay.trade.precreate", biz, Some(p.notify_url)).await?;
         match (text_code(&node), text(&node, "qr_code")) {
@@ -219,7 +221,7 @@ mod tests {
             amount: 8888,
             subject: "order",
             notify_url: "http://127.0.0.1/notify",
-            timeout_minutes: 15,
+            expires_at_ms: payq_domain::Timestamp::now().millis() + 900_000,
         }
     }
 

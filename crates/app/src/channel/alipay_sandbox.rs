@@ -26,6 +26,11 @@ pub struct SandboxTrade {
     pub refunds: HashMap<String, i64>,
     /// Gateway calls made for this trade, by method.
     pub calls: HashMap<String, u32>,
+    /// The create call's `time_expire` (`yyyy-MM-dd HH:mm:ss`, China time).
+    pub time_expire: String,
+    /// Whether the buyer scanned the QR code: until then Alipay has no trade to query or
+    /// close (it answers `ACQ.TRADE_NOT_EXIST`).
+    pub scanned: bool,
 }
 
 #[derive(Default)]
@@ -132,6 +137,7 @@ impl AlipaySandbox {
         match self.books().trades.get_mut(out_trade_no) {
             Some(t) if t.status == "WAIT_BUYER_PAY" => {
                 t.status = "TRADE_SUCCESS".into();
+                t.scanned = true;
                 true
             }
             _ => false,
@@ -145,6 +151,7 @@ impl AlipaySandbox {
             let mut books = self.books();
             let trade = books.trades.get_mut(out_trade_no).ok_or_else(|| anyhow::anyhow!("no trade {out_trade_no}"))?;
             trade.status = "TRADE_SUCCESS".into();
+            trade.scanned = true;
             (trade.amount, trade.notify_url.clone())
         };
         let params = self.notification(out_trade_no, amount, "TRADE_SUCCESS");
@@ -252,6 +259,8 @@ async fn carry_out(inner: &Inner, body: String) -> Response {
                         notify_url: get("notify_url"),
                         refunds: HashMap::new(),
                         calls: HashMap::from([(method.clone(), 1)]),
+                        time_expire: biz["time_expire"].as_str().unwrap_or_default().to_owned(),
+                        scanned: false,
                     });
                     if trade.amount == amount {
                         json!({ "code": "10000", "msg": "Success", "out_trade_no": no,
@@ -263,11 +272,17 @@ async fn carry_out(inner: &Inner, body: String) -> Response {
                 _ => business_failure("ACQ.INVALID_PARAMETER"),
             },
             "alipay.trade.query" => match books.trades.get(&no) {
+                Some(t) if !t.scanned && t.status == "WAIT_BUYER_PAY" => business_failure("ACQ.TRADE_NOT_EXIST"),
                 Some(t) => json!({ "code": "10000", "msg": "Success", "out_trade_no": no, "trade_no": trade_no(&no),
                                    "trade_status": t.status, "total_amount": protocol::yuan(t.amount) }),
                 None => business_failure("ACQ.TRADE_NOT_EXIST"),
             },
             "alipay.trade.close" => match books.trades.get_mut(&no) {
+                Some(t) if !t.scanned && t.status == "WAIT_BUYER_PAY" => {
+                    // Never scanned: nothing to close, yet the buyer can no longer pay.
+                    t.status = "TRADE_CLOSED".into();
+                    business_failure("ACQ.TRADE_NOT_EXIST")
+                }
                 Some(t) if t.status == "WAIT_BUYER_PAY" => {
                     t.status = "TRADE_CLOSED".into();
                     json!({ "code": "10000", "msg": "Success", "out_trade_no": no })

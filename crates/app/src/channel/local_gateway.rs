@@ -33,6 +33,8 @@ pub trait LocalGateway: Send + Sync {
     fn set_delay(&self, delay: Option<std::time::Duration>);
     /// How many times payq asked the channel to create the payment.
     fn creates(&self, payment_id: &str) -> u32;
+    /// The deadline the create call gave the channel (`time_expire`), read back.
+    fn time_expire(&self, payment_id: &str) -> Option<payq_domain::Timestamp>;
     /// The payment's state at the channel, in the channel's words.
     fn state(&self, payment_id: &str) -> Option<String>;
     /// The channel's word for a payment waiting for the buyer.
@@ -80,6 +82,12 @@ impl LocalGateway for AlipaySandbox {
     }
     fn creates(&self, payment_id: &str) -> u32 {
         self.trade(payment_id).and_then(|t| t.calls.get("alipay.trade.precreate").copied()).unwrap_or(0)
+    }
+    fn time_expire(&self, payment_id: &str) -> Option<payq_domain::Timestamp> {
+        let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+        let at = time::PrimitiveDateTime::parse(&self.trade(payment_id)?.time_expire, &format).ok()?;
+        let china = time::UtcOffset::from_hms(8, 0, 0).ok()?;
+        Some(payq_domain::Timestamp::from_millis(at.assume_offset(china).unix_timestamp() * 1000))
     }
     fn state(&self, payment_id: &str) -> Option<String> {
         self.trade(payment_id).map(|t| t.status)
@@ -134,6 +142,9 @@ impl LocalGateway for WechatPaySandbox {
     }
     fn creates(&self, payment_id: &str) -> u32 {
         self.transaction(payment_id).and_then(|t| t.calls.get("native").copied()).unwrap_or(0)
+    }
+    fn time_expire(&self, payment_id: &str) -> Option<payq_domain::Timestamp> {
+        payq_domain::Timestamp::parse_rfc3339(&self.transaction(payment_id)?.time_expire)
     }
     fn state(&self, payment_id: &str) -> Option<String> {
         self.transaction(payment_id).map(|t| t.trade_state)

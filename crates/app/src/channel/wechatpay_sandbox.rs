@@ -33,6 +33,8 @@ pub struct SandboxTransaction {
     /// Calls made for this transaction, by operation (`native`, `query`, `close`,
     /// `refund`).
     pub calls: HashMap<String, u32>,
+    /// The create call's `time_expire` (RFC 3339).
+    pub time_expire: String,
 }
 
 /// How a notification the sandbox posts is spoiled, to check that payq refuses it.
@@ -441,6 +443,7 @@ async fn carry_out(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, 
             notify_url: request["notify_url"].as_str().unwrap_or_default().to_owned(),
             refunds: HashMap::new(),
             calls: HashMap::new(),
+            time_expire: request["time_expire"].as_str().unwrap_or_default().to_owned(),
         });
         if t.amount != amount {
             return error(key, StatusCode::BAD_REQUEST, "INVALID_REQUEST");

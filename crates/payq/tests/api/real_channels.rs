@@ -29,6 +29,10 @@ pub async fn the_qr_code_is_in_the_answer_and_the_notification_pays_once(
     let (order_id, payment_id) = order_and_payment_ids(&order);
     assert_eq!(order["payment"]["next_action"]["type"], "qr_code", "{order}");
     assert_eq!(gateway.state(&payment_id), Some(gateway.pending_state().into()), "{order}");
+    // The channel itself refuses payment after the order's deadline (to the second).
+    let deadline = payq_domain::Timestamp::parse_rfc3339(order["expires_at"].as_str().unwrap_or_default());
+    let deadline = deadline.map(|d| payq_domain::Timestamp::from_millis(d.millis() / 1000 * 1000));
+    assert_eq!(gateway.time_expire(&payment_id), deadline, "time_expire at {}", gateway.label());
     let (status, body) = gateway.buyer_pays(&payment_id).await.expect("notified");
     assert_eq!((status, body.as_str()), gateway.acknowledgement());
     app.wait_order(m, &order_id, "paid").await;
