@@ -9,7 +9,7 @@ use super::alipay_client::{AlipayAccount, AlipayClient, Precreate};
 use super::{ChannelError, ChannelStatus, PaymentChannel, PaymentRequest, RefundOutcome, Started};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use payq_domain::{Currency, NextAction, PaymentId, RefundId, Timestamp};
+use payq_domain::{Currency, NextAction, PaymentId, RefundId};
 
 /// Alipay for one merchant.
 pub struct Alipay {
