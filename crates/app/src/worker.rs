@@ -19,7 +19,7 @@ impl Worker {
 }
 
 fn classify(e: ProcessError) -> HandlerError {
-    if let ProcessError::Busy(until) = e {
+    if let ProcessError::Busy(until) | ProcessError::Unfinished(until) = e {
         let wait = until.millis().saturating_sub(payq_domain::Timestamp::now().millis()).max(1);
         return HandlerError::Defer(Duration::from_millis(u64::try_from(wait).unwrap_or(1)));
     }

@@ -62,6 +62,9 @@ pub enum ChannelStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefundOutcome {
     Succeeded,
+    /// Accepted and not finished yet (WeChat Pay `PROCESSING`): the channel's refund
+    /// notification, or asking again later, tells how it ends.
+    Processing,
     /// Refused for good (e.g. more than was paid).
     Refused {
         reason: String,

@@ -272,14 +272,18 @@ pub fn trade_state(transaction: &Value) -> ChannelStatus {
     }
 }
 
-/// A refund's `status`: `SUCCESS` is done, `PROCESSING` is asked again later, `CLOSED` and
-/// `ABNORMAL` are refusals (the money did not go back).
-fn refund_status(refund: &Value) -> Result<RefundOutcome, ChannelError> {
-    match text(refund, "status") {
+/// A refund's `status` (in an answer; `refund_status` in a notification): `SUCCESS` is
+/// done, `PROCESSING` is not finished yet, `CLOSED` and `ABNORMAL` are refusals (the money
+/// did not go back).
+pub fn refund_status(refund: &Value) -> Result<RefundOutcome, ChannelError> {
+    let status = match text(refund, "status") {
+        "" => text(refund, "refund_status"),
+        status => status,
+    };
+    match status {
         "SUCCESS" => Ok(RefundOutcome::Succeeded),
-        "CLOSED" | "ABNORMAL" => {
-            Ok(RefundOutcome::Refused { reason: format!("wechatpay: refund {}", text(refund, "status")) })
-        }
+        "PROCESSING" => Ok(RefundOutcome::Processing),
+        "CLOSED" | "ABNORMAL" => Ok(RefundOutcome::Refused { reason: format!("wechatpay: refund {status}") }),
         other => Err(unavailable(format!("refund {other}; asked again later"))),
     }
 }

@@ -61,9 +61,24 @@ pub enum SandboxKeys {
     Both,
 }
 
+/// A refund WeChat Pay accepted and has not finished.
+#[derive(Debug, Clone)]
+struct ProcessingRefund {
+    out_trade_no: String,
+    amount: i64,
+    total: i64,
+}
+
 #[derive(Default)]
 struct Books {
     transactions: HashMap<String, SandboxTransaction>,
+    /// Answer refunds `PROCESSING` (until [`WechatPaySandbox::finish_refund`]) instead of
+    /// `SUCCESS`.
+    refunds_processing: bool,
+    /// Refunds answered `PROCESSING`, by `out_refund_no`.
+    processing: HashMap<String, ProcessingRefund>,
+    /// Refunds that ended `ABNORMAL` or `CLOSED`, by `out_refund_no`.
+    refused: HashMap<String, (ProcessingRefund, String)>,
     /// Accept calls and never answer (a gateway that hangs).
     hang: bool,
     /// Carry out every call at once but answer only after this long (a slow gateway).
@@ -224,6 +239,73 @@ impl WechatPaySandbox {
         self.books().hang = hang;
     }
 
+    /// Makes refunds answer `PROCESSING` and stay so until [`WechatPaySandbox::finish_refund`]
+    /// (`false`: they succeed at once again).
+    pub fn set_refunds_processing(&self, processing: bool) {
+        self.books().refunds_processing = processing;
+    }
+
+    /// Whether refund `out_refund_no` is waiting to finish.
+    pub fn refund_processing(&self, out_refund_no: &str) -> bool {
+        self.books().processing.contains_key(out_refund_no)
+    }
+
+    /// Finishes a refund that is `PROCESSING` with `status` (`SUCCESS`, `ABNORMAL` or
+    /// `CLOSED`); WeChat Pay's refund notification goes to payq when `notify`. Answers
+    /// payq's reply to it, or `None` when nothing was sent.
+    pub async fn finish_refund(
+        &self,
+        out_refund_no: &str,
+        status: &str,
+        notify: bool,
+    ) -> anyhow::Result<Option<(u16, String)>> {
+        let (refund, url) = {
+            let mut books = self.books();
+            let refund = books
+                .processing
+                .remove(out_refund_no)
+                .ok_or_else(|| anyhow::anyhow!("no refund {out_refund_no} processing"))?;
+            let t =
+                books.transactions.get_mut(&refund.out_trade_no).ok_or_else(|| anyhow::anyhow!("no transaction"))?;
+            let url = t.notify_url.clone();
+            if status == "SUCCESS" {
+                t.refunds.insert(out_refund_no.to_owned(), refund.amount);
+                t.trade_state = "REFUND".into();
+            } else {
+                books.refused.insert(out_refund_no.to_owned(), (refund.clone(), status.to_owned()));
+            }
+            (refund, url)
+        };
+        if !notify {
+            return Ok(None);
+        }
+        let resource =
+            self.refund_notification(&refund.out_trade_no, out_refund_no, refund.amount, refund.total, status);
+        self.notify(&url, &resource, Forgery::Genuine).await.map(Some)
+    }
+
+    /// The resource of WeChat Pay's refund notification, unsealed.
+    pub fn refund_notification(
+        &self,
+        out_trade_no: &str,
+        out_refund_no: &str,
+        amount: i64,
+        total: i64,
+        status: &str,
+    ) -> Value {
+        json!({
+            "mchid": self.mch_id,
+            "out_trade_no": out_trade_no,
+            "transaction_id": transaction_id(out_trade_no),
+            "out_refund_no": out_refund_no,
+            "refund_id": format!("5030{}", out_refund_no.trim_start_matches("ref_")),
+            "refund_status": status,
+            "success_time": protocol::rfc3339_china(payq_domain::Timestamp::now().millis()),
+            "user_received_account": "招商银行信用卡0403",
+            "amount": { "total": total, "refund": amount, "payer_total": total, "payer_refund": amount },
+        })
+    }
+
     /// Makes the gateway slow: it carries out each call at once and answers after `delay`
     /// (`None`: at once again).
     pub fn set_delay(&self, delay: Option<std::time::Duration>) {
@@ -269,20 +351,25 @@ impl WechatPaySandbox {
         let other_key = crate::crypto::random_hex(16);
         let api_v3_key = if forgery == Forgery::EncryptedWithAnotherKey { &other_key } else { &self.api_v3_key };
         let nonce = crate::crypto::random_hex(6);
-        let ciphertext =
-            protocol::encrypt_resource(api_v3_key, &nonce, "transaction", transaction.to_string().as_bytes())?;
-        let paid = transaction["trade_state"] == "SUCCESS";
+        // A transaction's notification, or a refund's (its resource has `refund_status`).
+        let (kind, event_type, summary) =
+            match (transaction["refund_status"].as_str(), transaction["trade_state"] == "SUCCESS") {
+                (Some(status), _) => ("refund", format!("REFUND.{status}"), "退款状态变更"),
+                (None, true) => ("transaction", "TRANSACTION.SUCCESS".to_owned(), "支付成功"),
+                (None, false) => ("transaction", "TRANSACTION.CLOSED".to_owned(), "交易关闭"),
+            };
+        let ciphertext = protocol::encrypt_resource(api_v3_key, &nonce, kind, transaction.to_string().as_bytes())?;
         let envelope = json!({
             "id": format!("EV-{}", crate::crypto::random_hex(8)),
             "create_time": protocol::rfc3339_china(payq_domain::Timestamp::now().millis()),
             "resource_type": "encrypt-resource",
-            "event_type": if paid { "TRANSACTION.SUCCESS" } else { "TRANSACTION.CLOSED" },
-            "summary": if paid { "支付成功" } else { "交易关闭" },
+            "event_type": event_type,
+            "summary": summary,
             "resource": {
-                "original_type": "transaction",
+                "original_type": kind,
                 "algorithm": "AEAD_AES_256_GCM",
                 "ciphertext": ciphertext,
-                "associated_data": "transaction",
+                "associated_data": kind,
                 "nonce": nonce,
             },
         })
@@ -479,6 +566,7 @@ async fn carry_out(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, 
         let amount = request.pointer("/amount/refund").and_then(Value::as_i64).unwrap_or(0);
         let total = request.pointer("/amount/total").and_then(Value::as_i64).unwrap_or(0);
         count(&no, "refund", &mut books);
+        let processing = books.refunds_processing;
         let Some(t) = books.transactions.get_mut(&no) else {
             return error(key, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS");
         };
@@ -489,28 +577,48 @@ async fn carry_out(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, 
         if others + amount > t.amount {
             return error(key, StatusCode::FORBIDDEN, "NOT_ENOUGH");
         }
+        if processing {
+            books.processing.insert(refund_no.clone(), ProcessingRefund { out_trade_no: no.clone(), amount, total });
+            return signed(key, StatusCode::OK, Some(refund_json(&no, &refund_no, amount, total, "PROCESSING")));
+        }
         t.refunds.insert(refund_no.clone(), amount);
         t.trade_state = "REFUND".into();
-        return signed(key, StatusCode::OK, Some(refund_json(&no, &refund_no, amount, t.amount)));
+        return signed(key, StatusCode::OK, Some(refund_json(&no, &refund_no, amount, t.amount, "SUCCESS")));
     }
     if let (&Method::GET, Some(refund_no)) = (&method, path.strip_prefix("/v3/refund/domestic/refunds/")) {
+        if let Some(r) = books.processing.get(refund_no) {
+            return signed(
+                key,
+                StatusCode::OK,
+                Some(refund_json(&r.out_trade_no, refund_no, r.amount, r.total, "PROCESSING")),
+            );
+        }
+        if let Some((r, status)) = books.refused.get(refund_no) {
+            return signed(
+                key,
+                StatusCode::OK,
+                Some(refund_json(&r.out_trade_no, refund_no, r.amount, r.total, status)),
+            );
+        }
         let found = books.transactions.iter().find_map(|(no, t)| t.refunds.get(refund_no).map(|a| (no, *a, t.amount)));
         return match found {
-            Some((no, amount, total)) => signed(key, StatusCode::OK, Some(refund_json(no, refund_no, amount, total))),
+            Some((no, amount, total)) => {
+                signed(key, StatusCode::OK, Some(refund_json(no, refund_no, amount, total, "SUCCESS")))
+            }
             None => error(key, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS"),
         };
     }
     error(key, StatusCode::NOT_FOUND, "NOT_FOUND")
 }
 
-fn refund_json(out_trade_no: &str, out_refund_no: &str, amount: i64, total: i64) -> Value {
+fn refund_json(out_trade_no: &str, out_refund_no: &str, amount: i64, total: i64, status: &str) -> Value {
     json!({
         "refund_id": format!("5030{}", out_refund_no.trim_start_matches("ref_")),
         "out_refund_no": out_refund_no,
         "transaction_id": transaction_id(out_trade_no),
         "out_trade_no": out_trade_no,
         "channel": "ORIGINAL",
-        "status": "SUCCESS",
+        "status": status,
         "amount": { "refund": amount, "total": total, "currency": "CNY", "payer_refund": amount },
     })
 }

@@ -223,8 +223,10 @@ impl From<ProcessError> for ApiError {
         match e {
             ProcessError::Store(f) => f.into(),
             e @ (ProcessError::Channel(_) | ProcessError::Broken(_)) => ApiError::internal(&e),
-            e @ ProcessError::Busy(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string())
-                .retry_after(std::time::Duration::from_secs(1)),
+            e @ (ProcessError::Busy(_) | ProcessError::Unfinished(_)) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string())
+                    .retry_after(std::time::Duration::from_secs(1))
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::channel::wechatpay::WechatPay;
 use crate::channel::wechatpay_client::{WechatPayAccount, trade_state};
 use crate::channel::wechatpay_protocol::{self, Notification, SignatureHeaders};
 use crate::channel::{ChannelError, ChannelStatus, PaymentChannel};
-use payq_domain::{MerchantId, PaymentId};
+use payq_domain::{MerchantId, PaymentId, RefundId};
 use payq_store::{PaymentRecord, StoreError};
 use serde_json::Value;
 use std::sync::Arc;
@@ -119,9 +119,11 @@ impl Payq {
         let Some((_, _, plain)) = opened.first() else {
             return Err(refused("signature or resource does not verify"));
         };
+        if envelope.event_type.starts_with("REFUND.") {
+            return self.wechatpay_refund_notification(plain, &opened).await;
+        }
         if !envelope.event_type.starts_with("TRANSACTION.") {
-            // Refund notifications: payq asks about refunds itself.
-            return Ok(());
+            return Err(refused("unknown event_type"));
         }
         let transaction: Value = serde_json::from_slice(plain).map_err(|_| refused("resource is not a transaction"))?;
         let text = |field: &str| transaction.get(field).and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -146,6 +148,44 @@ impl Payq {
             other => other,
         };
         self.apply_channel_status(&payment.id, status).await.map_err(|e| NotificationError::Unavailable(e.to_string()))
+    }
+
+    /// A WeChat Pay refund notification (`REFUND.SUCCESS`, `REFUND.ABNORMAL`,
+    /// `REFUND.CLOSED`), its `resource` opened under the keys of the merchants in `opened`:
+    /// the refund must be payq's, of the payment and merchant it names, with the amounts
+    /// payq asked for. It settles a refund still `processing`; a repeat changes nothing.
+    async fn wechatpay_refund_notification(
+        &self,
+        plain: &[u8],
+        opened: &[(MerchantId, WechatPayAccount, Vec<u8>)],
+    ) -> Result<(), NotificationError> {
+        let refused = |why: &str| NotificationError::Refused(why.to_owned());
+        let unavailable = |e: StoreError| NotificationError::Unavailable(e.to_string());
+        let notice: Value = serde_json::from_slice(plain).map_err(|_| refused("resource is not a refund"))?;
+        let text = |field: &str| notice.get(field).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let refund_id: RefundId = text("out_refund_no").parse().map_err(|_| refused("unknown out_refund_no"))?;
+        let payment = self.channel_payment(&text("out_trade_no"), "wechatpay").await?;
+        let refund = match self.store.refund(&payment.merchant_id, &refund_id).await {
+            Ok(refund) if refund.order_id == payment.order_id => refund,
+            Ok(_) => return Err(refused("out_trade_no is not the refund's payment")),
+            Err(StoreError::NotFound) => return Err(refused("unknown out_refund_no")),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let account = opened
+            .iter()
+            .find(|(merchant, _, _)| *merchant == payment.merchant_id)
+            .map(|(_, account, _)| account)
+            .ok_or_else(|| refused("the refund is another merchant's"))?;
+        if text("mchid") != account.mch_id {
+            return Err(refused("mchid is not the merchant's"));
+        }
+        let amount = |field: &str| notice.pointer(&format!("/amount/{field}")).and_then(Value::as_i64);
+        if amount("refund") != Some(refund.amount) || amount("total") != Some(payment.amount) {
+            return Err(refused("amounts are not the refund's"));
+        }
+        let outcome =
+            crate::channel::wechatpay_client::refund_status(&notice).map_err(|_| refused("unknown refund_status"))?;
+        self.finish_refund(&refund_id, outcome).await.map_err(|e| NotificationError::Unavailable(e.to_string()))
     }
 
     /// The payment `out_trade_no` names, if it is one of `channel`'s.

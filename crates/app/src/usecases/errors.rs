@@ -180,6 +180,10 @@ pub enum ProcessError {
     /// docs/architecture.md, "One call per channel step"): try again after it.
     #[error("the channel call is held elsewhere until {0}")]
     Busy(payq_domain::Timestamp),
+    /// The channel accepted the request and has not finished it (a refund `PROCESSING`):
+    /// ask again then.
+    #[error("the channel has not finished; asking again at {0}")]
+    Unfinished(payq_domain::Timestamp),
 }
 
 impl ProcessError {
@@ -189,7 +193,7 @@ impl ProcessError {
             ProcessError::Channel(ChannelError::Unavailable(_)) => true,
             ProcessError::Channel(ChannelError::Invalid(_)) | ProcessError::Broken(_) => false,
             ProcessError::Store(f) => f.is_transient(),
-            ProcessError::Busy(_) => true,
+            ProcessError::Busy(_) | ProcessError::Unfinished(_) => true,
         }
     }
 }

@@ -130,13 +130,38 @@ impl Payq {
             }
         };
         match executed.await {
+            // Not finished at the channel: the notification or the next ask settles it.
+            Ok(RefundOutcome::Processing) => {
+                let next = self.next_refund_query(refund.updated_at);
+                self.release_after(call, Err(ProcessError::Unfinished(next))).await
+            }
             Ok(outcome) => self.finish_refund(id, outcome).await,
             Err(e) => self.release_after(call, Err(e)).await,
         }
     }
 
-    /// Records the channel's answer to a refund's execution, and that the execution is done.
-    async fn finish_refund(&self, id: &RefundId, outcome: RefundOutcome) -> Result<(), ProcessError> {
+    /// When to ask again about a refund the channel is still processing, on the payment
+    /// query schedule counted from `processing_since` (its last wait repeated after the end).
+    fn next_refund_query(&self, processing_since: Timestamp) -> Timestamp {
+        let elapsed = Timestamp::now().millis().saturating_sub(processing_since.millis());
+        let schedule = self.settings.query_schedule();
+        let mut due = 0_i64;
+        for wait in &schedule {
+            due = due.saturating_add(wait.as_millis());
+            if due > elapsed {
+                return processing_since.plus_millis(due);
+            }
+        }
+        let last = schedule.last().map_or(60_000, |w| w.as_millis()).max(1);
+        Timestamp::now().plus_millis(last)
+    }
+
+    /// Records the channel's final answer to a refund's execution (from the execution or
+    /// the channel's refund notification), and that the execution is done.
+    pub(crate) async fn finish_refund(&self, id: &RefundId, outcome: RefundOutcome) -> Result<(), ProcessError> {
+        if outcome == RefundOutcome::Processing {
+            return Ok(()); // nothing final to record
+        }
         let mut tx = self.store.begin().await?;
         tx.finish_channel_call(ChannelCall::Refund(id)).await?;
         let mut refund = tx.refund(id).await?;
@@ -164,6 +189,7 @@ impl Payq {
                 refund.failure_reason = Some(reason);
                 EventType::RefundFailed
             }
+            RefundOutcome::Processing => return Ok(()),
         };
         tx.update_refund(&refund).await?;
         refund.version += 1;

@@ -243,3 +243,106 @@ async fn a_merchant_in_switch_over_takes_notifications_signed_with_either_key() 
     }
     assert_eq!(app.verify().0, 0, "payq verify");
 }
+
+/// A paid WeChat Pay order and a refund of `amount` that WeChat Pay answered `PROCESSING`:
+/// (order id, payment id, refund id), the refund `processing` in payq.
+async fn a_refund_left_processing(
+    app: &crate::helpers::TestApp,
+    m: &crate::helpers::TestMerchant,
+    sandbox: &WechatPaySandbox,
+    no: &str,
+    amount: i64,
+) -> (String, String, String) {
+    sandbox.set_refunds_processing(true);
+    let order = app.pay_through(m, "wechatpay", no, 5000, None).await;
+    let (order_id, payment_id) = order_and_payment_ids(&order);
+    assert_eq!(sandbox.buyer_pays(&payment_id).await.expect("notified").0, 204);
+    app.wait_order(m, &order_id, "paid").await;
+    let r = app.post(&format!("/v1/orders/{order_id}/refunds"), &m.key, json!({ "amount": amount })).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let refund_id = r.body["id"].as_str().unwrap_or_default().to_owned();
+    crate::helpers::eventually("WeChat Pay is processing the refund", || async {
+        sandbox.refund_processing(&refund_id).then_some(())
+    })
+    .await;
+    app.wait_refund(m, &refund_id, "processing").await;
+    (order_id, payment_id, refund_id)
+}
+
+/// `PROCESSING` is not success: the refund stays `processing` until WeChat Pay's
+/// `REFUND.SUCCESS` notification settles it, once.
+#[tokio::test]
+async fn a_refund_processing_at_wechatpay_finishes_by_its_notification() {
+    let sandbox = sandbox().await;
+    // Asking again only after a minute: the notification has to do it.
+    let (app, m) = lifecycle::setup(SECRETS_KEY, &sandbox, |s| s.payment.query_schedule = "1m".into()).await;
+    let (order_id, payment_id, refund_id) = a_refund_left_processing(&app, &m, &sandbox, "RP-1", 1200).await;
+    assert_eq!(app.get(&format!("/v1/orders/{order_id}"), &m.key).await.body["amount_refunded"], 0);
+    let answer = sandbox.finish_refund(&refund_id, "SUCCESS", true).await.expect("notified");
+    assert_eq!(answer.map(|(status, _)| status), Some(204));
+    let refund = app.wait_refund(&m, &refund_id, "succeeded").await;
+    assert_eq!(refund["amount"], 1200);
+    assert_eq!(app.get(&format!("/v1/orders/{order_id}"), &m.key).await.body["amount_refunded"], 1200);
+    // WeChat Pay repeats a notification until it is acknowledged: a repeat changes nothing.
+    let before = app.notification_state().await;
+    let again = sandbox.refund_notification(&payment_id, &refund_id, 1200, 5000, "SUCCESS");
+    let url = format!("{}/v1/channels/wechatpay/notify", app.base);
+    assert_eq!(sandbox.notify(&url, &again, Forgery::Genuine).await.expect("answered").0, 204);
+    assert_eq!(app.notification_state().await, before);
+    let types = app.event_types(&m, &order_id).await;
+    assert_eq!(types.iter().filter(|t| *t == "refund.succeeded").count(), 1, "{types:?}");
+    assert_eq!(payq_app::channel::local_gateway::LocalGateway::refunded(&sandbox, &payment_id), 1200);
+    assert_eq!(app.verify().0, 0, "payq verify");
+}
+
+/// No notification comes: payq asks again on the payment query schedule and finds the
+/// refund finished.
+#[tokio::test]
+async fn a_refund_processing_at_wechatpay_is_found_by_asking_again() {
+    let sandbox = sandbox().await;
+    let (app, m) = lifecycle::setup(SECRETS_KEY, &sandbox, |_| {}).await;
+    let (order_id, _, refund_id) = a_refund_left_processing(&app, &m, &sandbox, "RP-2", 700).await;
+    assert_eq!(sandbox.finish_refund(&refund_id, "SUCCESS", false).await.expect("finished"), None);
+    app.wait_refund(&m, &refund_id, "succeeded").await;
+    assert_eq!(app.get(&format!("/v1/orders/{order_id}"), &m.key).await.body["amount_refunded"], 700);
+    assert_eq!(app.verify().0, 0, "payq verify");
+}
+
+/// A refund WeChat Pay could not make (`REFUND.ABNORMAL`) fails; refund notifications that
+/// are forged, for another amount or for a refund payq never asked for change nothing.
+#[tokio::test]
+async fn an_abnormal_refund_fails_and_forged_refund_notifications_change_nothing() {
+    let sandbox = sandbox().await;
+    let (app, m) = lifecycle::setup(SECRETS_KEY, &sandbox, |s| s.payment.query_schedule = "1m".into()).await;
+    let (order_id, payment_id, refund_id) = a_refund_left_processing(&app, &m, &sandbox, "RP-3", 900).await;
+    let url = format!("{}/v1/channels/wechatpay/notify", app.base);
+    let before = app.notification_state().await;
+    let genuine = sandbox.refund_notification(&payment_id, &refund_id, 900, 5000, "SUCCESS");
+    let mut other_amount = genuine.clone();
+    other_amount["amount"]["refund"] = json!(5000);
+    let mut other_merchant = genuine.clone();
+    other_merchant["mchid"] = json!("1900000999");
+    let mut unknown = genuine.clone();
+    unknown["out_refund_no"] = json!("ref_0123456789abcdef0123456789abcdef");
+    let cases = [
+        ("signed with another key", sandbox.notify(&url, &genuine, Forgery::SignedWithAnotherKey).await),
+        ("sealed with another key", sandbox.notify(&url, &genuine, Forgery::EncryptedWithAnotherKey).await),
+        ("stale", sandbox.notify(&url, &genuine, Forgery::Stale).await),
+        ("another amount", sandbox.notify(&url, &other_amount, Forgery::Genuine).await),
+        ("another merchant", sandbox.notify(&url, &other_merchant, Forgery::Genuine).await),
+        ("unknown refund", sandbox.notify(&url, &unknown, Forgery::Genuine).await),
+    ];
+    for (what, answer) in cases {
+        let (status, body) = answer.expect("answered");
+        assert_eq!(status, 400, "{what}: {body}");
+    }
+    assert_eq!(app.notification_state().await, before, "nothing changed");
+    assert_eq!(app.get(&format!("/v1/refunds/{refund_id}"), &m.key).await.body["status"], "processing");
+
+    let answer = sandbox.finish_refund(&refund_id, "ABNORMAL", true).await.expect("notified");
+    assert_eq!(answer.map(|(status, _)| status), Some(204));
+    let refund = app.wait_refund(&m, &refund_id, "failed").await;
+    assert!(refund["failure_reason"].as_str().is_some_and(|r| r.contains("ABNORMAL")), "{refund}");
+    assert_eq!(app.get(&format!("/v1/orders/{order_id}"), &m.key).await.body["amount_refunded"], 0);
+    assert_eq!(app.verify().0, 0, "payq verify");
+}
