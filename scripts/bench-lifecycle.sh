@@ -2,8 +2,12 @@
 # Order lifecycle throughput, embedded against distributed, in one run on one machine:
 # `payq load --pay` (create → pay; the simulated channel calls back; webhooks are not
 # configured) against (1) `payq serve` on SQLite and (2) one `--role api` and N (default 2)
-# `--role worker` processes on PostgreSQL + RabbitMQ. Reports the load generator's figures and
-# how long until every order is paid.
+# `--role worker` processes on PostgreSQL + RabbitMQ. Reports the load generator's figures,
+# how long until every order is paid, and the cost per order, which does not depend on how
+# many cores there are (SPEC §9): CPU ms of each payq process, of PostgreSQL (every backend,
+# ended ones through the postmaster) and of RabbitMQ, read from /proc/<pid>/stat from just
+# before the load until every order is paid; PostgreSQL transactions (pg_stat_database);
+# SQLite write transactions and commits (payq's own metrics).
 #
 #   scripts/bench-lifecycle.sh [orders] [concurrency] [workers]
 #
@@ -42,14 +46,28 @@ wait_paid() { # base; gives up after 120 s and says how the orders ended
     echo "all $ORDERS orders paid $((SECONDS - start)) s after the load ended"
 }
 
+# CPU seconds * 100 (clock ticks) spent by the processes named, their reaped children's included.
+ticks() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14+$15+$16+$17}' "/proc/$p/stat"))); done; echo "$t"; }
+hz=$(getconf CLK_TCK)
+per_order() { python3 -c "print(f'{($2 - $1) * 1000 / $hz / $ORDERS:.2f}')"; }
+ratio() { python3 -c "print(f'{($2 - $1) / $ORDERS:.2f}')"; }
+metric() { curl -sf "$1/metrics" | awk -v n="$2" '$1 == n { print $2 }' | head -1; }
+costs=()
+
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 echo "== embedded (SQLite), orders $ORDERS, concurrency $CONC"
 dir=$(mktemp -d)
 PAYQ_DATABASE_URL="sqlite://$dir/payq.db" $PAYQ serve --listen 127.0.0.1:18090 >/dev/null 2>&1 &
 pids+=($!)
 wait_up http://127.0.0.1:18090
+serve0=$(ticks "${pids[@]}")
+tx0=$(metric http://127.0.0.1:18090 payq_store_batch_transactions_sum); c0=$(metric http://127.0.0.1:18090 payq_store_commit_seconds_count)
 $PAYQ load --url http://127.0.0.1:18090 --admin-token $ADMIN --orders "$ORDERS" --concurrency "$CONC" --pay 2>/dev/null | tail -3
 wait_paid http://127.0.0.1:18090
+serve1=$(ticks "${pids[@]}")
+tx1=$(metric http://127.0.0.1:18090 payq_store_batch_transactions_sum); c1=$(metric http://127.0.0.1:18090 payq_store_commit_seconds_count)
+costs+=("| embedded | payq serve CPU ms | $(per_order "$serve0" "$serve1") |")
+costs+=("| embedded | SQLite write transactions / commits | $(ratio "${tx0:-0}" "${tx1:-0}") / $(ratio "${c0:-0}" "${c1:-0}") |")
 cleanup; pids=()
 
 echo "== distributed (PostgreSQL + RabbitMQ, 1 api + $WORKERS workers), orders $ORDERS, concurrency $CONC"
@@ -62,8 +80,23 @@ for port in $(seq 18092 $((18091 + WORKERS))); do
     PAYQ_SIM__CALLBACK_URL=http://127.0.0.1:18091 $PAYQ serve --role worker --listen 127.0.0.1:$port >/dev/null 2>&1 &
     pids+=($!)
 done
+for port in $(seq 18092 $((18091 + WORKERS))); do wait_up "http://127.0.0.1:$port"; done
+pg=($(pgrep -x postgres)) mq=($(pgrep beam.smp))
+xacts() { psql "$PG/test" -Atc "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$DB'"; }
+api0=$(ticks "${pids[0]}") workers0=$(ticks "${pids[@]:1}") pg0=$(ticks "${pg[@]}") mq0=$(ticks "${mq[@]}") x0=$(xacts)
 $PAYQ load --url http://127.0.0.1:18091 --admin-token $ADMIN --orders "$ORDERS" --concurrency "$CONC" --pay 2>/dev/null | tail -3
 wait_paid http://127.0.0.1:18091
+api1=$(ticks "${pids[0]}") workers1=$(ticks "${pids[@]:1}") pg1=$(ticks "${pg[@]}") mq1=$(ticks "${mq[@]}") x1=$(xacts)
+costs+=("| distributed | payq api CPU ms | $(per_order "$api0" "$api1") |")
+costs+=("| distributed | payq workers CPU ms (all $WORKERS) | $(per_order "$workers0" "$workers1") |")
+costs+=("| distributed | PostgreSQL CPU ms | $(per_order "$pg0" "$pg1") |")
+costs+=("| distributed | RabbitMQ CPU ms | $(per_order "$mq0" "$mq1") |")
+costs+=("| distributed | PostgreSQL transactions | $(ratio "$x0" "$x1") |")
 cleanup; pids=()
 psql "$PG/test" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
 $PAYQ topology delete --yes >/dev/null
+
+echo "== cost per order (create → pay → callback; from just before the load until every order is paid)"
+echo "| mode | figure | per order |"
+echo "|---|---|---|"
+printf '%s\n' "${costs[@]}"

@@ -166,6 +166,9 @@ pub struct PaymentSettings {
     /// code or link) before it answers without one; the start goes on, and the order shows
     /// the next action once the channel answered.
     pub start_wait: HumanDuration,
+    /// How long after its creation WeChat Pay lets a trade be closed (its rule: 5 minutes);
+    /// an order that times out sooner closes at once and its trade later.
+    pub wechatpay_close_after: HumanDuration,
 }
 
 impl PaymentSettings {
@@ -286,6 +289,7 @@ impl Default for PaymentSettings {
             query_schedule: "2s,10s,30s,1m,5m".into(),
             channel_timeout: HumanDuration::from_millis(10_000),
             start_wait: HumanDuration::from_millis(3_000),
+            wechatpay_close_after: HumanDuration::from_millis(300_000),
         }
     }
 }

@@ -17,6 +17,9 @@ pub enum JobKind {
     PaymentTimeout,
     /// Ask the channel about a payment whose callback has not come.
     PaymentQuery,
+    /// Close an unpaid payment at its channel once the channel's rules allow (WeChat Pay:
+    /// not within 5 minutes of its creation there).
+    PaymentClose,
     /// Execute a refund (at the end of its review window, or now once approved).
     RefundExecute,
     /// The post-payment check: take the order's items from stock, or cancel and refund.
@@ -29,10 +32,11 @@ pub enum JobKind {
 
 impl JobKind {
     /// Every kind.
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 8] = [
         JobKind::PaymentRequest,
         JobKind::PaymentTimeout,
         JobKind::PaymentQuery,
+        JobKind::PaymentClose,
         JobKind::RefundExecute,
         JobKind::OrderCheck,
         JobKind::ShipReminder,
@@ -45,6 +49,7 @@ impl JobKind {
             JobKind::PaymentRequest => "payment.request",
             JobKind::PaymentTimeout => "payment.timeout",
             JobKind::PaymentQuery => "payment.query",
+            JobKind::PaymentClose => "payment.close",
             JobKind::RefundExecute => "refund.execute",
             JobKind::OrderCheck => "order.check",
             JobKind::ShipReminder => "order.ship_reminder",
@@ -64,6 +69,7 @@ impl JobKind {
             JobKind::PaymentRequest
             | JobKind::PaymentTimeout
             | JobKind::PaymentQuery
+            | JobKind::PaymentClose
             | JobKind::RefundExecute
             | JobKind::OrderCheck
             | JobKind::ShipReminder => Lane::Work,
@@ -88,6 +94,12 @@ pub struct PaymentTimeoutJob {
 pub struct PaymentQueryJob {
     pub payment_id: PaymentId,
     pub attempt: usize,
+}
+
+/// Payload of [`JobKind::PaymentClose`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PaymentCloseJob {
+    pub payment_id: PaymentId,
 }
 
 /// Payload of [`JobKind::RefundExecute`].
@@ -126,6 +138,7 @@ pub enum Job {
     PaymentRequest(PaymentRequestJob),
     PaymentTimeout(PaymentTimeoutJob),
     PaymentQuery(PaymentQueryJob),
+    PaymentClose(PaymentCloseJob),
     RefundExecute(RefundExecuteJob),
     OrderCheck(OrderCheckJob),
     ShipReminder(ShipReminderJob),
@@ -148,6 +161,7 @@ impl Job {
             Job::PaymentRequest(_) => JobKind::PaymentRequest,
             Job::PaymentTimeout(_) => JobKind::PaymentTimeout,
             Job::PaymentQuery(_) => JobKind::PaymentQuery,
+            Job::PaymentClose(_) => JobKind::PaymentClose,
             Job::RefundExecute(_) => JobKind::RefundExecute,
             Job::OrderCheck(_) => JobKind::OrderCheck,
             Job::ShipReminder(_) => JobKind::ShipReminder,
@@ -163,6 +177,7 @@ impl Job {
             JobKind::PaymentRequest => Job::PaymentRequest(serde_json::from_str(payload).map_err(malformed)?),
             JobKind::PaymentTimeout => Job::PaymentTimeout(serde_json::from_str(payload).map_err(malformed)?),
             JobKind::PaymentQuery => Job::PaymentQuery(serde_json::from_str(payload).map_err(malformed)?),
+            JobKind::PaymentClose => Job::PaymentClose(serde_json::from_str(payload).map_err(malformed)?),
             JobKind::RefundExecute => Job::RefundExecute(serde_json::from_str(payload).map_err(malformed)?),
             JobKind::OrderCheck => Job::OrderCheck(serde_json::from_str(payload).map_err(malformed)?),
             JobKind::ShipReminder => Job::ShipReminder(serde_json::from_str(payload).map_err(malformed)?),

@@ -24,7 +24,7 @@ impl JobRouter {
 pub fn purpose(kind: JobKind) -> &'static str {
     match kind {
         JobKind::PaymentRequest => "risk",
-        JobKind::PaymentQuery => "channel",
+        JobKind::PaymentQuery | JobKind::PaymentClose => "channel",
         JobKind::RefundExecute => "refunds",
         JobKind::WebhookDeliver => "webhooks",
         JobKind::PaymentTimeout | JobKind::OrderCheck | JobKind::ShipReminder => "timers",

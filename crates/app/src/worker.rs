@@ -62,6 +62,7 @@ impl Handler for Worker {
             Job::PaymentRequest(job) => self.payq.request_payment(&job.payment_id).await,
             Job::PaymentTimeout(job) => self.payq.payment_timeout(&job.order_id).await,
             Job::PaymentQuery(job) => self.payq.query_payment(&job.payment_id, job.attempt).await,
+            Job::PaymentClose(job) => self.payq.close_at_channel(&job.payment_id).await,
             Job::RefundExecute(job) => self.payq.execute_refund(&job.refund_id).await,
             Job::OrderCheck(job) => self.payq.post_pay_check(&job.order_id).await,
             Job::ShipReminder(job) => self.payq.ship_reminder(&job.order_id, job.attempt).await,

@@ -18,8 +18,8 @@ pub use duration::{DurationError, HumanDuration};
 pub use event::EventType;
 pub use ids::{DeadLetterId, EventId, IdError, MerchantId, MessageId, OrderId, PaymentId, RefundId};
 pub use model::{
-    AlipayChannel, Event, InventoryLevel, Merchant, MerchantChannels, NextAction, Order, OrderItem, Payment,
-    PaymentStatus, Refund, WechatPayChannel,
+    AlipayChannel, Event, InventoryLevel, Merchant, MerchantChannels, NextAction, Order, OrderItem, PayProduct,
+    Payment, PaymentStatus, Refund, WechatPayChannel,
 };
 pub use money::{Currency, Money, MoneyError};
 pub use order::{OrderEvent, OrderStatus, TransitionError};

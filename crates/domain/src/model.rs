@@ -59,6 +59,9 @@ pub struct WechatPayChannel {
     /// if the merchant has one.
     #[serde(default)]
     pub public_key_id: Option<String>,
+    /// The mini program's app id, for payments inside it (`mini_program`), if set up.
+    #[serde(default)]
+    pub mini_program_app_id: Option<String>,
     pub base_url: String,
 }
 
@@ -114,18 +117,97 @@ pub struct Payment {
     pub channel_txn_id: Option<String>,
     pub status: PaymentStatus,
     pub failure_reason: Option<String>,
+    /// How the buyer pays through a real channel; `null` for `sim`.
+    pub product: Option<PayProduct>,
     /// What the buyer does next to pay through a real channel; `null` for `sim`.
     pub next_action: Option<NextAction>,
 }
 
-/// The buyer's next step to pay through a real channel.
+/// The buyer's next step to pay through a real channel (docs/channels.md, "Pay products").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NextAction {
     /// Scan this QR code (its content) with the channel's app.
     QrCode { qr_code: String },
-    /// Open this page.
+    /// Open this page (the channel's checkout page, signed).
     Redirect { url: String },
+    /// Hand this signed order string to the Alipay app SDK (`alipay.trade.app.pay`).
+    AlipayApp { order_string: String },
+    /// Call WeChat's `requestPayment` (JSAPI, mini program) with these parameters.
+    WechatJsapi {
+        app_id: String,
+        time_stamp: String,
+        nonce_str: String,
+        package: String,
+        sign_type: String,
+        pay_sign: String,
+    },
+    /// Hand these parameters to the WeChat app SDK (`PayReq`).
+    WechatApp {
+        app_id: String,
+        partner_id: String,
+        prepay_id: String,
+        package: String,
+        nonce_str: String,
+        timestamp: String,
+        sign: String,
+    },
+}
+
+/// How the buyer pays through a channel: each channel offers some of these (docs/channels.md,
+/// "Pay products").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PayProduct {
+    /// Alipay: a QR code to scan (`alipay.trade.precreate`).
+    Qr,
+    /// Alipay: its checkout page on a desktop (`alipay.trade.page.pay`).
+    Web,
+    /// Alipay: its checkout page in a phone's browser (`alipay.trade.wap.pay`).
+    Wap,
+    /// Alipay or WeChat Pay: the shop's own app hands the payment to the channel's app.
+    App,
+    /// WeChat Pay: a QR code to scan (Native).
+    Native,
+    /// WeChat Pay: inside WeChat, on the shop's official account page (needs the payer's openid).
+    Jsapi,
+    /// WeChat Pay: inside the shop's mini program (needs the payer's openid).
+    MiniProgram,
+    /// WeChat Pay: in a phone's browser outside WeChat (needs the payer's IP address).
+    H5,
+}
+
+impl PayProduct {
+    /// Every product.
+    pub const ALL: [PayProduct; 8] = [
+        PayProduct::Qr,
+        PayProduct::Web,
+        PayProduct::Wap,
+        PayProduct::App,
+        PayProduct::Native,
+        PayProduct::Jsapi,
+        PayProduct::MiniProgram,
+        PayProduct::H5,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayProduct::Qr => "qr",
+            PayProduct::Web => "web",
+            PayProduct::Wap => "wap",
+            PayProduct::App => "app",
+            PayProduct::Native => "native",
+            PayProduct::Jsapi => "jsapi",
+            PayProduct::MiniProgram => "mini_program",
+            PayProduct::H5 => "h5",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<PayProduct> {
+        PayProduct::ALL.into_iter().find(|p| p.as_str() == s)
+    }
 }
 
 /// A payment order.

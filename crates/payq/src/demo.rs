@@ -84,6 +84,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 ..payq_app::Settings::default()
             };
             settings.payment.query_schedule = "500ms,1s,2s".into();
+            // WeChat Pay's 5 minutes before a trade may be closed, shortened like the timers.
+            settings.payment.wechatpay_close_after = payq_domain::HumanDuration::from_millis(500);
             let app = payq_app::Application::build(settings).await?;
             let base = format!("http://{}", app.local_addr());
             let stop = tokio_util::sync::CancellationToken::new();

@@ -46,7 +46,8 @@ pub struct MinuteCounts {
 }
 
 /// The kinds of message that can concern an order (by order, payment or refund id).
-const ORDER_MESSAGE_KINDS: &str = "'payment.request', 'payment.timeout', 'payment.query', 'refund.execute', \
+const ORDER_MESSAGE_KINDS: &str = "'payment.request', 'payment.timeout', 'payment.query', 'payment.close', \
+                                   'refund.execute', \
                                    'order.check', 'order.ship_reminder', 'webhook.deliver'";
 
 impl Store {

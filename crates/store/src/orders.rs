@@ -32,8 +32,11 @@ pub struct NewPayment<'a> {
     pub id: &'a PaymentId,
     pub order: &'a Order,
     pub channel: &'a str,
-    /// The simulated channel's instructions, as JSON.
+    /// The channel's instructions, as JSON: the simulated channel's, or how a real
+    /// channel's payment is started (its payer and return URL).
     pub simulate: Option<&'a str>,
+    /// How the buyer pays through a real channel.
+    pub product: Option<payq_domain::PayProduct>,
     pub created_at: Timestamp,
 }
 
@@ -66,6 +69,8 @@ pub struct PaymentRecord {
     pub currency: Currency,
     pub customer_id: Option<String>,
     pub simulate: Option<String>,
+    /// How the buyer pays through a real channel.
+    pub product: Option<payq_domain::PayProduct>,
     /// The buyer's next step, once the channel gave one.
     pub next_action: Option<payq_domain::NextAction>,
     pub created_at: Timestamp,
@@ -85,6 +90,12 @@ fn payment_record(row: &crate::db::Row) -> StoreResult<PaymentRecord> {
         currency: rows::parse(row, "currency")?,
         customer_id: row.try_get("customer_id")?,
         simulate: row.try_get("simulate")?,
+        product: row
+            .try_get::<Option<String>>("product")?
+            .map(|p| {
+                payq_domain::PayProduct::parse(&p).ok_or_else(|| StoreError::Corrupt(format!("payment product {p}")))
+            })
+            .transpose()?,
         next_action: row
             .try_get::<Option<String>>("next_action")?
             .map(|a| serde_json::from_str(&a).map_err(|e| StoreError::Corrupt(format!("next_action: {e}"))))
@@ -219,8 +230,8 @@ impl Tx {
     pub async fn insert_payment(&mut self, p: NewPayment<'_>) -> StoreResult<()> {
         crate::db::query(
             "INSERT INTO payments (id, order_id, merchant_id, channel, status, amount, currency, customer_id,
-                simulate, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                simulate, created_at, updated_at, product)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
         )
         .bind(p.id.as_str())
         .bind(p.order.id.as_str())
@@ -232,6 +243,7 @@ impl Tx {
         .bind(p.order.customer_id.as_deref())
         .bind(p.simulate)
         .bind(p.created_at.millis())
+        .bind(p.product.map(payq_domain::PayProduct::as_str))
         .execute(self.conn())
         .await?;
         crate::db::query("UPDATE orders SET current_payment_id = $1 WHERE id = $2")

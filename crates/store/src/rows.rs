@@ -59,7 +59,7 @@ macro_rules! select_orders {
             "o.shipped_at, o.closed_at, o.cancelled_at, o.close_reason, o.carrier, o.tracking_no, ",
             "o.ship_reminders_sent, o.checked_at, o.version, o.request_hash, p.id AS p_id, p.channel AS p_channel, ",
             "p.channel_txn_id AS p_channel_txn_id, p.status AS p_status, p.failure_reason AS p_failure_reason, ",
-            "p.next_action AS p_next_action ",
+            "p.next_action AS p_next_action, p.product AS p_product ",
             "FROM orders o LEFT JOIN payments p ON p.id = o.current_payment_id ",
             $tail
         )
@@ -79,6 +79,10 @@ pub(crate) fn order(row: &AnyRow) -> Result<Order, StoreError> {
                 channel_txn_id: row.try_get("p_channel_txn_id")?,
                 status: PaymentStatus::parse(&status).ok_or_else(|| corrupt("payment status", &status))?,
                 failure_reason: row.try_get("p_failure_reason")?,
+                product: row
+                    .try_get::<Option<String>>("p_product")?
+                    .map(|p| payq_domain::PayProduct::parse(&p).ok_or_else(|| corrupt("payment product", &p)))
+                    .transpose()?,
                 next_action: row
                     .try_get::<Option<String>>("p_next_action")?
                     .map(|a| serde_json::from_str(&a).map_err(|e| corrupt("next_action", e)))

@@ -24,7 +24,7 @@ impl Store {
             "SELECT s.txn_id, s.payment_id, s.amount, s.refunded, o.id AS order_id, o.status,
                     o.current_payment_id,
                     CASE WHEN p.status = 'pending' AND EXISTS (SELECT 1 FROM messages m
-                      WHERE (m.kind = 'payment.query' AND m.key = p.id)
+                      WHERE (m.kind IN ('payment.query', 'payment.close') AND m.key = p.id)
                          OR (m.kind IN ('payment.timeout', 'payment.request') AND m.key IN (o.id, p.id)))
                     THEN 1 ELSE 0 END AS in_flight,
                     (SELECT CAST(COALESCE(SUM(r.amount), 0) AS BIGINT) FROM refunds r

@@ -5,11 +5,11 @@
 //! `alipay.trade.query` when none comes. payq's payment id is Alipay's `out_trade_no`; a
 //! refund's id is its `out_request_no`.
 
-use super::alipay_client::{AlipayAccount, AlipayClient, Precreate};
+use super::alipay_client::{AlipayAccount, AlipayClient, BuyerPage, Precreate};
 use super::{ChannelError, ChannelStatus, PaymentChannel, PaymentRequest, RefundOutcome, Started};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use payq_domain::{Currency, NextAction, PaymentId, RefundId};
+use payq_domain::{Currency, NextAction, PayProduct, PaymentId, RefundId};
 
 /// Alipay for one merchant.
 pub struct Alipay {
@@ -40,8 +40,22 @@ impl PaymentChannel for Alipay {
                 notify_url: &self.notify_url,
                 expires_at_ms: req.expires_at.millis(),
             };
-            let qr_code = self.client.precreate(&self.account, &pay).await?;
-            Ok(Started { txn_id: None, next_action: Some(NextAction::QrCode { qr_code }) })
+            let return_url = req.details.return_url.as_deref();
+            let next_action = match req.product.unwrap_or(PayProduct::Qr) {
+                PayProduct::Qr => NextAction::QrCode { qr_code: self.client.precreate(&self.account, &pay).await? },
+                // The buyer's browser or app carries these signed requests to Alipay.
+                PayProduct::Web => NextAction::Redirect {
+                    url: self.client.buyer_request(&self.account, &pay, BuyerPage::Web { return_url }),
+                },
+                PayProduct::Wap => NextAction::Redirect {
+                    url: self.client.buyer_request(&self.account, &pay, BuyerPage::Wap { return_url }),
+                },
+                PayProduct::App => NextAction::AlipayApp {
+                    order_string: self.client.buyer_request(&self.account, &pay, BuyerPage::App),
+                },
+                other => return Err(ChannelError::Invalid(format!("alipay does not offer {:?}", other.as_str()))),
+            };
+            Ok(Started { txn_id: None, next_action: Some(next_action) })
         }
         .boxed()
     }

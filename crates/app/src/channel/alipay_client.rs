@@ -42,6 +42,36 @@ pub struct Precreate<'a> {
     pub expires_at_ms: i64,
 }
 
+/// A payment the buyer makes in Alipay's own page or app.
+#[derive(Debug, Clone, Copy)]
+pub enum BuyerPage<'a> {
+    /// Alipay's checkout page on a desktop (`alipay.trade.page.pay`).
+    Web { return_url: Option<&'a str> },
+    /// Alipay's checkout page in a phone's browser (`alipay.trade.wap.pay`).
+    Wap { return_url: Option<&'a str> },
+    /// The Alipay app, called by the shop's app (`alipay.trade.app.pay`).
+    App,
+}
+
+impl BuyerPage<'_> {
+    /// The gateway method.
+    pub fn method(&self) -> &'static str {
+        match self {
+            BuyerPage::Web { .. } => "alipay.trade.page.pay",
+            BuyerPage::Wap { .. } => "alipay.trade.wap.pay",
+            BuyerPage::App => "alipay.trade.app.pay",
+        }
+    }
+
+    fn product_code(&self) -> &'static str {
+        match self {
+            BuyerPage::Web { .. } => "FAST_INSTANT_TRADE_PAY",
+            BuyerPage::Wap { .. } => "QUICK_WAP_WAY",
+            BuyerPage::App => "QUICK_MSECURITY_PAY",
+        }
+    }
+}
+
 /// The Alipay gateway client (one per process; accounts are passed per call).
 #[derive(Debug, Clone, Default)]
 pub struct AlipayClient {
@@ -77,12 +107,13 @@ impl AlipayClient {
         notify_url: Option<&str>,
     ) -> Result<Value, ChannelError> {
         let timestamp = protocol::gateway_timestamp(payq_domain::Timestamp::now().millis());
+        let callbacks = protocol::Callbacks { notify_url, return_url: None };
         let params = protocol::signed_request(
             &account.app_key,
             &account.app_id,
             method,
             &biz.to_string(),
-            notify_url,
+            callbacks,
             &timestamp,
         );
         let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params.iter()).finish();
@@ -122,6 +153,48 @@ impl AlipayClient {
             (SUCCESS, qr) if !qr.is_empty() => Ok(qr.to_owned()),
             (SUCCESS, _) => Err(unavailable("precreate answered without a qr_code")),
             _ => Err(ChannelError::Invalid(business_error(&node))),
+        }
+    }
+
+    /// The buyer's side of a payment made in Alipay's own page or app, signed, with nothing
+    /// sent: for page and wap pay (`web`, `wap`) the gateway URL with the request as its
+    /// query, where the buyer's browser goes; for app pay, the order string the Alipay app
+    /// SDK takes. `quit_url` (wap) is `return_url` too.
+    pub fn buyer_request(&self, account: &AlipayAccount, p: &Precreate<'_>, kind: BuyerPage<'_>) -> String {
+        let mut biz = json!({
+            "out_trade_no": p.out_trade_no,
+            "total_amount": protocol::yuan(p.amount),
+            "subject": p.subject,
+            "time_expire": protocol::gateway_timestamp(p.expires_at_ms),
+            "product_code": kind.product_code(),
+        });
+        let return_url = match kind {
+            BuyerPage::Web { return_url } => return_url,
+            BuyerPage::Wap { return_url } => {
+                if let Some(url) = return_url {
+                    biz["quit_url"] = json!(url);
+                }
+                return_url
+            }
+            BuyerPage::App => None,
+        };
+        let timestamp = protocol::gateway_timestamp(payq_domain::Timestamp::now().millis());
+        let callbacks = protocol::Callbacks { notify_url: Some(p.notify_url), return_url };
+        let params = protocol::signed_request(
+            &account.app_key,
+            &account.app_id,
+            kind.method(),
+            &biz.to_string(),
+            callbacks,
+            &timestamp,
+        );
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(params.iter()).finish();
+        match kind {
+            BuyerPage::App => query,
+            BuyerPage::Web { .. } | BuyerPage::Wap { .. } => {
+                let separator = if account.gateway_url.contains('?') { '&' } else { '?' };
+                format!("{}{separator}{query}", account.gateway_url)
+            }
         }
     }
 
@@ -231,6 +304,9 @@ mod tests {
         let c = client();
         let qr = c.precreate(&account, &pay("pay_1")).await.expect("qr");
         assert!(qr.starts_with("https://qr.alipay.com/"), "{qr}");
+        // Not scanned yet: Alipay has no trade.
+        assert_eq!(c.query(&account, "pay_1").await.expect("query"), ChannelStatus::NotFound);
+        assert!(sandbox.buyer_scans("pay_1"));
         assert_eq!(c.query(&account, "pay_1").await.expect("query"), ChannelStatus::Pending);
         assert_eq!(c.query(&account, "pay_unknown").await.expect("query"), ChannelStatus::NotFound);
         assert!(sandbox.buyer_pays_silently("pay_1"));
@@ -249,11 +325,16 @@ mod tests {
 
     #[tokio::test]
     async fn an_unpaid_payment_closes_and_one_never_scanned_is_not_found() {
-        let (account, _sandbox) = start().await;
+        let (account, sandbox) = start().await;
         let c = client();
         c.precreate(&account, &pay("pay_2")).await.expect("qr");
+        assert!(sandbox.buyer_scans("pay_2"));
         assert_eq!(c.close(&account, "pay_2").await.expect("close"), ChannelStatus::Closed);
         assert_eq!(c.query(&account, "pay_2").await.expect("query"), ChannelStatus::Closed);
+        // Never scanned: Alipay answers ACQ.TRADE_NOT_EXIST, and the buyer cannot pay after.
+        c.precreate(&account, &pay("pay_4")).await.expect("qr");
+        assert_eq!(c.close(&account, "pay_4").await.expect("close"), ChannelStatus::NotFound);
+        assert!(!sandbox.buyer_pays_silently("pay_4"), "closed for good");
         assert_eq!(c.close(&account, "pay_never").await.expect("close"), ChannelStatus::NotFound);
     }
 

@@ -82,15 +82,25 @@ pub fn signing_string<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>, 
     out
 }
 
+/// Where Alipay calls back and sends the buyer back, as public parameters of a request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Callbacks<'a> {
+    /// `notify_url`: where Alipay posts its notification.
+    pub notify_url: Option<&'a str>,
+    /// `return_url`: where Alipay's page sends the buyer when done (page and wap pay).
+    pub return_url: Option<&'a str>,
+}
+
 /// The public parameters of one gateway call, signed: `app_id`, `method`, `format`,
 /// `charset`, `sign_type=RSA2`, `timestamp` (`yyyy-MM-dd HH:mm:ss`, China time as the
-/// gateway expects), `version=1.0`, `notify_url` when given, `biz_content`, and `sign`.
+/// gateway expects), `version=1.0`, `notify_url` and `return_url` when given,
+/// `biz_content`, and `sign`.
 pub fn signed_request(
     key: &AppKey,
     app_id: &str,
     method: &str,
     biz_content: &str,
-    notify_url: Option<&str>,
+    callbacks: Callbacks<'_>,
     timestamp: &str,
 ) -> BTreeMap<String, String> {
     let mut params: BTreeMap<String, String> = [
@@ -106,8 +116,11 @@ pub fn signed_request(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    if let Some(url) = notify_url {
+    if let Some(url) = callbacks.notify_url {
         params.insert("notify_url".into(), url.to_owned());
+    }
+    if let Some(url) = callbacks.return_url {
+        params.insert("return_url".into(), url.to_owned());
     }
     let content = signing_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &[]);
     params.insert("sign".into(), key.sign(&content));
@@ -219,7 +232,7 @@ mod tests {
             "2021000000000001",
             "alipay.trade.precreate",
             biz,
-            Some("https://shop.example/v1/channels/alipay/notify"),
+            Callbacks { notify_url: Some("https://shop.example/v1/channels/alipay/notify"), return_url: None },
             "2026-11-30 18:00:00",
         );
         assert_eq!(params.get("sign").map(String::as_str), Some(OPENSSL_SIGNATURE.trim()));

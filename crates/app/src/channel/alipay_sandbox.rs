@@ -31,6 +31,13 @@ pub struct SandboxTrade {
     /// Whether the buyer scanned the QR code: until then Alipay has no trade to query or
     /// close (it answers `ACQ.TRADE_NOT_EXIST`).
     pub scanned: bool,
+    /// The method that created the trade (`alipay.trade.precreate`, `.page.pay`,
+    /// `.wap.pay`, `.app.pay`).
+    pub method: String,
+    /// Where Alipay's page sends the buyer back (page and wap pay), and the wap page's
+    /// `quit_url`.
+    pub return_url: String,
+    pub quit_url: String,
 }
 
 #[derive(Default)]
@@ -80,7 +87,9 @@ impl AlipaySandbox {
             alipay_key: AppKey::from_pem(&alipay_private)?,
             books: Mutex::default(),
         });
-        let app = axum::Router::new().route("/gateway.do", axum::routing::post(gateway)).with_state(inner.clone());
+        let app = axum::Router::new()
+            .route("/gateway.do", axum::routing::post(gateway).get(checkout_page))
+            .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move {
@@ -129,6 +138,11 @@ impl AlipaySandbox {
     /// Makes the gateway answer every call with HTTP `status` (`None`: answer again).
     pub fn set_failure(&self, status: Option<u16>) {
         self.books().fail_with = status;
+    }
+
+    /// The buyer scans the QR code and does not pay (yet): the trade exists at Alipay.
+    pub fn buyer_scans(&self, out_trade_no: &str) -> bool {
+        self.books().trades.get_mut(out_trade_no).map(|t| t.scanned = true).is_some()
     }
 
     /// The buyer pays without Alipay notifying anyone (a lost notification): only a query
@@ -202,6 +216,74 @@ impl AlipaySandbox {
     }
 }
 
+impl AlipaySandbox {
+    /// The Alipay app takes the order string a shop's app hands it
+    /// (`alipay.trade.app.pay`): its signature must be the application's; then the trade
+    /// exists, the buyer in front of it. Answers why not, if it is refused.
+    pub fn app_opens(&self, order_string: &str) -> Result<(), String> {
+        let params: Vec<(String, String)> = form_urlencoded::parse(order_string.as_bytes()).into_owned().collect();
+        open_buyer_request(&self.inner, &params, &["alipay.trade.app.pay"]).map(|_| ())
+    }
+}
+
+/// A request the buyer carries to Alipay (page, wap or app pay): checks its signature and
+/// fields and opens the trade, the buyer in front of it (as if they had scanned). Answers
+/// the trade's number, or why the request is refused.
+fn open_buyer_request(inner: &Inner, params: &[(String, String)], methods: &[&str]) -> Result<String, String> {
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let content = protocol::signing_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &[]);
+    if inner.app_public_key.verify(&content, &get("sign")).is_err() || get("app_id") != inner.app_id {
+        return Err("isv.invalid-signature".into());
+    }
+    let method = get("method");
+    if !methods.contains(&method.as_str()) {
+        return Err(format!("isv.invalid-method {method}"));
+    }
+    let biz: Value = serde_json::from_str(&get("biz_content")).unwrap_or_default();
+    let product_code = match method.as_str() {
+        "alipay.trade.page.pay" => "FAST_INSTANT_TRADE_PAY",
+        "alipay.trade.wap.pay" => "QUICK_WAP_WAY",
+        _ => "QUICK_MSECURITY_PAY",
+    };
+    let no = biz["out_trade_no"].as_str().unwrap_or_default().to_owned();
+    let amount = biz["total_amount"].as_str().and_then(|a| protocol::minor_units(a).ok()).unwrap_or(0);
+    if no.is_empty() || amount <= 0 || biz["product_code"] != product_code || biz["time_expire"].as_str().is_none() {
+        return Err("ACQ.INVALID_PARAMETER".into());
+    }
+    let mut books = lock(inner);
+    let trade = books.trades.entry(no.clone()).or_insert_with(|| SandboxTrade {
+        status: "WAIT_BUYER_PAY".into(),
+        amount,
+        notify_url: get("notify_url"),
+        refunds: HashMap::new(),
+        calls: HashMap::new(),
+        time_expire: biz["time_expire"].as_str().unwrap_or_default().to_owned(),
+        scanned: true,
+        method: method.clone(),
+        return_url: get("return_url"),
+        quit_url: biz["quit_url"].as_str().unwrap_or_default().to_owned(),
+    });
+    *trade.calls.entry(method).or_default() += 1;
+    if trade.amount != amount {
+        return Err("ACQ.CONTEXT_INCONSISTENT".into());
+    }
+    Ok(no)
+}
+
+/// `GET /gateway.do?…`: the buyer's browser arrives with a signed page or wap pay request
+/// and sees Alipay's checkout page for the trade.
+async fn checkout_page(State(inner): State<Arc<Inner>>, uri: axum::http::Uri) -> Response {
+    let params: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    match open_buyer_request(&inner, &params, &["alipay.trade.page.pay", "alipay.trade.wap.pay"]) {
+        Ok(no) => axum::response::Html(format!("<html><body><h1>Alipay checkout</h1><p>{no}</p></body></html>"))
+            .into_response(),
+        Err(why) => {
+            (StatusCode::BAD_REQUEST, axum::response::Html(format!("<html><body>{why}</body></html>"))).into_response()
+        }
+    }
+}
+
 fn lock(inner: &Inner) -> MutexGuard<'_, Books> {
     inner.books.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -261,6 +343,9 @@ async fn carry_out(inner: &Inner, body: String) -> Response {
                         calls: HashMap::from([(method.clone(), 1)]),
                         time_expire: biz["time_expire"].as_str().unwrap_or_default().to_owned(),
                         scanned: false,
+                        method: method.clone(),
+                        return_url: String::new(),
+                        quit_url: String::new(),
                     });
                     if trade.amount == amount {
                         json!({ "code": "10000", "msg": "Success", "out_trade_no": no,

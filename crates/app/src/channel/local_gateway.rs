@@ -141,7 +141,7 @@ impl LocalGateway for WechatPaySandbox {
         WechatPaySandbox::set_delay(self, delay);
     }
     fn creates(&self, payment_id: &str) -> u32 {
-        self.transaction(payment_id).and_then(|t| t.calls.get("native").copied()).unwrap_or(0)
+        self.transaction(payment_id).and_then(|t| t.calls.get("create").copied()).unwrap_or(0)
     }
     fn time_expire(&self, payment_id: &str) -> Option<payq_domain::Timestamp> {
         payq_domain::Timestamp::parse_rfc3339(&self.transaction(payment_id)?.time_expire)

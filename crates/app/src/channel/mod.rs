@@ -17,7 +17,25 @@ pub mod wechatpay_protocol;
 pub mod wechatpay_sandbox;
 
 use futures_util::future::BoxFuture;
-use payq_domain::{Currency, NextAction, PaymentId, RefundId, Timestamp};
+use payq_domain::{Currency, NextAction, PayProduct, PaymentId, RefundId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// What a real channel's payment start needs beyond the order: the buyer as the product
+/// needs them, and where the channel's page sends the buyer back. Kept with the payment, so
+/// that a start made later (by the queued request) is the same request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartDetails {
+    /// The buyer's openid under the app paid in (WeChat Pay `jsapi`, `mini_program`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openid: Option<String>,
+    /// The buyer's IP address (WeChat Pay `h5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    /// Where the channel's page sends the buyer when done (Alipay `web`/`wap`, WeChat Pay `h5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_url: Option<String>,
+}
 
 /// A payment to start at the channel.
 #[derive(Debug, Clone)]
@@ -30,8 +48,12 @@ pub struct PaymentRequest {
     pub expires_at: Timestamp,
     /// What the buyer sees the payment is for (the order's description or number).
     pub subject: String,
-    /// Channel-specific instructions (the simulated channel's `simulate` object).
+    /// The simulated channel's instructions (its `simulate` object).
     pub instructions: Option<serde_json::Value>,
+    /// How the buyer pays through a real channel (`None`: the channel's QR code).
+    pub product: Option<PayProduct>,
+    /// A real channel's start details.
+    pub details: StartDetails,
 }
 
 /// A payment the channel accepted.

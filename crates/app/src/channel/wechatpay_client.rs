@@ -38,6 +38,8 @@ pub struct WechatPayAccount {
     /// The WeChat Pay public key's id, when the merchant has one: requests name it in
     /// `Wechatpay-Serial`, so that answers are signed with that key.
     pub public_key_id: Option<String>,
+    /// The mini program's app id (`appid` of `mini_program` payments), if set up.
+    pub mini_program_app_id: Option<String>,
     /// `https://api.mch.weixin.qq.com` by default; a test gateway is set the same way.
     pub base_url: String,
 }
@@ -53,7 +55,42 @@ impl std::fmt::Debug for WechatPayAccount {
     }
 }
 
-/// A QR-code payment to start.
+/// The kind of transaction a payment start makes (its path under
+/// `/v3/pay/transactions/`), with what that kind needs.
+#[derive(Debug, Clone, Copy)]
+pub enum TradeKind<'a> {
+    /// A QR code (`code_url`).
+    Native,
+    /// Inside WeChat: an official account page or a mini program (`prepay_id`), in the app
+    /// `app_id` whose user `openid` pays.
+    Jsapi { app_id: &'a str, openid: &'a str },
+    /// A phone's browser outside WeChat (`h5_url`), for the buyer at `client_ip`.
+    H5 { client_ip: &'a str },
+    /// The shop's own app (`prepay_id`).
+    App,
+}
+
+impl TradeKind<'_> {
+    fn path(&self) -> &'static str {
+        match self {
+            TradeKind::Native => "/v3/pay/transactions/native",
+            TradeKind::Jsapi { .. } => "/v3/pay/transactions/jsapi",
+            TradeKind::H5 { .. } => "/v3/pay/transactions/h5",
+            TradeKind::App => "/v3/pay/transactions/app",
+        }
+    }
+
+    /// The answer's field the buyer's next step is made of.
+    fn answer_field(&self) -> &'static str {
+        match self {
+            TradeKind::Native => "code_url",
+            TradeKind::Jsapi { .. } | TradeKind::App => "prepay_id",
+            TradeKind::H5 { .. } => "h5_url",
+        }
+    }
+}
+
+/// A payment to start.
 #[derive(Debug, Clone)]
 pub struct NativePay<'a> {
     /// payq's payment id, WeChat Pay's `out_trade_no`.
@@ -172,7 +209,19 @@ impl WechatPayClient {
     /// Starts a Native (QR code) payment; answers the `code_url` to show as a QR code.
     /// Repeating it for the same `out_trade_no` gives the same payment at WeChat Pay.
     pub async fn native(&self, account: &WechatPayAccount, p: &NativePay<'_>) -> Result<String, ChannelError> {
-        let body = json!({
+        self.prepay(account, p, TradeKind::Native).await
+    }
+
+    /// Starts a payment of `kind`; answers what the buyer's next step is made of: the
+    /// `code_url` (Native), the `prepay_id` (JSAPI, app) or the `h5_url` (H5). Repeating it
+    /// with the same request gives the same payment at WeChat Pay.
+    pub async fn prepay(
+        &self,
+        account: &WechatPayAccount,
+        p: &NativePay<'_>,
+        kind: TradeKind<'_>,
+    ) -> Result<String, ChannelError> {
+        let mut body = json!({
             "appid": account.app_id,
             "mchid": account.mch_id,
             "description": p.description,
@@ -181,12 +230,23 @@ impl WechatPayClient {
             "notify_url": p.notify_url,
             "amount": { "total": p.amount, "currency": "CNY" },
         });
-        let answer = self.call(account, Method::POST, "/v3/pay/transactions/native", Some(&body)).await?;
-        match (answer.status, text(&answer.body, "code_url")) {
-            (200..300, url) if !url.is_empty() => Ok(url.to_owned()),
-            (200..300, _) => Err(unavailable("native pay answered without a code_url")),
-            // Refused before any payment existed: the buyer never saw a code to pay.
-            _ => Err(ChannelError::Invalid(format!("wechatpay: native pay refused: {}", answer.error()))),
+        match kind {
+            TradeKind::Jsapi { app_id, openid } => {
+                body["appid"] = json!(app_id);
+                body["payer"] = json!({ "openid": openid });
+            }
+            TradeKind::H5 { client_ip } => {
+                body["scene_info"] = json!({ "payer_client_ip": client_ip, "h5_info": { "type": "Wap" } });
+            }
+            TradeKind::Native | TradeKind::App => {}
+        }
+        let answer = self.call(account, Method::POST, kind.path(), Some(&body)).await?;
+        let field = kind.answer_field();
+        match (answer.status, text(&answer.body, field)) {
+            (200..300, value) if !value.is_empty() => Ok(value.to_owned()),
+            (200..300, _) => Err(unavailable(format!("{} answered without {field}", kind.path()))),
+            // Refused before any payment existed: the buyer never saw a way to pay.
+            _ => Err(ChannelError::Invalid(format!("wechatpay: {} refused: {}", kind.path(), answer.error()))),
         }
     }
 

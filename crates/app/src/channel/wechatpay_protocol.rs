@@ -197,6 +197,19 @@ pub fn verify(
     cert.verify_message(&format!("{}\n{}\n{body}\n", headers.timestamp, headers.nonce), headers.signature)
 }
 
+/// The signature the buyer's WeChat checks when the merchant's page or app asks it to pay
+/// (`paySign` of JSAPI and mini programs over `appId\ntimeStamp\nnonceStr\npackage\n`,
+/// `sign` of the app SDK over `appid\ntimestamp\nnoncestr\nprepayid\n`): SHA256withRSA
+/// under the merchant's key, as the official SDKs' `PrepayWithRequestPayment` make it.
+pub fn client_signature(key: &MerchantKey, lines: [&str; 4]) -> String {
+    key.sign(&client_message(lines))
+}
+
+/// The message [`client_signature`] signs: each line followed by a newline.
+pub fn client_message(lines: [&str; 4]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
 /// Decrypts a notification's `resource` (`AEAD_AES_256_GCM`): `ciphertext` is base64 of the
 /// encrypted text followed by its 16-byte tag. The API v3 key is 32 bytes (a 16-byte key
 /// selects AES-128, as the official SDKs do).
@@ -591,6 +604,22 @@ Krn85TnwL3qcInzRnU8X86faXXJrI0IJi44tECKw8ftngCl6vyNwNNKPDwdkcuuV
         assert_eq!(verify(&keys, misnamed, body, 1_700_000_000), Err(WechatPayProtocolError::BadSignature));
         let unknown = SignatureHeaders { serial: "PUB_KEY_ID_0199999999992026120400000000000001", ..headers };
         assert!(matches!(verify(&keys, unknown, body, 1_700_000_000), Err(WechatPayProtocolError::UnknownSerial(_))));
+    }
+
+    #[test]
+    fn the_buyers_side_is_signed_as_the_official_sdk_signs_it() {
+        // wechatpay-go `services/payments/jsapi` PrepayWithRequestPayment: appId, timeStamp,
+        // nonceStr and package, each followed by a newline, signed with the merchant's key
+        // (the app's `sign` the same over appid, timestamp, noncestr and prepayid).
+        let lines = ["wx8888888888888888", "1414561699", "5K8264ILTKCH16CQ2502SI8ZNMTM67VS", "prepay_id=wx2014102720"];
+        assert_eq!(
+            client_message(lines),
+            "wx8888888888888888\n1414561699\n5K8264ILTKCH16CQ2502SI8ZNMTM67VS\nprepay_id=wx2014102720\n"
+        );
+        let key = MerchantKey::from_pem(SDK_KEY).expect("the SDK's test key");
+        let signature = client_signature(&key, lines);
+        let cert = VerificationKey::from_certificate_pem(SDK_PLATFORM_CERT).expect("the SDK's key pair's certificate");
+        assert_eq!(cert.verify_message(&client_message(lines), &signature), Ok(()));
     }
 
     #[test]

@@ -35,7 +35,19 @@ pub struct SandboxTransaction {
     pub calls: HashMap<String, u32>,
     /// The create call's `time_expire` (RFC 3339).
     pub time_expire: String,
+    /// `NATIVE`, `JSAPI` (mini programs too), `MWEB` (H5) or `APP`.
+    pub trade_type: String,
+    /// The app paid in (the merchant's app id, or its mini program's for a mini program).
+    pub appid: String,
+    /// The buyer's openid (JSAPI) and IP address (H5), as the create call gave them.
+    pub openid: String,
+    pub client_ip: String,
+    /// When the trade was created, unix milliseconds.
+    pub created_ms: i64,
 }
+
+/// The app id of the mini program the sandbox's merchant has.
+pub const MINI_PROGRAM_APP_ID: &str = "wxmini00000000001";
 
 /// How a notification the sandbox posts is spoiled, to check that payq refuses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +89,9 @@ struct Books {
     refunds_processing: bool,
     /// Refunds answered `PROCESSING`, by `out_refund_no`.
     processing: HashMap<String, ProcessingRefund>,
+    /// How long after its creation a trade may be closed, in milliseconds (WeChat Pay: 5
+    /// minutes; the sandbox: none unless set).
+    close_after: i64,
     /// Refunds that ended `ABNORMAL` or `CLOSED`, by `out_refund_no`.
     refused: HashMap<String, (ProcessingRefund, String)>,
     /// Accept calls and never answer (a gateway that hangs).
@@ -99,6 +114,8 @@ struct Inner {
     /// Notifications sent so far.
     notifications: std::sync::atomic::AtomicUsize,
     api_v3_key: String,
+    /// Where the sandbox listens (its H5 pages are there).
+    base_url: String,
     books: Mutex<Books>,
 }
 
@@ -167,7 +184,7 @@ impl WechatPaySandbox {
         if let Some((id, key, _)) = &public_key {
             signing_keys.push((id.clone(), key.clone()));
         }
-        let inner = Arc::new(Inner {
+        let inner = Inner {
             mch_id: "1900000109".into(),
             app_id: "wxd678efh567hg6787".into(),
             serial_no: crate::crypto::random_hex(20).to_ascii_uppercase(),
@@ -175,11 +192,13 @@ impl WechatPaySandbox {
             signing_keys,
             notifications: std::sync::atomic::AtomicUsize::new(0),
             api_v3_key: crate::crypto::random_hex(16),
+            base_url: String::new(),
             books: Mutex::default(),
-        });
-        let app = axum::Router::new().fallback(api).with_state(inner.clone());
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let inner = Arc::new(Inner { base_url: format!("http://{addr}"), ..inner });
+        let app = axum::Router::new().fallback(api).with_state(inner.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -207,6 +226,7 @@ impl WechatPaySandbox {
             "serial_no": self.serial_no,
             "private_key": self.merchant_private_key_pem,
             "api_v3_key": self.api_v3_key,
+            "mini_program_app_id": MINI_PROGRAM_APP_ID,
             "base_url": self.base_url,
         });
         if self.keys != SandboxKeys::PublicKey {
@@ -237,6 +257,31 @@ impl WechatPaySandbox {
     /// Makes the gateway hang (accept and never answer) or answer again.
     pub fn set_hang(&self, hang: bool) {
         self.books().hang = hang;
+    }
+
+    /// Whether `signature` is the merchant's signature of the buyer's side of a payment
+    /// (`lines` as [`protocol::client_message`] joins them): what the buyer's WeChat checks
+    /// before it pays.
+    pub fn merchant_signed(&self, lines: [&str; 4], signature: &str) -> bool {
+        use base64::Engine;
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(signature) else {
+            return false;
+        };
+        Signature::try_from(raw.as_slice()).is_ok_and(|s| {
+            self.inner.merchant_public_key.verify(protocol::client_message(lines).as_bytes(), &s).is_ok()
+        })
+    }
+
+    /// Refuses to close a trade younger than `age` (`403 RULE_LIMIT`), as WeChat Pay does
+    /// within 5 minutes of a trade's creation.
+    pub fn set_close_after(&self, age: std::time::Duration) {
+        self.books().close_after = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+    }
+
+    /// The calls payq made about a transaction, by operation (`create`, `query`, `close`,
+    /// `refund`).
+    pub fn calls(&self, out_trade_no: &str, operation: &str) -> u32 {
+        self.transaction(out_trade_no).and_then(|t| t.calls.get(operation).copied()).unwrap_or(0)
     }
 
     /// Makes refunds answer `PROCESSING` and stay so until [`WechatPaySandbox::finish_refund`]
@@ -518,32 +563,61 @@ async fn carry_out(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, 
             *t.calls.entry(operation.to_owned()).or_default() += 1;
         }
     };
-    if method == Method::POST && path == "/v3/pay/transactions/native" {
+    let trade_type = match path {
+        "/v3/pay/transactions/native" => Some("NATIVE"),
+        "/v3/pay/transactions/jsapi" => Some("JSAPI"),
+        "/v3/pay/transactions/h5" => Some("MWEB"),
+        "/v3/pay/transactions/app" => Some("APP"),
+        _ => None,
+    };
+    if let (&Method::POST, Some(trade_type)) = (&method, trade_type) {
         let no = request["out_trade_no"].as_str().unwrap_or_default().to_owned();
         let amount = request.pointer("/amount/total").and_then(Value::as_i64).unwrap_or(0);
-        if no.is_empty() || amount <= 0 || request["mchid"] != inner.mch_id.as_str() {
+        let field = |pointer: &str| request.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let appid = field("/appid");
+        let app_ok = appid == inner.app_id || (trade_type == "JSAPI" && appid == MINI_PROGRAM_APP_ID);
+        let payer_ok = match trade_type {
+            "JSAPI" => !field("/payer/openid").is_empty(),
+            "MWEB" => !field("/scene_info/payer_client_ip").is_empty() && field("/scene_info/h5_info/type") == "Wap",
+            _ => true,
+        };
+        if no.is_empty() || amount <= 0 || request["mchid"] != inner.mch_id.as_str() || !app_ok || !payer_ok {
             return error(key, StatusCode::BAD_REQUEST, "PARAM_ERROR");
         }
         let t = books.transactions.entry(no.clone()).or_insert_with(|| SandboxTransaction {
             trade_state: "NOTPAY".into(),
             amount,
-            notify_url: request["notify_url"].as_str().unwrap_or_default().to_owned(),
+            notify_url: field("/notify_url"),
             refunds: HashMap::new(),
             calls: HashMap::new(),
-            time_expire: request["time_expire"].as_str().unwrap_or_default().to_owned(),
+            time_expire: field("/time_expire"),
+            trade_type: trade_type.into(),
+            appid: appid.clone(),
+            openid: field("/payer/openid"),
+            client_ip: field("/scene_info/payer_client_ip"),
+            created_ms: payq_domain::Timestamp::now().millis(),
         });
-        if t.amount != amount {
+        if t.amount != amount || t.trade_type != trade_type {
             return error(key, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
         }
-        count(&no, "native", &mut books);
-        let code_url =
-            format!("weixin://wxpay/bizpayurl?pr={}", crate::crypto::sha256_hex(no.as_bytes())[..10].to_owned());
-        return signed(key, StatusCode::OK, Some(json!({ "code_url": code_url })));
+        count(&no, "create", &mut books);
+        let token = crate::crypto::sha256_hex(no.as_bytes())[..10].to_owned();
+        let answer = match trade_type {
+            "NATIVE" => json!({ "code_url": format!("weixin://wxpay/bizpayurl?pr={token}") }),
+            "MWEB" => json!({ "h5_url": format!("{}/h5/checkmweb?prepay_id=wx{token}", inner.base_url) }),
+            _ => json!({ "prepay_id": format!("wx{token}") }),
+        };
+        return signed(key, StatusCode::OK, Some(answer));
     }
     if let Some(rest) = path.strip_prefix("/v3/pay/transactions/out-trade-no/") {
         if let (&Method::POST, Some(no)) = (&method, rest.strip_suffix("/close")) {
             count(no, "close", &mut books);
+            let close_after = books.close_after;
             return match books.transactions.get_mut(no) {
+                // WeChat Pay's rule: no close within minutes of the trade's creation.
+                Some(t) if payq_domain::Timestamp::now().millis() - t.created_ms < close_after => {
+                    error(key, StatusCode::FORBIDDEN, "RULE_LIMIT")
+                }
                 Some(t) if t.trade_state == "NOTPAY" || t.trade_state == "CLOSED" => {
                     t.trade_state = "CLOSED".into();
                     signed(key, StatusCode::NO_CONTENT, None)

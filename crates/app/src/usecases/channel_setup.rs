@@ -113,6 +113,9 @@ pub struct WechatPayCredentials {
     /// merchant set up since 2024 has none: it has a WeChat Pay public key instead.
     #[serde(default)]
     pub platform_certificates: Vec<String>,
+    /// The app id of the merchant's mini program, for payments inside it (`mini_program`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mini_program_app_id: Option<String>,
     /// The WeChat Pay public key's id (`PUB_KEY_ID_…`), with `public_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key_id: Option<String>,
@@ -174,6 +177,7 @@ impl WechatPayCredentials {
             api_v3_key: self.api_v3_key.clone(),
             verification_keys: self.verification_keys()?,
             public_key_id: self.public_key_id.clone(),
+            mini_program_app_id: self.mini_program_app_id.clone(),
             base_url: self.base_url().to_owned(),
         })
     }
@@ -189,6 +193,9 @@ impl WechatPayCredentials {
         }
         if !word(&self.app_id, 32) {
             return bad("app_id must be 1 to 32 letters and digits");
+        }
+        if self.mini_program_app_id.as_deref().is_some_and(|id| !word(id, 32)) {
+            return bad("mini_program_app_id must be 1 to 32 letters and digits");
         }
         if !(word(&self.serial_no, 64) && self.serial_no.bytes().all(|b| b.is_ascii_hexdigit())) {
             return bad("serial_no must be the API certificate's serial number in hex");
@@ -226,6 +233,7 @@ impl WechatPayCredentials {
             serial_no: self.serial_no.clone(),
             platform_serials: serials,
             public_key_id: self.public_key_id.clone(),
+            mini_program_app_id: self.mini_program_app_id.clone(),
             base_url: self.base_url().to_owned(),
         }
     }

@@ -9,6 +9,7 @@ mod follow_up;
 mod inventory;
 mod merchants;
 mod orders;
+mod pay_products;
 mod payments;
 mod refunds;
 mod webhooks;
@@ -24,6 +25,7 @@ pub use merchants::{
     create_merchant,
 };
 pub use orders::{CreateOrder, CreateOrderOutcome, PayOrder, ShipOrder};
+pub use pay_products::Payer;
 pub use refunds::CreateRefund;
 pub use webhooks::{DeliveryOutcome, DeliveryTurn, RedeliverError};
 

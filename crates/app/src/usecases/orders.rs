@@ -1,6 +1,7 @@
 //! Orders: create, pay, close, ship, cancel.
 
 use super::StoreFault;
+use super::pay_products::Payer;
 use super::{
     CreateOrderError, InputError, LookupError, OrderChangeError, PayError, Payq, check_text, record, save, transition,
 };
@@ -8,7 +9,8 @@ use crate::channel::sim::Simulate;
 use crate::crypto;
 use crate::jobs::{Job, JobKind, PaymentRequestJob, PaymentTimeoutJob};
 use payq_domain::{
-    Currency, EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, OrderItem, PaymentId, Timestamp,
+    Currency, EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, OrderItem, PayProduct, PaymentId,
+    Timestamp,
 };
 use payq_store::{ChannelCall, NewOrder, NewPayment, StoreError};
 use serde::{Deserialize, Serialize};
@@ -48,6 +50,13 @@ pub struct PayOrder {
     /// The payment channel: `"sim"` (built in), or `"alipay"` / `"wechatpay"` once the
     /// merchant has them set up.
     pub channel: String,
+    /// How the buyer pays through a real channel (docs/channels.md, "Pay products");
+    /// default: the channel's QR code.
+    pub product: Option<PayProduct>,
+    /// Who pays, as the product needs it.
+    pub payer: Option<Payer>,
+    /// Where the channel's page sends the buyer back (`web`, `wap`, `h5`).
+    pub return_url: Option<String>,
     /// Instructions for the simulated channel.
     pub simulate: Option<Simulate>,
 }
@@ -171,7 +180,21 @@ impl Payq {
         if req.channel != "sim" && req.simulate.is_some() {
             return Err(PayError::UnknownChannel("simulate applies to the sim channel only".into()));
         }
-        let simulate = req.simulate.map(|s| serde_json::to_string(&s)).transpose().map_err(StoreFault::from)?;
+        let inline = req.channel != "sim";
+        // A real channel's product and what it needs; the simulated channel's instructions.
+        let (product, instructions) = if inline {
+            let (product, details) =
+                super::pay_products::check(merchant, &req.channel, req.product, req.payer, req.return_url)?;
+            (Some(product), Some(serde_json::to_string(&details).map_err(StoreFault::from)?))
+        } else {
+            if req.product.is_some() || req.payer.is_some() || req.return_url.is_some() {
+                return Err(InputError::OutOfBounds(
+                    "product, payer and return_url apply to real channels only".into(),
+                )
+                .into());
+            }
+            (None, req.simulate.map(|s| serde_json::to_string(&s)).transpose().map_err(StoreFault::from)?)
+        };
         let mut tx = self.store.begin().await?;
         let mut order = self.owned(&mut tx, merchant, id).await?;
         if Timestamp::now() >= order.expires_at {
@@ -186,7 +209,8 @@ impl Payq {
             id: &payment_id,
             order: &order,
             channel: &req.channel,
-            simulate: simulate.as_deref(),
+            simulate: instructions.as_deref(),
+            product,
             created_at: Timestamp::now(),
         })
         .await?;
@@ -197,7 +221,6 @@ impl Payq {
         // request starts the payment itself: it claims the start here, and the queued
         // request is due only once that claim has run out, to take over if this process
         // dies or the call fails (docs/architecture.md, "One call per channel step").
-        let inline = req.channel != "sim";
         let due = if inline {
             let lease_until = self.call_lease_until();
             tx.claim_channel_call(ChannelCall::Create(&payment_id), lease_until).await?;

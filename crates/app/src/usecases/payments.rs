@@ -2,8 +2,8 @@
 //! (callbacks and queries), missing callbacks, payment timeouts and late payments.
 
 use super::{Payq, ProcessError, StoreFault, record, save, transition};
-use crate::channel::{ChannelError, ChannelStatus, PaymentRequest};
-use crate::jobs::{Job, JobKind, PaymentQueryJob};
+use crate::channel::{ChannelError, ChannelStatus, PaymentRequest, StartDetails};
+use crate::jobs::{Job, JobKind, PaymentCloseJob, PaymentQueryJob};
 use crate::risk;
 use payq_domain::{
     EventType, Money, OrderEvent, OrderId, OrderStatus, PaymentId, PaymentStatus, RefundStatus, Timestamp,
@@ -40,7 +40,11 @@ impl Payq {
         if payment.next_action.is_some() {
             return Ok(()); // started already
         }
-        if !claimed {
+        // The simulated channel needs no claim: its create is an upsert by payment id in
+        // payq's own database, with no provider behind it to count or refuse a repeat, and
+        // only the queued request makes it. Its hot path keeps its cost.
+        let claims = payment.channel != "sim";
+        if claims && !claimed {
             match tx.claim_channel_call(call, self.call_lease_until()).await? {
                 CallClaim::Claimed => {}
                 CallClaim::Done => return Ok(()),
@@ -50,7 +54,9 @@ impl Payq {
         if let Some(rule) = risk::check(&self.settings.risk, &mut tx, &order).await? {
             let reason = format!("risk:{}", rule.as_str());
             tx.update_payment(payment_id, PaymentStatus::Failed, None, Some(&reason)).await?;
-            tx.finish_channel_call(call).await?;
+            if claims {
+                tx.finish_channel_call(call).await?;
+            }
             transition(&mut order, OrderEvent::PaymentFailed)?;
             save(&mut tx, &mut order).await?;
             let order = tx.order(&order.id).await?;
@@ -61,15 +67,23 @@ impl Payq {
         }
         tx.commit().await?;
 
-        let instructions =
+        // The `simulate` column keeps the sim channel's instructions, or a real channel's
+        // start details.
+        let instructions: Option<serde_json::Value> =
             payment.simulate.as_deref().map(serde_json::from_str).transpose().map_err(StoreFault::from)?;
+        let details = match (&payment.product, &instructions) {
+            (Some(_), Some(details)) => serde_json::from_value(details.clone()).map_err(StoreFault::from)?,
+            _ => StartDetails::default(),
+        };
         let request = PaymentRequest {
             payment_id: payment_id.clone(),
             amount: payment.amount,
             currency: payment.currency,
             expires_at: order.expires_at,
             subject: order.description.clone().unwrap_or_else(|| format!("Order {}", order.merchant_order_no)),
-            instructions,
+            instructions: if payment.product.is_none() { instructions } else { None },
+            product: payment.product,
+            details,
         };
         let started = match self.channel_for(&payment.channel, &payment.merchant_id).await {
             Ok(channel) => channel.create_payment(request).await,
@@ -84,7 +98,9 @@ impl Payq {
             Err(e) => {
                 // The outcome is unknown: the next try asks again with the same payment
                 // number, which the channel answers with the same payment.
-                self.store.release_channel_call(call).await?;
+                if claims {
+                    self.store.release_channel_call(call).await?;
+                }
                 return Err(e.into());
             }
         };
@@ -93,7 +109,9 @@ impl Payq {
         // blind write of `Pending` here would undo it, and the next query would take the
         // paid order's success for a late payment and refund it.
         let mut tx = self.store.begin().await?;
-        tx.finish_channel_call(call).await?;
+        if claims {
+            tx.finish_channel_call(call).await?;
+        }
         if tx.payment(payment_id).await?.status == PaymentStatus::Pending {
             tx.update_payment(payment_id, PaymentStatus::Pending, started.txn_id.as_deref(), None).await?;
             if let Some(action) = &started.next_action {
@@ -241,24 +259,15 @@ impl Payq {
         let order = tx.order(order_id).await?;
         tx.commit().await?;
         let in_flight = order.payment.as_ref().filter(|p| p.status == PaymentStatus::Pending);
+        // A channel that forbids closing this payment yet: the order closes now, and a
+        // `payment.close` closes the trade at the channel once its rules allow.
+        let mut close_later = None;
         if order.status == OrderStatus::Paying
             && let Some(payment) = in_flight
         {
-            // Asking and closing are one claimed call: a second delivery of this timer waits.
-            let call = ChannelCall::Close(&payment.id);
-            self.claim_call(call).await?;
-            let closed = async {
-                let channel = self.channel_for(&payment.channel, &order.merchant_id).await?;
-                let mut status = channel.query_payment(&payment.id).await?;
-                if !matches!(status, ChannelStatus::Succeeded { .. } | ChannelStatus::Failed { .. }) {
-                    status = channel.close_payment(&payment.id).await?;
-                }
-                let paid = matches!(status, ChannelStatus::Succeeded { .. });
-                self.apply_channel_status(&payment.id, status).await?;
-                Ok(paid)
-            };
-            if self.release_after(call, closed.await).await? {
-                return Ok(());
+            close_later = self.earliest_channel_close(&payment.id, &payment.channel).await?;
+            if self.ask_and_close(&payment.id, close_later.is_none()).await? {
+                return Ok(()); // paid after all
             }
         }
         let mut tx = self.store.begin().await?;
@@ -267,8 +276,13 @@ impl Payq {
             return Ok(()); // paid, closed or cancelled meanwhile
         }
         if let Some(p) = order.payment.as_ref().filter(|p| p.status == PaymentStatus::Pending) {
-            // The channel call has not been made yet (or the channel never saw it).
+            // The channel call has not been made yet (or the channel never saw it, or its
+            // trade closes later): a success reported from now on is a late payment.
             tx.update_payment(&p.id, PaymentStatus::Closed, None, None).await?;
+            if let Some(at) = close_later {
+                tx.schedule(Job::PaymentClose(PaymentCloseJob { payment_id: p.id.clone() }).message(p.id.as_str(), at))
+                    .await?;
+            }
         }
         transition(&mut order, OrderEvent::Expired)?;
         order.closed_at = Some(Timestamp::now());
@@ -278,5 +292,49 @@ impl Payq {
         record(&mut tx, EventType::OrderClosed, &order, None).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// When a payment may be closed at its channel, if not yet: WeChat Pay refuses to close
+    /// a trade within `payment.wechatpay_close_after` (5 minutes) of its creation there.
+    async fn earliest_channel_close(&self, id: &PaymentId, channel: &str) -> Result<Option<Timestamp>, ProcessError> {
+        if channel != "wechatpay" {
+            return Ok(None);
+        }
+        let created = self.store.payment(id).await?.created_at;
+        let earliest = created.plus_millis(self.settings.payment.wechatpay_close_after.as_millis());
+        Ok((Timestamp::now() < earliest).then_some(earliest))
+    }
+
+    /// Asks the channel about an unpaid payment and, unless it is settled there (or `close`
+    /// is false), closes it; records the answer. One claimed call: a second delivery waits.
+    /// Answers whether the payment turned out paid.
+    async fn ask_and_close(&self, payment_id: &PaymentId, close: bool) -> Result<bool, ProcessError> {
+        let payment = self.store.payment(payment_id).await?;
+        let call = ChannelCall::Close(payment_id);
+        self.claim_call(call).await?;
+        let closed = async {
+            let channel = self.channel_for(&payment.channel, &payment.merchant_id).await?;
+            let mut status = channel.query_payment(payment_id).await?;
+            let settled = matches!(status, ChannelStatus::Succeeded { .. } | ChannelStatus::Failed { .. });
+            if !settled && !close {
+                return Ok(false);
+            }
+            if !settled {
+                status = channel.close_payment(payment_id).await?;
+            }
+            let paid = matches!(status, ChannelStatus::Succeeded { .. });
+            self.apply_channel_status(payment_id, status).await?;
+            Ok(paid)
+        };
+        self.release_after(call, closed.await).await
+    }
+
+    /// Closes at its channel a payment whose order closed before the channel allowed it
+    /// (`payment.close`); a payment made meanwhile is refunded like any late payment.
+    pub async fn close_at_channel(&self, payment_id: &PaymentId) -> Result<(), ProcessError> {
+        if self.store.payment(payment_id).await?.status == PaymentStatus::Succeeded {
+            return Ok(());
+        }
+        self.ask_and_close(payment_id, true).await.map(|_| ())
     }
 }

@@ -31,6 +31,8 @@ pub fn test_settings(db_url: &str) -> Settings {
     let mut s = Settings { listen: "127.0.0.1:0".into(), database_url: db_url.into(), ..Settings::default() };
     s.admin_token = Some("test-admin-token".into());
     s.payment.query_schedule = "100ms,200ms,400ms,800ms".into();
+    // WeChat Pay's 5 minutes before a trade may be closed, shortened like every timer.
+    s.payment.wechatpay_close_after = payq_domain::HumanDuration::from_millis(100);
     s.sim.callback_delay = "50ms".parse().unwrap_or(s.sim.callback_delay);
     s.engine.base_backoff = "50ms".parse().unwrap_or(s.engine.base_backoff);
     s.engine.max_attempts = 3;

@@ -23,6 +23,7 @@ mod idempotency;
 mod merchants;
 mod one_call;
 mod orders;
+mod pay_products;
 mod payments;
 mod real_channels;
 mod refunds;

@@ -8,7 +8,7 @@
 
 use crate::helpers::order_and_payment_ids;
 use crate::real_channels::{self as lifecycle, hanging_gateway_settings};
-use payq_app::channel::wechatpay_sandbox::{Forgery, SandboxKeys, WechatPaySandbox};
+use payq_app::channel::wechatpay_sandbox::{Forgery, MINI_PROGRAM_APP_ID, SandboxKeys, WechatPaySandbox};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -142,6 +142,7 @@ async fn wechatpay_credentials_are_checked_shown_without_keys_and_needed_to_pay(
             "serial_no": sandbox.serial_no,
             "platform_serials": [sandbox.platform_serial()],
             "public_key_id": null,
+            "mini_program_app_id": MINI_PROGRAM_APP_ID,
             "base_url": sandbox.base_url,
         })
     );
@@ -154,6 +155,7 @@ async fn wechatpay_credentials_are_checked_shown_without_keys_and_needed_to_pay(
         ("private_key", json!(sandbox.platform_certificate_pem)),
         ("platform_certificates", json!([])),
         ("public_key_id", json!("PUB_KEY_ID_0112345678902026120400000000000001")),
+        ("mini_program_app_id", json!("wx mini")),
         ("platform_certificates", json!(["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"])),
         ("serial_no", json!("not hex")),
         ("base_url", json!("ftp://127.0.0.1/")),
@@ -344,5 +346,42 @@ async fn an_abnormal_refund_fails_and_forged_refund_notifications_change_nothing
     let refund = app.wait_refund(&m, &refund_id, "failed").await;
     assert!(refund["failure_reason"].as_str().is_some_and(|r| r.contains("ABNORMAL")), "{refund}");
     assert_eq!(app.get(&format!("/v1/orders/{order_id}"), &m.key).await.body["amount_refunded"], 0);
+    assert_eq!(app.verify().0, 0, "payq verify");
+}
+
+/// WeChat Pay does not close a trade within 5 minutes of its creation (here 2 s, at both
+/// ends): an order that times out sooner closes at its deadline, its trade is closed at the
+/// channel once the rule allows, and a payment made in between is refunded in full.
+#[tokio::test]
+async fn a_trade_younger_than_wechatpays_close_limit_is_closed_once_the_rule_allows() {
+    let sandbox = sandbox().await;
+    sandbox.set_close_after(std::time::Duration::from_secs(2));
+    let (app, m) = lifecycle::setup(SECRETS_KEY, &sandbox, |s| {
+        s.payment.wechatpay_close_after = payq_domain::HumanDuration::from_millis(2_000);
+    })
+    .await;
+    let order = app.pay_through(&m, "wechatpay", "CL-1", 3000, Some("300ms")).await;
+    let (order_id, payment_id) = order_and_payment_ids(&order);
+    let closed = app.wait_order(&m, &order_id, "closed").await;
+    assert_eq!(closed["close_reason"], "timeout");
+    let t = sandbox.transaction(&payment_id).expect("a transaction");
+    assert_eq!(t.trade_state, "NOTPAY", "not closed at WeChat Pay before the rule allows");
+    assert_eq!(sandbox.calls(&payment_id, "close"), 0, "no close refused by the rule was even tried");
+    crate::helpers::eventually("the trade is closed at WeChat Pay", || async {
+        (sandbox.transaction(&payment_id).map(|t| t.trade_state) == Some("CLOSED".into())).then_some(())
+    })
+    .await;
+    assert_eq!(sandbox.calls(&payment_id, "close"), 1);
+
+    // The same, with the buyer paying between the order's close and the trade's.
+    let order = app.pay_through(&m, "wechatpay", "CL-2", 4000, Some("300ms")).await;
+    let (order_id, payment_id) = order_and_payment_ids(&order);
+    app.wait_order(&m, &order_id, "closed").await;
+    assert_eq!(sandbox.buyer_pays(&payment_id).await.expect("notified").0, 204);
+    crate::helpers::eventually("the late payment is refunded at WeChat Pay", || async {
+        (payq_app::channel::local_gateway::LocalGateway::refunded(&sandbox, &payment_id) == 4000).then_some(())
+    })
+    .await;
+    assert_eq!(app.get(&format!("/v1/orders/{order_id}"), &m.key).await.body["status"], "closed");
     assert_eq!(app.verify().0, 0, "payq verify");
 }
