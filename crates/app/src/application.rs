@@ -1,7 +1,6 @@
 //! [`Application`]: opens the store, binds the listener, and runs the HTTP API and the
 //! delay engine's workers (per `role`) until shutdown.
 
-use crate::channel::sim::{Sim, SimChannel};
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::routing::JobRouter;
@@ -12,6 +11,7 @@ use payq_bus::rabbit::consumer::Consumers;
 use payq_bus::rabbit::relay::{DelayMode, Relay, RelayConfig};
 use payq_bus::rabbit::topology::Topology;
 use payq_bus::{EngineConfig, Lifeline, StoreEngine};
+use payq_channels::sim::{Sim, SimChannel};
 use payq_domain::Timestamp;
 use payq_store::Store;
 use std::net::SocketAddr;

@@ -5,10 +5,9 @@
 //! calls it.
 
 pub mod application;
-pub mod channel;
 pub mod config;
 pub mod console;
-pub mod crypto;
+pub use payq_domain::crypto;
 pub mod delivery_gate;
 pub mod http;
 pub mod jobs;

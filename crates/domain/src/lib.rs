@@ -4,6 +4,7 @@
 //! Pure code: no I/O, no async runtime, no database. Everything here is parsed once at the
 //! edge and then trusted by the layers above.
 
+pub mod crypto;
 pub mod duration;
 pub mod event;
 pub mod ids;

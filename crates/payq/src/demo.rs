@@ -96,10 +96,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let c = Client { http: reqwest::Client::new(), base };
-    let gateway: Box<dyn payq_app::channel::local_gateway::LocalGateway> = match args.channel {
+    let gateway: Box<dyn payq_gateways::LocalGateway> = match args.channel {
         DemoChannel::Sim => return sim_story(&c, &admin).await,
-        DemoChannel::Alipay => Box::new(payq_app::channel::alipay_sandbox::AlipaySandbox::start().await?),
-        DemoChannel::Wechatpay => Box::new(payq_app::channel::wechatpay_sandbox::WechatPaySandbox::start().await?),
+        DemoChannel::Alipay => Box::new(payq_gateways::alipay::AlipaySandbox::start().await?),
+        DemoChannel::Wechatpay => Box::new(payq_gateways::wechatpay::WechatPaySandbox::start().await?),
     };
     crate::demo_channels::run(&c, &admin, gateway.as_ref()).await
 }

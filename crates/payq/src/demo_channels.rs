@@ -6,7 +6,7 @@
 
 use crate::demo::Client;
 use anyhow::Context;
-use payq_app::channel::local_gateway::LocalGateway;
+use payq_gateways::LocalGateway;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::process::ExitCode;

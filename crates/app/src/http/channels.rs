@@ -4,8 +4,6 @@
 
 use super::AppState;
 use super::error::ApiError;
-use crate::channel::ChannelStatus;
-use crate::channel::sim::{SIGNATURE_HEADER, SimNotification};
 use crate::crypto::verify_signature;
 use crate::usecases::NotificationError;
 use axum::Json;
@@ -13,6 +11,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use payq_channels::ChannelStatus;
+use payq_channels::sim::{SIGNATURE_HEADER, SimNotification};
 use payq_domain::{PaymentId, Timestamp};
 use payq_store::StoreError;
 
@@ -113,7 +113,7 @@ fn wechatpay_failure(status: StatusCode, message: String) -> Response {
         (status = 503, description = "not recorded now; WeChat Pay sends it again: `{\"code\": \"FAIL\", \"message\"}`")))]
 pub async fn wechatpay_notify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let signature = crate::channel::wechatpay_protocol::SignatureHeaders {
+    let signature = payq_channels::wechatpay::protocol::SignatureHeaders {
         serial: header("wechatpay-serial"),
         timestamp: header("wechatpay-timestamp"),
         nonce: header("wechatpay-nonce"),

@@ -14,11 +14,11 @@ mod orders;
 pub mod rate_limit;
 mod refunds;
 
-use crate::channel::sim::SimChannel;
 use crate::usecases::Payq;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use metrics_exporter_prometheus::PrometheusHandle;
+use payq_channels::sim::SimChannel;
 use std::sync::Arc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};

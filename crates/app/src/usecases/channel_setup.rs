@@ -4,10 +4,10 @@
 
 use super::merchants::{MerchantChangeError, present};
 use super::{InputError, Payq};
-use crate::channel::alipay_client::{AlipayAccount, PRODUCTION_GATEWAY};
-use crate::channel::alipay_protocol::{AlipayPublicKey, AppKey};
-use crate::channel::wechatpay_client::{PRODUCTION_BASE_URL, WechatPayAccount};
-use crate::channel::wechatpay_protocol::{KeyName, MerchantKey, VerificationKey};
+use payq_channels::alipay::client::{AlipayAccount, PRODUCTION_GATEWAY};
+use payq_channels::alipay::protocol::{AlipayPublicKey, AppKey};
+use payq_channels::wechatpay::client::{PRODUCTION_BASE_URL, WechatPayAccount};
+use payq_channels::wechatpay::protocol::{KeyName, MerchantKey, VerificationKey};
 use payq_domain::{AlipayChannel, Merchant, MerchantChannels, WechatPayChannel};
 use payq_store::Tx;
 use serde::{Deserialize, Serialize};
@@ -58,7 +58,7 @@ impl AlipayCredentials {
     /// The account the gateway client calls with; fails on keys that do not read.
     pub fn account(&self) -> Result<AlipayAccount, InputError> {
         let bad =
-            |e: crate::channel::alipay_protocol::AlipayProtocolError| InputError::Malformed(format!("alipay: {e}"));
+            |e: payq_channels::alipay::protocol::AlipayProtocolError| InputError::Malformed(format!("alipay: {e}"));
         Ok(AlipayAccount {
             app_id: self.app_id.clone(),
             app_key: AppKey::from_pem(&self.private_key).map_err(|e| bad(e.into()))?,
@@ -150,7 +150,7 @@ impl WechatPayCredentials {
     /// Every key WeChat Pay may sign with for this merchant: its platform certificates and
     /// its public key.
     fn verification_keys(&self) -> Result<Vec<VerificationKey>, InputError> {
-        let bad = |e: crate::channel::wechatpay_protocol::WechatPayProtocolError| {
+        let bad = |e: payq_channels::wechatpay::protocol::WechatPayProtocolError| {
             InputError::Malformed(format!("wechatpay: {e}"))
         };
         let mut keys: Vec<VerificationKey> = self

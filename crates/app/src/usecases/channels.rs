@@ -3,12 +3,12 @@
 //! payment before anything changes (docs/channels.md).
 
 use super::{Payq, SealedChannels};
-use crate::channel::alipay::Alipay;
-use crate::channel::alipay_protocol::{self, verify_notification};
-use crate::channel::wechatpay::WechatPay;
-use crate::channel::wechatpay_client::{WechatPayAccount, trade_state};
-use crate::channel::wechatpay_protocol::{self, Notification, SignatureHeaders};
-use crate::channel::{ChannelError, ChannelStatus, PaymentChannel};
+use payq_channels::alipay::Alipay;
+use payq_channels::alipay::protocol::{self as alipay_protocol, verify_notification};
+use payq_channels::wechatpay::WechatPay;
+use payq_channels::wechatpay::client::{WechatPayAccount, trade_state};
+use payq_channels::wechatpay::protocol::{self as wechatpay_protocol, Notification, SignatureHeaders};
+use payq_channels::{ChannelError, ChannelStatus, PaymentChannel};
 use payq_domain::{MerchantId, PaymentId, RefundId};
 use payq_store::{PaymentRecord, StoreError};
 use serde_json::Value;
@@ -184,7 +184,7 @@ impl Payq {
             return Err(refused("amounts are not the refund's"));
         }
         let outcome =
-            crate::channel::wechatpay_client::refund_status(&notice).map_err(|_| refused("unknown refund_status"))?;
+            payq_channels::wechatpay::client::refund_status(&notice).map_err(|_| refused("unknown refund_status"))?;
         self.finish_refund(&refund_id, outcome).await.map_err(|e| NotificationError::Unavailable(e.to_string()))
     }
 
@@ -215,7 +215,7 @@ impl Payq {
     async fn alipay_account(
         &self,
         merchant: &MerchantId,
-    ) -> Result<crate::channel::alipay_client::AlipayAccount, NotificationError> {
+    ) -> Result<payq_channels::alipay::client::AlipayAccount, NotificationError> {
         let alipay = self
             .merchant_channels(merchant)
             .await?

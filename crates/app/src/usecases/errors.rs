@@ -3,7 +3,7 @@
 //! operation can give and the HTTP edge maps each one exhaustively. The parts they share,
 //! a database fault and a bad request value, are their own types.
 
-use crate::channel::ChannelError;
+use payq_channels::ChannelError;
 use payq_domain::{RefundTransitionError, TransitionError};
 use payq_store::StoreError;
 

@@ -29,10 +29,10 @@ pub use pay_products::Payer;
 pub use refunds::CreateRefund;
 pub use webhooks::{DeliveryOutcome, DeliveryTurn, RedeliverError};
 
-use crate::channel::PaymentChannel;
 use crate::config::Settings;
 use crate::delivery_gate::DeliveryGate;
 use crate::jobs::{self, Job};
+use payq_channels::PaymentChannel;
 use payq_domain::Timestamp;
 use payq_domain::{EventType, Order, OrderEvent, Refund, RefundEvent, RefundTransitionError, TransitionError};
 use payq_store::{NewEvent, Store, Tx};
@@ -49,9 +49,9 @@ pub struct Payq {
     /// Seals channel credentials (`PAYQ_SECRETS_KEY`), when configured.
     pub(crate) secrets: Option<Arc<crate::secrets::SecretsKey>>,
     /// Calls Alipay gateways (each merchant's own).
-    pub(crate) alipay: crate::channel::alipay_client::AlipayClient,
+    pub(crate) alipay: payq_channels::alipay::client::AlipayClient,
     /// Calls the WeChat Pay API (each merchant's own account).
-    pub(crate) wechatpay: crate::channel::wechatpay_client::WechatPayClient,
+    pub(crate) wechatpay: payq_channels::wechatpay::client::WechatPayClient,
     /// The base URL channels call back (`PAYQ_PUBLIC_URL`, else the listen address).
     pub(crate) public_url: Arc<str>,
 }
@@ -80,13 +80,13 @@ impl Payq {
         let secrets =
             settings.secrets_key.as_deref().and_then(|k| crate::secrets::SecretsKey::from_hex(k).ok()).map(Arc::new);
         let channel_timeout = settings.payment.channel_timeout.as_std();
-        let alipay = crate::channel::alipay_client::AlipayClient::new(channel_timeout).unwrap_or_else(|e| {
+        let alipay = payq_channels::alipay::client::AlipayClient::new(channel_timeout).unwrap_or_else(|e| {
             tracing::error!(error = %e, "could not build the Alipay client; using defaults");
-            crate::channel::alipay_client::AlipayClient::default()
+            payq_channels::alipay::client::AlipayClient::default()
         });
-        let wechatpay = crate::channel::wechatpay_client::WechatPayClient::new(channel_timeout).unwrap_or_else(|e| {
+        let wechatpay = payq_channels::wechatpay::client::WechatPayClient::new(channel_timeout).unwrap_or_else(|e| {
             tracing::error!(error = %e, "could not build the WeChat Pay client; using defaults");
-            crate::channel::wechatpay_client::WechatPayClient::default()
+            payq_channels::wechatpay::client::WechatPayClient::default()
         });
         let public_url: Arc<str> =
             settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen)).into();

@@ -5,9 +5,9 @@ use super::pay_products::Payer;
 use super::{
     CreateOrderError, InputError, LookupError, OrderChangeError, PayError, Payq, check_text, record, save, transition,
 };
-use crate::channel::sim::Simulate;
 use crate::crypto;
 use crate::jobs::{Job, JobKind, PaymentRequestJob, PaymentTimeoutJob};
+use payq_channels::sim::Simulate;
 use payq_domain::{
     Currency, EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, OrderItem, PayProduct, PaymentId,
     Timestamp,

@@ -4,7 +4,7 @@
 //! validation_failed` naming the field and nothing reaches the channel.
 
 use super::InputError;
-use crate::channel::StartDetails;
+use payq_channels::StartDetails;
 use payq_domain::{Merchant, PayProduct};
 use serde::Deserialize;
 

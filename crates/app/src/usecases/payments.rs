@@ -2,9 +2,9 @@
 //! (callbacks and queries), missing callbacks, payment timeouts and late payments.
 
 use super::{Payq, ProcessError, StoreFault, record, save, transition};
-use crate::channel::{ChannelError, ChannelStatus, PaymentRequest, StartDetails};
 use crate::jobs::{Job, JobKind, PaymentCloseJob, PaymentQueryJob};
 use crate::risk;
+use payq_channels::{ChannelError, ChannelStatus, PaymentRequest, StartDetails};
 use payq_domain::{
     EventType, Money, OrderEvent, OrderId, OrderStatus, PaymentId, PaymentStatus, RefundStatus, Timestamp,
 };

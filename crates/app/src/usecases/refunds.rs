@@ -5,8 +5,8 @@ use super::{
     CreateRefundError, LookupError, OrderChangeError, Payq, ProcessError, ReviewRefundError, StoreFault, check_text,
     record, save, transition, transition_refund,
 };
-use crate::channel::RefundOutcome;
 use crate::jobs::{Job, JobKind, RefundExecuteJob};
+use payq_channels::RefundOutcome;
 use payq_domain::{
     EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, PaymentId, Refund, RefundEvent, RefundId,
     RefundStatus, Timestamp,

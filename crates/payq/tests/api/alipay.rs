@@ -7,8 +7,8 @@
 
 use crate::helpers::order_and_payment_ids;
 use crate::real_channels::{self as lifecycle, hanging_gateway_settings};
-use payq_app::channel::alipay_protocol::AppKey;
-use payq_app::channel::alipay_sandbox::AlipaySandbox;
+use payq_channels::alipay::protocol::AppKey;
+use payq_gateways::alipay::AlipaySandbox;
 
 const SECRETS_KEY: &str = "a11ba1a11ba1a11ba1a11ba1a11ba1a11ba1a11ba1a11ba1a11ba1a11ba1a11b";
 

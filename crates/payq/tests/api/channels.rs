@@ -8,8 +8,8 @@ use payq_app::application::Application;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const APP_KEY: &str = include_str!("../../../app/src/channel/testdata/alipay-app-key.pem");
-const ALIPAY_PUBLIC_KEY: &str = include_str!("../../../app/src/channel/testdata/alipay-gateway-pub.pem");
+const APP_KEY: &str = include_str!("../../../channels/src/testdata/alipay-app-key.pem");
+const ALIPAY_PUBLIC_KEY: &str = include_str!("../../../channels/src/testdata/alipay-gateway-pub.pem");
 const SECRETS_KEY: &str = "5ec2e75e5ec2e75e5ec2e75e5ec2e75e5ec2e75e5ec2e75e5ec2e75e5ec2e75e";
 
 async fn patch(app: &TestApp, id: &str, body: Value) -> crate::helpers::Reply {

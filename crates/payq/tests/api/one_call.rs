@@ -7,11 +7,11 @@
 use crate::crash::{Server, call};
 use crate::helpers::{TestApp, eventually_within, order_and_payment_ids};
 use futures_util::future::join_all;
-use payq_app::channel::alipay_sandbox::AlipaySandbox;
-use payq_app::channel::local_gateway::LocalGateway;
-use payq_app::channel::wechatpay_sandbox::WechatPaySandbox;
 use payq_app::config::Settings;
 use payq_domain::HumanDuration;
+use payq_gateways::LocalGateway;
+use payq_gateways::alipay::AlipaySandbox;
+use payq_gateways::wechatpay::WechatPaySandbox;
 use serde_json::{Value, json};
 use std::time::Duration;
 

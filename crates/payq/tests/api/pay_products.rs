@@ -6,9 +6,9 @@
 //! missing payer field, is refused before anything reaches the channel.
 
 use crate::helpers::{TestApp, TestMerchant, assert_problem, order_and_payment_ids};
-use payq_app::channel::alipay_sandbox::AlipaySandbox;
-use payq_app::channel::local_gateway::LocalGateway;
-use payq_app::channel::wechatpay_sandbox::{MINI_PROGRAM_APP_ID, WechatPaySandbox};
+use payq_gateways::LocalGateway;
+use payq_gateways::alipay::AlipaySandbox;
+use payq_gateways::wechatpay::{MINI_PROGRAM_APP_ID, WechatPaySandbox};
 use serde_json::{Value, json};
 
 const SECRETS_KEY: &str = "9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a";

@@ -4,8 +4,8 @@
 //! notifications, credentials).
 
 use crate::helpers::{TestApp, TestMerchant, eventually, order_and_payment_ids};
-use payq_app::channel::local_gateway::LocalGateway;
 use payq_app::config::Settings;
+use payq_gateways::LocalGateway;
 use serde_json::{Value, json};
 
 /// payq with `secrets_key`, and a merchant set up with `gateway`.

@@ -8,7 +8,7 @@
 
 use crate::helpers::order_and_payment_ids;
 use crate::real_channels::{self as lifecycle, hanging_gateway_settings};
-use payq_app::channel::wechatpay_sandbox::{Forgery, MINI_PROGRAM_APP_ID, SandboxKeys, WechatPaySandbox};
+use payq_gateways::wechatpay::{Forgery, MINI_PROGRAM_APP_ID, SandboxKeys, WechatPaySandbox};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -293,7 +293,7 @@ async fn a_refund_processing_at_wechatpay_finishes_by_its_notification() {
     assert_eq!(app.notification_state().await, before);
     let types = app.event_types(&m, &order_id).await;
     assert_eq!(types.iter().filter(|t| *t == "refund.succeeded").count(), 1, "{types:?}");
-    assert_eq!(payq_app::channel::local_gateway::LocalGateway::refunded(&sandbox, &payment_id), 1200);
+    assert_eq!(payq_gateways::LocalGateway::refunded(&sandbox, &payment_id), 1200);
     assert_eq!(app.verify().0, 0, "payq verify");
 }
 
@@ -379,7 +379,7 @@ async fn a_trade_younger_than_wechatpays_close_limit_is_closed_once_the_rule_all
     app.wait_order(&m, &order_id, "closed").await;
     assert_eq!(sandbox.buyer_pays(&payment_id).await.expect("notified").0, 204);
     crate::helpers::eventually("the late payment is refunded at WeChat Pay", || async {
-        (payq_app::channel::local_gateway::LocalGateway::refunded(&sandbox, &payment_id) == 4000).then_some(())
+        (payq_gateways::LocalGateway::refunded(&sandbox, &payment_id) == 4000).then_some(())
     })
     .await;
     assert_eq!(app.get(&format!("/v1/orders/{order_id}"), &m.key).await.body["status"], "closed");

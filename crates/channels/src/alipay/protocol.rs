@@ -33,10 +33,10 @@ pub enum AlipayProtocolError {
 }
 
 /// The application's private key (PKCS#8, PEM or bare base64), which signs requests.
-pub use super::rsa_keys::RsaSigner as AppKey;
+pub use crate::rsa_keys::RsaSigner as AppKey;
 
-impl From<super::rsa_keys::KeyError> for AlipayProtocolError {
-    fn from(e: super::rsa_keys::KeyError) -> Self {
+impl From<crate::rsa_keys::KeyError> for AlipayProtocolError {
+    fn from(e: crate::rsa_keys::KeyError) -> Self {
         AlipayProtocolError::Key(e.0)
     }
 }
@@ -51,7 +51,7 @@ impl AlipayPublicKey {
     /// console shows it.
     pub fn from_pem(pem: &str) -> Result<AlipayPublicKey, AlipayProtocolError> {
         let bad = |e: String| AlipayProtocolError::Key(format!("alipay_public_key is not a PEM RSA public key ({e})"));
-        let der = super::rsa_keys::der_of(pem).ok_or_else(|| bad("neither PEM nor base64".into()))?;
+        let der = crate::rsa_keys::der_of(pem).ok_or_else(|| bad("neither PEM nor base64".into()))?;
         let key = PublicKey::from_public_key_der(&der).map_err(|e| bad(e.to_string()))?;
         Ok(AlipayPublicKey(VerifyingKey::new(key)))
     }
@@ -204,10 +204,10 @@ mod tests {
     // A 2048-bit key made for these tests only, and a signature OpenSSL made with it
     // (`openssl dgst -sha256 -sign alipay-app-key.pem content.txt | base64 -w0`): an
     // independent implementation of SHA256withRSA, checked against ours both ways.
-    const TEST_KEY: &str = include_str!("testdata/alipay-app-key.pem");
-    const TEST_PUBLIC_KEY: &str = include_str!("testdata/alipay-app-pub.pem");
-    const CONTENT: &str = include_str!("testdata/content.txt");
-    const OPENSSL_SIGNATURE: &str = include_str!("testdata/content.sig");
+    const TEST_KEY: &str = include_str!("../testdata/alipay-app-key.pem");
+    const TEST_PUBLIC_KEY: &str = include_str!("../testdata/alipay-app-pub.pem");
+    const CONTENT: &str = include_str!("../testdata/content.txt");
+    const OPENSSL_SIGNATURE: &str = include_str!("../testdata/content.sig");
 
     #[test]
     fn signatures_match_openssl_byte_for_byte_and_verify_both_ways() {

@@ -7,9 +7,11 @@
 //! asks for the transaction when none comes. payq's payment id is WeChat Pay's
 //! `out_trade_no`; a refund's id is its `out_refund_no`.
 
-use super::wechatpay_client::{NativePay, TradeKind, WechatPayAccount, WechatPayClient};
-use super::wechatpay_protocol as protocol;
-use super::{ChannelError, ChannelStatus, PaymentChannel, PaymentRequest, RefundOutcome, Started};
+pub mod client;
+pub mod protocol;
+
+use crate::{ChannelError, ChannelStatus, PaymentChannel, PaymentRequest, RefundOutcome, Started};
+use client::{NativePay, TradeKind, WechatPayAccount, WechatPayClient};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use payq_domain::{Currency, NextAction, PayProduct, PaymentId, RefundId};
@@ -25,7 +27,7 @@ pub struct WechatPay {
 /// A timestamp (unix seconds) and a nonce for the buyer's side of a payment.
 fn fresh_stamp() -> (String, String) {
     let timestamp = payq_domain::Timestamp::now().unix_seconds().to_string();
-    (timestamp, crate::crypto::random_hex(16).to_ascii_uppercase())
+    (timestamp, payq_domain::crypto::random_hex(16).to_ascii_uppercase())
 }
 
 /// The longest description WeChat Pay takes, in characters.

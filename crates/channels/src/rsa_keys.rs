@@ -46,7 +46,7 @@ impl RsaSigner {
 }
 
 /// The DER inside a PEM block (whatever its line length) or a bare base64 key.
-pub(crate) fn der_of(text: &str) -> Option<Vec<u8>> {
+pub fn der_of(text: &str) -> Option<Vec<u8>> {
     let body: String = text
         .lines()
         .map(str::trim)

@@ -1,13 +1,20 @@
-//! What the local gateways of the real channels ([`AlipaySandbox`], [`WechatPaySandbox`])
-//! have in common, so that `payq demo` and the lifecycle tests play one story against
-//! either: set a merchant up, let the buyer pay (with or without a notification), make
-//! the gateway hang, and read what happened at the channel.
+//! Local gateways that speak the real channels' protocols, for `payq demo` and the tests
+//! only: nothing that serves payments depends on this crate. [`alipay::AlipaySandbox`] and
+//! [`wechatpay::WechatPaySandbox`] check payq's requests with the merchant's keys, sign
+//! their answers and notifications with keys of their own made per run, keep their trades
+//! in memory, and play the buyer. [`LocalGateway`] is what they have in common, so that
+//! `payq demo` and the lifecycle tests play one story against either: set a merchant up,
+//! let the buyer pay (with or without a notification), make the gateway hang or slow, and
+//! read what happened at the channel.
 
-use super::alipay_sandbox::AlipaySandbox;
-use super::wechatpay_sandbox::WechatPaySandbox;
+pub mod alipay;
+pub mod wechatpay;
+
+use alipay::AlipaySandbox;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
+use wechatpay::WechatPaySandbox;
 
 /// A running local gateway of one real channel.
 pub trait LocalGateway: Send + Sync {

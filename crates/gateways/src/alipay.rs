@@ -5,11 +5,11 @@
 //! `notify_url` its precreate named. It is a counterpart to check payq against, never a
 //! stand-in for Alipay in production.
 
-use super::alipay_protocol::{self as protocol, AlipayPublicKey, AppKey};
-use super::rsa_keys::pem_pair;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use payq_channels::alipay::protocol::{self as protocol, AlipayPublicKey, AppKey};
+use payq_channels::rsa_keys::pem_pair;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

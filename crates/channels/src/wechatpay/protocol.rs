@@ -38,7 +38,7 @@ pub enum WechatPayProtocolError {
 }
 
 /// The merchant's private key (PKCS#8, PEM or bare base64), which signs requests.
-pub use super::rsa_keys::RsaSigner as MerchantKey;
+pub use crate::rsa_keys::RsaSigner as MerchantKey;
 
 /// What a `Wechatpay-Serial` header names: a platform certificate by its serial number,
 /// or a WeChat Pay public key by its id (`PUB_KEY_ID_…`).
@@ -369,8 +369,8 @@ BDa+8mDLkWu5nHEhOxy2JJZl
 
     // A certificate and its key made with OpenSSL for these tests only
     // (`openssl req -x509 -newkey rsa:2048 …`); OpenSSL reports its serial as below.
-    const PLATFORM_CERT: &str = include_str!("testdata/wechatpay-platform-cert.pem");
-    const PLATFORM_KEY: &str = include_str!("testdata/wechatpay-platform-key.pem");
+    const PLATFORM_CERT: &str = include_str!("../testdata/wechatpay-platform-cert.pem");
+    const PLATFORM_KEY: &str = include_str!("../testdata/wechatpay-platform-key.pem");
     const PLATFORM_SERIAL: &str = "7BC466A5733CE16ECB4961AB6F7DFD5BB22651E5";
 
     #[test]

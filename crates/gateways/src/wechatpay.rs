@@ -7,11 +7,11 @@
 //! It is a counterpart to check payq against, never a stand-in for WeChat Pay in
 //! production.
 
-use super::rsa_keys::{der_of, pem_pair};
-use super::wechatpay_protocol::{self as protocol, MerchantKey, SignedRequest};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use payq_channels::rsa_keys::{der_of, pem_pair};
+use payq_channels::wechatpay::protocol::{self as protocol, MerchantKey, SignedRequest};
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::pkcs8::DecodePublicKey;
 use rsa::sha2::Sha256;
@@ -187,11 +187,11 @@ impl WechatPaySandbox {
         let inner = Inner {
             mch_id: "1900000109".into(),
             app_id: "wxd678efh567hg6787".into(),
-            serial_no: crate::crypto::random_hex(20).to_ascii_uppercase(),
+            serial_no: payq_domain::crypto::random_hex(20).to_ascii_uppercase(),
             merchant_public_key: VerifyingKey::new(rsa::PublicKey::from_public_key_pem(&merchant_public)?),
             signing_keys,
             notifications: std::sync::atomic::AtomicUsize::new(0),
-            api_v3_key: crate::crypto::random_hex(16),
+            api_v3_key: payq_domain::crypto::random_hex(16),
             base_url: String::new(),
             books: Mutex::default(),
         };
@@ -393,9 +393,9 @@ impl WechatPaySandbox {
     /// v3 key and signed under the platform certificate, or spoiled as `forgery` says;
     /// answers payq's reply (status, body).
     pub async fn notify(&self, url: &str, transaction: &Value, forgery: Forgery) -> anyhow::Result<(u16, String)> {
-        let other_key = crate::crypto::random_hex(16);
+        let other_key = payq_domain::crypto::random_hex(16);
         let api_v3_key = if forgery == Forgery::EncryptedWithAnotherKey { &other_key } else { &self.api_v3_key };
-        let nonce = crate::crypto::random_hex(6);
+        let nonce = payq_domain::crypto::random_hex(6);
         // A transaction's notification, or a refund's (its resource has `refund_status`).
         let (kind, event_type, summary) =
             match (transaction["refund_status"].as_str(), transaction["trade_state"] == "SUCCESS") {
@@ -405,7 +405,7 @@ impl WechatPaySandbox {
             };
         let ciphertext = protocol::encrypt_resource(api_v3_key, &nonce, kind, transaction.to_string().as_bytes())?;
         let envelope = json!({
-            "id": format!("EV-{}", crate::crypto::random_hex(8)),
+            "id": format!("EV-{}", payq_domain::crypto::random_hex(8)),
             "create_time": protocol::rfc3339_china(payq_domain::Timestamp::now().millis()),
             "resource_type": "encrypt-resource",
             "event_type": event_type,
@@ -429,7 +429,7 @@ impl WechatPaySandbox {
             Forgery::SignedWithAnotherKey => MerchantKey::from_pem(&self.merchant_private_key_pem)?,
             _ => key,
         };
-        let sign_nonce = crate::crypto::random_hex(16);
+        let sign_nonce = payq_domain::crypto::random_hex(16);
         let r = self
             .http
             .post(url)
@@ -483,7 +483,7 @@ fn answer_key<'a>(inner: &'a Inner, headers: &HeaderMap) -> &'a (String, Merchan
 fn signed(key: &(String, MerchantKey), status: StatusCode, body: Option<Value>) -> Response {
     let text = body.map(|b| b.to_string()).unwrap_or_default();
     let at = payq_domain::Timestamp::now().unix_seconds();
-    let nonce = crate::crypto::random_hex(16);
+    let nonce = payq_domain::crypto::random_hex(16);
     let signature = key.1.sign(&format!("{at}\n{nonce}\n{text}\n"));
     let headers = [
         ("wechatpay-serial", key.0.clone()),
@@ -491,7 +491,7 @@ fn signed(key: &(String, MerchantKey), status: StatusCode, body: Option<Value>) 
         ("wechatpay-nonce", nonce),
         ("wechatpay-signature", signature),
         ("content-type", "application/json".into()),
-        ("request-id", crate::crypto::random_hex(8)),
+        ("request-id", payq_domain::crypto::random_hex(8)),
     ];
     let mut response = (status, text).into_response();
     for (name, value) in headers {
@@ -601,7 +601,7 @@ async fn carry_out(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, 
             return error(key, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
         }
         count(&no, "create", &mut books);
-        let token = crate::crypto::sha256_hex(no.as_bytes())[..10].to_owned();
+        let token = payq_domain::crypto::sha256_hex(no.as_bytes())[..10].to_owned();
         let answer = match trade_type {
             "NATIVE" => json!({ "code_url": format!("weixin://wxpay/bizpayurl?pr={token}") }),
             "MWEB" => json!({ "h5_url": format!("{}/h5/checkmweb?prepay_id=wx{token}", inner.base_url) }),

@@ -8,8 +8,8 @@
 //! answer whose signature does not verify) is [`ChannelError::Unavailable`], which leaves
 //! the payment pending for the query schedule to settle.
 
-use super::alipay_protocol::{self as protocol, AlipayPublicKey, AppKey};
-use super::{ChannelError, ChannelStatus, RefundOutcome};
+use super::protocol::{self as protocol, AlipayPublicKey, AppKey};
+use crate::{ChannelError, ChannelStatus, RefundOutcome};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -266,108 +266,5 @@ fn trade_status(node: &Value) -> ChannelStatus {
         "TRADE_SUCCESS" | "TRADE_FINISHED" => ChannelStatus::Succeeded { txn_id: text(node, "trade_no").to_owned() },
         "TRADE_CLOSED" => ChannelStatus::Closed,
         _ => ChannelStatus::Pending,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    //! Against the local gateway ([`super::super::alipay_sandbox`]), which checks each
-    //! request's signature with the application's public key and signs its answers with
-    //! its own key.
-    use super::*;
-    use crate::channel::alipay_sandbox::AlipaySandbox;
-    use crate::usecases::AlipayCredentials;
-
-    async fn start() -> (AlipayAccount, AlipaySandbox) {
-        let sandbox = AlipaySandbox::start().await.expect("sandbox");
-        let credentials: AlipayCredentials = serde_json::from_value(sandbox.credentials()).expect("credentials");
-        (credentials.account().expect("account"), sandbox)
-    }
-
-    fn client() -> AlipayClient {
-        AlipayClient::new(Duration::from_secs(5)).expect("client")
-    }
-
-    fn pay(no: &str) -> Precreate<'_> {
-        Precreate {
-            out_trade_no: no,
-            amount: 8888,
-            subject: "order",
-            notify_url: "http://127.0.0.1/notify",
-            expires_at_ms: payq_domain::Timestamp::now().millis() + 900_000,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_payment_goes_from_qr_code_to_paid_and_is_refunded_once_per_request_no() {
-        let (account, sandbox) = start().await;
-        let c = client();
-        let qr = c.precreate(&account, &pay("pay_1")).await.expect("qr");
-        assert!(qr.starts_with("https://qr.alipay.com/"), "{qr}");
-        // Not scanned yet: Alipay has no trade.
-        assert_eq!(c.query(&account, "pay_1").await.expect("query"), ChannelStatus::NotFound);
-        assert!(sandbox.buyer_scans("pay_1"));
-        assert_eq!(c.query(&account, "pay_1").await.expect("query"), ChannelStatus::Pending);
-        assert_eq!(c.query(&account, "pay_unknown").await.expect("query"), ChannelStatus::NotFound);
-        assert!(sandbox.buyer_pays_silently("pay_1"));
-        let paid = ChannelStatus::Succeeded { txn_id: "20261".into() };
-        assert_eq!(c.query(&account, "pay_1").await.expect("query"), paid);
-        // Paid: closing it says so instead of closing.
-        assert_eq!(c.close(&account, "pay_1").await.expect("close"), paid);
-        assert_eq!(c.refund(&account, "pay_1", "ref_1", 5000).await.expect("refund"), RefundOutcome::Succeeded);
-        assert_eq!(c.refund(&account, "pay_1", "ref_1", 5000).await.expect("same refund"), RefundOutcome::Succeeded);
-        assert!(matches!(
-            c.refund(&account, "pay_1", "ref_2", 5000).await.expect("too much"),
-            RefundOutcome::Refused { .. }
-        ));
-        assert_eq!(sandbox.trade("pay_1").map(|t| t.refunds.values().sum::<i64>()), Some(5000));
-    }
-
-    #[tokio::test]
-    async fn an_unpaid_payment_closes_and_one_never_scanned_is_not_found() {
-        let (account, sandbox) = start().await;
-        let c = client();
-        c.precreate(&account, &pay("pay_2")).await.expect("qr");
-        assert!(sandbox.buyer_scans("pay_2"));
-        assert_eq!(c.close(&account, "pay_2").await.expect("close"), ChannelStatus::Closed);
-        assert_eq!(c.query(&account, "pay_2").await.expect("query"), ChannelStatus::Closed);
-        // Never scanned: Alipay answers ACQ.TRADE_NOT_EXIST, and the buyer cannot pay after.
-        c.precreate(&account, &pay("pay_4")).await.expect("qr");
-        assert_eq!(c.close(&account, "pay_4").await.expect("close"), ChannelStatus::NotFound);
-        assert!(!sandbox.buyer_pays_silently("pay_4"), "closed for good");
-        assert_eq!(c.close(&account, "pay_never").await.expect("close"), ChannelStatus::NotFound);
-    }
-
-    #[tokio::test]
-    async fn unknown_results_are_unavailable_never_an_outcome() {
-        let (account, sandbox) = start().await;
-        let c = client();
-        c.precreate(&account, &pay("pay_3")).await.expect("qr");
-        // Answers that do not verify under the merchant's Alipay public key: someone else's
-        // answers, never believed.
-        let (other, _) = start().await;
-        let mut forged = account.clone();
-        forged.alipay_public_key = other.alipay_public_key.clone();
-        assert!(matches!(c.query(&forged, "pay_3").await, Err(ChannelError::Unavailable(_))), "forged answer");
-        sandbox.set_failure(Some(502));
-        assert!(matches!(c.query(&account, "pay_3").await, Err(ChannelError::Unavailable(_))), "HTTP 502");
-        sandbox.set_failure(None);
-        let mut nowhere = account.clone();
-        nowhere.gateway_url = "http://127.0.0.1:9/gateway.do".into();
-        assert!(matches!(c.precreate(&nowhere, &pay("pay_4")).await, Err(ChannelError::Unavailable(_))));
-        // A wrong application key: the gateway refuses the signature, a definite answer.
-        let mut wrong_key = account.clone();
-        wrong_key.app_key = other.app_key.clone();
-        assert!(matches!(c.precreate(&wrong_key, &pay("pay_5")).await, Err(ChannelError::Invalid(_))));
-    }
-
-    #[tokio::test]
-    async fn a_gateway_that_hangs_is_unavailable_after_the_timeout() {
-        let (account, sandbox) = start().await;
-        sandbox.set_hang(true);
-        let c = AlipayClient::new(Duration::from_millis(300)).expect("client");
-        let started = std::time::Instant::now();
-        assert!(matches!(c.query(&account, "pay_6").await, Err(ChannelError::Unavailable(_))));
-        assert!(started.elapsed() < Duration::from_secs(3));
     }
 }

@@ -9,11 +9,11 @@
 //! - `late`: paid only after the order's expiry and after payq closed the payment (closing
 //!   it does not stop it).
 
-use super::{ChannelError, ChannelStatus, PaymentChannel, PaymentRequest, RefundOutcome, Started};
-use crate::crypto;
+use crate::{ChannelError, ChannelStatus, PaymentChannel, PaymentRequest, RefundOutcome, Started};
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use payq_domain::crypto;
 use payq_domain::{HumanDuration, PaymentId, RefundId, Timestamp};
 use payq_store::{SimTxn, Store, StoreError};
 use serde::{Deserialize, Serialize};

@@ -5,8 +5,11 @@
 //! `alipay.trade.query` when none comes. payq's payment id is Alipay's `out_trade_no`; a
 //! refund's id is its `out_request_no`.
 
-use super::alipay_client::{AlipayAccount, AlipayClient, BuyerPage, Precreate};
-use super::{ChannelError, ChannelStatus, PaymentChannel, PaymentRequest, RefundOutcome, Started};
+pub mod client;
+pub mod protocol;
+
+use crate::{ChannelError, ChannelStatus, PaymentChannel, PaymentRequest, RefundOutcome, Started};
+use client::{AlipayAccount, AlipayClient, BuyerPage, Precreate};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use payq_domain::{Currency, NextAction, PayProduct, PaymentId, RefundId};

@@ -5,16 +5,9 @@
 //! add one: docs/channels.md.
 
 pub mod alipay;
-pub mod alipay_client;
-pub mod alipay_protocol;
-pub mod alipay_sandbox;
-pub mod local_gateway;
 pub mod rsa_keys;
 pub mod sim;
 pub mod wechatpay;
-pub mod wechatpay_client;
-pub mod wechatpay_protocol;
-pub mod wechatpay_sandbox;
 
 use futures_util::future::BoxFuture;
 use payq_domain::{Currency, NextAction, PayProduct, PaymentId, RefundId, Timestamp};
