@@ -54,7 +54,16 @@ pub trait LocalGateway: Send + Sync {
     fn queries(&self, payment_id: &str) -> u32;
     /// payq's answer to a notification it recorded (status, body).
     fn acknowledgement(&self) -> (u16, &'static str);
+    /// The pay requests (beyond `channel`) of a payment on a phone and of one inside an
+    /// app, with a word for people: the channel's products for them.
+    fn phone_and_app_products(&self) -> [(&'static str, Value); 2];
+    /// The buyer's browser or app takes a payment's `next_action` to the channel, which
+    /// checks it (the signed request, or the merchant's signature of the buyer's side);
+    /// answers what happened, for people.
+    fn buyer_takes<'a>(&'a self, next_action: &'a Value) -> BoxFuture<'a, anyhow::Result<String>>;
 }
+
+const RETURN_URL: &str = "https://shop.example/orders/paid";
 
 impl LocalGateway for AlipaySandbox {
     fn channel(&self) -> &'static str {
@@ -114,6 +123,31 @@ impl LocalGateway for AlipaySandbox {
     fn acknowledgement(&self) -> (u16, &'static str) {
         (200, "success")
     }
+    fn phone_and_app_products(&self) -> [(&'static str, Value); 2] {
+        [
+            ("a phone's browser (wap)", serde_json::json!({ "product": "wap", "return_url": RETURN_URL })),
+            ("the shop's app (app)", serde_json::json!({ "product": "app" })),
+        ]
+    }
+    fn buyer_takes<'a>(&'a self, next_action: &'a Value) -> BoxFuture<'a, anyhow::Result<String>> {
+        async move {
+            match next_action["type"].as_str() {
+                Some("redirect") => {
+                    let url = next_action["url"].as_str().unwrap_or_default();
+                    let page = reqwest::get(url).await?;
+                    anyhow::ensure!(page.status().is_success(), "Alipay refused the page request: {}", page.status());
+                    Ok("the browser opened Alipay's checkout page (signature checked)".into())
+                }
+                Some("alipay_app") => {
+                    self.app_opens(next_action["order_string"].as_str().unwrap_or_default())
+                        .map_err(|why| anyhow::anyhow!("the Alipay app refused the order string: {why}"))?;
+                    Ok("the Alipay app took the order string (signature checked)".into())
+                }
+                other => anyhow::bail!("no buyer's step for {other:?} at Alipay"),
+            }
+        }
+        .boxed()
+    }
 }
 
 impl LocalGateway for WechatPaySandbox {
@@ -170,5 +204,41 @@ impl LocalGateway for WechatPaySandbox {
     }
     fn acknowledgement(&self) -> (u16, &'static str) {
         (204, "")
+    }
+    fn phone_and_app_products(&self) -> [(&'static str, Value); 2] {
+        [
+            (
+                "a phone's browser (h5)",
+                serde_json::json!({ "product": "h5", "payer": { "client_ip": "203.0.113.7" }, "return_url": RETURN_URL }),
+            ),
+            (
+                "WeChat, on the shop's official account page (jsapi)",
+                serde_json::json!({ "product": "jsapi", "payer": { "openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o" } }),
+            ),
+        ]
+    }
+    fn buyer_takes<'a>(&'a self, next_action: &'a Value) -> BoxFuture<'a, anyhow::Result<String>> {
+        async move {
+            let field = |name: &str| next_action[name].as_str().unwrap_or_default();
+            match field("type") {
+                "redirect" => {
+                    let page = reqwest::get(field("url")).await?;
+                    anyhow::ensure!(page.status().is_success(), "WeChat Pay refused the H5 page: {}", page.status());
+                    Ok("the browser opened WeChat Pay's H5 page".into())
+                }
+                "wechat_jsapi" => {
+                    let lines = [field("app_id"), field("time_stamp"), field("nonce_str"), field("package")];
+                    anyhow::ensure!(self.merchant_signed(lines, field("pay_sign")), "WeChat refused paySign");
+                    Ok("WeChat checked paySign against the merchant's key".into())
+                }
+                "wechat_app" => {
+                    let lines = [field("app_id"), field("timestamp"), field("nonce_str"), field("prepay_id")];
+                    anyhow::ensure!(self.merchant_signed(lines, field("sign")), "WeChat refused sign");
+                    Ok("the WeChat app checked sign against the merchant's key".into())
+                }
+                other => anyhow::bail!("no buyer's step for {other:?} at WeChat Pay"),
+            }
+        }
+        .boxed()
     }
 }

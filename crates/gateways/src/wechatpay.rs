@@ -549,6 +549,10 @@ async fn api(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers:
 
 async fn carry_out(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, body: String) -> Response {
     let key = answer_key(inner, &headers);
+    if method == Method::GET && uri.path() == "/h5/checkmweb" {
+        // The buyer's phone browser on WeChat Pay's H5 page (which opens WeChat to pay).
+        return axum::response::Html("<html><body><h1>WeChat Pay</h1></body></html>").into_response();
+    }
     if lock(inner).hang {
         std::future::pending::<()>().await;
     }

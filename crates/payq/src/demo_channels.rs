@@ -2,7 +2,8 @@
 //! against a local gateway that speaks its protocol (`AlipaySandbox`, `WechatPaySandbox`:
 //! keys and certificates made for the run): a QR code paid and notified, a lost
 //! notification found by querying, an unpaid payment closed at the channel at the order's
-//! deadline, and a refund executed there. Prints each step.
+//! deadline, a refund executed there, and a payment on a phone (Alipay wap, WeChat Pay H5)
+//! and one inside an app (the Alipay app, WeChat JSAPI). Prints each step.
 
 use crate::demo::Client;
 use anyhow::Context;
@@ -25,8 +26,23 @@ async fn wait_for(c: &Client, key: &str, id: &str, what: &str, done: impl Fn(&Va
     }
 }
 
-/// Creates an order and pays it through `channel`; answers the `202` order.
+/// Creates an order and pays it through `channel` with the channel's QR code; answers the
+/// `202` order.
 async fn pay(c: &Client, key: &str, channel: &str, no: &str, amount: i64, timeout: &str) -> anyhow::Result<Value> {
+    pay_with(c, key, channel, no, amount, timeout, json!({})).await
+}
+
+/// Creates an order and pays it through `channel` with `extra` in the pay request (its
+/// product, payer, return URL); answers the `202` order.
+async fn pay_with(
+    c: &Client,
+    key: &str,
+    channel: &str,
+    no: &str,
+    amount: i64,
+    timeout: &str,
+    extra: Value,
+) -> anyhow::Result<Value> {
     let order = c
         .call(
             Method::POST,
@@ -37,7 +53,11 @@ async fn pay(c: &Client, key: &str, channel: &str, no: &str, amount: i64, timeou
         )
         .await?;
     let id = order["id"].as_str().context("no order id")?;
-    c.call(Method::POST, &format!("/v1/orders/{id}/pay"), key, Some(json!({ "channel": channel }))).await
+    let mut body = json!({ "channel": channel });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    c.call(Method::POST, &format!("/v1/orders/{id}/pay"), key, Some(body)).await
 }
 
 fn text(v: &Value) -> String {
@@ -111,7 +131,22 @@ pub async fn run(c: &Client, admin: &str, gateway: &dyn LocalGateway) -> anyhow:
         refund["id"], refunded["amount_refunded"]
     );
 
-    let ok = closed["close_reason"] == "timeout" && state == gateway.closed_state() && at_channel == 880;
+    println!("\n5. a payment on a phone and one inside an app");
+    let mut elsewhere_paid = true;
+    for (n, (place, extra)) in gateway.phone_and_app_products().into_iter().enumerate() {
+        let order = pay_with(c, &key, channel, &format!("TEA-{}", 5 + n), 990, "5m", extra).await?;
+        let (order_id, payment) = (text(&order["id"]), text(&order["payment"]["id"]));
+        let action = &order["payment"]["next_action"];
+        println!("   {place}: pay answered 202 with next_action type {}", action["type"]);
+        println!("   {}", gateway.buyer_takes(action).await?);
+        gateway.buyer_pays(&payment).await?;
+        let paid = wait_for(c, &key, &order_id, "paid", |o| o["status"] == "paid").await?;
+        println!("   the buyer paid: order {order_id} {}", paid["status"]);
+        elsewhere_paid &= paid["status"] == "paid";
+    }
+
+    let ok =
+        closed["close_reason"] == "timeout" && state == gateway.closed_state() && at_channel == 880 && elsewhere_paid;
     println!("\n{}", if ok { "every step went as it should" } else { "!! something went differently" });
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -34,6 +34,10 @@ fn the_alipay_demo_pays_queries_closes_and_refunds_through_a_local_gateway() {
         "alipay.trade.query: \"paid\"",
         "payment at Alipay TRADE_CLOSED",
         "Alipay refunded 880 fen",
+        "(wap): pay answered 202 with next_action type \"redirect\"",
+        "the browser opened Alipay's checkout page (signature checked)",
+        "(app): pay answered 202 with next_action type \"alipay_app\"",
+        "the Alipay app took the order string (signature checked)",
         "every step went as it should",
     ] {
         assert!(stdout.contains(step), "{step}: {stdout}");
@@ -53,6 +57,10 @@ fn the_wechatpay_demo_pays_queries_closes_and_refunds_through_a_local_gateway() 
         "out-trade-no/{out_trade_no}: \"paid\"",
         "payment at WeChat Pay CLOSED",
         "WeChat Pay refunded 880 fen",
+        "(h5): pay answered 202 with next_action type \"redirect\"",
+        "the browser opened WeChat Pay's H5 page",
+        "(jsapi): pay answered 202 with next_action type \"wechat_jsapi\"",
+        "WeChat checked paySign against the merchant's key",
         "every step went as it should",
     ] {
         assert!(stdout.contains(step), "{step}: {stdout}");
