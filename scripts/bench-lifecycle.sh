@@ -81,12 +81,12 @@ for port in $(seq 18092 $((18091 + WORKERS))); do
     pids+=($!)
 done
 for port in $(seq 18092 $((18091 + WORKERS))); do wait_up "http://127.0.0.1:$port"; done
-pg=($(pgrep -x postgres)) mq=($(pgrep beam.smp))
+# Every PostgreSQL process alive at each end (backends opened meanwhile start from zero).
 xacts() { psql "$PG/test" -Atc "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$DB'"; }
-api0=$(ticks "${pids[0]}") workers0=$(ticks "${pids[@]:1}") pg0=$(ticks "${pg[@]}") mq0=$(ticks "${mq[@]}") x0=$(xacts)
+api0=$(ticks "${pids[0]}") workers0=$(ticks "${pids[@]:1}") pg0=$(ticks $(pgrep -x postgres)) mq0=$(ticks $(pgrep beam.smp)) x0=$(xacts)
 $PAYQ load --url http://127.0.0.1:18091 --admin-token $ADMIN --orders "$ORDERS" --concurrency "$CONC" --pay 2>/dev/null | tail -3
 wait_paid http://127.0.0.1:18091
-api1=$(ticks "${pids[0]}") workers1=$(ticks "${pids[@]:1}") pg1=$(ticks "${pg[@]}") mq1=$(ticks "${mq[@]}") x1=$(xacts)
+api1=$(ticks "${pids[0]}") workers1=$(ticks "${pids[@]:1}") pg1=$(ticks $(pgrep -x postgres)) mq1=$(ticks $(pgrep beam.smp)) x1=$(xacts)
 costs+=("| distributed | payq api CPU ms | $(per_order "$api0" "$api1") |")
 costs+=("| distributed | payq workers CPU ms (all $WORKERS) | $(per_order "$workers0" "$workers1") |")
 costs+=("| distributed | PostgreSQL CPU ms | $(per_order "$pg0" "$pg1") |")

@@ -506,21 +506,21 @@ Krn85TnwL3qcInzRnU8X86faXXJrI0IJi44tECKw8ftngCl6vyNwNNKPDwdkcuuV
         assert_eq!(cert.verify_message("wrong source", SDK_SIGNATURE), Err(WechatPayProtocolError::BadSignature));
     }
 
-    #[test]
-    fn self_signed_certificates_read_back_with_their_serial_and_key() {
+    /// A fresh key and a self-signed certificate of it with serial `serial`.
+    fn fresh_certificate(serial: &[u8]) -> (MerchantKey, String) {
         use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
         let key = <rsa::PrivateKey as rsa::Generate>::generate();
         let public_der = rsa::PublicKey::from(&key).to_public_key_der().expect("public key").into_vec();
         let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).expect("private key");
         let signer = MerchantKey::from_pem(&pem).expect("signer");
-        let cert_pem = self_signed_certificate(
-            &signer,
-            &public_der,
-            &[0x3A, 0x01, 0xFF],
-            "payq test platform",
-            std::time::Duration::from_secs(3600),
-        )
-        .expect("certificate");
+        let duration = std::time::Duration::from_secs(3600);
+        let cert = self_signed_certificate(&signer, &public_der, serial, "payq test platform", duration).expect("cert");
+        (signer, cert)
+    }
+
+    #[test]
+    fn self_signed_certificates_read_back_with_their_serial_and_key() {
+        let (signer, cert_pem) = fresh_certificate(&[0x3A, 0x01, 0xFF]);
         let cert = VerificationKey::from_certificate_pem(&cert_pem).expect("reads back");
         assert_eq!(cert.name.as_str(), "3A01FF");
         let signature = signer.sign("1\nn\n{}\n");
@@ -546,19 +546,7 @@ Krn85TnwL3qcInzRnU8X86faXXJrI0IJi44tECKw8ftngCl6vyNwNNKPDwdkcuuV
 
     #[test]
     fn a_certificate_whose_serial_starts_with_a_zero_digit_answers_to_either_form() {
-        use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
-        let key = <rsa::PrivateKey as rsa::Generate>::generate();
-        let public_der = rsa::PublicKey::from(&key).to_public_key_der().expect("public key").into_vec();
-        let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).expect("private key");
-        let signer = MerchantKey::from_pem(&pem).expect("signer");
-        let cert_pem = self_signed_certificate(
-            &signer,
-            &public_der,
-            &[0x0A, 0x01],
-            "payq test",
-            std::time::Duration::from_secs(60),
-        )
-        .expect("certificate");
+        let (signer, cert_pem) = fresh_certificate(&[0x0A, 0x01]);
         let keys = [VerificationKey::from_certificate_pem(&cert_pem).expect("reads back")];
         let signature = signer.sign("1\nn\n{}\n");
         for serial in ["A01", "0A01", "0a01", "000A01"] {
