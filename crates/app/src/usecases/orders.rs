@@ -3,7 +3,8 @@
 use super::StoreFault;
 use super::pay_products::Payer;
 use super::{
-    CreateOrderError, InputError, LookupError, OrderChangeError, PayError, Payq, check_text, record, save, transition,
+    CreateOrderError, InputError, LookupError, OrderChangeError, PayError, Payq, ProcessError, check_text, record,
+    save, transition,
 };
 use crate::crypto;
 use crate::jobs::{Job, JobKind, PaymentRequestJob, PaymentTimeoutJob};
@@ -240,7 +241,14 @@ impl Payq {
         // after `start_wait`, does not cut it off; the order shows the step once it is there.
         let payq = self.clone();
         let started = payment_id.clone();
-        let call = tokio::spawn(async move { payq.start_payment(&started, true).await });
+        let call = tokio::spawn(async move {
+            let result = payq.start_payment(&started, true).await;
+            if result.as_ref().is_err_and(ProcessError::is_transient) {
+                // The claim is released; the queued request need not wait for its lease.
+                payq.retry_start_soon(&started).await;
+            }
+            result
+        });
         match tokio::time::timeout(self.settings.payment.start_wait.as_std(), call).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => {

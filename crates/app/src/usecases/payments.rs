@@ -2,7 +2,7 @@
 //! (callbacks and queries), missing callbacks, payment timeouts and late payments.
 
 use super::{Payq, ProcessError, StoreFault, record, save, transition};
-use crate::jobs::{Job, JobKind, PaymentCloseJob, PaymentQueryJob};
+use crate::jobs::{Job, JobKind, PaymentCloseJob, PaymentQueryJob, PaymentRequestJob};
 use crate::risk;
 use payq_channels::{ChannelError, ChannelStatus, PaymentRequest, StartDetails};
 use payq_domain::{
@@ -15,6 +15,25 @@ impl Payq {
     /// way in, which first claims the start (see [`Payq::start_payment`]).
     pub async fn request_payment(&self, payment_id: &PaymentId) -> Result<(), ProcessError> {
         self.start_payment(payment_id, false).await
+    }
+
+    /// Queues one more start of a payment whose start failed in the pay request, after the
+    /// engine's back-off: the request queued with the payment is due only when the
+    /// request's claim runs out. (If this cannot be written, that one still comes.)
+    pub(crate) async fn retry_start_soon(&self, payment_id: &PaymentId) {
+        let due = Timestamp::now().plus_millis(self.settings.engine.base_backoff.as_millis());
+        let queued = async {
+            let mut tx = self.store.begin().await?;
+            tx.schedule(
+                Job::PaymentRequest(PaymentRequestJob { payment_id: payment_id.clone() })
+                    .message(payment_id.as_str(), due),
+            )
+            .await?;
+            tx.commit().await
+        };
+        if let Err(e) = queued.await {
+            tracing::warn!(payment_id = %payment_id, error = %e, "could not queue the payment's next start; it comes at the claim's end");
+        }
     }
 
     /// When a claim on a channel call made now runs out.

@@ -210,3 +210,23 @@ async fn alipay_killed_between_claim_and_call_starts_once_after_the_restart() {
 async fn wechatpay_killed_between_claim_and_call_starts_once_after_the_restart() {
     killed_between_claim_and_call_starts_once_after_the_restart(&wechatpay().await).await;
 }
+
+/// The gateway fails the pay request's call (HTTP 502, nothing created): the answer has no
+/// QR code, and the next start comes after the engine's back-off, not when the request's
+/// claim would have run out (21 s with the default 10 s channel timeout); created once.
+#[tokio::test]
+async fn a_start_that_failed_in_the_pay_request_is_tried_again_soon() {
+    let gateway = alipay().await;
+    let (app, m) = TestApp::with_channel(SECRETS_KEY, |_| {}, gateway.channel(), gateway.credentials()).await;
+    gateway.set_failure(Some(502));
+    let order = app.pay_through(&m, "alipay", "FAIL-1", 1500, None).await;
+    let (order_id, payment_id) = order_and_payment_ids(&order);
+    assert_eq!(order["payment"]["next_action"], Value::Null, "no QR code from a failing gateway: {order}");
+    gateway.set_failure(None);
+    eventually_within("the QR code arrives well before the claim's lease", Duration::from_secs(5), || async {
+        let r = app.get(&format!("/v1/orders/{order_id}"), &m.key).await;
+        r.body["payment"]["next_action"]["qr_code"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert_eq!(gateway.creates(&payment_id), 1);
+}
