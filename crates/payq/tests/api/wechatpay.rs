@@ -14,6 +14,16 @@ use serde_json::{Value, json};
 
 const SECRETS_KEY: &str = "3ec4a7953ec4a7953ec4a7953ec4a7953ec4a7953ec4a7953ec4a7953ec4a795";
 
+/// `PATCH`es the merchant's `channels.wechatpay` with `credentials` (admin).
+async fn set_up(
+    app: &crate::helpers::TestApp,
+    m: &crate::helpers::TestMerchant,
+    credentials: Value,
+) -> crate::helpers::Reply {
+    let body = json!({ "channels": { "wechatpay": credentials } });
+    app.send(Method::PATCH, &format!("/v1/merchants/{}", m.id), Some(&app.admin_token), Some(body)).await
+}
+
 async fn sandbox() -> WechatPaySandbox {
     WechatPaySandbox::start().await.expect("sandbox gateway")
 }
@@ -162,14 +172,7 @@ async fn wechatpay_credentials_are_checked_shown_without_keys_and_needed_to_pay(
     ] {
         let mut bad = credentials.clone();
         bad[field] = value;
-        let r = app
-            .send(
-                Method::PATCH,
-                &format!("/v1/merchants/{}", m.id),
-                Some(&app.admin_token),
-                Some(json!({ "channels": { "wechatpay": bad } })),
-            )
-            .await;
+        let r = set_up(&app, &m, bad).await;
         assert_eq!(r.status, 400, "{field}: {}", r.body);
     }
     assert_eq!(app.get(&format!("/v1/merchants/{}", m.id), &app.admin_token).await.body, shown, "unchanged");
@@ -197,14 +200,7 @@ async fn a_merchant_with_only_a_wechatpay_public_key_is_set_up_and_paid_end_to_e
     wrong["public_key_id"] = Value::Null;
     wrong["public_key"] = Value::Null;
     wrong["platform_certificates"] = json!([sandbox.platform_certificate_pem]);
-    let r = app
-        .send(
-            Method::PATCH,
-            &format!("/v1/merchants/{}", m.id),
-            Some(&app.admin_token),
-            Some(json!({ "channels": { "wechatpay": wrong } })),
-        )
-        .await;
+    let r = set_up(&app, &m, wrong).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let order = app.pay_through(&m, "wechatpay", "PK-UNVERIFIED", 100, None).await;
     assert_eq!(order["payment"]["next_action"], Value::Null, "an answer it cannot verify is no answer: {order}");
@@ -213,14 +209,7 @@ async fn a_merchant_with_only_a_wechatpay_public_key_is_set_up_and_paid_end_to_e
     for (field, value) in [("public_key", Value::Null), ("public_key_id", json!("F5765756002FDD77"))] {
         let mut bad = sandbox.credentials();
         bad[field] = value;
-        let r = app
-            .send(
-                Method::PATCH,
-                &format!("/v1/merchants/{}", m.id),
-                Some(&app.admin_token),
-                Some(json!({ "channels": { "wechatpay": bad } })),
-            )
-            .await;
+        let r = set_up(&app, &m, bad).await;
         assert_eq!(r.status, 400, "{field}: {}", r.body);
     }
 }
