@@ -749,3 +749,73 @@ fn topology_print_names_what_the_settings_name() {
     assert!(text.contains("queue    shop7.delay.fired (durable; x-queue-type=quorum)"), "{text}");
     assert!(text.contains("binding  shop7.delay.out -> queue shop7.delay.fired"), "{text}");
 }
+
+/// Real-channel payments on an API process and two workers sharing RabbitMQ: each payment
+/// is created at Alipay once (the pay request's call; the queued request, delayed in the
+/// tiers until the request's claim runs out, finds it done on whichever worker takes it),
+/// paid by Alipay's notification, and a refund is executed at Alipay once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_channel_payments_are_created_once_with_two_workers() {
+    const SECRETS_KEY: &str = "d15d15d15d15d15d15d15d15d15d15d15d15d15d15d15d15d15d15d15d15d15d";
+    let extra = [("PAYQ_SECRETS_KEY", SECRETS_KEY), ("PAYQ_PAYMENT__CHANNEL_TIMEOUT", "1s")];
+    let Some((_turn, cluster, http, hook)) = setup_with(2, &extra).await else { return };
+    let base = cluster.api.base.clone();
+    let gateway = payq_gateways::alipay::AlipaySandbox::start().await.expect("Alipay's local gateway");
+    let body = json!({ "name": "Tea", "webhook_url": hook.url, "settings": { "refund_review": "300ms" } });
+    let (s, shop) = call(&http, reqwest::Method::POST, format!("{base}/v1/merchants"), ADMIN, Some(body)).await;
+    assert_eq!(s, 201, "{shop}");
+    let key = shop["api_key"].as_str().unwrap_or_default().to_owned();
+    let channels = json!({ "channels": { "alipay": gateway.credentials() } });
+    let url = format!("{base}/v1/merchants/{}", shop["id"].as_str().unwrap_or_default());
+    let (s, set_up) = call(&http, reqwest::Method::PATCH, url, ADMIN, Some(channels)).await;
+    assert_eq!(s, 200, "{set_up}");
+
+    let mut orders = Vec::new();
+    for i in 0..8 {
+        let body = json!({ "merchant_order_no": format!("RC-{i}"), "amount": 1000 + i, "currency": "CNY" });
+        let (s, order) = call(&http, reqwest::Method::POST, format!("{base}/v1/orders"), &key, Some(body)).await;
+        assert_eq!(s, 201, "{order}");
+        orders.push(order["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let pays = orders.iter().map(|id| {
+        let body = json!({ "channel": "alipay" });
+        call(&http, reqwest::Method::POST, format!("{base}/v1/orders/{id}/pay"), &key, Some(body))
+    });
+    let mut payments = Vec::new();
+    for (s, order) in futures_util::future::join_all(pays).await {
+        assert_eq!(s, 202, "{order}");
+        payments.push(order["payment"]["id"].as_str().unwrap_or_default().to_owned());
+    }
+    // Every queued request has had its turn on a worker (due 3 s after its pay request).
+    eventually("the queued payment requests ran", || async {
+        let (_, stats) = call(&http, reqwest::Method::GET, format!("{base}/v1/admin/stats"), ADMIN, None).await;
+        (stats["pending_messages_by_kind"]["payment.request"].as_i64().unwrap_or(0) == 0).then_some(())
+    })
+    .await;
+    for payment in &payments {
+        let creates = gateway.trade(payment).and_then(|t| t.calls.get("alipay.trade.precreate").copied());
+        assert_eq!(creates, Some(1), "{payment}");
+        let (status, body) = gateway.buyer_pays(payment).await.expect("notified");
+        assert_eq!((status, body.as_str()), (200, "success"));
+    }
+    for id in &orders {
+        wait_status(&http, &base, &key, id, "paid").await;
+    }
+    let (s, refund) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/v1/orders/{}/refunds", orders[0]),
+        &key,
+        Some(json!({ "amount": 400 })),
+    )
+    .await;
+    assert_eq!(s, 201, "{refund}");
+    eventually("the refund is executed at Alipay", || async {
+        (gateway.trade(&payments[0]).map(|t| t.refunds.values().sum::<i64>()) == Some(400)).then_some(())
+    })
+    .await;
+    let refund_calls = gateway.trade(&payments[0]).and_then(|t| t.calls.get("alipay.trade.refund").copied());
+    assert_eq!(refund_calls, Some(1));
+    let (code, out) = cluster.verify();
+    assert_eq!(code, 0, "{out}");
+}
