@@ -74,6 +74,9 @@ pub struct PaymentRecord {
     /// The buyer's next step, once the channel gave one.
     pub next_action: Option<payq_domain::NextAction>,
     pub created_at: Timestamp,
+    /// When the payment last changed (for a pending one: when payq recorded the channel's
+    /// answer to its start, so the channel created it no later).
+    pub updated_at: Timestamp,
 }
 
 fn payment_record(row: &crate::db::Row) -> StoreResult<PaymentRecord> {
@@ -101,6 +104,7 @@ fn payment_record(row: &crate::db::Row) -> StoreResult<PaymentRecord> {
             .map(|a| serde_json::from_str(&a).map_err(|e| StoreError::Corrupt(format!("next_action: {e}"))))
             .transpose()?,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
     })
 }
 

@@ -314,12 +314,14 @@ impl Payq {
     }
 
     /// When a payment may be closed at its channel, if not yet: WeChat Pay refuses to close
-    /// a trade within `payment.wechatpay_close_after` (5 minutes) of its creation there.
+    /// a trade within `payment.wechatpay_close_after` (5 minutes) of its creation there,
+    /// which is no later than when payq recorded the answer to the payment's start.
     async fn earliest_channel_close(&self, id: &PaymentId, channel: &str) -> Result<Option<Timestamp>, ProcessError> {
         if channel != "wechatpay" {
             return Ok(None);
         }
-        let created = self.store.payment(id).await?.created_at;
+        let payment = self.store.payment(id).await?;
+        let created = payment.updated_at.max(payment.created_at);
         let earliest = created.plus_millis(self.settings.payment.wechatpay_close_after.as_millis());
         Ok((Timestamp::now() < earliest).then_some(earliest))
     }

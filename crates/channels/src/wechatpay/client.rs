@@ -276,6 +276,8 @@ impl WechatPayClient {
         let answer = self.call(account, Method::POST, &path, Some(&json!({ "mchid": account.mch_id }))).await?;
         match answer.status {
             200..300 => Ok(ChannelStatus::Closed),
+            // Too soon after the trade's creation (WeChat Pay's rule): try again later.
+            403 if answer.code() == "RULE_LIMIT" => Err(unavailable("close: RULE_LIMIT, too soon after the creation")),
             // Paid, already closed or never created: the query tells which.
             _ => self.query(account, out_trade_no).await,
         }
