@@ -133,10 +133,10 @@ impl Payq {
             // Not finished at the channel: the notification or the next ask settles it.
             Ok(RefundOutcome::Processing) => {
                 let next = self.next_refund_query(refund.updated_at);
-                self.release_after(call, Err(ProcessError::Unfinished(next))).await
+                self.release_after(Some(call), Err(ProcessError::Unfinished(next))).await
             }
             Ok(outcome) => self.finish_refund(id, outcome).await,
-            Err(e) => self.release_after(call, Err(e)).await,
+            Err(e) => self.release_after(Some(call), Err(e)).await,
         }
     }
 
