@@ -6,7 +6,7 @@ use crate::jobs::{Job, JobKind, PaymentCloseJob, PaymentQueryJob, PaymentRequest
 use crate::risk;
 use payq_channels::{ChannelError, ChannelStatus, PaymentRequest, StartDetails};
 use payq_domain::{
-    EventType, Money, OrderEvent, OrderId, OrderStatus, PaymentId, PaymentStatus, RefundStatus, Timestamp,
+    EventType, MerchantId, Money, OrderEvent, OrderId, OrderStatus, PaymentId, PaymentStatus, RefundStatus, Timestamp,
 };
 use payq_store::{CallClaim, ChannelCall, Tx};
 
@@ -292,7 +292,7 @@ impl Payq {
             && let Some(payment) = in_flight
         {
             close_later = self.earliest_channel_close(&payment.id, &payment.channel).await?;
-            if self.ask_and_close(&payment.id, close_later.is_none()).await? {
+            if self.ask_and_close(&payment.id, &payment.channel, &order.merchant_id, close_later.is_none()).await? {
                 return Ok(()); // paid after all
             }
         }
@@ -336,12 +336,17 @@ impl Payq {
     /// Asks the channel about an unpaid payment and, unless it is settled there (or `close`
     /// is false), closes it; records the answer. One claimed call: a second delivery waits.
     /// Answers whether the payment turned out paid.
-    async fn ask_and_close(&self, payment_id: &PaymentId, close: bool) -> Result<bool, ProcessError> {
-        let payment = self.store.payment(payment_id).await?;
-        let call = (payment.channel != "sim").then_some(ChannelCall::Close(payment_id));
+    async fn ask_and_close(
+        &self,
+        payment_id: &PaymentId,
+        channel: &str,
+        merchant_id: &MerchantId,
+        close: bool,
+    ) -> Result<bool, ProcessError> {
+        let call = (channel != "sim").then_some(ChannelCall::Close(payment_id));
         self.claim_call(call).await?;
         let closed = async {
-            let channel = self.channel_for(&payment.channel, &payment.merchant_id).await?;
+            let channel = self.channel_for(channel, merchant_id).await?;
             let mut status = channel.query_payment(payment_id).await?;
             let settled = matches!(status, ChannelStatus::Succeeded { .. } | ChannelStatus::Failed { .. });
             if !settled && !close {
@@ -360,9 +365,10 @@ impl Payq {
     /// Closes at its channel a payment whose order closed before the channel allowed it
     /// (`payment.close`); a payment made meanwhile is refunded like any late payment.
     pub async fn close_at_channel(&self, payment_id: &PaymentId) -> Result<(), ProcessError> {
-        if self.store.payment(payment_id).await?.status == PaymentStatus::Succeeded {
+        let payment = self.store.payment(payment_id).await?;
+        if payment.status == PaymentStatus::Succeeded {
             return Ok(());
         }
-        self.ask_and_close(payment_id, true).await.map(|_| ())
+        self.ask_and_close(payment_id, &payment.channel, &payment.merchant_id, true).await.map(|_| ())
     }
 }
