@@ -66,6 +66,11 @@ impl Application {
         }
         let payq = Payq::new(store, Arc::new(Sim(sim.clone())), settings.clone())
             .with_listen_address(format!("http://{callback_host}:{}", addr.port()));
+        // The daily reconciliation's timer, once merchants have real channels (set once,
+        // however many processes start).
+        if payq.store().any_channel_secrets().await.context("reading channel credentials")?.is_some() {
+            payq.schedule_next_reconciliation().await.context("scheduling the daily reconciliation")?;
+        }
         let state = AppState {
             payq,
             admin_token: admin_token.into(),
@@ -273,7 +278,7 @@ fn engine_config(settings: &Settings) -> EngineConfig {
     }
 }
 
-/// Periodic work: the pending-messages and dead-letter gauges every 15 s, expired
+/// Periodic work: the pending-messages, dead-letter and open-discrepancy gauges every 15 s, expired
 /// idempotency keys every hour.
 async fn housekeeping(store: Store, shutdown: CancellationToken) {
     let mut last_expiry: Option<tokio::time::Instant> = None;
@@ -292,6 +297,7 @@ async fn housekeeping(store: Store, shutdown: CancellationToken) {
         if let Ok(n) = store.dead_letter_count().await {
             metrics::gauge!("payq_dead_letters").set(n as f64);
         }
+        crate::usecases::refresh_discrepancy_gauge(&store).await;
         if let Ok(by_kind) = store.pending_by_kind().await {
             metrics::gauge!("payq_messages_pending").set(by_kind.iter().map(|(_, n)| *n).sum::<i64>() as f64);
             let now: std::collections::BTreeSet<String> = by_kind.iter().map(|(k, _)| k.clone()).collect();

@@ -102,6 +102,54 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub http: HttpSettings,
     pub rabbitmq: RabbitSettings,
+    pub reconciliation: ReconciliationSettings,
+}
+
+/// `[reconciliation]`: the daily reconciliation against the channels' bills
+/// (docs/operations.md, "Reconciliation").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReconciliationSettings {
+    /// When each day's reconciliation starts, `HH:MM` (`PAYQ_RECONCILIATION__AT`): both
+    /// channels' bills for the previous day are ready by 10:00 China time.
+    pub at: String,
+    /// The time zone that dates the bills and `at` (`PAYQ_RECONCILIATION__TIMEZONE`), an
+    /// IANA name.
+    pub timezone: String,
+    /// How long to wait before asking again for a bill that is not ready.
+    pub retry_every: HumanDuration,
+    /// How long to keep asking before the run fails.
+    pub retry_for: HumanDuration,
+}
+
+impl Default for ReconciliationSettings {
+    fn default() -> Self {
+        ReconciliationSettings {
+            at: "10:00".into(),
+            timezone: "Asia/Shanghai".into(),
+            retry_every: HumanDuration::from_millis(30 * 60_000),
+            retry_for: HumanDuration::from_millis(24 * 3_600_000),
+        }
+    }
+}
+
+impl ReconciliationSettings {
+    /// The time zone, checked.
+    pub fn zone(&self) -> anyhow::Result<jiff::tz::TimeZone> {
+        jiff::tz::TimeZone::get(&self.timezone)
+            .map_err(|e| anyhow::anyhow!("reconciliation.timezone {:?} is not a time zone: {e}", self.timezone))
+    }
+
+    /// `at` as (hour, minute), checked.
+    pub fn time_of_day(&self) -> anyhow::Result<(i8, i8)> {
+        let bad = || anyhow::anyhow!("reconciliation.at must be HH:MM (00:00 to 23:59), got {:?}", self.at);
+        let (h, m) = self.at.split_once(':').ok_or_else(bad)?;
+        let (h, m): (i8, i8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if !(0..24).contains(&h) || !(0..60).contains(&m) || self.at.len() != 5 {
+            return Err(bad());
+        }
+        Ok((h, m))
+    }
 }
 
 /// `[rabbitmq]`: the distributed mode's transport (used when `amqp_url` is set).
@@ -273,6 +321,7 @@ impl Default for Settings {
             engine: EngineSettings::default(),
             http: HttpSettings::default(),
             rabbitmq: RabbitSettings::default(),
+            reconciliation: ReconciliationSettings::default(),
         }
     }
 }
@@ -398,6 +447,8 @@ impl Settings {
 
     /// Checks what serde cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.reconciliation.zone()?;
+        self.reconciliation.time_of_day()?;
         let engine = self.delay_engine();
         if !matches!(engine, "store" | "rabbitmq" | "rabbitmq-plugin") {
             anyhow::bail!(

@@ -4,7 +4,7 @@
 //! stops compiling until it does. The payloads are the JSON bodies documented in
 //! docs/messages.md.
 
-use payq_domain::{EventId, OrderId, PaymentId, RefundId, Timestamp};
+use payq_domain::{BillDate, EventId, OrderId, PaymentId, ReconciliationId, RefundId, Timestamp};
 use payq_store::{Lane, NewMessage};
 use serde::{Deserialize, Serialize};
 
@@ -28,11 +28,16 @@ pub enum JobKind {
     ShipReminder,
     /// Deliver an event to the merchant's webhook (in event-log order per order).
     WebhookDeliver,
+    /// A day's reconciliation: open a run per merchant and real channel, and set the next
+    /// day's timer.
+    ReconciliationDay,
+    /// Download a channel's bill and match it (one run, one generation).
+    ReconciliationRun,
 }
 
 impl JobKind {
     /// Every kind.
-    pub const ALL: [JobKind; 8] = [
+    pub const ALL: [JobKind; 10] = [
         JobKind::PaymentRequest,
         JobKind::PaymentTimeout,
         JobKind::PaymentQuery,
@@ -41,6 +46,8 @@ impl JobKind {
         JobKind::OrderCheck,
         JobKind::ShipReminder,
         JobKind::WebhookDeliver,
+        JobKind::ReconciliationDay,
+        JobKind::ReconciliationRun,
     ];
 
     /// The kind's stored name.
@@ -54,6 +61,8 @@ impl JobKind {
             JobKind::OrderCheck => "order.check",
             JobKind::ShipReminder => "order.ship_reminder",
             JobKind::WebhookDeliver => "webhook.deliver",
+            JobKind::ReconciliationDay => "reconciliation.day",
+            JobKind::ReconciliationRun => "reconciliation.run",
         }
     }
 
@@ -72,7 +81,9 @@ impl JobKind {
             | JobKind::PaymentClose
             | JobKind::RefundExecute
             | JobKind::OrderCheck
-            | JobKind::ShipReminder => Lane::Work,
+            | JobKind::ShipReminder
+            | JobKind::ReconciliationDay
+            | JobKind::ReconciliationRun => Lane::Work,
         }
     }
 }
@@ -131,6 +142,20 @@ pub struct WebhookDeliverJob {
     pub redelivery: bool,
 }
 
+/// Payload of [`JobKind::ReconciliationDay`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReconciliationDayJob {
+    pub bill_date: BillDate,
+}
+
+/// Payload of [`JobKind::ReconciliationRun`]: a start of a run that a newer start
+/// (`generation`) has replaced does nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReconciliationRunJob {
+    pub run_id: ReconciliationId,
+    pub generation: i64,
+}
+
 /// One job with its payload.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
@@ -143,6 +168,8 @@ pub enum Job {
     OrderCheck(OrderCheckJob),
     ShipReminder(ShipReminderJob),
     WebhookDeliver(WebhookDeliverJob),
+    ReconciliationDay(ReconciliationDayJob),
+    ReconciliationRun(ReconciliationRunJob),
 }
 
 /// Why a stored message is not a job payq knows.
@@ -166,6 +193,8 @@ impl Job {
             Job::OrderCheck(_) => JobKind::OrderCheck,
             Job::ShipReminder(_) => JobKind::ShipReminder,
             Job::WebhookDeliver(_) => JobKind::WebhookDeliver,
+            Job::ReconciliationDay(_) => JobKind::ReconciliationDay,
+            Job::ReconciliationRun(_) => JobKind::ReconciliationRun,
         }
     }
 
@@ -182,6 +211,8 @@ impl Job {
             JobKind::OrderCheck => Job::OrderCheck(serde_json::from_str(payload).map_err(malformed)?),
             JobKind::ShipReminder => Job::ShipReminder(serde_json::from_str(payload).map_err(malformed)?),
             JobKind::WebhookDeliver => Job::WebhookDeliver(serde_json::from_str(payload).map_err(malformed)?),
+            JobKind::ReconciliationDay => Job::ReconciliationDay(serde_json::from_str(payload).map_err(malformed)?),
+            JobKind::ReconciliationRun => Job::ReconciliationRun(serde_json::from_str(payload).map_err(malformed)?),
         })
     }
 

@@ -27,7 +27,11 @@ pub fn purpose(kind: JobKind) -> &'static str {
         JobKind::PaymentQuery | JobKind::PaymentClose => "channel",
         JobKind::RefundExecute => "refunds",
         JobKind::WebhookDeliver => "webhooks",
-        JobKind::PaymentTimeout | JobKind::OrderCheck | JobKind::ShipReminder => "timers",
+        JobKind::PaymentTimeout
+        | JobKind::OrderCheck
+        | JobKind::ShipReminder
+        | JobKind::ReconciliationDay
+        | JobKind::ReconciliationRun => "timers",
     }
 }
 

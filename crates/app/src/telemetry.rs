@@ -71,6 +71,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         "RabbitMQ: stale or duplicate deliveries acknowledged unhandled",
     ),
     (
+        "payq_reconciliation_discrepancies",
+        MetricKind::Gauge,
+        "Reconciliation discrepancies not yet resolved, by channel and kind",
+    ),
+    (
         "payq_broker_dead_letters_total",
         MetricKind::Counter,
         "RabbitMQ: messages the broker dead-lettered (delivery limit)",
@@ -96,6 +101,12 @@ fn register_metrics() {
         }
         metrics::gauge!("payq_messages_pending_by_kind", "kind" => kind).set(0.0);
     }
+    for channel in payq_domain::BillChannel::ALL {
+        for kind in payq_domain::DiscrepancyKind::ALL {
+            metrics::gauge!("payq_reconciliation_discrepancies", "channel" => channel.as_str(), "kind" => kind.as_str())
+                .set(0.0);
+        }
+    }
     for outcome in DELIVERY_OUTCOMES {
         metrics::counter!("payq_webhook_deliveries_total", "outcome" => outcome).absolute(0);
     }
@@ -108,6 +119,7 @@ fn register_metrics() {
                 | "payq_messages_retried_total"
                 | "payq_messages_failed_total"
                 | "payq_webhook_deliveries_total"
+                | "payq_reconciliation_discrepancies"
         );
         match kind {
             MetricKind::Counter if !labelled => metrics::counter!(name).absolute(0),

@@ -67,6 +67,8 @@ impl Handler for Worker {
             Job::OrderCheck(job) => self.payq.post_pay_check(&job.order_id).await,
             Job::ShipReminder(job) => self.payq.ship_reminder(&job.order_id, job.attempt).await,
             Job::WebhookDeliver(job) => return self.deliver(msg, job).await,
+            Job::ReconciliationDay(job) => self.payq.reconciliation_day(job.bill_date).await,
+            Job::ReconciliationRun(job) => self.payq.run_reconciliation(&job.run_id, job.generation).await,
         };
         result.map_err(classify)
     }

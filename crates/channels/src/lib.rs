@@ -5,6 +5,7 @@
 //! add one: docs/channels.md.
 
 pub mod alipay;
+pub mod bill;
 pub mod rsa_keys;
 pub mod sim;
 pub mod wechatpay;
@@ -119,4 +120,12 @@ pub trait PaymentChannel: Send + Sync + 'static {
         refund_id: &'a RefundId,
         amount: i64,
     ) -> BoxFuture<'a, Result<RefundOutcome, ChannelError>>;
+
+    /// The channel's trade bill for `date` (`YYYY-MM-DD`), for reconciliation; channels
+    /// without bills (the simulated one) answer [`bill::BillError::Unsupported`].
+    fn trade_bill<'a>(&'a self, date: &'a str) -> BoxFuture<'a, Result<bill::Bill, bill::BillError>> {
+        let _ = date;
+        let name = self.name();
+        Box::pin(async move { Err(bill::BillError::Unsupported(name)) })
+    }
 }

@@ -36,6 +36,8 @@ pub enum EventType {
     PaymentLateRefunded,
     #[serde(rename = "risk.rejected")]
     RiskRejected,
+    #[serde(rename = "reconciliation.completed")]
+    ReconciliationCompleted,
 }
 
 impl EventType {
@@ -57,6 +59,7 @@ impl EventType {
             EventType::RefundRejected => "refund.rejected",
             EventType::PaymentLateRefunded => "payment.late_refunded",
             EventType::RiskRejected => "risk.rejected",
+            EventType::ReconciliationCompleted => "reconciliation.completed",
         }
     }
 }

@@ -103,6 +103,15 @@ prefixed_id!(
     MessageId, "msg_", "message", "^msg_[0-9a-f]{32}$"
 );
 
+prefixed_id!(
+    /// A reconciliation run: one merchant, one channel, one bill date.
+    ReconciliationId, "rec_", "reconciliation", "^rec_[0-9a-f]{32}$"
+);
+prefixed_id!(
+    /// A discrepancy found by a reconciliation run.
+    DiscrepancyId, "dis_", "discrepancy", "^dis_[0-9a-f]{32}$"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,19 +11,26 @@ pub mod ids;
 pub mod model;
 pub mod money;
 pub mod order;
+pub mod reconciliation;
 pub mod refund;
 pub mod settings;
 pub mod timestamp;
 
 pub use duration::{DurationError, HumanDuration};
 pub use event::EventType;
-pub use ids::{DeadLetterId, EventId, IdError, MerchantId, MessageId, OrderId, PaymentId, RefundId};
+pub use ids::{
+    DeadLetterId, DiscrepancyId, EventId, IdError, MerchantId, MessageId, OrderId, PaymentId, ReconciliationId,
+    RefundId,
+};
 pub use model::{
     AlipayChannel, Event, InventoryLevel, Merchant, MerchantChannels, NextAction, Order, OrderItem, PayProduct,
     Payment, PaymentStatus, Refund, WechatPayChannel,
 };
 pub use money::{Currency, Money, MoneyError};
 pub use order::{OrderEvent, OrderStatus, TransitionError};
+pub use reconciliation::{
+    BillChannel, BillDate, Discrepancy, DiscrepancyKind, ReconciliationRun, RunCounts, RunStatus, RunTotals,
+};
 pub use refund::{RefundEvent, RefundStatus, RefundTransitionError};
 pub use settings::MerchantSettings;
 pub use timestamp::Timestamp;

@@ -58,6 +58,10 @@ struct Inner {
     /// Signs answers and notifications (Alipay's key).
     alipay_key: AppKey,
     books: Mutex<Books>,
+    /// The money that moved, for the day's bills.
+    bills: Mutex<crate::bills::BillBook>,
+    /// Where the gateway listens (bill downloads are there).
+    base_url: String,
 }
 
 /// A running sandbox gateway.
@@ -81,17 +85,20 @@ impl AlipaySandbox {
     pub async fn start() -> anyhow::Result<AlipaySandbox> {
         let (app_private, app_public) = pem_pair()?;
         let (alipay_private, alipay_public) = pem_pair()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
             app_id: "2021000000000001".into(),
             app_public_key: AlipayPublicKey::from_pem(&app_public)?,
             alipay_key: AppKey::from_pem(&alipay_private)?,
             books: Mutex::default(),
+            bills: Mutex::default(),
+            base_url: format!("http://{addr}"),
         });
         let app = axum::Router::new()
             .route("/gateway.do", axum::routing::post(gateway).get(checkout_page))
+            .route("/bills/{token}", axum::routing::get(bill_file))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -148,14 +155,21 @@ impl AlipaySandbox {
     /// The buyer pays without Alipay notifying anyone (a lost notification): only a query
     /// finds out.
     pub fn buyer_pays_silently(&self, out_trade_no: &str) -> bool {
-        match self.books().trades.get_mut(out_trade_no) {
+        let amount = match self.books().trades.get_mut(out_trade_no) {
             Some(t) if t.status == "WAIT_BUYER_PAY" => {
                 t.status = "TRADE_SUCCESS".into();
                 t.scanned = true;
-                true
+                t.amount
             }
-            _ => false,
-        }
+            _ => return false,
+        };
+        self.bill_book().paid(out_trade_no, &trade_no(out_trade_no), amount);
+        true
+    }
+
+    /// The money that moved at this gateway, for its bills (and for tests to spoil them).
+    pub fn bill_book(&self) -> MutexGuard<'_, crate::bills::BillBook> {
+        self.inner.bills.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The buyer pays (also after payq closed the trade: a late payment) and Alipay posts its
@@ -164,6 +178,9 @@ impl AlipaySandbox {
         let (amount, url) = {
             let mut books = self.books();
             let trade = books.trades.get_mut(out_trade_no).ok_or_else(|| anyhow::anyhow!("no trade {out_trade_no}"))?;
+            if trade.status != "TRADE_SUCCESS" {
+                self.bill_book().paid(out_trade_no, &trade_no(out_trade_no), trade.amount);
+            }
             trade.status = "TRADE_SUCCESS".into();
             trade.scanned = true;
             (trade.amount, trade.notify_url.clone())
@@ -284,6 +301,64 @@ async fn checkout_page(State(inner): State<Arc<Inner>>, uri: axum::http::Uri) ->
     }
 }
 
+fn bills(inner: &Inner) -> MutexGuard<'_, crate::bills::BillBook> {
+    inner.bills.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `alipay.data.dataservice.bill.downloadurl.query`: the day's trade bill as Alipay makes
+/// it (a zip of GBK CSV: the detail file and a summary), behind a download URL.
+fn bill_download_url(inner: &Inner, biz: &Value) -> Value {
+    let date = biz["bill_date"].as_str().unwrap_or_default();
+    if biz["bill_type"] != "trade" || date.len() != 10 {
+        return business_failure("isv.invalid-parameter");
+    }
+    let mut book = bills(inner);
+    if book.ask() {
+        return business_failure("isp.bill_not_exist");
+    }
+    let rows = book.rows_for(date);
+    let compact = date.replace('-', "");
+    let detail = payq_channels::alipay::bill::write_detail_csv("20880000000000000156", date, &rows);
+    let summary =
+        format!("#支付宝业务汇总查询\n门店编号,门店名称,交易订单总笔数,退款订单总笔数\n\t,\t,{},0\n", rows.len());
+    let zip = match zip_of(&[
+        (format!("20880000000000000156_{compact}_业务明细.csv"), gbk(&detail)),
+        (format!("20880000000000000156_{compact}_业务明细(汇总).csv"), gbk(&summary)),
+    ]) {
+        Ok(zip) => zip,
+        Err(_) => return business_failure("isp.unknow-error"),
+    };
+    let token = book.hand_out(zip);
+    json!({ "code": "10000", "msg": "Success", "bill_download_url": format!("{}/bills/{token}", inner.base_url) })
+}
+
+fn gbk(text: &str) -> Vec<u8> {
+    encoding_rs::GBK.encode(text).0.into_owned()
+}
+
+fn zip_of(files: &[(String, Vec<u8>)]) -> zip::result::ZipResult<Vec<u8>> {
+    use std::io::Write;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    for (name, content) in files {
+        zip.start_file(name.as_str(), zip::write::SimpleFileOptions::default())?;
+        zip.write_all(content)?;
+    }
+    zip.finish()?;
+    Ok(out.into_inner())
+}
+
+/// `GET /bills/{token}`: a bill file handed out by the bill request.
+async fn bill_file(
+    State(inner): State<Arc<Inner>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    match bills(&inner).file(&token) {
+        Some(file) => ([("content-type", "application/zip")], file).into_response(),
+        None => (StatusCode::NOT_FOUND, "no such bill").into_response(),
+    }
+}
+
 fn lock(inner: &Inner) -> MutexGuard<'_, Books> {
     inner.books.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -383,6 +458,10 @@ async fn carry_out(inner: &Inner, body: String) -> Response {
                         if others + amount > t.amount {
                             business_failure("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL")
                         } else {
+                            if !t.refunds.contains_key(&request) {
+                                let refund_txn = format!("{}_{request}", trade_no(&no));
+                                bills(inner).refunded(&no, &request, &refund_txn, amount);
+                            }
                             t.refunds.insert(request, amount);
                             json!({ "code": "10000", "msg": "Success", "out_trade_no": no, "fund_change": "Y",
                                     "refund_fee": protocol::yuan(others + amount) })
@@ -391,6 +470,10 @@ async fn carry_out(inner: &Inner, body: String) -> Response {
                     (Some(_), _) => business_failure("ACQ.TRADE_STATUS_ERROR"),
                     (None, _) => business_failure("ACQ.TRADE_NOT_EXIST"),
                 }
+            }
+            "alipay.data.dataservice.bill.downloadurl.query" => {
+                drop(books);
+                bill_download_url(inner, &biz)
             }
             _ => business_failure("isv.invalid-method"),
         }

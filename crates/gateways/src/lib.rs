@@ -8,6 +8,7 @@
 //! read what happened at the channel.
 
 pub mod alipay;
+pub mod bills;
 pub mod wechatpay;
 
 use alipay::AlipaySandbox;
@@ -61,6 +62,8 @@ pub trait LocalGateway: Send + Sync {
     /// checks it (the signed request, or the merchant's signature of the buyer's side);
     /// answers what happened, for people.
     fn buyer_takes<'a>(&'a self, next_action: &'a Value) -> BoxFuture<'a, anyhow::Result<String>>;
+    /// The money that moved at the gateway, for its bills (tests spoil them here).
+    fn bill_book(&self) -> std::sync::MutexGuard<'_, bills::BillBook>;
 }
 
 const RETURN_URL: &str = "https://shop.example/orders/paid";
@@ -122,6 +125,9 @@ impl LocalGateway for AlipaySandbox {
     }
     fn acknowledgement(&self) -> (u16, &'static str) {
         (200, "success")
+    }
+    fn bill_book(&self) -> std::sync::MutexGuard<'_, bills::BillBook> {
+        AlipaySandbox::bill_book(self)
     }
     fn phone_and_app_products(&self) -> [(&'static str, Value); 2] {
         [
@@ -204,6 +210,9 @@ impl LocalGateway for WechatPaySandbox {
     }
     fn acknowledgement(&self) -> (u16, &'static str) {
         (204, "")
+    }
+    fn bill_book(&self) -> std::sync::MutexGuard<'_, bills::BillBook> {
+        WechatPaySandbox::bill_book(self)
     }
     fn phone_and_app_products(&self) -> [(&'static str, Value); 2] {
         [

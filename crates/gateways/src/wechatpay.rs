@@ -117,6 +117,8 @@ struct Inner {
     /// Where the sandbox listens (its H5 pages are there).
     base_url: String,
     books: Mutex<Books>,
+    /// The money that moved, for the day's bills.
+    bills: Mutex<crate::bills::BillBook>,
 }
 
 /// A running sandbox gateway.
@@ -194,6 +196,7 @@ impl WechatPaySandbox {
             api_v3_key: payq_domain::crypto::random_hex(16),
             base_url: String::new(),
             books: Mutex::default(),
+            bills: Mutex::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -314,6 +317,8 @@ impl WechatPaySandbox {
                 books.transactions.get_mut(&refund.out_trade_no).ok_or_else(|| anyhow::anyhow!("no transaction"))?;
             let url = t.notify_url.clone();
             if status == "SUCCESS" {
+                let refund_id = format!("5030{}", out_refund_no.trim_start_matches("ref_"));
+                bills(&self.inner).refunded(&refund.out_trade_no, out_refund_no, &refund_id, refund.amount);
                 t.refunds.insert(out_refund_no.to_owned(), refund.amount);
                 t.trade_state = "REFUND".into();
             } else {
@@ -360,13 +365,20 @@ impl WechatPaySandbox {
     /// The buyer pays without WeChat Pay notifying anyone (a lost notification): only a
     /// query finds out.
     pub fn buyer_pays_silently(&self, out_trade_no: &str) -> bool {
-        match self.books().transactions.get_mut(out_trade_no) {
+        let amount = match self.books().transactions.get_mut(out_trade_no) {
             Some(t) if t.trade_state == "NOTPAY" => {
                 t.trade_state = "SUCCESS".into();
-                true
+                t.amount
             }
-            _ => false,
-        }
+            _ => return false,
+        };
+        self.bill_book().paid(out_trade_no, &transaction_id(out_trade_no), amount);
+        true
+    }
+
+    /// The money that moved at this gateway, for its bills (and for tests to spoil them).
+    pub fn bill_book(&self) -> MutexGuard<'_, crate::bills::BillBook> {
+        bills(&self.inner)
     }
 
     /// The buyer pays (also after payq closed the transaction: a late payment) and WeChat
@@ -378,6 +390,9 @@ impl WechatPaySandbox {
                 .transactions
                 .get_mut(out_trade_no)
                 .ok_or_else(|| anyhow::anyhow!("no transaction {out_trade_no}"))?;
+            if !matches!(t.trade_state.as_str(), "SUCCESS" | "REFUND") {
+                bills(&self.inner).paid(out_trade_no, &transaction_id(out_trade_no), t.amount);
+            }
             t.trade_state = "SUCCESS".into();
             (t.amount, t.notify_url.clone())
         };
@@ -659,6 +674,10 @@ async fn carry_out(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, 
             books.processing.insert(refund_no.clone(), ProcessingRefund { out_trade_no: no.clone(), amount, total });
             return signed(key, StatusCode::OK, Some(refund_json(&no, &refund_no, amount, total, "PROCESSING")));
         }
+        if !t.refunds.contains_key(&refund_no) {
+            let refund_id = format!("5030{}", refund_no.trim_start_matches("ref_"));
+            bills(inner).refunded(&no, &refund_no, &refund_id, amount);
+        }
         t.refunds.insert(refund_no.clone(), amount);
         t.trade_state = "REFUND".into();
         return signed(key, StatusCode::OK, Some(refund_json(&no, &refund_no, amount, t.amount, "SUCCESS")));
@@ -686,7 +705,60 @@ async fn carry_out(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, 
             None => error(key, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS"),
         };
     }
+    if method == Method::GET && path == "/v3/bill/tradebill" {
+        drop(books);
+        return trade_bill(inner, key, &uri);
+    }
+    if method == Method::GET && path == "/v3/billdownload/file" {
+        drop(books);
+        let token = query_param(&uri, "token");
+        // The file's answer is not signed: the digest the bill request gave vouches for it.
+        return match bills(inner).file(&token) {
+            Some(file) => ([("content-type", "application/octet-stream")], file).into_response(),
+            None => error(key, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS"),
+        };
+    }
     error(key, StatusCode::NOT_FOUND, "NOT_FOUND")
+}
+
+fn bills(inner: &Inner) -> MutexGuard<'_, crate::bills::BillBook> {
+    inner.bills.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn query_param(uri: &Uri, name: &str) -> String {
+    form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// `GET /v3/bill/tradebill`: the day's `ALL` bill as WeChat Pay makes it (gzip when asked
+/// for), behind a download URL, with its SHA1.
+fn trade_bill(inner: &Inner, key: &(String, MerchantKey), uri: &Uri) -> Response {
+    let date = query_param(uri, "bill_date");
+    if date.len() != 10 || query_param(uri, "bill_type") != "ALL" {
+        return error(key, StatusCode::BAD_REQUEST, "PARAM_ERROR");
+    }
+    let mut book = bills(inner);
+    if book.ask() {
+        return error(key, StatusCode::BAD_REQUEST, "NO_STATEMENT_EXIST");
+    }
+    let text =
+        payq_channels::wechatpay::bill::write_bill_text(&inner.app_id, &inner.mch_id, &date, &book.rows_for(&date));
+    let digest = payq_channels::wechatpay::bill::sha1_of(text.as_bytes());
+    let file = if query_param(uri, "tar_type") == "GZIP" {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        match gz.write_all(text.as_bytes()).and_then(|()| gz.finish()) {
+            Ok(file) => file,
+            Err(_) => return error(key, StatusCode::INTERNAL_SERVER_ERROR, "SYSTEM_ERROR"),
+        }
+    } else {
+        text.into_bytes()
+    };
+    let token = book.hand_out(file);
+    let url = format!("{}/v3/billdownload/file?token={token}", inner.base_url);
+    signed(key, StatusCode::OK, Some(json!({ "hash_type": "SHA1", "hash_value": digest, "download_url": url })))
 }
 
 fn refund_json(out_trade_no: &str, out_refund_no: &str, amount: i64, total: i64, status: &str) -> Value {

@@ -67,6 +67,21 @@ enum Command {
         #[command(flatten)]
         db: DatabaseArg,
     },
+    /// Reconcile one merchant's channel for one day against the channel's bill now, and
+    /// print the run and its discrepancies (docs/operations.md, "Reconciliation").
+    Reconcile {
+        /// The merchant (`mch_…`).
+        #[arg(long)]
+        merchant: String,
+        /// `alipay` or `wechatpay`.
+        #[arg(long)]
+        channel: String,
+        /// The bill date, `YYYY-MM-DD`.
+        #[arg(long)]
+        date: String,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
     /// Dead letters.
     Dlq {
         #[command(subcommand)]
@@ -116,6 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         | Command::Migrate { db }
         | Command::Merchant { db, .. }
         | Command::Verify { db }
+        | Command::Reconcile { db, .. }
         | Command::Dlq { db, .. }
         | Command::Timers { db, .. } => db.database_url.clone(),
         Command::Demo(_) | Command::Topology { .. } | Command::Load(_) | Command::Bench { .. } => None,
@@ -146,6 +162,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Merchant { command, .. } => ops::merchant(settings, command).await,
         Command::Verify { .. } => ops::verify(settings).await,
+        Command::Reconcile { merchant, channel, date, .. } => {
+            ops::reconcile(settings, &merchant, &channel, &date).await
+        }
         Command::Dlq { command, .. } => ops::dlq(settings, command).await,
         Command::Timers { command, .. } => ops::timers(settings, command).await,
         Command::Demo(args) => demo::run(args).await,

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use payq_app::Settings;
 use payq_app::usecases::CreateMerchant;
-use payq_domain::{DeadLetterId, Timestamp};
+use payq_domain::{BillChannel, BillDate, DeadLetterId, MerchantId, RunStatus, Timestamp};
 use payq_store::Store;
 use std::process::ExitCode;
 
@@ -148,6 +148,96 @@ pub async fn verify(settings: Settings) -> anyhow::Result<ExitCode> {
     print_lines(&lines);
     println!("payq verify: {} violation(s)", violations.len());
     Ok(ExitCode::from(1))
+}
+
+/// `payq reconcile`: runs one reconciliation in this process (a run that exists is run
+/// again, its result replaced) and prints it; exits 1 when it failed or found discrepancies.
+pub async fn reconcile(settings: Settings, merchant: &str, channel: &str, date: &str) -> anyhow::Result<ExitCode> {
+    let merchant: MerchantId = merchant.parse().context("--merchant")?;
+    let channel = BillChannel::parse(channel).context("--channel must be alipay or wechatpay")?;
+    let date: BillDate = date.parse().context("--date")?;
+    let store = open(&settings).await?;
+    let sim = payq_channels::sim::SimChannel::new(
+        store.clone(),
+        payq_domain::crypto::random_hex(16),
+        settings.sim.callback_delay,
+    )?;
+    let payq = payq_app::usecases::Payq::new(
+        store,
+        std::sync::Arc::new(payq_channels::sim::Sim(sim)),
+        std::sync::Arc::new(settings),
+    );
+    let run = payq.start_reconciliation(&merchant, channel, date).await?;
+    payq.run_reconciliation(&run.id, run.generation).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let run = payq.reconciliation_run(&run.id).await?;
+    let mut summary = table(&[
+        "run",
+        "channel",
+        "bill date",
+        "status",
+        "matched",
+        "missing in payq",
+        "missing at channel",
+        "amount mismatch",
+        "status mismatch",
+        "channel amount",
+        "payq amount",
+        "refunds",
+        "fees",
+    ]);
+    let c = run.counts;
+    let t = run.totals;
+    summary.add_row(vec![
+        run.id.to_string(),
+        run.channel.to_string(),
+        run.bill_date.to_string(),
+        run.status.as_str().to_owned(),
+        c.matched.to_string(),
+        c.missing_in_payq.to_string(),
+        c.missing_at_channel.to_string(),
+        c.amount_mismatch.to_string(),
+        c.status_mismatch.to_string(),
+        t.channel_amount.to_string(),
+        t.payq_amount.to_string(),
+        t.refunds.to_string(),
+        t.fees.to_string(),
+    ]);
+    println!("{summary}");
+    if let Some(error) = &run.error {
+        println!("error: {error}");
+    }
+    let found = payq.discrepancies(&run.id).await?;
+    if !found.is_empty() {
+        let mut list = table(&[
+            "discrepancy",
+            "kind",
+            "order no",
+            "payment",
+            "refund",
+            "payq",
+            "channel",
+            "payq status",
+            "channel status",
+        ]);
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let amount = |v: Option<i64>| v.map(|a| a.to_string()).unwrap_or_default();
+        for d in &found {
+            list.add_row(vec![
+                d.id.to_string(),
+                d.kind.as_str().to_owned(),
+                text(&d.merchant_order_no),
+                d.payment_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+                d.refund_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+                amount(d.payq_amount),
+                amount(d.channel_amount),
+                text(&d.payq_status),
+                text(&d.channel_status),
+            ]);
+        }
+        println!("{list}");
+    }
+    let clean = run.status == RunStatus::Completed && found.is_empty();
+    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<ExitCode> {

@@ -36,6 +36,11 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", detail)
     }
 
+    /// 400 `validation_failed`.
+    pub fn validation(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", detail)
+    }
+
     /// 401 `unauthorized`.
     pub fn unauthorized(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
@@ -213,6 +218,21 @@ impl From<RedeliverError> for ApiError {
             RedeliverError::EventNotFound => ApiError::not_found("event"),
             e @ RedeliverError::NoWebhook => invalid_state(&e),
             RedeliverError::Store(f) => f.into(),
+        }
+    }
+}
+
+impl From<crate::usecases::ReconcileError> for ApiError {
+    fn from(e: crate::usecases::ReconcileError) -> Self {
+        use crate::usecases::ReconcileError;
+        match e {
+            ReconcileError::MerchantNotFound => ApiError::not_found("merchant"),
+            ReconcileError::NotFound(what) => ApiError::not_found(what),
+            e @ ReconcileError::ChannelNotSetUp(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "channel_not_set_up", e.to_string())
+            }
+            ReconcileError::Invalid(d) => ApiError::validation(d),
+            ReconcileError::Store(f) => f.into(),
         }
     }
 }

@@ -12,6 +12,7 @@ mod merchants;
 pub mod middleware;
 mod orders;
 pub mod rate_limit;
+mod reconciliation;
 mod refunds;
 
 use crate::usecases::Payq;
@@ -147,6 +148,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::dead_letters))
         .routes(routes!(admin::replay))
         .routes(routes!(admin::stats))
+        .routes(routes!(reconciliation::list, reconciliation::start))
+        .routes(routes!(reconciliation::get))
+        .routes(routes!(reconciliation::discrepancies))
+        .routes(routes!(reconciliation::resolve))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

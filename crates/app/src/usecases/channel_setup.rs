@@ -309,6 +309,10 @@ impl Payq {
             Some(key.seal(&plain))
         };
         tx.set_channel_secrets(&merchant.id, sealed.as_deref()).await?;
+        if !channels.is_empty() {
+            // Its bills are reconciled daily from now on.
+            self.schedule_next_reconciliation_in(tx).await?;
+        }
         merchant.channels = channels.public();
         Ok(())
     }

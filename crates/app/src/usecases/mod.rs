@@ -11,6 +11,7 @@ mod merchants;
 mod orders;
 mod pay_products;
 mod payments;
+mod reconciliation;
 mod refunds;
 mod webhooks;
 
@@ -26,6 +27,7 @@ pub use merchants::{
 };
 pub use orders::{CreateOrder, CreateOrderOutcome, PayOrder, ShipOrder};
 pub use pay_products::Payer;
+pub use reconciliation::{ReconcileError, refresh_discrepancy_gauge};
 pub use refunds::CreateRefund;
 pub use webhooks::{DeliveryOutcome, DeliveryTurn, RedeliverError};
 

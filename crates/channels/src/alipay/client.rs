@@ -9,6 +9,7 @@
 //! the payment pending for the query schedule to settle.
 
 use super::protocol::{self as protocol, AlipayPublicKey, AppKey};
+use crate::bill::{Bill, BillError};
 use crate::{ChannelError, ChannelStatus, RefundOutcome};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -246,6 +247,45 @@ impl AlipayClient {
             (_, "ACQ.SYSTEM_ERROR") => Err(unavailable(format!("refund: {}", business_error(&node)))),
             _ => Ok(RefundOutcome::Refused { reason: business_error(&node) }),
         }
+    }
+}
+
+/// How long a bill download may take (bills are larger than any other answer).
+const BILL_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl AlipayClient {
+    /// The day's trade bill (`date`: `YYYY-MM-DD`, China time): asks
+    /// `alipay.data.dataservice.bill.downloadurl.query` for its URL, downloads the zip and
+    /// reads its detail file (docs/channels.md, "Reconciliation").
+    pub async fn trade_bill(&self, account: &AlipayAccount, date: &str) -> Result<Bill, BillError> {
+        let biz = json!({ "bill_type": "trade", "bill_date": date });
+        let node = self
+            .call(account, "alipay.data.dataservice.bill.downloadurl.query", biz, None)
+            .await
+            .map_err(|e| BillError::Unavailable(e.to_string()))?;
+        let url = match (text_code(&node), text(&node, "sub_code")) {
+            (SUCCESS, _) => text(&node, "bill_download_url").to_owned(),
+            (_, "isp.bill_not_exist" | "isp.bill_not_ready") => return Err(BillError::NotReady(business_error(&node))),
+            (_, sub) if sub.starts_with("isp.") => return Err(BillError::Unavailable(business_error(&node))),
+            _ => return Err(BillError::Refused(business_error(&node))),
+        };
+        if url.is_empty() {
+            return Err(BillError::Unavailable("alipay: the bill answer has no bill_download_url".into()));
+        }
+        let answer = self
+            .http
+            .get(&url)
+            .timeout(BILL_DOWNLOAD_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| BillError::Unavailable(format!("alipay: bill download: {e}")))?;
+        if !answer.status().is_success() {
+            return Err(BillError::Unavailable(format!("alipay: bill download: HTTP {}", answer.status())));
+        }
+        let raw =
+            answer.bytes().await.map_err(|e| BillError::Unavailable(format!("alipay: bill download: {e}")))?.to_vec();
+        let rows = super::bill::parse_bill_zip(&raw)?;
+        Ok(Bill { rows, raw })
     }
 }
 

@@ -5,9 +5,11 @@
 //! `alipay.trade.query` when none comes. payq's payment id is Alipay's `out_trade_no`; a
 //! refund's id is its `out_request_no`.
 
+pub mod bill;
 pub mod client;
 pub mod protocol;
 
+use crate::bill::{Bill, BillError};
 use crate::{ChannelError, ChannelStatus, PaymentChannel, PaymentRequest, RefundOutcome, Started};
 use client::{AlipayAccount, AlipayClient, BuyerPage, Precreate};
 use futures_util::FutureExt;
@@ -78,5 +80,9 @@ impl PaymentChannel for Alipay {
         amount: i64,
     ) -> BoxFuture<'a, Result<RefundOutcome, ChannelError>> {
         self.client.refund(&self.account, payment_id.as_str(), refund_id.as_str(), amount).boxed()
+    }
+
+    fn trade_bill<'a>(&'a self, date: &'a str) -> BoxFuture<'a, Result<Bill, BillError>> {
+        self.client.trade_bill(&self.account, date).boxed()
     }
 }

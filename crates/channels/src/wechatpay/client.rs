@@ -11,6 +11,7 @@
 //! or the refund for its retries, to settle.
 
 use super::protocol::{self as protocol, MerchantKey, SignatureHeaders, SignedRequest, VerificationKey};
+use crate::bill::{Bill, BillError};
 use crate::{ChannelError, ChannelStatus, RefundOutcome};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -151,6 +152,37 @@ impl WechatPayClient {
         Ok(WechatPayClient { http: reqwest::Client::builder().timeout(timeout).build()? })
     }
 
+    /// A request to `url` (whose path and query are `path_and_query`) signed with the
+    /// merchant's key, `body` being what it will carry.
+    fn signed(
+        &self,
+        account: &WechatPayAccount,
+        method: Method,
+        url: &str,
+        path_and_query: &str,
+        body: &str,
+    ) -> reqwest::RequestBuilder {
+        let nonce = payq_domain::crypto::random_hex(16).to_ascii_uppercase();
+        let request = SignedRequest {
+            method: method.as_str(),
+            path_and_query,
+            timestamp: payq_domain::Timestamp::now().unix_seconds(),
+            nonce: &nonce,
+            body,
+        };
+        let authorization = request.authorization(&account.merchant_key, &account.mch_id, &account.serial_no);
+        let mut builder = self
+            .http
+            .request(method, url)
+            .header("authorization", authorization)
+            .header("accept", "application/json")
+            .header("user-agent", concat!("payq/", env!("CARGO_PKG_VERSION")));
+        if let Some(id) = &account.public_key_id {
+            builder = builder.header("wechatpay-serial", id);
+        }
+        builder
+    }
+
     /// Sends a signed request; an answer that is not a 2xx or 4xx, or a 2xx whose
     /// signature does not verify, is an error.
     async fn call(
@@ -161,25 +193,8 @@ impl WechatPayClient {
         body: Option<&Value>,
     ) -> Result<Answer, ChannelError> {
         let body = body.map(Value::to_string).unwrap_or_default();
-        let nonce = payq_domain::crypto::random_hex(16).to_ascii_uppercase();
-        let request = SignedRequest {
-            method: method.as_str(),
-            path_and_query,
-            timestamp: payq_domain::Timestamp::now().unix_seconds(),
-            nonce: &nonce,
-            body: &body,
-        };
-        let authorization = request.authorization(&account.merchant_key, &account.mch_id, &account.serial_no);
         let url = format!("{}{path_and_query}", account.base_url.trim_end_matches('/'));
-        let mut builder = self
-            .http
-            .request(method.clone(), url)
-            .header("authorization", authorization)
-            .header("accept", "application/json")
-            .header("user-agent", concat!("payq/", env!("CARGO_PKG_VERSION")));
-        if let Some(id) = &account.public_key_id {
-            builder = builder.header("wechatpay-serial", id);
-        }
+        let mut builder = self.signed(account, method.clone(), &url, path_and_query, &body);
         if method != Method::GET {
             builder = builder.header("content-type", "application/json").body(body);
         }
@@ -318,6 +333,56 @@ impl WechatPayClient {
             }
             _ => Err(unavailable(format!("refund: {}", answer.error()))),
         }
+    }
+}
+
+/// How long a bill download may take (bills are larger than any other answer).
+const BILL_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl WechatPayClient {
+    /// The day's trade bill (`date`: `YYYY-MM-DD`): `GET /v3/bill/tradebill` (signed
+    /// answer) gives the download URL and the file's SHA1; the file is fetched with a signed
+    /// request (its answer is not signed: the digest vouches for it) and read
+    /// (docs/channels.md, "Reconciliation").
+    pub async fn trade_bill(&self, account: &WechatPayAccount, date: &str) -> Result<Bill, BillError> {
+        let path = format!("/v3/bill/tradebill?bill_date={date}&bill_type=ALL&tar_type=GZIP");
+        let answer =
+            self.call(account, Method::GET, &path, None).await.map_err(|e| BillError::Unavailable(e.to_string()))?;
+        match answer.status {
+            200..300 => {}
+            _ if answer.verified_error("NO_STATEMENT_EXIST") || answer.verified_error("STATEMENT_CREATING") => {
+                return Err(BillError::NotReady(format!("wechatpay: {}", answer.error())));
+            }
+            _ if answer.verified && answer.code() != "SYSTEM_ERROR" => {
+                return Err(BillError::Refused(format!("wechatpay: {}", answer.error())));
+            }
+            _ => return Err(BillError::Unavailable(format!("wechatpay: tradebill: {}", answer.error()))),
+        }
+        let url = text(&answer.body, "download_url").to_owned();
+        let digest = text(&answer.body, "hash_value").to_owned();
+        let hash_type = text(&answer.body, "hash_type");
+        if url.is_empty() || digest.is_empty() || !hash_type.eq_ignore_ascii_case("SHA1") {
+            return Err(BillError::Unavailable(format!("wechatpay: tradebill answered {}", answer.body)));
+        }
+        let path_and_query = reqwest::Url::parse(&url)
+            .map(|u| match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_owned(),
+            })
+            .map_err(|e| BillError::Unavailable(format!("wechatpay: download_url {url:?}: {e}")))?;
+        let file = self
+            .signed(account, Method::GET, &url, &path_and_query, "")
+            .timeout(BILL_DOWNLOAD_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| BillError::Unavailable(format!("wechatpay: bill download: {e}")))?;
+        if !file.status().is_success() {
+            return Err(BillError::Unavailable(format!("wechatpay: bill download: HTTP {}", file.status())));
+        }
+        let raw =
+            file.bytes().await.map_err(|e| BillError::Unavailable(format!("wechatpay: bill download: {e}")))?.to_vec();
+        let rows = super::bill::parse_bill_file(&raw, &digest)?;
+        Ok(Bill { rows, raw })
     }
 }
 

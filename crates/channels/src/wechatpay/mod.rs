@@ -7,6 +7,7 @@
 //! asks for the transaction when none comes. payq's payment id is WeChat Pay's
 //! `out_trade_no`; a refund's id is its `out_refund_no`.
 
+pub mod bill;
 pub mod client;
 pub mod protocol;
 
@@ -130,5 +131,9 @@ impl PaymentChannel for WechatPay {
         amount: i64,
     ) -> BoxFuture<'a, Result<RefundOutcome, ChannelError>> {
         self.client.refund(&self.account, payment_id.as_str(), refund_id.as_str(), amount).boxed()
+    }
+
+    fn trade_bill<'a>(&'a self, date: &'a str) -> BoxFuture<'a, Result<crate::bill::Bill, crate::bill::BillError>> {
+        self.client.trade_bill(&self.account, date).boxed()
     }
 }

@@ -26,6 +26,7 @@ mod orders;
 mod pay_products;
 mod payments;
 mod real_channels;
+mod reconciliation;
 mod refunds;
 mod security;
 mod self_service;

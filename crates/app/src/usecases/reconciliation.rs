@@ -1,0 +1,592 @@
+//! Reconciliation (对账): every day, for each merchant and real channel, the channel's bill
+//! for the previous day against payq's payments and refunds (docs/channels.md,
+//! "Reconciliation"; docs/operations.md says what to do with each discrepancy).
+//!
+//! The day's timer (`reconciliation.day`) is set once however many processes start (a row
+//! per bill date); it opens one run per merchant and channel, each run a job of its own
+//! (`reconciliation.run`) that downloads the bill, matches it and records the result in one
+//! transaction. A run started again gets a new generation: an older start's job finds it
+//! replaced and does nothing.
+
+use super::{Payq, ProcessError, StoreFault};
+use crate::jobs::{Job, ReconciliationDayJob, ReconciliationRunJob};
+use payq_channels::bill::{BillError, BillRow, BillRowKind, BillRowStatus};
+use payq_domain::{
+    BillChannel, BillDate, Discrepancy, DiscrepancyId, DiscrepancyKind, EventType, MerchantId, PaymentId,
+    ReconciliationId, ReconciliationRun, RunCounts, RunStatus, RunTotals, Timestamp,
+};
+use payq_store::{NewDiscrepancy, NewEvent, Recorded, RunFilter, RunResult, StoreError, Tx};
+use std::collections::{HashMap, HashSet};
+
+/// Why a reconciliation could not be started or a discrepancy resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("merchant not found")]
+    MerchantNotFound,
+    /// The merchant has not set the channel up.
+    #[error("the merchant has no {0} credentials; set them with PATCH /v1/merchants/{{id}}")]
+    ChannelNotSetUp(BillChannel),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A bill date in the future, or too far back for the channels to have a bill.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreFault),
+}
+
+impl From<StoreError> for ReconcileError {
+    fn from(e: StoreError) -> Self {
+        ReconcileError::Store(e.into())
+    }
+}
+
+/// The instant a calendar day starts in `zone`.
+fn day_start(date: BillDate, zone: &jiff::tz::TimeZone) -> Result<Timestamp, ProcessError> {
+    let d = date.date();
+    let civil = jiff::civil::date(d.year() as i16, u8::from(d.month()) as i8, d.day() as i8);
+    let zoned =
+        civil.at(0, 0, 0, 0).to_zoned_datetime(zone.clone()).map_err(|e| ProcessError::Broken(e.to_string()))?;
+    Ok(Timestamp::from_millis(zoned.timestamp().as_millisecond()))
+}
+
+/// The bill date whose reconciliation is due next after `now`, and when.
+fn next_due(
+    now: Timestamp,
+    zone: &jiff::tz::TimeZone,
+    (hour, minute): (i8, i8),
+) -> Result<(BillDate, Timestamp), ProcessError> {
+    let broken = |e: jiff::Error| ProcessError::Broken(e.to_string());
+    let now = jiff::Timestamp::from_millisecond(now.millis()).map_err(broken)?.to_zoned_datetime(zone.clone());
+    let mut day = now.date();
+    loop {
+        let due = day.at(hour, minute, 0, 0).to_zoned_datetime(zone.clone()).map_err(broken)?;
+        if due > now {
+            let previous = day.yesterday().map_err(broken)?;
+            let date = time::Date::from_calendar_date(
+                i32::from(previous.year()),
+                time::Month::try_from(previous.month() as u8).map_err(|e| ProcessError::Broken(e.to_string()))?,
+                previous.day() as u8,
+            )
+            .map_err(|e| ProcessError::Broken(e.to_string()))?;
+            return Ok((BillDate::new(date), Timestamp::from_millis(due.timestamp().as_millisecond())));
+        }
+        day = day.tomorrow().map_err(broken)?;
+    }
+}
+
+/// The outcome of matching a bill with payq's records.
+#[derive(Debug, Default)]
+pub(crate) struct Matched {
+    pub counts: RunCounts,
+    pub totals: RunTotals,
+    pub discrepancies: Vec<NewDiscrepancy>,
+    pub fees: Vec<(PaymentId, i64)>,
+    /// Payments the channel took that payq has not settled: to be asked about and settled.
+    pub to_settle: Vec<PaymentId>,
+}
+
+/// Matches a bill's `rows` with the day's succeeded payments and refunds of `merchant`
+/// (`day_payments`, `day_refunds`) and with `others` (records the rows name that are not
+/// among them, by id: another day's, another merchant's, or not succeeded).
+pub(crate) fn match_bill(
+    merchant: &MerchantId,
+    rows: &[BillRow],
+    day_payments: &[Recorded],
+    day_refunds: &[Recorded],
+    others: &HashMap<String, Recorded>,
+) -> Matched {
+    let mut out = Matched::default();
+    let payments: HashMap<&str, &Recorded> = day_payments.iter().map(|r| (r.id.as_str(), r)).collect();
+    let refunds: HashMap<&str, &Recorded> = day_refunds.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut seen: HashSet<&str> = HashSet::new();
+    out.totals.payq_amount = day_payments.iter().map(|p| p.amount).sum();
+    for row in rows {
+        let no = match row.kind {
+            BillRowKind::Payment => row.out_trade_no.as_str(),
+            BillRowKind::Refund => row.out_refund_no.as_deref().unwrap_or_default(),
+        };
+        let day = match row.kind {
+            BillRowKind::Payment => payments.get(no).copied(),
+            BillRowKind::Refund => refunds.get(no).copied(),
+        };
+        let recorded = day.or_else(|| others.get(no));
+        // An account shared by several merchants: another merchant's row is theirs.
+        if recorded.is_some_and(|r| &r.merchant_id != merchant) {
+            continue;
+        }
+        let succeeded_at_channel = row.status == BillRowStatus::Succeeded;
+        if succeeded_at_channel {
+            match row.kind {
+                BillRowKind::Payment => {
+                    out.totals.channel_amount += row.amount;
+                    out.totals.fees += row.fee;
+                }
+                BillRowKind::Refund => {
+                    out.totals.refunds += row.amount;
+                    out.totals.fees -= row.fee;
+                }
+            }
+        }
+        let found = |kind: DiscrepancyKind, r: Option<&Recorded>| NewDiscrepancy {
+            kind,
+            payment_id: r
+                .map(|r| r.payment_id.as_str())
+                .or(Some(row.out_trade_no.as_str()))
+                .and_then(|p| p.parse().ok()),
+            refund_id: match row.kind {
+                BillRowKind::Refund => Some(no).and_then(|n| n.parse().ok()),
+                BillRowKind::Payment => None,
+            },
+            channel_txn_id: Some(row.channel_txn_id.clone()).filter(|t| !t.is_empty()),
+            merchant_order_no: Some(row.out_trade_no.clone()),
+            payq_amount: r.map(|r| r.amount),
+            channel_amount: Some(row.amount),
+            payq_status: r.map(|r| r.status.clone()),
+            channel_status: Some(row.status.as_str().to_owned()),
+        };
+        let payq_succeeded = recorded.is_some_and(|r| r.status == "succeeded");
+        if let Some(r) = recorded {
+            seen.insert(r.id.as_str());
+        }
+        let kind = match (succeeded_at_channel, recorded) {
+            // Not money that moved, and payq does not count it as such either.
+            (false, _) if !payq_succeeded => continue,
+            (false, _) => Some(DiscrepancyKind::StatusMismatch),
+            (true, None) => Some(DiscrepancyKind::MissingInPayq),
+            (true, Some(r)) if r.status != "succeeded" => match row.kind {
+                BillRowKind::Payment => {
+                    if let Ok(id) = r.id.parse() {
+                        out.to_settle.push(id);
+                    }
+                    Some(DiscrepancyKind::MissingInPayq)
+                }
+                BillRowKind::Refund => Some(DiscrepancyKind::StatusMismatch),
+            },
+            (true, Some(r)) if r.amount != row.amount => Some(DiscrepancyKind::AmountMismatch),
+            (true, Some(_)) => None,
+        };
+        if row.kind == BillRowKind::Payment
+            && succeeded_at_channel
+            && let Some(r) = recorded
+            && let Ok(id) = r.id.parse()
+        {
+            out.fees.push((id, row.fee));
+        }
+        match kind {
+            Some(kind) => {
+                out.counts.add(kind);
+                out.discrepancies.push(found(kind, recorded));
+            }
+            None => out.counts.matched += 1,
+        }
+    }
+    for r in day_payments.iter().chain(day_refunds) {
+        if seen.contains(r.id.as_str()) {
+            continue;
+        }
+        let is_refund = r.id != r.payment_id;
+        out.counts.add(DiscrepancyKind::MissingAtChannel);
+        out.discrepancies.push(NewDiscrepancy {
+            kind: DiscrepancyKind::MissingAtChannel,
+            payment_id: r.payment_id.parse().ok(),
+            refund_id: if is_refund { r.id.parse().ok() } else { None },
+            channel_txn_id: None,
+            merchant_order_no: Some(r.payment_id.clone()),
+            payq_amount: Some(r.amount),
+            channel_amount: None,
+            payq_status: Some(r.status.clone()),
+            channel_status: None,
+        });
+    }
+    out
+}
+
+impl Payq {
+    /// Sets the timer of the next day's reconciliation, unless a process already has.
+    pub async fn schedule_next_reconciliation(&self) -> Result<(), StoreFault> {
+        let mut tx = self.store.begin().await?;
+        self.schedule_next_reconciliation_in(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// [`Payq::schedule_next_reconciliation`] inside `tx` (when a merchant sets a real
+    /// channel up).
+    pub(crate) async fn schedule_next_reconciliation_in(&self, tx: &mut Tx) -> Result<(), StoreFault> {
+        let settings = &self.settings.reconciliation;
+        let unexpected = |e: String| StoreFault::Unexpected(anyhow::anyhow!(e));
+        let zone = settings.zone().map_err(|e| unexpected(e.to_string()))?;
+        let at = settings.time_of_day().map_err(|e| unexpected(e.to_string()))?;
+        let (date, due) = next_due(Timestamp::now(), &zone, at).map_err(|e| unexpected(e.to_string()))?;
+        schedule_day(tx, date, due).await
+    }
+
+    /// The day's timer: opens a run for each merchant and real channel (a run that exists
+    /// is left alone), and sets the next day's timer.
+    pub async fn reconciliation_day(&self, date: BillDate) -> Result<(), ProcessError> {
+        let settings = &self.settings.reconciliation;
+        let zone = settings.zone().map_err(|e| ProcessError::Broken(e.to_string()))?;
+        let at = settings.time_of_day().map_err(|e| ProcessError::Broken(e.to_string()))?;
+        let mut merchants = Vec::new();
+        for channel in BillChannel::ALL {
+            for merchant in self.store.merchants_with_channel(channel).await.map_err(StoreFault::from)? {
+                merchants.push((merchant, channel));
+            }
+        }
+        let mut tx = self.store.begin().await.map_err(StoreFault::from)?;
+        for (merchant, channel) in &merchants {
+            let (run, start) = tx.open_run(merchant, *channel, date, false).await.map_err(StoreFault::from)?;
+            if start {
+                schedule_run(&mut tx, &run, Timestamp::now()).await?;
+            }
+        }
+        if let Some(next) = date.next() {
+            let (_, due) = next_due(day_start(next, &zone)?, &zone, at)?;
+            schedule_day(&mut tx, next, due).await?;
+        }
+        tx.commit().await.map_err(StoreFault::from)?;
+        Ok(())
+    }
+
+    /// Starts (or starts again) the reconciliation of `merchant`'s `channel` for `date`
+    /// now; its result replaces the earlier one when it completes.
+    pub async fn start_reconciliation(
+        &self,
+        merchant: &MerchantId,
+        channel: BillChannel,
+        date: BillDate,
+    ) -> Result<ReconciliationRun, ReconcileError> {
+        let m = match self.store.merchant(merchant).await {
+            Ok(m) => m,
+            Err(StoreError::NotFound) => return Err(ReconcileError::MerchantNotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let set_up = match channel {
+            BillChannel::Alipay => m.channels.alipay.is_some(),
+            BillChannel::Wechatpay => m.channels.wechatpay.is_some(),
+        };
+        if !set_up {
+            return Err(ReconcileError::ChannelNotSetUp(channel));
+        }
+        let zone = self.settings.reconciliation.zone().map_err(|e| ReconcileError::Invalid(e.to_string()))?;
+        let today = jiff::Timestamp::now().to_zoned_datetime(zone).date();
+        let today = format!("{today}").parse::<BillDate>().map_err(|e| ReconcileError::Invalid(e.to_string()))?;
+        if date > today {
+            return Err(ReconcileError::Invalid(format!("bill_date {date} is in the future")));
+        }
+        let mut tx = self.store.begin().await?;
+        let (run, _) = tx.open_run(merchant, channel, date, true).await?;
+        schedule_run(&mut tx, &run, Timestamp::now()).await?;
+        tx.commit().await?;
+        Ok(run)
+    }
+
+    /// One start of a run: downloads the bill, matches it, records the result. A bill not
+    /// ready is asked for again after `retry_every` for `retry_for`; a bill that cannot be
+    /// read fails the run and changes nothing else.
+    pub async fn run_reconciliation(&self, id: &ReconciliationId, generation: i64) -> Result<(), ProcessError> {
+        let mut tx = self.store.begin().await.map_err(StoreFault::from)?;
+        let started = tx.start_run(id, generation).await.map_err(StoreFault::from)?;
+        tx.commit().await.map_err(StoreFault::from)?;
+        let Some((run, first_asked)) = started else {
+            return Ok(()); // replaced by a newer start, or already ended
+        };
+        let date = run.bill_date.to_string();
+        let bill = match self.channel_for(run.channel.as_str(), &run.merchant_id).await {
+            Ok(channel) => channel.trade_bill(&date).await,
+            Err(e) => Err(BillError::Refused(e.to_string())),
+        };
+        let bill = match bill {
+            Ok(bill) => bill,
+            Err(e @ (BillError::NotReady(_) | BillError::Unavailable(_))) => {
+                return self.wait_for_bill(&run, first_asked, &e.to_string()).await;
+            }
+            Err(e @ (BillError::Refused(_) | BillError::Malformed(_) | BillError::Unsupported(_))) => {
+                tracing::warn!(run = %run.id, error = %e, "reconciliation failed");
+                let mut tx = self.store.begin().await.map_err(StoreFault::from)?;
+                tx.set_run_status(&run.id, generation, RunStatus::Failed, &e.to_string())
+                    .await
+                    .map_err(StoreFault::from)?;
+                tx.commit().await.map_err(StoreFault::from)?;
+                return Ok(());
+            }
+        };
+        let zone = self.settings.reconciliation.zone().map_err(|e| ProcessError::Broken(e.to_string()))?;
+        let (from, to) =
+            (day_start(run.bill_date, &zone)?, day_start(run.bill_date.next().unwrap_or(run.bill_date), &zone)?);
+        let payments =
+            self.store.succeeded_payments(&run.merchant_id, run.channel, from, to).await.map_err(StoreFault::from)?;
+        let refunds =
+            self.store.succeeded_refunds(&run.merchant_id, run.channel, from, to).await.map_err(StoreFault::from)?;
+        let known: HashSet<&str> = payments.iter().chain(&refunds).map(|r| r.id.as_str()).collect();
+        let mut others = HashMap::new();
+        for row in &bill.rows {
+            let (no, refund) = match row.kind {
+                BillRowKind::Payment => (row.out_trade_no.as_str(), false),
+                BillRowKind::Refund => (row.out_refund_no.as_deref().unwrap_or_default(), true),
+            };
+            if no.is_empty() || known.contains(no) || others.contains_key(no) {
+                continue;
+            }
+            let found =
+                if refund { self.store.recorded_refund(no).await } else { self.store.recorded_payment(no).await };
+            if let Some(r) = found.map_err(StoreFault::from)? {
+                others.insert(no.to_owned(), r);
+            }
+        }
+        let matched = match_bill(&run.merchant_id, &bill.rows, &payments, &refunds, &others);
+        // Money the channel took that payq never settled: asked about at once and settled
+        // the ordinary way (a closed order's late payment is refunded), once.
+        for payment in &matched.to_settle {
+            self.settle_from_channel(payment).await?;
+        }
+        let result = RunResult {
+            counts: matched.counts,
+            totals: matched.totals,
+            bill: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bill.raw),
+            discrepancies: matched.discrepancies,
+            fees: matched.fees,
+        };
+        let mut tx = self.store.begin().await.map_err(StoreFault::from)?;
+        if tx.complete_run(&run.id, generation, &result).await.map_err(StoreFault::from)? {
+            let run = ReconciliationRun {
+                status: RunStatus::Completed,
+                counts: result.counts,
+                totals: result.totals,
+                completed_at: Some(Timestamp::now()),
+                error: None,
+                ..run.clone()
+            };
+            announce(&mut tx, &run).await?;
+        }
+        tx.commit().await.map_err(StoreFault::from)?;
+        tracing::info!(run = %run.id, merchant = %run.merchant_id, channel = %run.channel, date = %date,
+            matched = result.counts.matched, discrepancies = result.counts.discrepancies(), "reconciliation completed");
+        self.refresh_discrepancy_gauge().await;
+        Ok(())
+    }
+
+    /// A bill not ready (or a channel not answering): ask again after `retry_every`, for
+    /// `retry_for` since the first request; then the run fails with the channel's answer.
+    async fn wait_for_bill(
+        &self,
+        run: &ReconciliationRun,
+        first_asked: Timestamp,
+        why: &str,
+    ) -> Result<(), ProcessError> {
+        let settings = &self.settings.reconciliation;
+        let retry_at = Timestamp::now().plus_millis(settings.retry_every.as_millis());
+        let gave_up = retry_at.millis() - first_asked.millis() > settings.retry_for.as_millis();
+        let mut tx = self.store.begin().await.map_err(StoreFault::from)?;
+        if gave_up {
+            let error = format!("no bill after {}: {why}", settings.retry_for);
+            tx.set_run_status(&run.id, run.generation, RunStatus::Failed, &error).await.map_err(StoreFault::from)?;
+        } else if tx
+            .set_run_status(&run.id, run.generation, RunStatus::WaitingForBill, why)
+            .await
+            .map_err(StoreFault::from)?
+        {
+            schedule_run(&mut tx, run, retry_at).await?;
+        }
+        tx.commit().await.map_err(StoreFault::from)?;
+        Ok(())
+    }
+
+    /// Asks the channel about a payment it has as paid and settles it through the ordinary
+    /// path (once: a payment already settled is left alone).
+    async fn settle_from_channel(&self, payment_id: &PaymentId) -> Result<(), ProcessError> {
+        let payment = self.store.payment(payment_id).await.map_err(StoreFault::from)?;
+        if payment.status == payq_domain::PaymentStatus::Succeeded {
+            return Ok(());
+        }
+        let call = Some(payq_store::ChannelCall::Query(payment_id));
+        self.claim_call(call).await?;
+        let settled = async {
+            let status =
+                self.channel_for(&payment.channel, &payment.merchant_id).await?.query_payment(payment_id).await?;
+            if let payq_channels::ChannelStatus::Succeeded { .. } = status {
+                self.apply_channel_status(payment_id, status).await?;
+            }
+            Ok(())
+        };
+        self.release_after(call, settled.await).await
+    }
+
+    /// Runs matching `filter`, newest first: at most `limit`, and whether there are more.
+    pub async fn reconciliation_runs(
+        &self,
+        filter: &RunFilter,
+        limit: u32,
+    ) -> Result<(Vec<ReconciliationRun>, bool), ReconcileError> {
+        let mut runs = self.store.reconciliation_runs(filter, limit.saturating_add(1)).await?;
+        let more = runs.len() > limit as usize;
+        runs.truncate(limit as usize);
+        Ok((runs, more))
+    }
+
+    /// A run by id.
+    pub async fn reconciliation_run(&self, id: &ReconciliationId) -> Result<ReconciliationRun, ReconcileError> {
+        match self.store.reconciliation_run(id).await {
+            Ok(run) => Ok(run),
+            Err(StoreError::NotFound) => Err(ReconcileError::NotFound("reconciliation")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A run's discrepancies.
+    pub async fn discrepancies(&self, id: &ReconciliationId) -> Result<Vec<Discrepancy>, ReconcileError> {
+        self.reconciliation_run(id).await?;
+        Ok(self.store.discrepancies(id).await?)
+    }
+
+    /// Resolves a discrepancy with a note, recording who (`by`) and when.
+    pub async fn resolve_discrepancy(
+        &self,
+        id: &DiscrepancyId,
+        by: &str,
+        note: &str,
+    ) -> Result<Discrepancy, ReconcileError> {
+        super::check_text("note", Some(note), 1000).map_err(|e| ReconcileError::Invalid(e.to_string()))?;
+        let mut tx = self.store.begin().await?;
+        let resolved = match tx.resolve_discrepancy(id, by, note).await {
+            Ok(d) => d,
+            Err(StoreError::NotFound) => return Err(ReconcileError::NotFound("discrepancy")),
+            Err(e) => return Err(e.into()),
+        };
+        tx.commit().await?;
+        self.refresh_discrepancy_gauge().await;
+        Ok(resolved)
+    }
+
+    /// Sets `payq_reconciliation_discrepancies{channel,kind}` from the store.
+    pub async fn refresh_discrepancy_gauge(&self) {
+        refresh_discrepancy_gauge(&self.store).await;
+    }
+}
+
+/// Sets `payq_reconciliation_discrepancies{channel,kind}` (open discrepancies) from `store`.
+pub async fn refresh_discrepancy_gauge(store: &payq_store::Store) {
+    let Ok(open) = store.open_discrepancy_counts().await else {
+        return;
+    };
+    for channel in BillChannel::ALL {
+        for kind in DiscrepancyKind::ALL {
+            let n = open.iter().find(|(c, k, _)| c == channel.as_str() && k == kind.as_str()).map_or(0, |(_, _, n)| *n);
+            #[allow(clippy::cast_precision_loss)]
+            metrics::gauge!("payq_reconciliation_discrepancies", "channel" => channel.as_str(), "kind" => kind.as_str())
+                .set(n as f64);
+        }
+    }
+}
+
+/// Sets the timer of `date`'s reconciliation at `due`, unless it is set.
+async fn schedule_day(tx: &mut Tx, date: BillDate, due: Timestamp) -> Result<(), StoreFault> {
+    if tx.schedule_reconciliation_day(date, due).await? {
+        let job = Job::ReconciliationDay(ReconciliationDayJob { bill_date: date });
+        tx.schedule(job.message(&date.to_string(), due)).await?;
+    }
+    Ok(())
+}
+
+/// Schedules the job that starts `run`'s current generation at `at`.
+async fn schedule_run(tx: &mut Tx, run: &ReconciliationRun, at: Timestamp) -> Result<(), StoreFault> {
+    let job = Job::ReconciliationRun(ReconciliationRunJob { run_id: run.id.clone(), generation: run.generation });
+    tx.schedule(job.message(run.id.as_str(), at)).await?;
+    Ok(())
+}
+
+/// Appends `reconciliation.completed` to the merchant's event log and schedules its
+/// webhook delivery (with RabbitMQ, its announcement), as for every event.
+async fn announce(tx: &mut Tx, run: &ReconciliationRun) -> Result<(), StoreFault> {
+    let data = serde_json::json!({ "reconciliation": run });
+    let (event, seq) = tx
+        .insert_event(NewEvent {
+            event_type: EventType::ReconciliationCompleted,
+            merchant_id: &run.merchant_id,
+            order_id: None,
+            data,
+        })
+        .await?;
+    if tx.announces_all_events() || {
+        let merchant = tx.merchant(&run.merchant_id).await?;
+        merchant.webhook_url.is_some() && merchant.wants(EventType::ReconciliationCompleted.as_str())
+    } {
+        let mut delivery =
+            Job::WebhookDeliver(crate::jobs::WebhookDeliverJob { event_id: event.id, redelivery: false })
+                .message(run.id.as_str(), Timestamp::now());
+        delivery.ordinal = Some(seq);
+        tx.schedule(delivery).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded(id: &str, merchant: &MerchantId, amount: i64, status: &str) -> Recorded {
+        Recorded {
+            id: id.into(),
+            merchant_id: merchant.clone(),
+            payment_id: id.into(),
+            amount,
+            status: status.into(),
+            channel: "alipay".into(),
+        }
+    }
+
+    fn paid(no: &str, amount: i64) -> BillRow {
+        BillRow {
+            kind: BillRowKind::Payment,
+            out_trade_no: no.into(),
+            out_refund_no: None,
+            channel_txn_id: format!("t{no}"),
+            amount,
+            fee: 6,
+            status: BillRowStatus::Succeeded,
+        }
+    }
+
+    #[test]
+    fn each_row_and_record_ends_as_one_outcome() {
+        let me = MerchantId::generate();
+        let them = MerchantId::generate();
+        let p = |n: u8| format!("pay_{:032x}", n);
+        let day = vec![
+            recorded(&p(1), &me, 100, "succeeded"),
+            recorded(&p(2), &me, 200, "succeeded"),
+            recorded(&p(3), &me, 300, "succeeded"),
+        ];
+        let others = HashMap::from([
+            (p(4), recorded(&p(4), &me, 400, "closed")),
+            (p(5), recorded(&p(5), &them, 500, "succeeded")),
+        ]);
+        let rows = vec![paid(&p(1), 100), paid(&p(2), 250), paid(&p(4), 400), paid(&p(5), 500), paid(&p(9), 900)];
+        let m = match_bill(&me, &rows, &day, &[], &others);
+        assert_eq!(
+            m.counts,
+            RunCounts { matched: 1, missing_in_payq: 2, missing_at_channel: 1, amount_mismatch: 1, status_mismatch: 0 }
+        );
+        assert_eq!(m.to_settle.len(), 1, "the closed payment the channel has as paid is settled");
+        assert_eq!(m.to_settle[0].as_str(), p(4));
+        let kinds: Vec<_> = m.discrepancies.iter().map(|d| (d.kind, d.merchant_order_no.clone())).collect();
+        assert!(kinds.contains(&(DiscrepancyKind::MissingAtChannel, Some(p(3)))));
+        assert!(kinds.contains(&(DiscrepancyKind::AmountMismatch, Some(p(2)))));
+        assert!(kinds.contains(&(DiscrepancyKind::MissingInPayq, Some(p(9)))));
+        assert_eq!(m.totals.channel_amount, 100 + 250 + 400 + 900, "another merchant's row is theirs");
+        assert_eq!(m.totals.payq_amount, 600);
+    }
+
+    #[test]
+    fn the_next_run_is_the_next_at_time_for_the_day_before() {
+        let zone = jiff::tz::TimeZone::get("Asia/Shanghai").expect("zone");
+        // 2025-12-04 01:00 UTC is 09:00 in Shanghai: today's 10:00 is still ahead.
+        let now = Timestamp::from_millis(1_764_810_000_000);
+        let (date, due) = next_due(now, &zone, (10, 0)).expect("due");
+        assert_eq!(date.to_string(), "2025-12-03");
+        assert_eq!(due.millis() - now.millis(), 3_600_000);
+        let (date, _) = next_due(due, &zone, (10, 0)).expect("due");
+        assert_eq!(date.to_string(), "2025-12-04", "at 10:00 sharp, the next is tomorrow's");
+    }
+}
