@@ -6,10 +6,11 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use payq_domain::Timestamp;
 
 /// The navigation entries: path and label.
-const NAV: [(&str, &str); 4] = [
+const NAV: [(&str, &str); 5] = [
     ("/console", "Overview"),
     ("/console/orders", "Orders"),
     ("/console/dead-letters", "Dead letters"),
+    ("/console/reconciliation", "Reconciliation"),
     ("/console/merchants", "Merchants"),
 ];
 

@@ -7,6 +7,7 @@ mod layout;
 mod merchants;
 mod orders;
 mod overview;
+mod reconciliation;
 mod session;
 
 use crate::http::AppState;
@@ -37,6 +38,10 @@ pub fn router(state: AppState) -> Router {
         .route("/console/dead-letters/{id}", get(dead_letters::inspect))
         .route("/console/dead-letters/replay", post(dead_letters::replay))
         .route("/console/dead-letters/purge", post(dead_letters::purge))
+        .route("/console/reconciliation", get(reconciliation::list))
+        .route("/console/reconciliation/{id}", get(reconciliation::run))
+        .route("/console/reconciliation/{id}/rerun", post(reconciliation::rerun))
+        .route("/console/discrepancies/{id}/resolve", post(reconciliation::resolve))
         .route("/console/merchants", get(merchants::list).post(merchants::create))
         .route("/console/merchants/{id}", get(merchants::edit).post(merchants::update))
         .route("/console/merchants/{id}/rotate", post(merchants::rotate))

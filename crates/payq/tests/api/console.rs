@@ -199,7 +199,9 @@ async fn an_operator_signs_in_finds_an_order_replays_a_dead_letter_and_rotates_a
 async fn console_pages_need_a_session_and_forms_need_its_token() {
     let app = spawn_app_with(|_| {}).await;
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    for path in ["/console", "/console/orders", "/console/dead-letters", "/console/merchants"] {
+    for path in
+        ["/console", "/console/orders", "/console/dead-letters", "/console/merchants", "/console/reconciliation"]
+    {
         let r = http.get(app.url(path)).send().await.expect("sent");
         assert_eq!(r.status(), 303, "{path}");
         assert_eq!(r.headers()["location"], "/console/login", "{path}");
@@ -222,4 +224,73 @@ async fn console_pages_need_a_session_and_forms_need_its_token() {
     let page = http.get(app.url("/console/merchants")).header("cookie", &cookie).send().await.expect("sent");
     assert!(page.headers()["content-security-policy"].to_str().unwrap_or_default().contains("default-src 'none'"));
     assert!(!page.text().await.unwrap_or_default().contains("Forged"), "nothing was created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_reads_a_reconciliation_and_resolves_a_discrepancy() {
+    let Some(driver) = Driver::start().await else { return };
+    let gateway = payq_gateways::alipay::AlipaySandbox::start().await.expect("alipay sandbox");
+    let secrets = "c0501ec0501ec0501ec0501ec0501ec0501ec0501ec0501ec0501ec0501ec050";
+    let (app, m) = crate::real_channels::setup(secrets, &gateway, |_| {}).await;
+    // Two paid orders; the channel's bill leaves the second out.
+    let mut payments = Vec::new();
+    for (no, amount) in [("REC-1", 1200), ("REC-2", 3400)] {
+        let order = app.pay_through(&m, "alipay", no, amount, None).await;
+        let (order_id, payment_id) = crate::helpers::order_and_payment_ids(&order);
+        gateway.buyer_pays(&payment_id).await.expect("notified");
+        app.wait_order(&m, &order_id, "paid").await;
+        payments.push(payment_id);
+    }
+    gateway.bill_book().drop_trade(&payments[1]);
+    let today = payq_gateways::bills::china_date(Timestamp::now().millis());
+    let r = app
+        .post(
+            "/v1/admin/reconciliations",
+            &app.admin_token,
+            json!({ "merchant_id": m.id, "channel": "alipay", "bill_date": today }),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let run_id = r.body["id"].as_str().unwrap_or_default().to_owned();
+    eventually("the run completes", || async {
+        let run = app.get(&format!("/v1/admin/reconciliations/{run_id}"), &app.admin_token).await.body;
+        (run["status"] == "completed").then_some(())
+    })
+    .await;
+
+    let browser = driver.browser().await;
+    let console = format!("{}/console", app.base);
+    browser.goto(&console).await.expect("console");
+    el(&browser, "#token").await.send_keys(&app.admin_token).await.expect("typed");
+    el(&browser, "button[type=submit]").await.click().await.expect("clicked");
+    el(&browser, "#orders-total").await;
+
+    // The runs by day and channel, then the run with its discrepancy.
+    browser.goto(&format!("{console}/reconciliation")).await.expect("runs");
+    assert_eq!(text_of(&browser, "#runs td.matched").await, "1");
+    assert_eq!(text_of(&browser, "#runs td.discrepancies").await, "1");
+    screenshot(&browser, "reconciliation").await;
+    el(&browser, "#runs td a").await.click().await.expect("opened");
+    assert_eq!(text_of(&browser, "#discrepancies td.kind").await, "missing_at_channel");
+    assert!(text_of(&browser, "#discrepancies").await.contains(&payments[1]));
+
+    // Resolving it needs a note; the note, who and when are kept.
+    el(&browser, "#discrepancies input[name=note]").await.send_keys("bill reissued by Alipay").await.expect("typed");
+    el(&browser, "#discrepancies button[type=submit]").await.click().await.expect("clicked");
+    assert!(text_of(&browser, "#discrepancies td.resolution").await.contains("bill reissued by Alipay"));
+    let found = app.get(&format!("/v1/admin/reconciliations/{run_id}/discrepancies"), &app.admin_token).await;
+    let d = &found.body["data"][0];
+    assert_eq!((d["note"].as_str(), d["resolved_by"].as_str()), (Some("bill reissued by Alipay"), Some("console")));
+
+    // Running the day again keeps the resolution of a discrepancy found again.
+    el(&browser, "#rerun").await.click().await.expect("clicked");
+    assert_eq!(text_of(&browser, "div.flash").await, "Started again.");
+    eventually("the run completes again", || async {
+        let run = app.get(&format!("/v1/admin/reconciliations/{run_id}"), &app.admin_token).await.body;
+        (run["status"] == "completed" && gateway.bill_book().requests() == 2).then_some(())
+    })
+    .await;
+    let found = app.get(&format!("/v1/admin/reconciliations/{run_id}/discrepancies"), &app.admin_token).await;
+    assert_eq!(found.body["data"][0]["note"], "bill reissued by Alipay", "{}", found.body);
+    browser.close().await.expect("closed");
 }
