@@ -816,6 +816,26 @@ async fn real_channel_payments_are_created_once_with_two_workers() {
     .await;
     let refund_calls = gateway.trade(&payments[0]).and_then(|t| t.calls.get("alipay.trade.refund").copied());
     assert_eq!(refund_calls, Some(1));
+
+    // The day's reconciliation runs on one of the two workers, once: one bill request,
+    // every payment and the refund matched, one event.
+    let today = payq_gateways::bills::china_date(payq_domain::Timestamp::now().millis());
+    let body = json!({ "merchant_id": shop["id"], "channel": "alipay", "bill_date": today });
+    let (s, run) =
+        call(&http, reqwest::Method::POST, format!("{base}/v1/admin/reconciliations"), ADMIN, Some(body)).await;
+    assert_eq!(s, 202, "{run}");
+    let run_url = format!("{base}/v1/admin/reconciliations/{}", run["id"].as_str().unwrap_or_default());
+    let run = eventually("the reconciliation completes", || async {
+        let (_, run) = call(&http, reqwest::Method::GET, run_url.clone(), ADMIN, None).await;
+        (run["status"] == "completed").then_some(run)
+    })
+    .await;
+    assert_eq!(run["counts"]["matched"], 9, "{run}");
+    assert_eq!(gateway.bill_book().requests(), 1);
+    let (_, events) = call(&http, reqwest::Method::GET, format!("{base}/v1/events?limit=100"), &key, None).await;
+    let completed =
+        events["data"].as_array().map_or(0, |e| e.iter().filter(|e| e["type"] == "reconciliation.completed").count());
+    assert_eq!(completed, 1, "{events}");
     let (code, out) = cluster.verify();
     assert_eq!(code, 0, "{out}");
 }

@@ -133,6 +133,21 @@ async fn a_day_at(gateway: &dyn LocalGateway) {
         app.get(&format!("/v1/admin/reconciliations?channel={channel}&bill_date={}", today()), &app.admin_token).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["data"].as_array().map(Vec::len), Some(1), "one run per merchant, channel and day");
+
+    // `payq reconcile` runs the day again from the command line and prints its table; it
+    // exits 1, for the discrepancies.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_payq"))
+        .args(["reconcile", "--merchant", &m.id, "--channel", channel, "--date", &today()])
+        .args(["--database-url", &app.db_url])
+        .env("PAYQ_SECRETS_KEY", SECRETS_KEY)
+        .env("PAYQ_LOG", "error")
+        .env_remove("PAYQ_CONFIG")
+        .output()
+        .expect("payq reconcile runs");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{printed}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(printed.contains("completed") && printed.contains("missing_at_channel"), "{printed}");
+    assert!(printed.contains(&paid[1].1), "{printed}");
     assert_eq!(app.verify().0, 0, "payq verify");
 }
 
