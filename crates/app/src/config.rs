@@ -140,15 +140,19 @@ impl ReconciliationSettings {
             .map_err(|e| anyhow::anyhow!("reconciliation.timezone {:?} is not a time zone: {e}", self.timezone))
     }
 
-    /// `at` as (hour, minute), checked.
-    pub fn time_of_day(&self) -> anyhow::Result<(i8, i8)> {
+    /// `at` as (hour, minute, second), checked: `HH:MM`, or `HH:MM:SS`.
+    pub fn time_of_day(&self) -> anyhow::Result<(i8, i8, i8)> {
         let bad = || anyhow::anyhow!("reconciliation.at must be HH:MM (00:00 to 23:59), got {:?}", self.at);
-        let (h, m) = self.at.split_once(':').ok_or_else(bad)?;
-        let (h, m): (i8, i8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-        if !(0..24).contains(&h) || !(0..60).contains(&m) || self.at.len() != 5 {
+        let parts: Vec<&str> = self.at.split(':').collect();
+        if !matches!(parts.len(), 2 | 3) || parts.iter().any(|p| p.len() != 2) {
             return Err(bad());
         }
-        Ok((h, m))
+        let number = |i: usize| -> anyhow::Result<i8> { parts.get(i).map_or(Ok(0), |p| p.parse().map_err(|_| bad())) };
+        let (h, m, sec) = (number(0)?, number(1)?, number(2)?);
+        if !(0..24).contains(&h) || !(0..60).contains(&m) || !(0..60).contains(&sec) {
+            return Err(bad());
+        }
+        Ok((h, m, sec))
     }
 }
 

@@ -54,13 +54,13 @@ fn day_start(date: BillDate, zone: &jiff::tz::TimeZone) -> Result<Timestamp, Pro
 fn next_due(
     now: Timestamp,
     zone: &jiff::tz::TimeZone,
-    (hour, minute): (i8, i8),
+    (hour, minute, second): (i8, i8, i8),
 ) -> Result<(BillDate, Timestamp), ProcessError> {
     let broken = |e: jiff::Error| ProcessError::Broken(e.to_string());
     let now = jiff::Timestamp::from_millisecond(now.millis()).map_err(broken)?.to_zoned_datetime(zone.clone());
     let mut day = now.date();
     loop {
-        let due = day.at(hour, minute, 0, 0).to_zoned_datetime(zone.clone()).map_err(broken)?;
+        let due = day.at(hour, minute, second, 0).to_zoned_datetime(zone.clone()).map_err(broken)?;
         if due > now {
             let previous = day.yesterday().map_err(broken)?;
             let date = time::Date::from_calendar_date(
@@ -72,6 +72,22 @@ fn next_due(
             return Ok((BillDate::new(date), Timestamp::from_millis(due.timestamp().as_millisecond())));
         }
         day = day.tomorrow().map_err(broken)?;
+    }
+}
+
+/// When `date`'s reconciliation is due: at `at` on the day after.
+fn due_for(date: BillDate, zone: &jiff::tz::TimeZone, at: (i8, i8, i8)) -> Result<Timestamp, ProcessError> {
+    let after = date.next().ok_or_else(|| ProcessError::Broken(format!("no day after {date}")))?;
+    // The first `at` after the day after begins (just before it).
+    let (_, due) = next_due(day_start(after, zone)?.plus_millis(-1), zone, at)?;
+    Ok(due)
+}
+
+/// Whether `merchant` has `channel` set up.
+fn has_channel(merchant: &payq_domain::Merchant, channel: BillChannel) -> bool {
+    match channel {
+        BillChannel::Alipay => merchant.channels.alipay.is_some(),
+        BillChannel::Wechatpay => merchant.channels.wechatpay.is_some(),
     }
 }
 
@@ -230,8 +246,11 @@ impl Payq {
         let at = settings.time_of_day().map_err(|e| ProcessError::Broken(e.to_string()))?;
         let mut merchants = Vec::new();
         for channel in BillChannel::ALL {
-            for merchant in self.store.merchants_with_channel(channel).await.map_err(StoreFault::from)? {
-                merchants.push((merchant, channel));
+            for id in self.store.merchants_with_channel(channel).await.map_err(StoreFault::from)? {
+                let merchant = self.store.merchant(&id).await.map_err(StoreFault::from)?;
+                if has_channel(&merchant, channel) {
+                    merchants.push((id, channel));
+                }
             }
         }
         let mut tx = self.store.begin().await.map_err(StoreFault::from)?;
@@ -242,8 +261,7 @@ impl Payq {
             }
         }
         if let Some(next) = date.next() {
-            let (_, due) = next_due(day_start(next, &zone)?, &zone, at)?;
-            schedule_day(&mut tx, next, due).await?;
+            schedule_day(&mut tx, next, due_for(next, &zone, at)?).await?;
         }
         tx.commit().await.map_err(StoreFault::from)?;
         Ok(())
@@ -262,11 +280,7 @@ impl Payq {
             Err(StoreError::NotFound) => return Err(ReconcileError::MerchantNotFound),
             Err(e) => return Err(e.into()),
         };
-        let set_up = match channel {
-            BillChannel::Alipay => m.channels.alipay.is_some(),
-            BillChannel::Wechatpay => m.channels.wechatpay.is_some(),
-        };
-        if !set_up {
+        if !has_channel(&m, channel) {
             return Err(ReconcileError::ChannelNotSetUp(channel));
         }
         let zone = self.settings.reconciliation.zone().map_err(|e| ReconcileError::Invalid(e.to_string()))?;
@@ -583,10 +597,15 @@ mod tests {
         let zone = jiff::tz::TimeZone::get("Asia/Shanghai").expect("zone");
         // 2025-12-04 01:00 UTC is 09:00 in Shanghai: today's 10:00 is still ahead.
         let now = Timestamp::from_millis(1_764_810_000_000);
-        let (date, due) = next_due(now, &zone, (10, 0)).expect("due");
+        let (date, due) = next_due(now, &zone, (10, 0, 0)).expect("due");
         assert_eq!(date.to_string(), "2025-12-03");
         assert_eq!(due.millis() - now.millis(), 3_600_000);
-        let (date, _) = next_due(due, &zone, (10, 0)).expect("due");
+        let (date, _) = next_due(due, &zone, (10, 0, 0)).expect("due");
         assert_eq!(date.to_string(), "2025-12-04", "at 10:00 sharp, the next is tomorrow's");
+        let d: BillDate = "2025-12-03".parse().expect("date");
+        let due = due_for(d, &zone, (0, 0, 0)).expect("due");
+        assert_eq!(due.millis(), 1_764_777_600_000, "2025-12-04 00:00 in Shanghai");
+        let due = due_for(d, &zone, (10, 0, 0)).expect("due");
+        assert_eq!(due.millis(), 1_764_777_600_000 + 36_000_000);
     }
 }

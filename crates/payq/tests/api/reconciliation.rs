@@ -199,3 +199,41 @@ async fn bad_requests_are_refused_and_change_nothing() {
     assert_eq!(r.status, 404, "{}", r.body);
     assert_eq!(sandbox.bill_book().requests(), 0, "no bill was asked for");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_timer_reconciles_the_day_before_for_every_merchant_once() {
+    let sandbox = AlipaySandbox::start().await.expect("alipay sandbox");
+    // Today's reconciliation a few seconds from now, China time.
+    let china = time::UtcOffset::from_hms(8, 0, 0).expect("offset");
+    let soon = time::OffsetDateTime::now_utc().to_offset(china) + time::Duration::seconds(3);
+    let at = format!("{:02}:{:02}:{:02}", soon.hour(), soon.minute(), soon.second());
+    let (app, m) = real_channels::setup(SECRETS_KEY, &sandbox, |s| s.reconciliation.at = at.clone()).await;
+    // A second merchant on the same Alipay account.
+    let other = app.merchant_with(json!({})).await;
+    let r = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/v1/merchants/{}", other.id),
+            Some(&app.admin_token),
+            Some(json!({ "channels": { "alipay": sandbox.credentials() } })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let yesterday = payq_gateways::bills::china_date(payq_domain::Timestamp::now().millis() - 86_400_000);
+    let runs = eventually_within("the day's runs complete", Duration::from_secs(20), || async {
+        let r = app.get(&format!("/v1/admin/reconciliations?bill_date={yesterday}"), &app.admin_token).await;
+        let runs = r.body["data"].as_array().cloned().unwrap_or_default();
+        (runs.len() == 2 && runs.iter().all(|run| run["status"] == "completed")).then_some(runs)
+    })
+    .await;
+    let mut merchants: Vec<&str> = runs.iter().filter_map(|run| run["merchant_id"].as_str()).collect();
+    merchants.sort_unstable();
+    let mut wanted = vec![m.id.as_str(), other.id.as_str()];
+    wanted.sort_unstable();
+    assert_eq!(merchants, wanted, "one run per merchant");
+    assert!(runs.iter().all(|run| counts(run) == [0, 0, 0, 0, 0] && run["attempts"] == 1), "{runs:?}");
+    assert_eq!(sandbox.bill_book().requests(), 2, "one bill request per run");
+    // The next day's timer is set, once.
+    let stats = app.get("/v1/admin/stats", &app.admin_token).await;
+    assert_eq!(stats.body["pending_messages_by_kind"]["reconciliation.day"], 1, "{}", stats.body);
+}
