@@ -21,6 +21,8 @@ pub struct BillBook {
     requests: u32,
     /// Files handed out for download, by token.
     files: HashMap<String, Vec<u8>>,
+    /// Hand out a file that is no bill (a truncated download).
+    malformed: bool,
 }
 
 /// The channel's fee: 0.6 % of the amount, rounded to the fen.
@@ -96,11 +98,20 @@ impl BillBook {
         false
     }
 
-    /// Keeps `file` for download; answers its token.
-    pub fn hand_out(&mut self, file: Vec<u8>) -> String {
+    /// Keeps `file` for download (cut short, when told to hand out malformed files);
+    /// answers its token.
+    pub fn hand_out(&mut self, mut file: Vec<u8>) -> String {
+        if self.malformed {
+            file.truncate(file.len() / 2);
+        }
         let token = payq_domain::crypto::random_hex(16);
         self.files.insert(token.clone(), file);
         token
+    }
+
+    /// Hands out files cut short (or whole again).
+    pub fn set_malformed(&mut self, malformed: bool) {
+        self.malformed = malformed;
     }
 
     /// The file handed out under `token`.

@@ -35,6 +35,9 @@ pub trait LocalGateway: Send + Sync {
     fn buyer_pays<'a>(&'a self, payment_id: &'a str) -> BoxFuture<'a, anyhow::Result<(u16, String)>>;
     /// The buyer pays and no notification comes; false when there is nothing to pay.
     fn buyer_pays_silently(&self, payment_id: &str) -> bool;
+    /// The buyer's payment goes through although the trade was closed (a race with the
+    /// close), and no notification comes: only the day's bill shows it.
+    fn buyer_pays_after_close_silently(&self, payment_id: &str) -> bool;
     /// Makes the gateway hang (accept and never answer) or answer again.
     fn set_hang(&self, hang: bool);
     /// Makes the gateway slow (carry out each call, answer after `delay`) or quick again.
@@ -92,6 +95,9 @@ impl LocalGateway for AlipaySandbox {
     }
     fn buyer_pays_silently(&self, payment_id: &str) -> bool {
         AlipaySandbox::buyer_pays_silently(self, payment_id)
+    }
+    fn buyer_pays_after_close_silently(&self, payment_id: &str) -> bool {
+        AlipaySandbox::buyer_pays_after_close_silently(self, payment_id)
     }
     fn set_hang(&self, hang: bool) {
         AlipaySandbox::set_hang(self, hang);
@@ -180,6 +186,9 @@ impl LocalGateway for WechatPaySandbox {
     }
     fn buyer_pays_silently(&self, payment_id: &str) -> bool {
         WechatPaySandbox::buyer_pays_silently(self, payment_id)
+    }
+    fn buyer_pays_after_close_silently(&self, payment_id: &str) -> bool {
+        WechatPaySandbox::buyer_pays_after_close_silently(self, payment_id)
     }
     fn set_hang(&self, hang: bool) {
         WechatPaySandbox::set_hang(self, hang);

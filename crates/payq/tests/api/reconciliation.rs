@@ -81,10 +81,23 @@ async fn a_day_at(gateway: &dyn LocalGateway) {
     assert_eq!(run["totals"]["fees"], 6 + 15 - 2, "{run}");
     assert!(discrepancies(&app, &run).await.is_empty());
 
+    // A bill cut short is a failed run with the reason, and changes nothing else.
+    gateway.bill_book().set_malformed(true);
+    let failed = reconcile(&app, &m, channel).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("malformed bill")), "{failed}");
+    assert!(discrepancies(&app, &failed).await.is_empty());
+    gateway.bill_book().set_malformed(false);
+
     // A payment whose notification was lost, and no query yet: payq has it pending.
     let order = app.pay_through(&m, channel, "RE-3", 4200, None).await;
     let (silent_order, silent_payment) = order_and_payment_ids(&order);
     assert!(gateway.buyer_pays_silently(&silent_payment));
+    // An order closed at its deadline whose payment went through anyway, unnoticed.
+    let order = app.pay_through(&m, channel, "RE-4", 1800, Some("1s")).await;
+    let (late_order, late_payment) = order_and_payment_ids(&order);
+    app.wait_order(&m, &late_order, "closed").await;
+    assert!(gateway.buyer_pays_after_close_silently(&late_payment));
     {
         let mut book = gateway.bill_book();
         book.drop_trade(&paid[1].1);
@@ -95,19 +108,30 @@ async fn a_day_at(gateway: &dyn LocalGateway) {
     let run = reconcile(&app, &m, channel).await;
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(gateway.bill_book().requests(), asked + 2, "not ready, then fetched on the retry");
-    // RE-1 and its refund (both changed to 999 in the bill), RE-2 dropped, RE-3 unknown.
-    assert_eq!(counts(&run), [0, 1, 1, 2, 0], "{run}");
+    // RE-1 and its refund (both changed to 999 in the bill), RE-2 dropped, RE-3 and RE-4
+    // unknown to payq.
+    assert_eq!(counts(&run), [0, 2, 1, 2, 0], "{run}");
     let found = discrepancies(&app, &run).await;
     let of = |kind: &str| found.iter().filter(|d| d["kind"] == kind).cloned().collect::<Vec<_>>();
     assert_eq!(of("missing_at_channel")[0]["payment_id"], paid[1].1.as_str());
     assert_eq!(of("missing_at_channel")[0]["payq_amount"], 2500);
-    let missing = &of("missing_in_payq")[0];
-    assert_eq!(missing["payment_id"], silent_payment.as_str());
-    assert_eq!((missing["payq_status"].as_str(), missing["channel_amount"].as_i64()), (Some("pending"), Some(4200)));
-    // The payment payq never heard of is settled the ordinary way, once.
+    let missing = of("missing_in_payq");
+    let silent = missing.iter().find(|d| d["payment_id"] == silent_payment.as_str()).expect("RE-3 found");
+    assert_eq!((silent["payq_status"].as_str(), silent["channel_amount"].as_i64()), (Some("pending"), Some(4200)));
+    let late = missing.iter().find(|d| d["payment_id"] == late_payment.as_str()).expect("RE-4 found");
+    assert_eq!(late["payq_status"], "closed", "{late}");
+    // The payments payq never heard of are settled the ordinary way, once: the open order
+    // is paid, the closed order's late payment is given back at the channel.
     app.wait_order(&m, &silent_order, "paid").await;
     let types = app.event_types(&m, &silent_order).await;
     assert_eq!(types.iter().filter(|t| *t == "payment.succeeded").count(), 1, "{types:?}");
+    crate::helpers::eventually("the late payment is refunded at the channel", || async {
+        (gateway.refunded(&late_payment) == 1800).then_some(())
+    })
+    .await;
+    let types = app.event_types(&m, &late_order).await;
+    assert_eq!(types.iter().filter(|t| *t == "payment.late_refunded").count(), 1, "{types:?}");
+    assert_eq!(app.get(&format!("/v1/orders/{late_order}"), &m.key).await.body["status"], "closed");
 
     // A person looks into one and resolves it.
     let target = of("amount_mismatch")[0]["id"].as_str().unwrap_or_default().to_owned();
@@ -125,7 +149,7 @@ async fn a_day_at(gateway: &dyn LocalGateway) {
     // Each completed run is in the merchant's event log.
     let completed: Vec<Value> =
         app.events(&m).await.into_iter().filter(|e| e["type"] == "reconciliation.completed").collect();
-    assert_eq!(completed.len(), 2, "{completed:?}");
+    assert_eq!(completed.len(), 2, "the failed run announced nothing: {completed:?}");
     assert_eq!(completed[1]["data"]["reconciliation"]["counts"]["amount_mismatch"], 2);
 
     // The runs are listed by day and channel.
