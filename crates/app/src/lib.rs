@@ -5,6 +5,7 @@
 //! calls it.
 
 pub mod application;
+pub mod checkout;
 pub mod config;
 pub mod console;
 pub use payq_domain::crypto;

@@ -132,6 +132,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(orders::create, orders::list))
         .routes(routes!(orders::get))
         .routes(routes!(orders::pay))
+        .routes(routes!(orders::checkout))
         .routes(routes!(orders::close))
         .routes(routes!(orders::ship))
         .routes(routes!(orders::cancel))
@@ -177,7 +178,8 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(middleware::problems_only))
         .with_state(state.clone());
     // The console answers HTML (its errors too), beside the API's problem documents.
-    api.merge(crate::console::router(state))
+    api.merge(crate::console::router(state.clone()))
+        .merge(crate::checkout::router(state))
         // The access log: one `info` line per request with its status and latency, inside
         // the request's span; the request id is set first and echoed in the response.
         .layer(PropagateRequestIdLayer::x_request_id())

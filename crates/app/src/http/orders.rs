@@ -84,6 +84,50 @@ pub async fn pay(
     Ok((StatusCode::ACCEPTED, Json(order)))
 }
 
+/// `POST /v1/orders/{id}/checkout` body.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutRequest {
+    /// Where the checkout page sends the buyer back when done (http or https).
+    #[schema(max_length = 512)]
+    return_url: Option<String>,
+}
+
+/// A link to payq's hosted checkout page for an order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckoutLink {
+    /// `<public_url>/checkout/<order id>?t=<token>`: send the buyer here.
+    url: String,
+    /// The link works until the order's deadline.
+    #[schema(value_type = String)]
+    expires_at: payq_domain::Timestamp,
+}
+
+/// A signed link to the order's hosted checkout page (docs/checkout.md), valid until the
+/// order's deadline.
+#[utoipa::path(post, path = "/v1/orders/{id}/checkout", operation_id = "orders_checkout", tag = "orders", params(("id" = OrderId, Path)), request_body = CheckoutRequest,
+    responses((status = 201, body = CheckoutLink)), security(("bearer" = [])))]
+pub async fn checkout(
+    State(state): State<AppState>,
+    MerchantAuth(merchant): MerchantAuth,
+    Path(id): Path<String>,
+    OptionalJson(req): OptionalJson<CheckoutRequest>,
+) -> Result<(StatusCode, Json<CheckoutLink>), ApiError> {
+    let req = req.unwrap_or_default();
+    let order = state.payq.order(&merchant, &path_id(&id, "order")?).await?;
+    if let Some(url) = &req.return_url {
+        crate::usecases::check_return_url(url)?;
+    }
+    let link = crate::checkout::link::Link {
+        merchant_id: merchant.id.clone(),
+        expires_at: order.expires_at,
+        return_url: req.return_url,
+    };
+    let token = crate::checkout::link::token(&crate::checkout::link::key(&state.admin_token), &order.id, &link);
+    let url = format!("{}/checkout/{}?t={token}", state.payq.public_url(), order.id);
+    Ok((StatusCode::CREATED, Json(CheckoutLink { url, expires_at: order.expires_at })))
+}
+
 /// Closes an unpaid order.
 #[utoipa::path(post, path = "/v1/orders/{id}/close", operation_id = "orders_close", tag = "orders", params(("id" = OrderId, Path)),
     responses((status = 200, body = Order)), security(("bearer" = [])))]

@@ -26,7 +26,7 @@ pub use merchants::{
     create_merchant,
 };
 pub use orders::{CreateOrder, CreateOrderOutcome, PayOrder, ShipOrder};
-pub use pay_products::Payer;
+pub use pay_products::{Payer, check_return_url};
 pub use reconciliation::{ReconcileError, refresh_discrepancy_gauge};
 pub use refunds::CreateRefund;
 pub use webhooks::{DeliveryOutcome, DeliveryTurn, RedeliverError};
@@ -112,6 +112,11 @@ impl Payq {
     /// The settings in force.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The base URL of payq's public pages and of the notifications channels post.
+    pub fn public_url(&self) -> &str {
+        self.public_url.trim_end_matches('/')
     }
 }
 

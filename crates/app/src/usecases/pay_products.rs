@@ -80,13 +80,22 @@ pub fn check(
         details.client_ip = Some(ip.to_string());
     }
     if let Some(url) = return_url {
-        let parsed = reqwest::Url::parse(&url).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
-        if url.len() > 512 || parsed.is_none_or(|u| u.host().is_none() || !u.username().is_empty()) {
-            return Err(failed(format!("return_url must be an http(s) URL of up to 512 characters, got {url:?}")));
-        }
+        check_return_url(&url)?;
         details.return_url = Some(url);
     }
     Ok((product, details))
+}
+
+/// Checks a `return_url`: where a channel's page or payq's checkout sends the buyer back.
+pub fn check_return_url(url: &str) -> Result<(), InputError> {
+    let parsed = reqwest::Url::parse(url).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
+    if url.len() > 512 || parsed.is_none_or(|u| u.host().is_none() || !u.username().is_empty()) {
+        return Err(failed(format!(
+            "return_url must be an http(s) URL of up to 512 characters, got {:?}",
+            url.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

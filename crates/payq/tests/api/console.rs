@@ -17,7 +17,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// A chromedriver process on a free port.
-struct Driver {
+pub struct Driver {
     child: Child,
     url: String,
 }
@@ -37,7 +37,7 @@ impl Drop for Driver {
 
 impl Driver {
     /// Starts chromedriver, or says why it cannot (`None` outside CI when it is missing).
-    async fn start() -> Option<Driver> {
+    pub async fn start() -> Option<Driver> {
         if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
             assert!(std::env::var_os("CI").is_none(), "CI: {CHROMEDRIVER} and {CHROMIUM} must be installed");
             eprintln!("skipping: chromium or chromedriver is not installed");
@@ -62,21 +62,32 @@ impl Driver {
 
     /// A headless Chromium session.
     async fn browser(&self) -> Client {
+        self.browser_with(&["--window-size=1280,1000"]).await
+    }
+
+    /// A headless Chromium session with `extra` arguments (window size, user agent, language).
+    pub async fn browser_with(&self, extra: &[&str]) -> Client {
+        let mut args = vec![
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-dev-shm-usage",
+        ];
+        args.extend_from_slice(extra);
+        // Headless Chromium's requests name the language in its preferences, not `--lang`.
+        let lang = extra.iter().find_map(|a| a.strip_prefix("--lang=")).unwrap_or("en-US");
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                         "--disable-dev-shm-usage", "--window-size=1280,1000"]
-            }),
+            json!({ "binary": CHROMIUM, "args": args, "prefs": { "intl.accept_languages": lang } }),
         );
         ClientBuilder::rustls().expect("TLS").capabilities(caps).connect(&self.url).await.expect("a browser session")
     }
 }
 
 /// The element `css` selects, waiting up to 10 s for the page to show it.
-async fn el(browser: &Client, css: &str) -> fantoccini::elements::Element {
+pub async fn el(browser: &Client, css: &str) -> fantoccini::elements::Element {
     browser
         .wait()
         .at_most(std::time::Duration::from_secs(10))
@@ -86,11 +97,11 @@ async fn el(browser: &Client, css: &str) -> fantoccini::elements::Element {
 }
 
 /// The text of the element `css` selects, once the page shows it.
-async fn text_of(browser: &Client, css: &str) -> String {
+pub async fn text_of(browser: &Client, css: &str) -> String {
     el(browser, css).await.text().await.unwrap_or_default()
 }
 
-async fn screenshot(browser: &Client, name: &str) {
+pub async fn screenshot(browser: &Client, name: &str) {
     if let Some(dir) = std::env::var_os("PAYQ_CONSOLE_SCREENSHOTS") {
         let png = browser.screenshot().await.expect("screenshot");
         std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).expect("screenshot written");

@@ -11,6 +11,7 @@ mod alipay;
 mod bad_input;
 mod callbacks;
 mod channels;
+mod checkout;
 mod cli;
 mod console;
 mod crash;

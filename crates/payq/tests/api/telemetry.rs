@@ -77,6 +77,8 @@ async fn every_metric_is_described_and_counters_and_gauges_read_0_from_the_start
         r#"payq_webhook_deliveries_total{outcome="delivered"} 0"#,
         r#"payq_messages_fired_total{kind="payment.timeout"} 0"#,
         r#"payq_messages_failed_total{kind="webhook.deliver"} 0"#,
+        r#"payq_reconciliation_discrepancies{channel="alipay",kind="missing_in_payq"} 0"#,
+        r#"payq_reconciliation_discrepancies{channel="wechatpay",kind="amount_mismatch"} 0"#,
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line:?}:\n{text}");
     }
