@@ -203,7 +203,7 @@ async fn pay(
     let req = PayOrder {
         channel: channel.to_owned(),
         product: Some(product),
-        payer: (product == PayProduct::H5).then(|| Payer { openid: None, client_ip: Some(client_ip) }),
+        payer: (product == PayProduct::H5).then_some(Payer { openid: None, client_ip: Some(client_ip) }),
         return_url: opened.link.return_url.clone(),
         simulate: None,
     };

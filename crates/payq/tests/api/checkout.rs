@@ -6,7 +6,7 @@
 //! `Accept-Language`. `PAYQ_CONSOLE_SCREENSHOTS=dir` saves the screenshots docs/checkout.md
 //! shows.
 
-use crate::console::{Driver, el, screenshot, text_of};
+use crate::console::{Driver, el, screenshot, text_of, wait_for_text};
 use crate::helpers::{TestApp, TestMerchant, eventually, eventually_within};
 use fantoccini::Locator;
 use payq_gateways::alipay::AlipaySandbox;
@@ -45,7 +45,7 @@ async fn order_with_link(app: &TestApp, m: &TestMerchant, no: &str, amount: i64)
     let id = r.body["id"].as_str().unwrap_or_default().to_owned();
     let r = app.post(&format!("/v1/orders/{id}/checkout"), &m.key, json!({ "return_url": RETURN_URL })).await;
     assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(r.body["expires_at"].is_string(), true, "{}", r.body);
+    assert!(r.body["expires_at"].is_string(), "{}", r.body);
     let url = r.body["url"].as_str().unwrap_or_default().to_owned();
     assert!(url.starts_with(&format!("{}/checkout/{id}?t=", app.base)), "{url}");
     (id, url)
@@ -81,6 +81,7 @@ async fn on_a_desktop_the_buyer_scans_payqs_qr_code_and_the_page_turns_to_paid()
     // WeChat Pay: the page shows the payment's QR code, drawn by payq.
     el(&browser, "#pay-wechatpay").await.click().await.expect("clicked");
     let qr = el(&browser, "#qr svg").await;
+    screenshot(&browser, "checkout-desktop-qr").await;
     let png = qr.screenshot().await.expect("the QR code's pixels");
     let paying = order(&app, &m, &id).await;
     assert_eq!(paying["status"], "paying", "{paying}");
@@ -130,7 +131,7 @@ async fn on_a_phone_the_alipay_link_leads_to_alipays_page() {
             // Alipay's phone checkout (wap): the browser lands on the gateway's page, which
             // checked the request's signature.
             el(&browser, "#pay-alipay").await.click().await.expect("clicked");
-            assert_eq!(text_of(&browser, "h1").await, "Alipay checkout");
+            wait_for_text(&browser, "h1", "Alipay checkout").await;
             let paying = order(&app, &m, &id).await;
             assert_eq!(paying["payment"]["product"], "wap", "{paying}");
             let payment = paying["payment"]["id"].as_str().unwrap_or_default().to_owned();

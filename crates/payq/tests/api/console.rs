@@ -101,6 +101,16 @@ pub async fn text_of(browser: &Client, css: &str) -> String {
     el(browser, css).await.text().await.unwrap_or_default()
 }
 
+/// Waits (up to 10 s) until the element `css` selects reads `want`, finding it afresh each
+/// time: after a click that navigates, the old page's element may be read first.
+pub async fn wait_for_text(browser: &Client, css: &str, want: &str) {
+    crate::helpers::eventually(&format!("{css} reads {want:?}"), || async {
+        let found = browser.find(Locator::Css(css)).await.ok()?;
+        (found.text().await.ok()? == want).then_some(())
+    })
+    .await;
+}
+
 pub async fn screenshot(browser: &Client, name: &str) {
     if let Some(dir) = std::env::var_os("PAYQ_CONSOLE_SCREENSHOTS") {
         let png = browser.screenshot().await.expect("screenshot");
