@@ -191,6 +191,15 @@ impl Application {
             lifeline.run(stop).await;
             Ok(())
         });
+        // The simulated channel stops with payq: what it has not settled, the next process
+        // resumes.
+        let sim = state.sim.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            stop.cancelled().await;
+            sim.stop();
+            Ok(())
+        });
         let store = state.payq.store().clone();
         if settings.role.serves_api() {
             match state.sim.resume().await {
@@ -216,6 +225,11 @@ impl Application {
         // Every handler has finished: hand back anything still claimed, and leave.
         if let Err(e) = store.deregister().await {
             tracing::warn!(error = %e, "could not leave the process registry");
+        }
+        // Commit the last batch and fold the write-ahead log into the database file, so the
+        // process ends with nothing in flight (nothing to do on PostgreSQL).
+        if let Err(e) = store.checkpoint().await {
+            tracing::warn!(error = %e, "could not checkpoint the store on the way out");
         }
         Ok(())
     }

@@ -85,18 +85,34 @@ pub struct SimChannel {
     http: reqwest::Client,
     /// Base URL of payq's own API, known once the listener is bound.
     callback_base: OnceLock<String>,
+    /// Cancelled when payq stops: payments not yet settled wait for [`SimChannel::resume`]
+    /// in the next process, and a callback payq can no longer take is not retried (payq's
+    /// query finds the payment instead).
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 impl SimChannel {
     /// A channel keeping its ledger in `store` and signing callbacks with `secret`.
     pub fn new(store: Store, secret: String, default_delay: HumanDuration) -> anyhow::Result<Arc<SimChannel>> {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-        Ok(Arc::new(SimChannel { store, secret, default_delay, http, callback_base: OnceLock::new() }))
+        Ok(Arc::new(SimChannel {
+            store,
+            secret,
+            default_delay,
+            http,
+            callback_base: OnceLock::new(),
+            stopping: tokio_util::sync::CancellationToken::new(),
+        }))
     }
 
     /// Sets where callbacks go (`http://127.0.0.1:8080`).
     pub fn set_callback_base(&self, base: String) {
         let _ = self.callback_base.set(base);
+    }
+
+    /// Stops settling payments and sending callbacks: payq is shutting down.
+    pub fn stop(&self) {
+        self.stopping.cancel();
     }
 
     /// The signing secret (payq verifies callbacks with it).
@@ -120,7 +136,10 @@ impl SimChannel {
         let this = self.clone();
         tokio::spawn(async move {
             let ms = txn.settle_at.map_or(0, |t| t.millis().saturating_sub(Timestamp::now().millis()).max(0));
-            tokio::time::sleep(Duration::from_millis(u64::try_from(ms).unwrap_or(0))).await;
+            let due = tokio::time::sleep(Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+            if this.stopping.run_until_cancelled(due).await.is_none() {
+                return; // still pending in the ledger: the next process resumes it
+            }
             let (status, reason) = match outcome {
                 SimOutcome::Failed => ("failed", Some("card_declined".to_owned())),
                 _ => ("succeeded", None),
@@ -204,8 +223,17 @@ impl SimChannel {
         };
         // Five attempts, 200 ms apart at first and doubling, like a channel's notify retries.
         let backoff = ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(4);
-        if let Err(e) = send.retry(backoff).notify(|e, wait| tracing::warn!(error = %e, ?wait, "retrying")).await {
-            tracing::warn!(error = %e, "sim callback given up");
+        let sent = send
+            .retry(backoff)
+            .when(|_| !self.stopping.is_cancelled())
+            .notify(|e, wait| tracing::warn!(error = %e, ?wait, "retrying"))
+            .await;
+        match sent {
+            Ok(()) => {}
+            Err(e) if self.stopping.is_cancelled() => {
+                tracing::info!(error = %e, "sim callback not sent: payq is stopping (its query finds the payment)");
+            }
+            Err(e) => tracing::warn!(error = %e, "sim callback given up"),
         }
     }
 }

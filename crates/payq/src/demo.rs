@@ -70,8 +70,25 @@ struct Scene {
     want: &'static str,
 }
 
+/// The in-process payq the demo started: stopped, and waited for, when the demo ends.
+struct InProcess {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Holds the temporary database until payq has stopped.
+    _dir: tempfile::TempDir,
+}
+
+impl InProcess {
+    /// Stops payq and waits until it has finished its work in hand and closed its store,
+    /// so that nothing is cut off mid-commit when the demo returns.
+    async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task.await.context("the in-process payq panicked")?
+    }
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let (base, admin, _server) = match args.url {
+    let (base, admin, server) = match args.url {
         Some(url) => (url, args.admin_token.context("--admin-token (or PAYQ_ADMIN_TOKEN) is needed with --url")?, None),
         None => {
             let dir = tempfile::tempdir()?;
@@ -89,19 +106,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let app = payq_app::Application::build(settings).await?;
             let base = format!("http://{}", app.local_addr());
             let stop = tokio_util::sync::CancellationToken::new();
-            let token = stop.clone();
-            tokio::spawn(async move { app.run_until_stopped(token).await });
+            let task = tokio::spawn(app.run_until_stopped(stop.clone()));
             println!("payq demo: started an in-process payq at {base} (temporary database)");
-            (base, admin, Some((stop.drop_guard(), dir)))
+            (base, admin, Some(InProcess { stop, task, _dir: dir }))
         }
     };
     let c = Client { http: reqwest::Client::new(), base };
-    let gateway: Box<dyn payq_gateways::LocalGateway> = match args.channel {
-        DemoChannel::Sim => return sim_story(&c, &admin).await,
-        DemoChannel::Alipay => Box::new(payq_gateways::alipay::AlipaySandbox::start().await?),
-        DemoChannel::Wechatpay => Box::new(payq_gateways::wechatpay::WechatPaySandbox::start().await?),
+    // The local gateway outlives payq's shutdown: a call payq still has in hand reaches it.
+    let gateway: Option<Box<dyn payq_gateways::LocalGateway>> = match args.channel {
+        DemoChannel::Sim => None,
+        DemoChannel::Alipay => Some(Box::new(payq_gateways::alipay::AlipaySandbox::start().await?)),
+        DemoChannel::Wechatpay => Some(Box::new(payq_gateways::wechatpay::WechatPaySandbox::start().await?)),
     };
-    crate::demo_channels::run(&c, &admin, gateway.as_ref()).await
+    let outcome = match &gateway {
+        None => sim_story(&c, &admin).await,
+        Some(gateway) => crate::demo_channels::run(&c, &admin, gateway.as_ref()).await,
+    };
+    if let Some(server) = server {
+        server.stop().await?;
+    }
+    outcome
 }
 
 /// The simulated channel's story.

@@ -51,16 +51,7 @@ impl Server {
             })
             .spawn()
             .expect("payq serve starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let base = loop {
-            let line = lines.next().expect("payq prints its address").expect("stdout line");
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split_whitespace().next().unwrap_or_default().to_owned();
-            }
-        };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let base = listening_address(&mut child);
         Server { child, base }
     }
 
@@ -82,6 +73,21 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The base URL a `payq serve` child started with piped stdout prints; its stdout is then
+/// drained so that the child never blocks on a full pipe.
+pub fn listening_address(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("payq prints its address").expect("stdout line");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap_or_default().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    base
 }
 
 pub async fn call(

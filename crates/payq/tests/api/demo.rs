@@ -13,6 +13,14 @@ fn demo(args: &[&str]) -> std::process::Output {
         .expect("payq demo runs")
 }
 
+/// Asserts that the demo's payq logged no warning or error: a run that went as it should
+/// ends quietly, its shutdown included.
+fn assert_quiet(out: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let loud: Vec<&str> = stderr.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
+    assert!(loud.is_empty(), "{}", loud.join("\n"));
+}
+
 #[test]
 fn the_demo_story_plays_out() {
     let out = demo(&[]);
@@ -21,6 +29,7 @@ fn the_demo_story_plays_out() {
     assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 8, "{stdout}");
     assert!(!stdout.lines().any(|l| l.starts_with("!! ")), "{stdout}");
     assert!(stdout.contains("payment.late_refunded") && stdout.contains("merchant.ship_reminder"), "{stdout}");
+    assert_quiet(&out);
 }
 
 #[test]
@@ -43,6 +52,7 @@ fn the_alipay_demo_pays_queries_closes_and_refunds_through_a_local_gateway() {
         assert!(stdout.contains(step), "{step}: {stdout}");
     }
     assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
+    assert_quiet(&out);
 }
 
 #[test]
@@ -66,4 +76,5 @@ fn the_wechatpay_demo_pays_queries_closes_and_refunds_through_a_local_gateway() 
         assert!(stdout.contains(step), "{step}: {stdout}");
     }
     assert!(!stdout.contains("PRIVATE KEY") && !stdout.contains("api_v3_key"), "{stdout}");
+    assert_quiet(&out);
 }

@@ -31,6 +31,7 @@ mod reconciliation;
 mod refunds;
 mod security;
 mod self_service;
+mod shutdown;
 mod telemetry;
 mod verify;
 mod webhooks;
