@@ -29,6 +29,7 @@ mod payments;
 mod real_channels;
 mod reconciliation;
 mod refunds;
+mod schema;
 mod security;
 mod self_service;
 mod shutdown;
