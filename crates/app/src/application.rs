@@ -105,6 +105,11 @@ impl Application {
         self.state.sim.secret()
     }
 
+    /// The simulated channel (tests wait on what it has sent).
+    pub fn sim_channel(&self) -> Arc<payq_channels::sim::SimChannel> {
+        self.state.sim.clone()
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         self.state.payq.store()

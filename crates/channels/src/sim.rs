@@ -89,6 +89,9 @@ pub struct SimChannel {
     /// in the next process, and a callback payq can no longer take is not retried (payq's
     /// query finds the payment instead).
     stopping: tokio_util::sync::CancellationToken,
+    /// Callbacks payq answered with a success, for tests that wait until every callback
+    /// the channel meant to send has landed.
+    callbacks_answered: std::sync::atomic::AtomicU64,
 }
 
 impl SimChannel {
@@ -102,6 +105,7 @@ impl SimChannel {
             http,
             callback_base: OnceLock::new(),
             stopping: tokio_util::sync::CancellationToken::new(),
+            callbacks_answered: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -113,6 +117,11 @@ impl SimChannel {
     /// Stops settling payments and sending callbacks: payq is shutting down.
     pub fn stop(&self) {
         self.stopping.cancel();
+    }
+
+    /// How many callbacks payq has answered with a success since this channel started.
+    pub fn callbacks_answered(&self) -> u64 {
+        self.callbacks_answered.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The signing secret (payq verifies callbacks with it).
@@ -229,7 +238,9 @@ impl SimChannel {
             .notify(|e, wait| tracing::warn!(error = %e, ?wait, "retrying"))
             .await;
         match sent {
-            Ok(()) => {}
+            Ok(()) => {
+                self.callbacks_answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             Err(e) if self.stopping.is_cancelled() => {
                 tracing::info!(error = %e, "sim callback not sent: payq is stopping (its query finds the payment)");
             }

@@ -106,8 +106,11 @@ async fn merchants_who_do_not_ship_are_reminded_until_they_do() {
     assert_eq!(attempts, [1, 2, 3]);
     let order = app.get(&format!("/v1/orders/{lazy}"), &m.key).await.body;
     assert_eq!(order["ship_reminders_sent"], 3);
-    // No fourth one.
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // No fourth one: nothing more is scheduled for the order.
+    eventually("no reminder is left to come", || async {
+        app.pending("order.ship_reminder", &lazy).await.is_empty().then_some(())
+    })
+    .await;
     let count = app.events(&m).await.iter().filter(|e| e["type"] == "merchant.ship_reminder").count();
     assert_eq!(count, 3);
 
@@ -116,7 +119,11 @@ async fn merchants_who_do_not_ship_are_reminded_until_they_do() {
     let r =
         app.post(&format!("/v1/orders/{prompt}/ship"), &m.key, json!({ "carrier": "SF", "tracking_no": "9" })).await;
     assert_eq!(r.status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The reminder still scheduled finds the order shipped, and sends nothing.
+    eventually("the scheduled reminder has run", || async {
+        app.pending("order.ship_reminder", &prompt).await.is_empty().then_some(())
+    })
+    .await;
     assert!(!app.event_types(&m, &prompt).await.contains(&"merchant.ship_reminder".to_owned()));
     assert_eq!(app.get(&format!("/v1/orders/{prompt}"), &m.key).await.body["ship_reminders_sent"], 0);
     assert_eq!(app.verify().0, 0);

@@ -16,6 +16,8 @@ pub struct TestApp {
     pub sim_secret: String,
     pub db_url: String,
     pub http: reqwest::Client,
+    /// The simulated channel of this payq.
+    pub sim: std::sync::Arc<payq_channels::sim::SimChannel>,
     shutdown: CancellationToken,
     pub db: TestDb,
 }
@@ -57,10 +59,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let base = format!("http://{}", app.local_addr());
     let admin_token = app.admin_token().to_owned();
     let sim_secret = app.sim_secret().to_owned();
+    let sim = app.sim_channel();
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move { app.run_until_stopped(stop).await });
-    TestApp { base, admin_token, sim_secret, db_url, http: reqwest::Client::new(), shutdown, db }
+    TestApp { base, admin_token, sim_secret, db_url, http: reqwest::Client::new(), sim, shutdown, db }
 }
 
 /// A merchant's id and API key.
@@ -207,6 +210,28 @@ impl TestApp {
             .await
             .expect("sent");
         reply(r).await
+    }
+
+    /// The due times (unix ms) of the messages of `kind` still pending for `key`: what is
+    /// still to come for it. Negative tests assert on this instead of waiting to see that
+    /// nothing happens.
+    pub async fn pending(&self, kind: &str, key: &str) -> Vec<i64> {
+        let mut conn = self.db.connect().await;
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT due_at FROM messages WHERE kind = '{kind}' AND key = '{key}' ORDER BY due_at"
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .expect("pending messages")
+    }
+
+    /// How many of the simulated channel's payments have not settled yet.
+    pub async fn sim_unsettled(&self) -> i64 {
+        let mut conn = self.db.connect().await;
+        sqlx::query_scalar("SELECT COUNT(*) FROM sim_channel_txns WHERE status = 'pending'")
+            .fetch_one(&mut conn)
+            .await
+            .expect("count")
     }
 
     /// A fingerprint of every table: row counts and the sum of versions. Equal

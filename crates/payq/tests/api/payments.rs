@@ -58,9 +58,13 @@ async fn duplicate_callbacks_change_nothing_the_second_time() {
     let id = app.order(&m, "P-4", 900).await["id"].as_str().unwrap_or_default().to_owned();
     app.pay(&m, &id, json!({ "outcome": "duplicate_callbacks" })).await;
     app.wait_order(&m, &id, "paid").await;
-    // The channel sends three callbacks; wait until it has had time to send them all.
+    // The channel sends three callbacks: once payq has answered all three, the second and
+    // third have changed nothing.
     let settled = app.db_fingerprint().await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    eventually("payq answered the channel's three callbacks", || async {
+        (app.sim.callbacks_answered() == 3).then_some(())
+    })
+    .await;
     assert_eq!(app.db_fingerprint().await, settled);
     assert_eq!(app.event_types(&m, &id).await, ["order.created", "order.paying", "payment.succeeded"]);
 }
@@ -80,8 +84,13 @@ async fn an_unpaid_order_closes_at_its_deadline() {
             json!({ "merchant_order_no": "T-2", "amount": 100, "currency": "CNY", "payment_timeout": "1h" }),
         )
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let r = app.get(&format!("/v1/orders/{}", long["id"].as_str().unwrap_or_default()), &m.key).await;
+    let long_id = long["id"].as_str().unwrap_or_default();
+    // Its timeout is scheduled an hour from its creation, and it is still open.
+    let due = app.pending("payment.timeout", long_id).await;
+    assert_eq!(due.len(), 1, "{due:?}");
+    let in_ms = due[0] - payq_domain::Timestamp::now().millis();
+    assert!((3_590_000..=3_600_000).contains(&in_ms), "the timeout is due in {in_ms} ms");
+    let r = app.get(&format!("/v1/orders/{long_id}"), &m.key).await;
     assert_eq!(r.body["status"], "pending_payment");
     assert_eq!(app.verify().0, 0);
 }
@@ -109,8 +118,10 @@ async fn a_timeout_racing_a_success_never_closes_a_paid_order() {
         assert!(!(paid && closed), "{id} was both paid and closed: {types:?}");
         assert!(paid || closed, "{id} settled nowhere: {types:?} {settled}");
     }
-    // Callbacks that land after the close are refunded; give them time to arrive.
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    // Callbacks that land after the close are refunded: once the channel has settled every
+    // payment, every payment it captured is accounted for.
+    eventually("the channel has settled every payment", || async { (app.sim_unsettled().await == 0).then_some(()) })
+        .await;
     eventually("every captured payment is accounted for", || async { (app.verify().0 == 0).then_some(()) }).await;
 }
 
