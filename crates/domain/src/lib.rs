@@ -11,6 +11,7 @@ pub mod ids;
 pub mod model;
 pub mod money;
 pub mod order;
+pub mod payment;
 pub mod reconciliation;
 pub mod refund;
 pub mod settings;
@@ -28,6 +29,7 @@ pub use model::{
 };
 pub use money::{Currency, Money, MoneyError};
 pub use order::{OrderEvent, OrderStatus, TransitionError};
+pub use payment::{PaymentEvent, PaymentTransitionError};
 pub use reconciliation::{
     BillChannel, BillDate, Discrepancy, DiscrepancyKind, ReconciliationRun, RunCounts, RunStatus, RunTotals,
 };

@@ -271,25 +271,32 @@ impl Tx {
         payment_record(&row)
     }
 
-    /// Records what the channel said about a payment attempt.
+    /// Moves a payment attempt from `from` to `to` (the use case asked the payment state
+    /// machine, `PaymentStatus::on`), with what the channel said. Compare-and-set on the
+    /// status read: a payment that changed since is a `Conflict`, and nothing is written.
     pub async fn update_payment(
         &mut self,
         id: &PaymentId,
-        status: PaymentStatus,
+        from: PaymentStatus,
+        to: PaymentStatus,
         channel_txn_id: Option<&str>,
         failure_reason: Option<&str>,
     ) -> StoreResult<()> {
-        crate::db::query(
+        let done = crate::db::query(
             "UPDATE payments SET status = $1, channel_txn_id = COALESCE($2, channel_txn_id),
-                failure_reason = $3, updated_at = $4 WHERE id = $5",
+                failure_reason = $3, updated_at = $4 WHERE id = $5 AND status = $6",
         )
-        .bind(status.as_str())
+        .bind(to.as_str())
         .bind(channel_txn_id)
         .bind(failure_reason)
         .bind(crate::now_ms())
         .bind(id.as_str())
+        .bind(from.as_str())
         .execute(self.conn())
         .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("payment {id} is no longer {}", from.as_str())));
+        }
         Ok(())
     }
 

@@ -204,6 +204,12 @@ impl From<TransitionError> for ProcessError {
     }
 }
 
+impl From<payq_domain::PaymentTransitionError> for ProcessError {
+    fn from(e: payq_domain::PaymentTransitionError) -> Self {
+        ProcessError::Broken(e.to_string())
+    }
+}
+
 impl From<RefundTransitionError> for ProcessError {
     fn from(e: RefundTransitionError) -> Self {
         ProcessError::Broken(e.to_string())

@@ -6,7 +6,8 @@ use crate::jobs::{Job, JobKind, PaymentCloseJob, PaymentQueryJob, PaymentRequest
 use crate::risk;
 use payq_channels::{ChannelError, ChannelStatus, PaymentRequest, StartDetails};
 use payq_domain::{
-    EventType, MerchantId, Money, OrderEvent, OrderId, OrderStatus, PaymentId, PaymentStatus, RefundStatus, Timestamp,
+    EventType, MerchantId, Money, OrderEvent, OrderId, OrderStatus, PaymentEvent, PaymentId, PaymentStatus,
+    RefundStatus, Timestamp,
 };
 use payq_store::{CallClaim, ChannelCall, Tx};
 
@@ -72,7 +73,8 @@ impl Payq {
         }
         if let Some(rule) = risk::check(&self.settings.risk, &mut tx, &order).await? {
             let reason = format!("risk:{}", rule.as_str());
-            tx.update_payment(payment_id, PaymentStatus::Failed, None, Some(&reason)).await?;
+            let failed = payment.status.on(PaymentEvent::Failed)?;
+            tx.update_payment(payment_id, payment.status, failed, None, Some(&reason)).await?;
             if claims {
                 tx.finish_channel_call(call).await?;
             }
@@ -131,8 +133,9 @@ impl Payq {
         if claims {
             tx.finish_channel_call(call).await?;
         }
-        if tx.payment(payment_id).await?.status == PaymentStatus::Pending {
-            tx.update_payment(payment_id, PaymentStatus::Pending, started.txn_id.as_deref(), None).await?;
+        let now = tx.payment(payment_id).await?.status;
+        if let Ok(still) = now.on(PaymentEvent::Started) {
+            tx.update_payment(payment_id, now, still, started.txn_id.as_deref(), None).await?;
             if let Some(action) = &started.next_action {
                 tx.set_next_action(payment_id, action).await?;
             }
@@ -168,10 +171,10 @@ impl Payq {
         let current = order.payment.as_ref().is_some_and(|p| &p.id == payment_id);
         match status {
             ChannelStatus::Succeeded { txn_id } => {
-                if payment.status == PaymentStatus::Succeeded {
+                let Ok(succeeded) = payment.status.on(PaymentEvent::Succeeded) else {
                     return Ok(()); // duplicate
-                }
-                tx.update_payment(payment_id, PaymentStatus::Succeeded, Some(&txn_id), None).await?;
+                };
+                tx.update_payment(payment_id, payment.status, succeeded, Some(&txn_id), None).await?;
                 tx.cancel_messages(JobKind::PaymentQuery.as_str(), payment_id.as_str()).await?;
                 if current && order.status == OrderStatus::Paying {
                     transition(&mut order, OrderEvent::PaymentSucceeded)?;
@@ -199,10 +202,10 @@ impl Payq {
                 }
             }
             ChannelStatus::Failed { reason } => {
-                if payment.status != PaymentStatus::Pending {
-                    return Ok(());
-                }
-                tx.update_payment(payment_id, PaymentStatus::Failed, None, Some(&reason)).await?;
+                let Ok(failed) = payment.status.on(PaymentEvent::Failed) else {
+                    return Ok(()); // settled already: a late or repeated failure changes nothing
+                };
+                tx.update_payment(payment_id, payment.status, failed, None, Some(&reason)).await?;
                 tx.cancel_messages(JobKind::PaymentQuery.as_str(), payment_id.as_str()).await?;
                 if current && order.status == OrderStatus::Paying {
                     transition(&mut order, OrderEvent::PaymentFailed)?;
@@ -212,8 +215,8 @@ impl Payq {
                 }
             }
             ChannelStatus::Closed | ChannelStatus::NotFound => {
-                if payment.status == PaymentStatus::Pending {
-                    tx.update_payment(payment_id, PaymentStatus::Closed, None, None).await?;
+                if let Ok(closed) = payment.status.on(PaymentEvent::Closed) {
+                    tx.update_payment(payment_id, payment.status, closed, None, None).await?;
                     tx.cancel_messages(JobKind::PaymentQuery.as_str(), payment_id.as_str()).await?;
                 }
             }
@@ -301,10 +304,12 @@ impl Payq {
         if !matches!(order.status, OrderStatus::PendingPayment | OrderStatus::Paying) {
             return Ok(()); // paid, closed or cancelled meanwhile
         }
-        if let Some(p) = order.payment.as_ref().filter(|p| p.status == PaymentStatus::Pending) {
+        if let Some((p, closed)) =
+            order.payment.as_ref().and_then(|p| Some((p, p.status.on(PaymentEvent::Closed).ok()?)))
+        {
             // The channel call has not been made yet (or the channel never saw it, or its
             // trade closes later): a success reported from now on is a late payment.
-            tx.update_payment(&p.id, PaymentStatus::Closed, None, None).await?;
+            tx.update_payment(&p.id, p.status, closed, None, None).await?;
             if let Some(at) = close_later {
                 tx.schedule(Job::PaymentClose(PaymentCloseJob { payment_id: p.id.clone() }).message(p.id.as_str(), at))
                     .await?;

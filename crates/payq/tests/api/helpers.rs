@@ -149,13 +149,32 @@ impl TestApp {
         self.wait_order(m, &id, "paid").await
     }
 
-    /// Polls the order until it has `status`, for at most 10 s.
+    /// Polls the order until it has `status`, for at most 10 s; if it never does, fails
+    /// with the order, its pending messages and the dead letters (to tell a slow machine
+    /// from a lost step).
     pub async fn wait_order(&self, m: &TestMerchant, id: &str, status: &str) -> Value {
-        eventually(&format!("order {id} becomes {status}"), || async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
             let r = self.get(&format!("/v1/orders/{id}"), &m.key).await;
-            (r.body["status"] == status).then_some(r.body)
-        })
-        .await
+            if r.body["status"] == status {
+                return r.body;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let mut conn = self.db.connect().await;
+                let pending: Vec<(String, String, i64, i64)> = sqlx::query_as(
+                    "SELECT kind, COALESCE(key, ''), due_at, attempts FROM messages ORDER BY due_at LIMIT 20",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_default();
+                let dead = self.get("/v1/admin/dead-letters", &self.admin_token).await.body;
+                panic!(
+                    "order {id} never became {status} within 10 s\norder: {}\npending: {pending:?}\ndead letters: {dead}",
+                    r.body
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// Polls the refund until it has `status`.
