@@ -1,7 +1,7 @@
 //! [`Application`]: opens the store, binds the listener, and runs the HTTP API and the
 //! delay engine's workers (per `role`) until shutdown.
 
-use crate::config::Settings;
+use crate::config::{DelayEngine, Settings};
 use crate::http::{self, AppState};
 use crate::routing::JobRouter;
 use crate::usecases::Payq;
@@ -250,9 +250,9 @@ pub fn topology(settings: &Settings) -> Topology {
 
 fn delay_mode(settings: &Settings) -> DelayMode {
     match settings.delay_engine() {
-        "rabbitmq-plugin" => DelayMode::Plugin,
-        "store" => DelayMode::Store,
-        _ => DelayMode::Tiers,
+        DelayEngine::RabbitmqPlugin => DelayMode::Plugin,
+        DelayEngine::Store => DelayMode::Store,
+        DelayEngine::Rabbitmq | DelayEngine::Auto => DelayMode::Tiers,
     }
 }
 

@@ -63,6 +63,43 @@ impl TryFrom<String> for LogFormat {
     }
 }
 
+/// The delay engine: where timers wait and how due work reaches the workers
+/// (docs/architecture.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", try_from = "String")]
+pub enum DelayEngine {
+    /// `rabbitmq` when `amqp_url` is set, `store` otherwise.
+    Auto,
+    /// Rows of the SQL store, claimed when due.
+    Store,
+    /// RabbitMQ's plugin-free delay tiers.
+    Rabbitmq,
+    /// RabbitMQ's `x-delayed-message` exchange (a plugin).
+    RabbitmqPlugin,
+}
+
+impl DelayEngine {
+    /// The name settings use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DelayEngine::Auto => "auto",
+            DelayEngine::Store => "store",
+            DelayEngine::Rabbitmq => "rabbitmq",
+            DelayEngine::RabbitmqPlugin => "rabbitmq-plugin",
+        }
+    }
+}
+
+impl TryFrom<String> for DelayEngine {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let engines = [DelayEngine::Auto, DelayEngine::Store, DelayEngine::Rabbitmq, DelayEngine::RabbitmqPlugin];
+        let choices: Vec<(&str, DelayEngine)> = engines.iter().map(|e| (e.as_str(), *e)).collect();
+        // An empty value (an unset environment variable) means the default.
+        if s.trim().is_empty() { Ok(DelayEngine::Auto) } else { one_of("delay engine", &s, &choices) }
+    }
+}
+
 impl TryFrom<String> for Role {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
@@ -201,7 +238,7 @@ pub struct HttpSettings {
 pub struct DelaySettings {
     /// `store`, `rabbitmq` or `rabbitmq-plugin` (`PAYQ_DELAY_ENGINE`); `auto` (the
     /// default) is `rabbitmq` when `amqp_url` is set and `store` otherwise.
-    pub engine: String,
+    pub engine: DelayEngine,
 }
 
 /// `[payment]`: payment follow-up.
@@ -332,7 +369,7 @@ impl Default for Settings {
 
 impl Default for DelaySettings {
     fn default() -> Self {
-        DelaySettings { engine: "auto".into() }
+        DelaySettings { engine: DelayEngine::Auto }
     }
 }
 
@@ -441,11 +478,11 @@ impl Settings {
     }
 
     /// The delay engine in force, with `auto` resolved.
-    pub fn delay_engine(&self) -> &str {
-        match self.delay.engine.as_str() {
-            "auto" | "" if self.amqp_url.is_some() => "rabbitmq",
-            "auto" | "" => "store",
-            other => other,
+    pub fn delay_engine(&self) -> DelayEngine {
+        match self.delay.engine {
+            DelayEngine::Auto if self.amqp_url.is_some() => DelayEngine::Rabbitmq,
+            DelayEngine::Auto => DelayEngine::Store,
+            chosen => chosen,
         }
     }
 
@@ -454,14 +491,8 @@ impl Settings {
         self.reconciliation.zone()?;
         self.reconciliation.time_of_day()?;
         let engine = self.delay_engine();
-        if !matches!(engine, "store" | "rabbitmq" | "rabbitmq-plugin") {
-            anyhow::bail!(
-                "unknown delay engine {:?}: use \"store\", \"rabbitmq\" or \"rabbitmq-plugin\"",
-                self.delay.engine
-            );
-        }
-        if engine != "store" && self.amqp_url.is_none() {
-            anyhow::bail!("delay engine {engine:?} needs RabbitMQ: set PAYQ_AMQP_URL (or use \"store\")");
+        if engine != DelayEngine::Store && self.amqp_url.is_none() {
+            anyhow::bail!("delay engine {:?} needs RabbitMQ: set PAYQ_AMQP_URL (or use \"store\")", engine.as_str());
         }
         if self.amqp_url.is_some() && !self.database_url.starts_with("postgres") {
             anyhow::bail!(
@@ -556,5 +587,24 @@ mod tests {
         assert!(s.is_err(), "an explicit config file that is missing is an error");
         let s = Settings::load(None, &[("listen", "127.0.0.1:9999".into())]).map(|s| s.listen);
         assert_eq!(s.ok().as_deref(), Some("127.0.0.1:9999"));
+    }
+
+    #[test]
+    fn the_delay_engine_is_one_of_four_and_auto_follows_the_broker() {
+        for name in ["auto", "store", "rabbitmq", "rabbitmq-plugin"] {
+            let engine = DelayEngine::try_from(name.to_owned()).map(DelayEngine::as_str);
+            assert_eq!(engine, Ok(name));
+        }
+        assert_eq!(DelayEngine::try_from(String::new()), Ok(DelayEngine::Auto));
+        let err = DelayEngine::try_from("redis".to_owned()).err().unwrap_or_default();
+        assert!(err.contains("unknown delay engine \"redis\"") && err.contains("rabbitmq-plugin"), "{err}");
+        let mut s = Settings::default();
+        assert_eq!(s.delay_engine(), DelayEngine::Store);
+        s.amqp_url = Some("amqp://127.0.0.1:5672".into());
+        assert_eq!(s.delay_engine(), DelayEngine::Rabbitmq);
+        s.delay.engine = DelayEngine::RabbitmqPlugin;
+        assert_eq!(s.delay_engine(), DelayEngine::RabbitmqPlugin);
+        let loaded = Settings::load(None, &[("delay.engine", "bogus".into())]);
+        assert!(loaded.is_err(), "an unknown engine is refused when the settings load");
     }
 }

@@ -160,13 +160,13 @@ async fn postgres_facts(url: &str) -> Facts {
 const ONLY_POSTGRES: [(&str, &str); 2] = [
     (
         "unique index messages(id)",
-        "the RabbitMQ consumer finds a dead-lettered delivery's row by id; the embedded engine \
-         addresses rows by seq only and saves the index on every timer",
+        "the distributed mode (which runs on PostgreSQL only) finds a dead-lettered delivery's \
+         row by id; the embedded engine addresses rows by seq only and saves the index on every timer",
     ),
     (
         "index messages(seq) where …",
-        "the outbox relay's scan of unpublished rows; with the embedded engine no row is ever \
-         published, so the index would hold every row",
+        "the outbox relay's scan of unpublished rows (distributed mode, PostgreSQL only); on \
+         SQLite no row is ever published, so the index would hold every row",
     ),
 ];
 
