@@ -15,7 +15,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use payq_domain::crypto;
 use payq_domain::{HumanDuration, PaymentId, RefundId, Timestamp};
-use payq_store::{SimTxn, Store, StoreError};
+use payq_store::{SimStatus, SimTxn, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -150,8 +150,8 @@ impl SimChannel {
                 return; // still pending in the ledger: the next process resumes it
             }
             let (status, reason) = match outcome {
-                SimOutcome::Failed => ("failed", Some("card_declined".to_owned())),
-                _ => ("succeeded", None),
+                SimOutcome::Failed => (SimStatus::Failed, Some("card_declined".to_owned())),
+                _ => (SimStatus::Succeeded, None),
             };
             let settled = match outcome {
                 SimOutcome::Late => {
@@ -178,7 +178,7 @@ impl SimChannel {
             let note = SimNotification {
                 payment_id: settled.payment_id.clone(),
                 txn_id: settled.txn_id.clone(),
-                status: status.to_owned(),
+                status: status.as_str().to_owned(),
                 amount: settled.amount,
                 currency: settled.currency.clone(),
                 failure_reason: reason,
@@ -196,7 +196,7 @@ impl SimChannel {
         let deadline = tokio::time::Instant::now() + LATE_WAIT;
         while tokio::time::Instant::now() < deadline {
             match self.store.sim_txn(txn_id).await {
-                Ok(t) if t.status != "pending" => {
+                Ok(t) if t.status != SimStatus::Pending => {
                     // payq closes the order right after the channel said closed.
                     tokio::time::sleep(AFTER_CLOSE).await;
                     return;
@@ -271,11 +271,11 @@ fn db(e: StoreError) -> ChannelError {
 }
 
 fn status_of(txn: &SimTxn) -> ChannelStatus {
-    match txn.status.as_str() {
-        "succeeded" => ChannelStatus::Succeeded { txn_id: txn.txn_id.clone() },
-        "failed" => ChannelStatus::Failed { reason: "card_declined".into() },
-        "closed" => ChannelStatus::Closed,
-        _ => ChannelStatus::Pending,
+    match txn.status {
+        SimStatus::Succeeded => ChannelStatus::Succeeded { txn_id: txn.txn_id.clone() },
+        SimStatus::Failed => ChannelStatus::Failed { reason: "card_declined".into() },
+        SimStatus::Closed => ChannelStatus::Closed,
+        SimStatus::Pending => ChannelStatus::Pending,
     }
 }
 
@@ -299,7 +299,7 @@ impl PaymentChannel for Sim {
                 payment_id: req.payment_id.to_string(),
                 amount: req.amount,
                 currency: req.currency.code().to_owned(),
-                status: "pending".into(),
+                status: SimStatus::Pending,
                 outcome: simulate.outcome.as_str().into(),
                 refunded: 0,
                 settle_at: Some(settle_at(&simulate, self.0.default_delay, req.expires_at)),
@@ -324,8 +324,9 @@ impl PaymentChannel for Sim {
             // it could (another payq process asks): settle it now.
             let overdue = txn.settle_at.is_some_and(|t| t.millis() <= Timestamp::now().millis());
             let outcome = SimOutcome::parse(&txn.outcome);
-            if txn.status == "pending" && overdue && !matches!(outcome, SimOutcome::Late) {
-                let status = if matches!(outcome, SimOutcome::Failed) { "failed" } else { "succeeded" };
+            if txn.status == SimStatus::Pending && overdue && !matches!(outcome, SimOutcome::Late) {
+                let status =
+                    if matches!(outcome, SimOutcome::Failed) { SimStatus::Failed } else { SimStatus::Succeeded };
                 let settled = self.0.store.sim_settle(&txn.txn_id, status).await.map_err(db)?;
                 return Ok(status_of(&settled));
             }
@@ -343,7 +344,7 @@ impl PaymentChannel for Sim {
             };
             // The race a `late` payment simulates: the channel says closed, and takes the
             // money anyway afterwards (see `wait_until_closed`).
-            let after = self.0.store.sim_settle(&txn.txn_id, "closed").await.map_err(db)?;
+            let after = self.0.store.sim_settle(&txn.txn_id, SimStatus::Closed).await.map_err(db)?;
             Ok(status_of(&after))
         }
         .boxed()

@@ -39,7 +39,7 @@ pub use messages::{ClaimedMessage, MessageStats, NewMessage, PendingMessage};
 pub use orders::{NewOrder, NewPayment, OrderPage, PaymentRecord};
 pub use outbox::OutboxMessage;
 pub use reconciliation::{NewDiscrepancy, Recorded, RunFilter, RunResult};
-pub use sim_ledger::SimTxn;
+pub use sim_ledger::{SimStatus, SimTxn};
 pub use verify::Violation;
 pub use writer::Tx;
 

@@ -4,6 +4,39 @@
 use crate::{Store, StoreError, StoreResult};
 use payq_domain::Timestamp;
 
+/// Where a payment is in the simulated channel's ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimStatus {
+    /// Waiting for the buyer.
+    Pending,
+    /// Paid.
+    Succeeded,
+    /// Declined.
+    Failed,
+    /// Closed before it was paid.
+    Closed,
+}
+
+impl SimStatus {
+    /// The name the ledger stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimStatus::Pending => "pending",
+            SimStatus::Succeeded => "succeeded",
+            SimStatus::Failed => "failed",
+            SimStatus::Closed => "closed",
+        }
+    }
+
+    /// Reads a stored name; anything else is a corrupt row.
+    fn parse(s: &str) -> StoreResult<SimStatus> {
+        [SimStatus::Pending, SimStatus::Succeeded, SimStatus::Failed, SimStatus::Closed]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown simulated-channel status {s:?}")))
+    }
+}
+
 /// A payment as the simulated channel records it.
 #[derive(Debug, Clone)]
 pub struct SimTxn {
@@ -11,8 +44,7 @@ pub struct SimTxn {
     pub payment_id: String,
     pub amount: i64,
     pub currency: String,
-    /// `pending`, `succeeded`, `failed` or `closed`.
-    pub status: String,
+    pub status: SimStatus,
     pub outcome: String,
     pub refunded: i64,
     /// When the channel settles it (pays, declines, ...), while it is pending.
@@ -25,7 +57,7 @@ fn sim_txn(row: &crate::db::Row) -> StoreResult<SimTxn> {
         payment_id: row.try_get("payment_id")?,
         amount: row.try_get("amount")?,
         currency: row.try_get("currency")?,
-        status: row.try_get("status")?,
+        status: SimStatus::parse(&row.try_get::<String>("status")?)?,
         outcome: row.try_get("outcome")?,
         refunded: row.try_get("refunded")?,
         settle_at: row.try_get::<Option<i64>>("settle_at")?.map(Timestamp::from_millis),
@@ -51,7 +83,7 @@ impl Store {
                 .bind(&txn.payment_id)
                 .bind(txn.amount)
                 .bind(&txn.currency)
-                .bind(&txn.status)
+                .bind(txn.status.as_str())
                 .bind(&txn.outcome)
                 .bind(now)
                 .bind(txn.settle_at.map(Timestamp::millis)),
@@ -62,20 +94,20 @@ impl Store {
     }
 
     /// Moves a simulated-channel payment from `pending` to `to`; returns the record after.
-    pub async fn sim_settle(&self, txn_id: &str, to: &str) -> StoreResult<SimTxn> {
+    pub async fn sim_settle(&self, txn_id: &str, to: SimStatus) -> StoreResult<SimTxn> {
         self.sim_set_status(txn_id, to, true).await
     }
 
     /// Sets a simulated-channel payment's status (only if pending, with `pending_only`) and
     /// returns the record after.
-    async fn sim_set_status(&self, txn_id: &str, to: &str, pending_only: bool) -> StoreResult<SimTxn> {
+    async fn sim_set_status(&self, txn_id: &str, to: SimStatus, pending_only: bool) -> StoreResult<SimTxn> {
         let changed = self
             .write_one(
                 crate::db::query(
                     "UPDATE sim_channel_txns SET status = $1, updated_at = $2
                      WHERE txn_id = $3 AND (status = 'pending' OR NOT $4) RETURNING *",
                 )
-                .bind(to)
+                .bind(to.as_str())
                 .bind(Timestamp::now().millis())
                 .bind(txn_id)
                 .bind(pending_only),
@@ -147,7 +179,7 @@ impl Store {
     /// Marks a simulated-channel payment succeeded whatever its status (a `late` payment
     /// that the channel takes after saying it closed it).
     pub async fn sim_force_succeed(&self, txn_id: &str) -> StoreResult<SimTxn> {
-        self.sim_set_status(txn_id, "succeeded", false).await
+        self.sim_set_status(txn_id, SimStatus::Succeeded, false).await
     }
 
     /// Pending simulated-channel payments (to resume settling them after a restart).

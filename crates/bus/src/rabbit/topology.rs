@@ -31,7 +31,7 @@ pub enum Arg {
 pub enum Item {
     Exchange {
         name: String,
-        kind: &'static str,
+        kind: Kind,
     },
     Queue {
         name: String,
@@ -46,10 +46,40 @@ pub enum Item {
     },
 }
 
+/// The kinds of exchange payq declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Routes by exact routing key (commands, the delay tiers' delivery).
+    Direct,
+    /// Routes to every bound queue (dead letters).
+    Fanout,
+    /// Routes by pattern (events).
+    Topic,
+}
+
+impl Kind {
+    /// RabbitMQ's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Fanout => "fanout",
+            Kind::Topic => "topic",
+        }
+    }
+
+    fn to_lapin(self) -> ExchangeKind {
+        match self {
+            Kind::Direct => ExchangeKind::Direct,
+            Kind::Fanout => ExchangeKind::Fanout,
+            Kind::Topic => ExchangeKind::Topic,
+        }
+    }
+}
+
 impl fmt::Display for Item {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Item::Exchange { name, kind } => write!(f, "exchange {name} ({kind}, durable)"),
+            Item::Exchange { name, kind } => write!(f, "exchange {name} ({}, durable)", kind.as_str()),
             Item::Queue { name, args } => {
                 let args: Vec<String> = args
                     .iter()
@@ -119,9 +149,9 @@ impl Topology {
     /// Every exchange, queue and binding, in declaration order.
     pub fn items(&self) -> Vec<Item> {
         let mut out = vec![
-            Item::Exchange { name: self.events(), kind: "topic" },
-            Item::Exchange { name: self.commands(), kind: "direct" },
-            Item::Exchange { name: self.dead_exchange(), kind: "fanout" },
+            Item::Exchange { name: self.events(), kind: Kind::Topic },
+            Item::Exchange { name: self.commands(), kind: Kind::Direct },
+            Item::Exchange { name: self.dead_exchange(), kind: Kind::Fanout },
             Item::Queue { name: self.dead_letters(), args: vec![("x-queue-type", Arg::Str("quorum".into()))] },
             Item::Binding {
                 source: self.dead_exchange(),
@@ -130,7 +160,7 @@ impl Topology {
                 to_exchange: false,
             },
         ];
-        out.push(Item::Exchange { name: self.tiers.deliver_exchange(), kind: "direct" });
+        out.push(Item::Exchange { name: self.tiers.deliver_exchange(), kind: Kind::Direct });
         for purpose in WORK_QUEUES {
             let q = self.work_queue(purpose);
             out.push(Item::Queue {
@@ -171,12 +201,9 @@ impl Topology {
         for item in self.items() {
             match item {
                 Item::Exchange { name, kind } => {
-                    let kind = match kind {
-                        "direct" => ExchangeKind::Direct,
-                        "fanout" => ExchangeKind::Fanout,
-                        _ => ExchangeKind::Topic,
-                    };
-                    channel.exchange_declare(name.as_str().into(), kind, durable, FieldTable::default()).await?;
+                    channel
+                        .exchange_declare(name.as_str().into(), kind.to_lapin(), durable, FieldTable::default())
+                        .await?;
                 }
                 Item::Queue { name, args } => {
                     let mut table = FieldTable::default();
