@@ -236,6 +236,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_kind_the_store_spells_in_sql_is_a_job_kind() {
+        for kind in payq_store::JOB_KINDS_IN_SQL {
+            assert!(JobKind::ALL.iter().any(|k| k.as_str() == kind), "the store's SQL names {kind}, no JobKind is");
+        }
+    }
+
+    #[test]
     fn every_kind_round_trips_through_its_name() {
         for kind in JobKind::ALL {
             assert_eq!(JobKind::parse(kind.as_str()), Some(kind));
