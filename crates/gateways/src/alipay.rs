@@ -155,23 +155,20 @@ impl AlipaySandbox {
     /// The buyer pays without Alipay notifying anyone (a lost notification): only a query
     /// finds out.
     pub fn buyer_pays_silently(&self, out_trade_no: &str) -> bool {
-        let amount = match self.books().trades.get_mut(out_trade_no) {
-            Some(t) if t.status == "WAIT_BUYER_PAY" => {
-                t.status = "TRADE_SUCCESS".into();
-                t.scanned = true;
-                t.amount
-            }
-            _ => return false,
-        };
-        self.bill_book().paid(out_trade_no, &trade_no(out_trade_no), amount);
-        true
+        self.pay_silently_from(out_trade_no, "WAIT_BUYER_PAY")
     }
 
     /// The buyer's payment goes through although the trade was closed (a race with the
     /// close), and Alipay notifies no one: only the day's bill shows it.
     pub fn buyer_pays_after_close_silently(&self, out_trade_no: &str) -> bool {
+        self.pay_silently_from(out_trade_no, "TRADE_CLOSED")
+    }
+
+    /// Pays a trade that is in `status`, notifying no one (its bill shows it); false when
+    /// there is no such trade in that status.
+    fn pay_silently_from(&self, out_trade_no: &str, status: &str) -> bool {
         let amount = match self.books().trades.get_mut(out_trade_no) {
-            Some(t) if t.status == "TRADE_CLOSED" => {
+            Some(t) if t.status == status => {
                 t.status = "TRADE_SUCCESS".into();
                 t.scanned = true;
                 t.amount

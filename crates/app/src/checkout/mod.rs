@@ -106,6 +106,8 @@ struct Opened {
     order: payq_domain::Order,
     merchant: payq_domain::Merchant,
     link: link::Link,
+    /// The key the link was checked with (the pay form's token is signed with it too).
+    key: String,
 }
 
 /// Opens the order the link is for, or the `403` page.
@@ -123,7 +125,7 @@ async fn open(state: &AppState, id: &str, token: &str, lang: Lang) -> Result<Ope
     else {
         return Err(refused());
     };
-    Ok(Opened { order, merchant, link })
+    Ok(Opened { order, merchant, link, key })
 }
 
 /// `GET /checkout/{id}?t=…`.
@@ -138,7 +140,6 @@ async fn show(
         Ok(o) => o,
         Err(refused) => return refused,
     };
-    let key = link::key(&state.admin_token);
     let device = Device::of(&headers);
     let channels = &opened.merchant.channels;
     let ways = ways_to_pay(device, channels.alipay.is_some(), channels.wechatpay.is_some());
@@ -148,7 +149,7 @@ async fn show(
         merchant: &opened.merchant,
         return_url: opened.link.return_url.as_deref(),
         token: &q.t,
-        form_token: &link::form_token(&key, &opened.order.id, &q.t),
+        form_token: &link::form_token(&opened.key, &opened.order.id, &q.t),
         ways: &ways,
         error: q.e.as_deref(),
         device,
@@ -179,7 +180,6 @@ async fn pay(
         Ok(o) => o,
         Err(refused) => return refused,
     };
-    let key = link::key(&state.admin_token);
     let form: PayForm = serde_urlencoded_form(&body);
     let back = |error: Option<&str>| {
         let mut url = format!("/checkout/{}?t={}", opened.order.id, urlencode(&q.t));
@@ -188,7 +188,7 @@ async fn pay(
         }
         Redirect::to(&url).into_response()
     };
-    if !payq_domain::crypto::constant_time_eq(&form.form, &link::form_token(&key, &opened.order.id, &q.t)) {
+    if !payq_domain::crypto::constant_time_eq(&form.form, &link::form_token(&opened.key, &opened.order.id, &q.t)) {
         return (StatusCode::FORBIDDEN, page::refused(lang)).into_response();
     }
     if opened.order.status != OrderStatus::PendingPayment {

@@ -133,9 +133,9 @@ impl Payq {
         if claims {
             tx.finish_channel_call(call).await?;
         }
-        let now = tx.payment(payment_id).await?.status;
-        if let Ok(still) = now.on(PaymentEvent::Started) {
-            tx.update_payment(payment_id, now, still, started.txn_id.as_deref(), None).await?;
+        let status = tx.payment(payment_id).await?.status;
+        if let Ok(still) = status.on(PaymentEvent::Started) {
+            tx.update_payment(payment_id, status, still, started.txn_id.as_deref(), None).await?;
             if let Some(action) = &started.next_action {
                 tx.set_next_action(payment_id, action).await?;
             }
