@@ -77,7 +77,7 @@ impl Application {
             sim,
             metrics: crate::telemetry::metrics_handle(),
             openapi: Arc::new(http::openapi_json()),
-            limiter: Arc::new(http::rate_limit::RateLimiter::new(
+            limiter: Arc::new(crate::rate_limit::RateLimiter::new(
                 settings.http.rate_limit,
                 settings.http.rate_limit_burst,
             )),

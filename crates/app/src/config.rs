@@ -47,18 +47,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// A setting that names none of its choices.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {given:?}: use {choices}")]
+pub struct UnknownChoice {
+    what: &'static str,
+    given: String,
+    choices: String,
+}
+
 /// Reads one of `choices` (`(name, value)`), or says which names there are.
-fn one_of<T: Copy>(what: &str, given: &str, choices: &[(&str, T)]) -> Result<T, String> {
+fn one_of<T: Copy>(what: &'static str, given: &str, choices: &[(&str, T)]) -> Result<T, UnknownChoice> {
     let given = given.trim();
     choices.iter().find(|(name, _)| name.eq_ignore_ascii_case(given)).map(|(_, v)| *v).ok_or_else(|| {
         let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-        format!("unknown {what} {given:?}: use {}", names.join(", "))
+        UnknownChoice { what, given: given.chars().take(40).collect(), choices: names.join(", ") }
     })
 }
 
 impl TryFrom<String> for LogFormat {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = UnknownChoice;
+    fn try_from(s: String) -> Result<Self, UnknownChoice> {
         one_of("log format", &s, &[("text", LogFormat::Text), ("json", LogFormat::Json)])
     }
 }
@@ -91,8 +100,8 @@ impl DelayEngine {
 }
 
 impl TryFrom<String> for DelayEngine {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = UnknownChoice;
+    fn try_from(s: String) -> Result<Self, UnknownChoice> {
         let engines = [DelayEngine::Auto, DelayEngine::Store, DelayEngine::Rabbitmq, DelayEngine::RabbitmqPlugin];
         let choices: Vec<(&str, DelayEngine)> = engines.iter().map(|e| (e.as_str(), *e)).collect();
         // An empty value (an unset environment variable) means the default.
@@ -101,8 +110,8 @@ impl TryFrom<String> for DelayEngine {
 }
 
 impl TryFrom<String> for Role {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = UnknownChoice;
+    fn try_from(s: String) -> Result<Self, UnknownChoice> {
         one_of("role", &s, &[("api", Role::Api), ("worker", Role::Worker), ("all", Role::All)])
     }
 }
@@ -596,7 +605,7 @@ mod tests {
             assert_eq!(engine, Ok(name));
         }
         assert_eq!(DelayEngine::try_from(String::new()), Ok(DelayEngine::Auto));
-        let err = DelayEngine::try_from("redis".to_owned()).err().unwrap_or_default();
+        let err = DelayEngine::try_from("redis".to_owned()).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("unknown delay engine \"redis\"") && err.contains("rabbitmq-plugin"), "{err}");
         let mut s = Settings::default();
         assert_eq!(s.delay_engine(), DelayEngine::Store);

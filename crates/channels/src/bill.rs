@@ -74,7 +74,7 @@ pub enum BillError {
     Malformed(String),
     /// The channel has no bills (the simulated channel).
     #[error("{0} has no bills")]
-    Unsupported(&'static str),
+    Unsupported(payq_domain::ChannelName),
 }
 
 /// A yuan amount from a bill as minor units, exactly: `"20.00"` → `2000`, `"-350.00"` →

@@ -11,7 +11,7 @@ pub mod sim;
 pub mod wechatpay;
 
 use futures_util::future::BoxFuture;
-use payq_domain::{Currency, NextAction, PayProduct, PaymentId, RefundId, Timestamp};
+use payq_domain::{ChannelName, Currency, NextAction, PayProduct, PaymentId, RefundId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// What a real channel's payment start needs beyond the order: the buyer as the product
@@ -100,8 +100,8 @@ pub enum ChannelError {
 
 /// A payment channel.
 pub trait PaymentChannel: Send + Sync + 'static {
-    /// The channel's name in the API (`"sim"`).
-    fn name(&self) -> &'static str;
+    /// The channel's name in the API.
+    fn name(&self) -> ChannelName;
 
     /// Starts a payment; repeating it for the same `payment_id` starts nothing new.
     fn create_payment(&self, req: PaymentRequest) -> BoxFuture<'_, Result<Started, ChannelError>>;

@@ -284,8 +284,8 @@ fn status_of(txn: &SimTxn) -> ChannelStatus {
 pub struct Sim(pub Arc<SimChannel>);
 
 impl PaymentChannel for Sim {
-    fn name(&self) -> &'static str {
-        "sim"
+    fn name(&self) -> payq_domain::ChannelName {
+        payq_domain::ChannelName::Sim
     }
 
     fn create_payment(&self, req: PaymentRequest) -> BoxFuture<'_, Result<Started, ChannelError>> {

@@ -4,6 +4,7 @@
 //! Pure code: no I/O, no async runtime, no database. Everything here is parsed once at the
 //! edge and then trusted by the layers above.
 
+pub mod channel;
 pub mod crypto;
 pub mod duration;
 pub mod event;
@@ -17,6 +18,7 @@ pub mod refund;
 pub mod settings;
 pub mod timestamp;
 
+pub use channel::{ChannelName, UnknownChannel};
 pub use duration::{DurationError, HumanDuration};
 pub use event::EventType;
 pub use ids::{

@@ -4,6 +4,7 @@
 //! Amounts are minor units beside their currency; [`Order::amount`] and friends give them
 //! back as [`Money`] for arithmetic.
 
+use crate::ChannelName;
 use crate::event::EventType;
 use crate::ids::{EventId, MerchantId, OrderId, PaymentId, RefundId};
 use crate::money::{Currency, Money, MoneyError};
@@ -113,7 +114,7 @@ impl PaymentStatus {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Payment {
     pub id: PaymentId,
-    pub channel: String,
+    pub channel: ChannelName,
     pub channel_txn_id: Option<String>,
     pub status: PaymentStatus,
     pub failure_reason: Option<String>,

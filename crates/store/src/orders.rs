@@ -31,7 +31,7 @@ pub struct NewOrder<'a> {
 pub struct NewPayment<'a> {
     pub id: &'a PaymentId,
     pub order: &'a Order,
-    pub channel: &'a str,
+    pub channel: payq_domain::ChannelName,
     /// The channel's instructions, as JSON: the simulated channel's, or how a real
     /// channel's payment is started (its payer and return URL).
     pub simulate: Option<&'a str>,
@@ -61,7 +61,7 @@ pub struct PaymentRecord {
     pub id: PaymentId,
     pub order_id: OrderId,
     pub merchant_id: MerchantId,
-    pub channel: String,
+    pub channel: payq_domain::ChannelName,
     pub channel_txn_id: Option<String>,
     pub status: PaymentStatus,
     pub failure_reason: Option<String>,
@@ -85,7 +85,7 @@ fn payment_record(row: &crate::db::Row) -> StoreResult<PaymentRecord> {
         id: rows::parse(row, "id")?,
         order_id: rows::parse(row, "order_id")?,
         merchant_id: rows::parse(row, "merchant_id")?,
-        channel: row.try_get("channel")?,
+        channel: rows::parse(row, "channel")?,
         channel_txn_id: row.try_get("channel_txn_id")?,
         status: PaymentStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("payment status {status}")))?,
         failure_reason: row.try_get("failure_reason")?,
@@ -240,7 +240,7 @@ impl Tx {
         .bind(p.id.as_str())
         .bind(p.order.id.as_str())
         .bind(p.order.merchant_id.as_str())
-        .bind(p.channel)
+        .bind(p.channel.as_str())
         .bind(PaymentStatus::Pending.as_str())
         .bind(p.order.amount)
         .bind(p.order.currency.code())

@@ -42,7 +42,7 @@ pub struct Recorded {
     pub payment_id: String,
     pub amount: i64,
     pub status: String,
-    pub channel: String,
+    pub channel: payq_domain::ChannelName,
 }
 
 /// Filters of the run list.
@@ -505,6 +505,6 @@ fn recorded(row: &crate::db::Row) -> StoreResult<Recorded> {
         payment_id: row.try_get("payment_id")?,
         amount: row.try_get("amount")?,
         status: row.try_get("status")?,
-        channel: row.try_get("channel")?,
+        channel: rows::parse(row, "channel")?,
     })
 }

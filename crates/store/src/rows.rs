@@ -75,7 +75,7 @@ pub(crate) fn order(row: &AnyRow) -> Result<Order, StoreError> {
             let status: String = row.try_get("p_status")?;
             Some(Payment {
                 id: id.parse().map_err(|e| corrupt("payment id", e))?,
-                channel: row.try_get("p_channel")?,
+                channel: parse(row, "p_channel")?,
                 channel_txn_id: row.try_get("p_channel_txn_id")?,
                 status: PaymentStatus::parse(&status).ok_or_else(|| corrupt("payment status", &status))?,
                 failure_reason: row.try_get("p_failure_reason")?,

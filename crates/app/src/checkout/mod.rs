@@ -9,14 +9,14 @@ pub mod link;
 mod page;
 mod text;
 
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::usecases::{PayError, PayOrder, Payer};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use payq_domain::{NextAction, OrderId, OrderStatus, PayProduct, Timestamp};
+use payq_domain::{ChannelName, NextAction, OrderId, OrderStatus, PayProduct, Timestamp};
 use serde::Deserialize;
 use text::Lang;
 
@@ -72,13 +72,14 @@ impl Device {
 }
 
 /// The ways to pay on `device` with the merchant's channels, best first: (channel, product).
-fn ways_to_pay(device: Device, alipay: bool, wechatpay: bool) -> Vec<(&'static str, PayProduct)> {
+fn ways_to_pay(device: Device, alipay: bool, wechatpay: bool) -> Vec<(ChannelName, PayProduct)> {
+    use ChannelName::{Alipay, Wechatpay};
     let mut ways = Vec::new();
     let (a, w) = match device {
-        Device::Desktop => (("alipay", PayProduct::Qr), ("wechatpay", PayProduct::Native)),
-        Device::Phone => (("alipay", PayProduct::Wap), ("wechatpay", PayProduct::H5)),
+        Device::Desktop => ((Alipay, PayProduct::Qr), (Wechatpay, PayProduct::Native)),
+        Device::Phone => ((Alipay, PayProduct::Wap), (Wechatpay, PayProduct::H5)),
         // Inside WeChat, its QR code is recognised by a long press; Alipay second.
-        Device::WeChat => (("alipay", PayProduct::Wap), ("wechatpay", PayProduct::Native)),
+        Device::WeChat => ((Alipay, PayProduct::Wap), (Wechatpay, PayProduct::Native)),
     };
     if device == Device::WeChat && wechatpay {
         ways.push(w);
@@ -119,10 +120,7 @@ async fn open(state: &AppState, id: &str, token: &str, lang: Lang) -> Result<Ope
     if state.limiter.check(&link.merchant_id).is_err() {
         return Err((StatusCode::TOO_MANY_REQUESTS, page::busy(lang)).into_response());
     }
-    let store = state.payq.store();
-    let (Ok(merchant), Ok(order)) =
-        (store.merchant(&link.merchant_id).await, store.order(&link.merchant_id, &order_id).await)
-    else {
+    let Ok((merchant, order)) = state.payq.merchant_order(&link.merchant_id, &order_id).await else {
         return Err(refused());
     };
     Ok(Opened { order, merchant, link, key })
@@ -196,12 +194,12 @@ async fn pay(
     }
     let channels = &opened.merchant.channels;
     let ways = ways_to_pay(Device::of(&headers), channels.alipay.is_some(), channels.wechatpay.is_some());
-    let Some((channel, product)) = ways.into_iter().find(|(c, _)| *c == form.channel) else {
+    let Some((channel, product)) = ways.into_iter().find(|(c, _)| c.as_str() == form.channel) else {
         return back(Some("channel"));
     };
     let client_ip = client_ip(&headers);
     let req = PayOrder {
-        channel: channel.to_owned(),
+        channel: channel.as_str().to_owned(),
         product: Some(product),
         payer: (product == PayProduct::H5).then_some(Payer { openid: None, client_ip: Some(client_ip) }),
         return_url: opened.link.return_url.clone(),

@@ -2,7 +2,9 @@
 
 use super::text::{Key, Lang};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use payq_domain::{Currency, Merchant, NextAction, Order, OrderStatus, PayProduct, PaymentStatus, Timestamp};
+use payq_domain::{
+    ChannelName, Currency, Merchant, NextAction, Order, OrderStatus, PayProduct, PaymentStatus, Timestamp,
+};
 
 /// What one page shows.
 pub struct View<'a> {
@@ -12,7 +14,7 @@ pub struct View<'a> {
     pub return_url: Option<&'a str>,
     pub token: &'a str,
     pub form_token: &'a str,
-    pub ways: &'a [(&'static str, PayProduct)],
+    pub ways: &'a [(ChannelName, PayProduct)],
     /// What the last form post came to (`refused`, `unavailable`, `channel`).
     pub error: Option<&'a str>,
     pub device: super::Device,
@@ -57,10 +59,11 @@ fn qr_svg(data: &str) -> Option<String> {
     Some(svg.split_once("?>").map_or(svg.clone(), |(_, rest)| rest.to_owned()))
 }
 
-fn channel_name(lang: Lang, channel: &str) -> &'static str {
+fn channel_name(lang: Lang, channel: ChannelName) -> &'static str {
     match channel {
-        "alipay" => lang.t(Key::Alipay),
-        _ => lang.t(Key::WechatPay),
+        ChannelName::Sim => lang.t(Key::Simulated),
+        ChannelName::Alipay => lang.t(Key::Alipay),
+        ChannelName::Wechatpay => lang.t(Key::WechatPay),
     }
 }
 
@@ -91,14 +94,14 @@ pub fn render(v: &View<'_>) -> Markup {
                             input type="hidden" name="form" value=(v.form_token);
                             input type="hidden" name="channel" value=(channel);
                             button type="submit" id={ "pay-" (channel) } class=(channel) data-product=(product.as_str()) {
-                                (channel_name(lang, channel))
+                                (channel_name(lang, *channel))
                             }
                         }
                     }
                 }
             }
             OrderStatus::Paying => {
-                @let channel = payment.map_or("", |p| p.channel.as_str());
+                @let channel = payment.map_or(ChannelName::Sim, |p| p.channel);
                 @match payment.and_then(|p| p.next_action.as_ref()) {
                     Some(NextAction::QrCode { qr_code }) => {
                         p #scan { (lang.t(Key::ScanWith)) (channel_name(lang, channel)) }

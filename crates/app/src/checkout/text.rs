@@ -45,6 +45,8 @@ impl Lang {
             (Lang::En, Alipay) => "Alipay",
             (Lang::Zh, WechatPay) => "微信支付",
             (Lang::En, WechatPay) => "WeChat Pay",
+            (Lang::Zh, Simulated) => "模拟渠道",
+            (Lang::En, Simulated) => "the simulated channel",
             (Lang::Zh, ScanWith) => "请使用手机扫码支付：",
             (Lang::En, ScanWith) => "Scan with your phone to pay with ",
             (Lang::Zh, LongPress) => "长按二维码识别支付",
@@ -91,6 +93,8 @@ pub enum Key {
     ChooseWay,
     Alipay,
     WechatPay,
+    /// The simulated channel (an order paid through the API with `sim`).
+    Simulated,
     ScanWith,
     LongPress,
     Waiting,

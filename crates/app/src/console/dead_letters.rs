@@ -4,12 +4,12 @@
 use super::layout::{csrf, flash, page, time};
 use super::session::Session;
 use super::{ConsoleError, check_form, form_value, form_values};
-use crate::http::AppState;
+use crate::state::AppState;
+use crate::usecases::LookupError;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use payq_domain::DeadLetterId;
-use payq_store::StoreError;
 use serde::Deserialize;
 
 /// What the last action did, shown above the list.
@@ -29,7 +29,7 @@ pub async fn list(
     session: Session,
     Query(outcome): Query<Outcome>,
 ) -> Result<Markup, ConsoleError> {
-    let dead = state.payq.store().dead_letters(200).await?;
+    let dead = state.payq.dead_letters(200).await?;
     let done = match (outcome.replayed, outcome.purged) {
         (Some(n), _) => Some(format!("Replayed {n} dead letter(s): they are due now.")),
         (_, Some(n)) => Some(format!("Purged {n} dead letter(s).")),
@@ -79,10 +79,7 @@ pub async fn inspect(
     Path(id): Path<String>,
 ) -> Result<Markup, ConsoleError> {
     let id: DeadLetterId = id.parse().map_err(|_| ConsoleError::not_found("dead letter"))?;
-    let d = match state.payq.store().dead_letter(&id).await {
-        Err(StoreError::NotFound) => return Err(ConsoleError::not_found("dead letter")),
-        other => other?,
-    };
+    let d = state.payq.dead_letter(&id).await?;
     let payload = serde_json::to_string_pretty(&d.payload).unwrap_or_default();
     let body = html! {
         h1 { "Dead letter " code { (d.id) } }
@@ -115,9 +112,9 @@ pub async fn replay(State(state): State<AppState>, session: Session, body: Strin
     let mut replayed = 0;
     for id in ids {
         let Ok(id) = id.parse::<DeadLetterId>() else { continue };
-        match state.payq.store().replay_dead_letter(&id).await {
+        match state.payq.replay_dead_letter(&id).await {
             Ok(_) => replayed += 1,
-            Err(StoreError::NotFound) => {} // replayed meanwhile
+            Err(LookupError::NotFound(_)) => {} // replayed meanwhile
             Err(e) => return Err(e.into()),
         }
     }
@@ -132,6 +129,6 @@ pub async fn purge(State(state): State<AppState>, session: Session, body: String
             Redirect::to("/console/dead-letters?refused=Nothing+purged%3A+type+purge+to+confirm.").into_response()
         );
     }
-    let purged = state.payq.store().purge_dead_letters().await?;
+    let purged = state.payq.purge_dead_letters().await?;
     Ok(Redirect::to(&format!("/console/dead-letters?purged={purged}")).into_response())
 }

@@ -5,8 +5,8 @@
 use super::layout::{csrf, flash, page, time};
 use super::session::Session;
 use super::{ConsoleError, check_form, form_value, form_values};
-use crate::http::AppState;
-use crate::usecases::{CreateMerchant, MerchantChangeError, RotateCredentials, UpdateMerchant};
+use crate::state::AppState;
+use crate::usecases::{CreateMerchant, InputError, MerchantChangeError, RotateCredentials, UpdateMerchant};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 /// `GET /console/merchants`.
 pub async fn list(State(state): State<AppState>, session: Session) -> Result<Markup, ConsoleError> {
-    let merchants = state.payq.store().merchants(500).await?;
+    let merchants = state.payq.merchants(500).await?;
     Ok(page("Merchants", "/console/merchants", &session, list_body(&session, &merchants, None)))
 }
 
@@ -63,7 +63,7 @@ pub async fn create(State(state): State<AppState>, session: Session, body: Strin
             Ok(page("Merchant created", "/console/merchants", &session, secrets).into_response())
         }
         Err(crate::usecases::WriteError::Input(e)) => {
-            let merchants = state.payq.store().merchants(500).await?;
+            let merchants = state.payq.merchants(500).await?;
             let body = list_body(&session, &merchants, Some(&e.to_string()));
             Ok((StatusCode::BAD_REQUEST, page("Merchants", "/console/merchants", &session, body)).into_response())
         }
@@ -174,7 +174,7 @@ pub async fn update(
     let current = merchant(&state, &id).await?;
     let outcome = match update_from_form(&body) {
         Ok(req) => state.payq.update_merchant(&current.id, req).await,
-        Err(problem) => Err(MerchantChangeError::Input(crate::usecases::InputError::Malformed(problem))),
+        Err(problem) => Err(MerchantChangeError::Input(problem)),
     };
     match outcome {
         Ok(m) => Ok(Redirect::to(&format!("/console/merchants/{}?saved=1", m.id)).into_response()),
@@ -183,7 +183,7 @@ pub async fn update(
 }
 
 /// The edit form as an update: every field is sent, so every field is set.
-fn update_from_form(body: &str) -> Result<UpdateMerchant, String> {
+fn update_from_form(body: &str) -> Result<UpdateMerchant, InputError> {
     let events = match form_value(body, "webhook_events") {
         None => None,
         Some(list) => Some(
@@ -192,7 +192,7 @@ fn update_from_form(body: &str) -> Result<UpdateMerchant, String> {
                 .filter(|t| !t.is_empty())
                 .map(|t| {
                     serde_json::from_value::<EventType>(serde_json::Value::String(t.to_owned()))
-                        .map_err(|_| format!("unknown event type {t:?}"))
+                        .map_err(|_| InputError::Malformed(format!("unknown event type {t:?}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
@@ -201,7 +201,11 @@ fn update_from_form(body: &str) -> Result<UpdateMerchant, String> {
     for (name, _, _) in settings_fields(&MerchantSettings::default()) {
         if let Some(value) = form_value(body, name) {
             let value = if name == "ship_reminder_max" {
-                serde_json::Value::from(value.parse::<u32>().map_err(|_| format!("{name} must be a whole number"))?)
+                serde_json::Value::from(
+                    value
+                        .parse::<u32>()
+                        .map_err(|_| InputError::Malformed(format!("{name} must be a whole number")))?,
+                )
             } else {
                 serde_json::Value::String(value)
             };

@@ -10,7 +10,8 @@ mod overview;
 mod reconciliation;
 mod session;
 
-use crate::http::AppState;
+use crate::state::AppState;
+use crate::usecases::{LookupError, StoreFault};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -117,11 +118,26 @@ impl ConsoleError {
     }
 }
 
-impl From<payq_store::StoreError> for ConsoleError {
-    fn from(e: payq_store::StoreError) -> Self {
-        let fault = crate::usecases::StoreFault::from(e);
-        let status = crate::http::error::ApiError::from(fault).status;
+impl From<StoreFault> for ConsoleError {
+    fn from(e: StoreFault) -> Self {
+        let status = match e {
+            StoreFault::Contention(_) => StatusCode::CONFLICT,
+            StoreFault::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreFault::Unexpected(e) => {
+                tracing::error!(error = %format!("{e:#}"), "console: the store failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
         ConsoleError::new(status, "The database could not answer; try again shortly.")
+    }
+}
+
+impl From<LookupError> for ConsoleError {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::NotFound(what) => ConsoleError::not_found(what),
+            LookupError::Store(f) => f.into(),
+        }
     }
 }
 

@@ -5,11 +5,12 @@
 use super::ConsoleError;
 use super::layout::{money, page, status, time};
 use super::session::Session;
-use crate::http::AppState;
+use crate::state::AppState;
+use crate::usecases::InputError;
 use axum::extract::{Path, Query, State};
 use maud::{Markup, html};
 use payq_domain::{MerchantId, OrderId, OrderStatus};
-use payq_store::{OrderHistory, OrderSearch, StoreError};
+use payq_store::{OrderHistory, OrderSearch};
 use serde::Deserialize;
 
 const PAGE: u32 = 50;
@@ -30,7 +31,7 @@ pub struct SearchForm {
 
 impl SearchForm {
     /// The store's search, or why the form cannot be one.
-    fn search(&self) -> Result<(OrderSearch, Option<OrderId>), String> {
+    fn search(&self) -> Result<(OrderSearch, Option<OrderId>), InputError> {
         let q = self.q.trim();
         let mut search = OrderSearch::default();
         if !q.is_empty() {
@@ -40,12 +41,19 @@ impl SearchForm {
             }
         }
         if !self.status.is_empty() {
-            search.status =
-                Some(self.status.parse::<OrderStatus>().map_err(|_| format!("unknown status {:?}", self.status))?);
+            search.status = Some(
+                self.status
+                    .parse::<OrderStatus>()
+                    .map_err(|_| InputError::Malformed(format!("unknown status {:?}", self.status)))?,
+            );
         }
         if !self.merchant.trim().is_empty() {
-            search.merchant_id =
-                Some(self.merchant.trim().parse::<MerchantId>().map_err(|_| "that is not a merchant id".to_owned())?);
+            search.merchant_id = Some(
+                self.merchant
+                    .trim()
+                    .parse::<MerchantId>()
+                    .map_err(|_| InputError::Malformed("that is not a merchant id".into()))?,
+            );
         }
         let after = if self.after.is_empty() { None } else { self.after.parse::<OrderId>().ok() };
         Ok((search, after))
@@ -67,7 +75,7 @@ pub async fn list(
     Query(form): Query<SearchForm>,
 ) -> Result<Markup, ConsoleError> {
     let (results, problem) = match form.search() {
-        Ok((search, after)) => (Some(state.payq.store().search_orders(&search, after.as_ref(), PAGE).await?), None),
+        Ok((search, after)) => (Some(state.payq.search_orders(&search, after.as_ref(), PAGE).await?), None),
         Err(problem) => (None, Some(problem)),
     };
     let body = html! {
@@ -86,7 +94,7 @@ pub async fn list(
             div { label for="merchant" { "Merchant id" } input #merchant name="merchant" value=(form.merchant) size="36"; }
             button type="submit" { "Search" }
         }
-        (super::layout::flash(problem.as_deref(), false))
+        (super::layout::flash(problem.map(|p| p.to_string()).as_deref(), false))
         @if let Some(page) = &results {
             table #orders {
                 tr { th { "order" } th { "merchant order no." } th { "status" } th { "amount" } th { "merchant" } th { "created" } }
@@ -117,10 +125,7 @@ pub async fn timeline(
     Path(id): Path<String>,
 ) -> Result<Markup, ConsoleError> {
     let id: OrderId = id.parse().map_err(|_| ConsoleError::not_found("order"))?;
-    let history = match state.payq.store().order_history(&id).await {
-        Err(StoreError::NotFound) => return Err(ConsoleError::not_found("order")),
-        other => other?,
-    };
+    let history = state.payq.order_history(&id).await?;
     let title = format!("Order {}", history.order.id);
     Ok(page(&title, "/console/orders", &session, timeline_body(&history)))
 }

@@ -4,7 +4,8 @@
 use super::ConsoleError;
 use super::layout::{page, status};
 use super::session::Session;
-use crate::http::AppState;
+use crate::state::AppState;
+use crate::usecases::Stats;
 use axum::extract::State;
 use maud::{Markup, html};
 use payq_domain::Timestamp;
@@ -12,12 +13,9 @@ use payq_store::MinuteCounts;
 
 /// `GET /console`.
 pub async fn show(State(state): State<AppState>, session: Session) -> Result<Markup, ConsoleError> {
-    let store = state.payq.store();
-    let now = Timestamp::now();
-    let orders = store.order_counts().await?;
-    let messages = store.message_stats(now).await?;
-    let hour_ago = now.plus_millis(-3_600_000);
-    let minutes = store.orders_per_minute(hour_ago).await?;
+    let Stats { orders_by_status: orders, messages } = state.payq.stats().await?;
+    let hour_ago = Timestamp::now().plus_millis(-3_600_000);
+    let minutes = state.payq.orders_per_minute(hour_ago).await?;
     let total_orders: i64 = orders.iter().map(|(_, n)| n).sum();
     let body = html! {
         h1 { "Overview" }

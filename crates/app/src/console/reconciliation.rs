@@ -4,7 +4,7 @@
 use super::layout::{csrf, flash, money, page, status, time};
 use super::session::Session;
 use super::{ConsoleError, check_form, form_value};
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::usecases::ReconcileError;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};

@@ -4,7 +4,7 @@
 //! cross-site requests. Changing the admin token ends every session.
 
 use crate::crypto::{constant_time_eq, sign};
-use crate::http::AppState;
+use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
@@ -33,7 +33,7 @@ fn csrf_token(admin_token: &str, expires: i64) -> String {
 
 /// The `Set-Cookie` value that signs the operator in, if `token` is the admin token.
 pub fn sign_in(state: &AppState, token: &str) -> Option<String> {
-    if !crate::http::extract::is_admin_token(state, token) {
+    if !state.is_admin_token(token) {
         return None;
     }
     let expires = Timestamp::now().unix_seconds() + SESSION_SECONDS;

@@ -3,10 +3,11 @@
 use super::error::ApiError;
 use super::extract::{AdminAuth, ApiQuery};
 use super::{AppState, page_limit, path_id};
+use crate::usecases::Stats;
 use axum::Json;
 use axum::extract::{Path, State};
-use payq_domain::{DeadLetterId, Timestamp};
-use payq_store::{DeadLetter, StoreError};
+use payq_domain::DeadLetterId;
+use payq_store::DeadLetter;
 use serde::{Deserialize, Serialize};
 
 /// `GET /v1/admin/dead-letters` query.
@@ -32,7 +33,7 @@ pub async fn dead_letters(
     ApiQuery(q): ApiQuery<DeadLetterQuery>,
 ) -> Result<Json<DeadLetterList>, ApiError> {
     let limit = page_limit(q.limit.or(Some(100)))?;
-    let data = state.payq.store().dead_letters(limit).await.map_err(ApiError::from)?;
+    let data = state.payq.dead_letters(limit).await?;
     Ok(Json(DeadLetterList { data }))
 }
 
@@ -45,20 +46,15 @@ pub async fn replay(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id: DeadLetterId = path_id(&id, "dead letter")?;
-    match state.payq.store().replay_dead_letter(&id).await {
-        Ok(message_id) => Ok(Json(serde_json::json!({ "replayed": id, "message_id": message_id.as_str() }))),
-        Err(StoreError::NotFound) => Err(ApiError::not_found("dead letter")),
-        Err(e) => Err(ApiError::from(e)),
-    }
+    let message_id = state.payq.replay_dead_letter(&id).await?;
+    Ok(Json(serde_json::json!({ "replayed": id, "message_id": message_id.as_str() })))
 }
 
 /// Counts by status, pending messages by kind and due time, dead letters.
 #[utoipa::path(get, path = "/v1/admin/stats", operation_id = "admin_stats", tag = "admin", responses((status = 200, description = "stats")),
     security(("bearer" = [])))]
 pub async fn stats(State(state): State<AppState>, _admin: AdminAuth) -> Result<Json<serde_json::Value>, ApiError> {
-    let store = state.payq.store();
-    let orders = store.order_counts().await.map_err(ApiError::from)?;
-    let messages = store.message_stats(Timestamp::now()).await.map_err(ApiError::from)?;
+    let Stats { orders_by_status: orders, messages } = state.payq.stats().await?;
     let to_map = |v: Vec<(String, i64)>| {
         v.into_iter().map(|(k, n)| (k, serde_json::Value::from(n))).collect::<serde_json::Map<_, _>>()
     };

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use payq_channels::ChannelStatus;
 use payq_channels::sim::{SIGNATURE_HEADER, SimNotification};
 use payq_domain::{PaymentId, Timestamp};
-use payq_store::StoreError;
 
 /// How far a callback's signature timestamp may be from now.
 const SIGNATURE_TOLERANCE_S: i64 = 300;
@@ -38,11 +37,7 @@ pub async fn sim_notify(
     let note: SimNotification =
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid notification: {e}")))?;
     let payment_id: PaymentId = note.payment_id.parse().map_err(|_| ApiError::not_found("payment"))?;
-    let payment = match state.payq.store().payment(&payment_id).await {
-        Ok(p) => p,
-        Err(StoreError::NotFound) => return Err(ApiError::not_found("payment")),
-        Err(e) => return Err(ApiError::from(e)),
-    };
+    let payment = state.payq.payment(&payment_id).await?;
     if payment.amount != note.amount || payment.currency.code() != note.currency {
         return Err(ApiError::invalid("notification amount or currency does not match the payment"));
     }

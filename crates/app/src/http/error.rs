@@ -104,14 +104,6 @@ impl From<StoreFault> for ApiError {
     }
 }
 
-impl From<payq_store::StoreError> for ApiError {
-    /// A store error reaching the edge directly (reads outside use cases); a missing row is
-    /// mapped where it is read, since only there is it known what was missing.
-    fn from(e: payq_store::StoreError) -> Self {
-        ApiError::from(StoreFault::from(e))
-    }
-}
-
 impl From<InputError> for ApiError {
     fn from(e: InputError) -> Self {
         match e {

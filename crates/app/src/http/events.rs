@@ -4,6 +4,7 @@
 use super::error::ApiError;
 use super::extract::{ApiQuery, MerchantAuth};
 use super::{AppState, page_limit, path_id};
+use crate::usecases::EventsError;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -37,13 +38,10 @@ pub async fn list(
 ) -> Result<Json<EventList>, ApiError> {
     let limit = page_limit(q.limit)?;
     let after = q.after.map(|a| a.parse::<EventId>().map_err(|e| ApiError::invalid(e.to_string()))).transpose()?;
-    let store = state.payq.store();
-    if let Some(after) = &after
-        && !store.event_exists(&merchant.id, after).await.map_err(ApiError::from)?
-    {
-        return Err(ApiError::invalid("after names no event of this merchant"));
-    }
-    let (data, has_more) = store.events(&merchant.id, after.as_ref(), limit).await.map_err(ApiError::from)?;
+    let (data, has_more) = state.payq.events(&merchant, after.as_ref(), limit).await.map_err(|e| match e {
+        e @ EventsError::UnknownAfter => ApiError::invalid(e.to_string()),
+        EventsError::Store(f) => f.into(),
+    })?;
     Ok(Json(EventList { data, has_more }))
 }
 

@@ -3,12 +3,11 @@
 
 use super::AppState;
 use super::error::ApiError;
-use crate::crypto::{ApiKey, constant_time_eq, sha256_hex};
+use crate::usecases::AuthError;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header;
 use axum::http::request::Parts;
-use payq_domain::{Merchant, Timestamp};
-use payq_store::StoreError;
+use payq_domain::Merchant;
 use serde::de::DeserializeOwned;
 
 /// A JSON body; malformed, mistyped or oversized bodies become problem responses.
@@ -70,36 +69,17 @@ pub struct MerchantAuth(pub Merchant);
 
 /// The merchant whose API key `token` is.
 pub(crate) async fn merchant_of_key(state: &AppState, token: &str) -> Result<Merchant, ApiError> {
-    let refused = || ApiError::unauthorized("invalid API key");
-    let key_id = ApiKey::key_id_of(token).ok_or_else(refused)?;
-    let creds = match state.payq.store().merchant_by_api_key_id(key_id).await {
-        Ok(c) => c,
-        Err(StoreError::NotFound) => return Err(refused()),
-        Err(e) => return Err(ApiError::from(e)),
-    };
-    // The current key, or the one it replaced while the rotation's overlap lasts.
-    let presented = sha256_hex(token.as_bytes());
-    let expected = if creds.api_key_id == key_id {
-        Some(creds.api_key_hash.as_str())
-    } else {
-        creds.previous_api_key.as_ref().and_then(|previous| previous.valid_at(Timestamp::now()))
-    };
-    if !expected.is_some_and(|hash| constant_time_eq(&presented, hash)) {
-        return Err(refused());
-    }
-    Ok(creds.merchant)
-}
-
-/// Whether `token` is the admin token.
-pub(crate) fn is_admin_token(state: &AppState, token: &str) -> bool {
-    constant_time_eq(token, &state.admin_token)
+    state.payq.authenticate(token).await.map_err(|e| match e {
+        AuthError::Refused => ApiError::unauthorized("invalid API key"),
+        AuthError::Store(f) => f.into(),
+    })
 }
 
 /// Who a request authenticates as, for keeping its `Idempotency-Key`: `None` when its
 /// credentials are missing or wrong (the handler then refuses it, and nothing is kept).
 pub(crate) async fn principal(state: &AppState, parts: &Parts) -> Result<Option<String>, ApiError> {
     let Ok(token) = bearer(parts) else { return Ok(None) };
-    if is_admin_token(state, token) {
+    if state.is_admin_token(token) {
         return Ok(Some("admin".to_owned()));
     }
     match merchant_of_key(state, token).await {
@@ -135,7 +115,7 @@ impl FromRequestParts<AppState> for AdminAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        if !is_admin_token(state, token) {
+        if !state.is_admin_token(token) {
             return Err(ApiError::unauthorized("invalid admin token"));
         }
         Ok(AdminAuth)

@@ -17,7 +17,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 #[utoipa::path(get, path = "/readyz", operation_id = "health_readyz", tag = "health",
     responses((status = 200, description = "ready"), (status = 503, description = "not ready")))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    if state.payq.store().is_ready().await {
+    if state.payq.is_ready().await {
         (StatusCode::OK, Json(serde_json::json!({ "status": "ready" })))
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "storage unavailable" })))

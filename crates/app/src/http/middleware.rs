@@ -56,9 +56,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let mut fingerprint = format!("{} {}\n", parts.method, parts.uri.path()).into_bytes();
     fingerprint.extend_from_slice(&bytes);
     let request_hash = sha256_hex(&fingerprint);
-    let store = state.payq.store().clone();
+    let payq = &state.payq;
     let lease_ms = RESERVATION_LEASE.as_millis() as i64;
-    match store.idempotency_begin(&principal, &key, &request_hash, lease_ms).await {
+    match payq.idempotency_begin(&principal, &key, &request_hash, lease_ms).await {
         Err(e) => ApiError::from(e).into_response(),
         Ok(IdempotencyBegin::Mismatch) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -75,19 +75,19 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         Ok(IdempotencyBegin::Replay(stored)) => replay(stored),
         Ok(IdempotencyBegin::Reserved) => {
             let run = next.run(Request::from_parts(parts, Body::from(bytes)));
-            let response = renewing(&store, &principal, &key, lease_ms, run).await;
+            let response = renewing(payq, &principal, &key, lease_ms, run).await;
             let secrets = response.extensions().get::<SecretFields>().copied();
             let (head, body) = response.into_parts();
             let Ok(body) = to_bytes(body, usize::MAX).await else {
-                let _ = store.idempotency_release(&principal, &key).await;
+                let _ = payq.idempotency_release(&principal, &key).await;
                 return ApiError::internal(&"could not read the response body").into_response();
             };
             let outcome = if head.status.is_server_error() {
-                store.idempotency_release(&principal, &key).await
+                payq.idempotency_release(&principal, &key).await
             } else {
                 let kept = without_secrets(&body, secrets);
                 let stored = StoredResponse { status: head.status.as_u16(), body: kept };
-                store.idempotency_complete(&principal, &key, &stored).await
+                payq.idempotency_complete(&principal, &key, &stored).await
             };
             if let Err(e) = outcome {
                 // The reservation lapses with its lease; a retry then runs afresh.
@@ -102,18 +102,18 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
 /// renewal runs as a task of its own: a renewal waiting for the SQLite writer must never
 /// stop the request, which may itself hold the writer, from making progress.
 async fn renewing(
-    store: &payq_store::Store,
+    payq: &crate::usecases::Payq,
     principal: &str,
     key: &str,
     lease_ms: i64,
     run: impl std::future::Future<Output = Response>,
 ) -> Response {
     let every = RESERVATION_LEASE / 3;
-    let (store, principal, key) = (store.clone(), principal.to_owned(), key.to_owned());
+    let (payq, principal, key) = (payq.clone(), principal.to_owned(), key.to_owned());
     let renewal = tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
-            if let Err(e) = store.idempotency_renew(&principal, &key, lease_ms).await {
+            if let Err(e) = payq.idempotency_renew(&principal, &key, lease_ms).await {
                 tracing::warn!(error = %e, "could not renew an Idempotency-Key reservation");
             }
         }
@@ -277,13 +277,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("renew.db").display());
         let store = payq_store::Store::open(&url).await.expect("store");
+        let sim =
+            payq_channels::sim::SimChannel::new(store.clone(), "s".into(), "1s".parse().expect("delay")).expect("sim");
+        let payq = crate::usecases::Payq::new(
+            store.clone(),
+            std::sync::Arc::new(payq_channels::sim::Sim(sim)),
+            std::sync::Arc::new(crate::Settings::default()),
+        );
         let tx = store.begin().await.expect("the writer");
         let run = async move {
             tokio::time::sleep(RESERVATION_LEASE / 2).await;
             let _ = tx.commit().await;
             StatusCode::OK.into_response()
         };
-        let response = tokio::time::timeout(RESERVATION_LEASE * 2, renewing(&store, "admin", "k", 3_000, run)).await;
+        let response = tokio::time::timeout(RESERVATION_LEASE * 2, renewing(&payq, "admin", "k", 3_000, run)).await;
         assert_eq!(response.map(|r| r.status()).ok(), Some(StatusCode::OK), "the request finished");
     }
 }

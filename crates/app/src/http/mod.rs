@@ -11,32 +11,17 @@ mod inventory;
 mod merchants;
 pub mod middleware;
 mod orders;
-pub mod rate_limit;
 mod reconciliation;
 mod refunds;
 
-use crate::usecases::Payq;
+pub use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use metrics_exporter_prometheus::PrometheusHandle;
-use payq_channels::sim::SimChannel;
-use std::sync::Arc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub payq: Payq,
-    pub admin_token: Arc<str>,
-    pub sim: Arc<SimChannel>,
-    pub metrics: Option<PrometheusHandle>,
-    pub openapi: Arc<String>,
-    pub limiter: Arc<rate_limit::RateLimiter>,
-}
 
 #[derive(OpenApi)]
 #[openapi(

@@ -54,8 +54,7 @@ pub async fn list(
 ) -> Result<Json<OrderList>, ApiError> {
     let limit = page_limit(q.limit)?;
     let after = q.after.map(|a| a.parse::<OrderId>().map_err(|e| ApiError::invalid(e.to_string()))).transpose()?;
-    let page =
-        state.payq.store().list_orders(&merchant.id, q.status, after.as_ref(), limit).await.map_err(ApiError::from)?;
+    let page = state.payq.list_orders(&merchant, q.status, after.as_ref(), limit).await?;
     Ok(Json(OrderList { data: page.orders, has_more: page.has_more }))
 }
 

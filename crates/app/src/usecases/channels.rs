@@ -9,7 +9,7 @@ use payq_channels::wechatpay::WechatPay;
 use payq_channels::wechatpay::client::{WechatPayAccount, trade_state};
 use payq_channels::wechatpay::protocol::{self as wechatpay_protocol, Notification, SignatureHeaders};
 use payq_channels::{ChannelError, ChannelStatus, PaymentChannel};
-use payq_domain::{MerchantId, PaymentId, RefundId};
+use payq_domain::{ChannelName, MerchantId, PaymentId, RefundId};
 use payq_store::{PaymentRecord, StoreError};
 use serde_json::Value;
 use std::sync::Arc;
@@ -30,26 +30,26 @@ impl Payq {
     /// The channel named `channel`, for `merchant`'s payments.
     pub(crate) async fn channel_for(
         &self,
-        channel: &str,
+        channel: ChannelName,
         merchant: &MerchantId,
     ) -> Result<Arc<dyn PaymentChannel>, ChannelError> {
         match channel {
-            "sim" => Ok(self.channel.clone()),
-            "alipay" => {
+            ChannelName::Sim => Ok(self.channel.clone()),
+            ChannelName::Alipay => {
                 let account = self.alipay_account(merchant).await.map_err(ChannelError::from)?;
-                Ok(Arc::new(Alipay { client: self.alipay.clone(), account, notify_url: self.notify_url("alipay") }))
+                let notify_url = self.notify_url(channel);
+                Ok(Arc::new(Alipay { client: self.alipay.clone(), account, notify_url }))
             }
-            "wechatpay" => {
+            ChannelName::Wechatpay => {
                 let account = self.wechatpay_account(merchant).await.map_err(ChannelError::from)?;
-                let notify_url = self.notify_url("wechatpay");
+                let notify_url = self.notify_url(channel);
                 Ok(Arc::new(WechatPay { client: self.wechatpay.clone(), account, notify_url }))
             }
-            other => Err(ChannelError::Invalid(format!("unknown channel {other:?}"))),
         }
     }
 
     /// Where channel `name` posts its notifications.
-    pub(crate) fn notify_url(&self, name: &str) -> String {
+    pub(crate) fn notify_url(&self, name: ChannelName) -> String {
         format!("{}/v1/channels/{name}/notify", self.public_url.trim_end_matches('/'))
     }
 
@@ -60,7 +60,7 @@ impl Payq {
     pub async fn alipay_notification(&self, params: &[(String, String)]) -> Result<(), NotificationError> {
         let refused = |why: &str| NotificationError::Refused(why.to_owned());
         let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default();
-        let payment = self.channel_payment(get("out_trade_no"), "alipay").await?;
+        let payment = self.channel_payment(get("out_trade_no"), ChannelName::Alipay).await?;
         let account = self.alipay_account(&payment.merchant_id).await?;
         verify_notification(params, &account.alipay_public_key).map_err(|_| refused("signature does not verify"))?;
         if get("app_id") != account.app_id {
@@ -127,7 +127,7 @@ impl Payq {
         }
         let transaction: Value = serde_json::from_slice(plain).map_err(|_| refused("resource is not a transaction"))?;
         let text = |field: &str| transaction.get(field).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let payment = self.channel_payment(&text("out_trade_no"), "wechatpay").await?;
+        let payment = self.channel_payment(&text("out_trade_no"), ChannelName::Wechatpay).await?;
         let account = opened
             .iter()
             .find(|(merchant, _, _)| *merchant == payment.merchant_id)
@@ -164,7 +164,7 @@ impl Payq {
         let notice: Value = serde_json::from_slice(plain).map_err(|_| refused("resource is not a refund"))?;
         let text = |field: &str| notice.get(field).and_then(Value::as_str).unwrap_or_default().to_owned();
         let refund_id: RefundId = text("out_refund_no").parse().map_err(|_| refused("unknown out_refund_no"))?;
-        let payment = self.channel_payment(&text("out_trade_no"), "wechatpay").await?;
+        let payment = self.channel_payment(&text("out_trade_no"), ChannelName::Wechatpay).await?;
         let refund = match self.store.refund(&payment.merchant_id, &refund_id).await {
             Ok(refund) if refund.order_id == payment.order_id => refund,
             Ok(_) => return Err(refused("out_trade_no is not the refund's payment")),
@@ -189,7 +189,11 @@ impl Payq {
     }
 
     /// The payment `out_trade_no` names, if it is one of `channel`'s.
-    async fn channel_payment(&self, out_trade_no: &str, channel: &str) -> Result<PaymentRecord, NotificationError> {
+    async fn channel_payment(
+        &self,
+        out_trade_no: &str,
+        channel: ChannelName,
+    ) -> Result<PaymentRecord, NotificationError> {
         let unknown = || NotificationError::Refused("unknown out_trade_no".into());
         let payment_id: PaymentId = out_trade_no.parse().map_err(|_| unknown())?;
         match self.store.payment(&payment_id).await {

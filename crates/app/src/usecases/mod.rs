@@ -8,6 +8,7 @@ mod errors;
 mod follow_up;
 mod inventory;
 mod merchants;
+mod operations;
 mod orders;
 mod pay_products;
 mod payments;
@@ -25,6 +26,7 @@ pub use merchants::{
     CreateMerchant, CreatedMerchant, MerchantChangeError, RotateCredentials, RotatedCredentials, UpdateMerchant,
     create_merchant,
 };
+pub use operations::{AuthError, EventsError, Stats};
 pub use orders::{CreateOrder, CreateOrderOutcome, PayOrder, ShipOrder};
 pub use pay_products::{Payer, check_return_url};
 pub use reconciliation::{ReconcileError, refresh_discrepancy_gauge};

@@ -10,8 +10,8 @@ use crate::crypto;
 use crate::jobs::{Job, JobKind, PaymentRequestJob, PaymentTimeoutJob};
 use payq_channels::sim::Simulate;
 use payq_domain::{
-    Currency, EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, OrderItem, PayProduct, PaymentId,
-    Timestamp,
+    ChannelName, Currency, EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, OrderItem,
+    PayProduct, PaymentId, Timestamp,
 };
 use payq_store::{ChannelCall, NewOrder, NewPayment, StoreError};
 use serde::{Deserialize, Serialize};
@@ -162,30 +162,27 @@ impl Payq {
 
     /// Starts a payment attempt: the order becomes `paying` and the channel call is queued.
     pub async fn pay(&self, merchant: &Merchant, id: &OrderId, req: PayOrder) -> Result<Order, PayError> {
-        match req.channel.as_str() {
-            "sim" => {}
-            "alipay" if merchant.channels.alipay.is_some() => {}
-            "wechatpay" if merchant.channels.wechatpay.is_some() => {}
-            name @ ("alipay" | "wechatpay") => {
-                return Err(PayError::UnknownChannel(format!(
-                    "the merchant has no {name} channel set up (PATCH /v1/merchants/{{id}} with channels.{name})"
-                )));
-            }
-            other => {
-                return Err(PayError::UnknownChannel(format!(
-                    "unknown channel {:?}; available: \"sim\", \"alipay\", \"wechatpay\"",
-                    other.chars().take(40).collect::<String>()
-                )));
-            }
+        let channel: ChannelName = req.channel.parse().map_err(|e: payq_domain::UnknownChannel| {
+            PayError::UnknownChannel(format!("{e}; available: \"sim\", \"alipay\", \"wechatpay\""))
+        })?;
+        let set_up = match channel {
+            ChannelName::Sim => true,
+            ChannelName::Alipay => merchant.channels.alipay.is_some(),
+            ChannelName::Wechatpay => merchant.channels.wechatpay.is_some(),
+        };
+        if !set_up {
+            return Err(PayError::UnknownChannel(format!(
+                "the merchant has no {channel} channel set up (PATCH /v1/merchants/{{id}} with channels.{channel})"
+            )));
         }
-        if req.channel != "sim" && req.simulate.is_some() {
+        if channel.is_real() && req.simulate.is_some() {
             return Err(PayError::UnknownChannel("simulate applies to the sim channel only".into()));
         }
-        let inline = req.channel != "sim";
+        let inline = channel.is_real();
         // A real channel's product and what it needs; the simulated channel's instructions.
         let (product, instructions) = if inline {
             let (product, details) =
-                super::pay_products::check(merchant, &req.channel, req.product, req.payer, req.return_url)?;
+                super::pay_products::check(merchant, channel, req.product, req.payer, req.return_url)?;
             (Some(product), Some(serde_json::to_string(&details).map_err(StoreFault::from)?))
         } else {
             if req.product.is_some() || req.payer.is_some() || req.return_url.is_some() {
@@ -201,15 +198,15 @@ impl Payq {
         if Timestamp::now() >= order.expires_at {
             return Err(PayError::DeadlinePassed);
         }
-        if req.channel != "sim" && order.currency != payq_domain::Currency::Cny {
-            return Err(PayError::UnknownChannel(format!("{} takes CNY, not {}", req.channel, order.currency.code())));
+        if channel.is_real() && order.currency != payq_domain::Currency::Cny {
+            return Err(PayError::UnknownChannel(format!("{channel} takes CNY, not {}", order.currency.code())));
         }
         transition(&mut order, OrderEvent::PayRequested)?;
         let payment_id = PaymentId::generate();
         tx.insert_payment(NewPayment {
             id: &payment_id,
             order: &order,
-            channel: &req.channel,
+            channel,
             simulate: instructions.as_deref(),
             product,
             created_at: Timestamp::now(),

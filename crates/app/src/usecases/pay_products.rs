@@ -5,7 +5,7 @@
 
 use super::InputError;
 use payq_channels::StartDetails;
-use payq_domain::{Merchant, PayProduct};
+use payq_domain::{ChannelName, Merchant, PayProduct};
 use serde::Deserialize;
 
 /// `payer` of a pay request: who pays, as the product needs it.
@@ -21,12 +21,12 @@ pub struct Payer {
 }
 
 /// The products `channel` offers; the first is its default.
-pub fn offered(channel: &str) -> &'static [PayProduct] {
+pub fn offered(channel: ChannelName) -> &'static [PayProduct] {
     use PayProduct::*;
     match channel {
-        "alipay" => &[Qr, Web, Wap, App],
-        "wechatpay" => &[Native, Jsapi, MiniProgram, H5, App],
-        _ => &[],
+        ChannelName::Sim => &[],
+        ChannelName::Alipay => &[Qr, Web, Wap, App],
+        ChannelName::Wechatpay => &[Native, Jsapi, MiniProgram, H5, App],
     }
 }
 
@@ -39,7 +39,7 @@ fn failed(detail: String) -> InputError {
 /// keep with the payment.
 pub fn check(
     merchant: &Merchant,
-    channel: &str,
+    channel: ChannelName,
     product: Option<PayProduct>,
     payer: Option<Payer>,
     return_url: Option<String>,
@@ -129,13 +129,16 @@ mod tests {
     #[test]
     fn each_channel_offers_its_products_and_defaults_to_its_qr_code() {
         let m = merchant(true);
-        assert_eq!(check(&m, "alipay", None, None, None).expect("qr").0, PayProduct::Qr);
-        assert_eq!(check(&m, "wechatpay", None, None, None).expect("native").0, PayProduct::Native);
+        assert_eq!(check(&m, ChannelName::Alipay, None, None, None).expect("qr").0, PayProduct::Qr);
+        assert_eq!(check(&m, ChannelName::Wechatpay, None, None, None).expect("native").0, PayProduct::Native);
         for p in [PayProduct::Web, PayProduct::Wap, PayProduct::App] {
-            assert_eq!(check(&m, "alipay", Some(p), None, None).expect("offered").0, p);
+            assert_eq!(check(&m, ChannelName::Alipay, Some(p), None, None).expect("offered").0, p);
         }
-        for (channel, p) in [("alipay", PayProduct::Native), ("alipay", PayProduct::H5), ("wechatpay", PayProduct::Qr)]
-        {
+        for (channel, p) in [
+            (ChannelName::Alipay, PayProduct::Native),
+            (ChannelName::Alipay, PayProduct::H5),
+            (ChannelName::Wechatpay, PayProduct::Qr),
+        ] {
             let e = check(&m, channel, Some(p), None, None).expect_err("not offered").to_string();
             assert!(e.starts_with("product:"), "{e}");
         }
@@ -144,15 +147,16 @@ mod tests {
     #[test]
     fn products_need_their_payer_fields_and_a_web_return_url() {
         let m = merchant(false);
-        let e = check(&m, "wechatpay", Some(PayProduct::Jsapi), None, None).expect_err("no openid").to_string();
+        let e =
+            check(&m, ChannelName::Wechatpay, Some(PayProduct::Jsapi), None, None).expect_err("no openid").to_string();
         assert!(e.starts_with("payer.openid"), "{e}");
-        let e = check(&m, "wechatpay", Some(PayProduct::H5), None, None).expect_err("no ip").to_string();
+        let e = check(&m, ChannelName::Wechatpay, Some(PayProduct::H5), None, None).expect_err("no ip").to_string();
         assert!(e.starts_with("payer.client_ip"), "{e}");
         let bad_ip = Payer { client_ip: Some("300.1.1.1".into()), ..Payer::default() };
-        assert!(check(&m, "wechatpay", Some(PayProduct::H5), Some(bad_ip), None).is_err());
+        assert!(check(&m, ChannelName::Wechatpay, Some(PayProduct::H5), Some(bad_ip), None).is_err());
         let e = check(
             &m,
-            "wechatpay",
+            ChannelName::Wechatpay,
             Some(PayProduct::MiniProgram),
             Some(Payer { openid: Some("o1".into()), client_ip: None }),
             None,
@@ -160,13 +164,13 @@ mod tests {
         .expect_err("no mini program")
         .to_string();
         assert!(e.contains("mini_program_app_id"), "{e}");
-        let e = check(&m, "alipay", Some(PayProduct::Wap), None, Some("javascript:alert(1)".into()))
+        let e = check(&m, ChannelName::Alipay, Some(PayProduct::Wap), None, Some("javascript:alert(1)".into()))
             .expect_err("url")
             .to_string();
         assert!(e.starts_with("return_url"), "{e}");
         let (_, details) = check(
             &m,
-            "wechatpay",
+            ChannelName::Wechatpay,
             Some(PayProduct::H5),
             Some(Payer { openid: None, client_ip: Some(" 203.0.113.9 ".into()) }),
             Some("https://shop.example/paid".into()),

@@ -6,8 +6,8 @@ use crate::jobs::{Job, JobKind, PaymentCloseJob, PaymentQueryJob, PaymentRequest
 use crate::risk;
 use payq_channels::{ChannelError, ChannelStatus, PaymentRequest, StartDetails};
 use payq_domain::{
-    EventType, MerchantId, Money, OrderEvent, OrderId, OrderStatus, PaymentEvent, PaymentId, PaymentStatus,
-    RefundStatus, Timestamp,
+    ChannelName, EventType, MerchantId, Money, OrderEvent, OrderId, OrderStatus, PaymentEvent, PaymentId,
+    PaymentStatus, RefundStatus, Timestamp,
 };
 use payq_store::{CallClaim, ChannelCall, Tx};
 
@@ -63,7 +63,7 @@ impl Payq {
         // The simulated channel needs no claim: its create is an upsert by payment id in
         // payq's own database, with no provider behind it to count or refuse a repeat, and
         // only the queued request makes it. Its hot path keeps its cost.
-        let claims = payment.channel != "sim";
+        let claims = payment.channel.is_real();
         if claims && !claimed {
             match tx.claim_channel_call(call, self.call_lease_until()).await? {
                 CallClaim::Claimed => {}
@@ -106,7 +106,7 @@ impl Payq {
             product: payment.product,
             details,
         };
-        let started = match self.channel_for(&payment.channel, &payment.merchant_id).await {
+        let started = match self.channel_for(payment.channel, &payment.merchant_id).await {
             Ok(channel) => channel.create_payment(request).await,
             Err(e) => Err(e),
         };
@@ -235,11 +235,11 @@ impl Payq {
             return Ok(());
         }
         // The simulated channel answers from payq's own database: no claim (as for its create).
-        let call = (payment.channel != "sim").then_some(ChannelCall::Query(payment_id));
+        let call = (payment.channel.is_real()).then_some(ChannelCall::Query(payment_id));
         self.claim_call(call).await?;
         let queried = async {
             let status =
-                self.channel_for(&payment.channel, &payment.merchant_id).await?.query_payment(payment_id).await?;
+                self.channel_for(payment.channel, &payment.merchant_id).await?.query_payment(payment_id).await?;
             if status == ChannelStatus::Pending || status == ChannelStatus::NotFound {
                 let mut tx = self.store.begin().await?;
                 self.schedule_query(&mut tx, payment_id, attempt + 1).await?;
@@ -294,8 +294,8 @@ impl Payq {
         if order.status == OrderStatus::Paying
             && let Some(payment) = in_flight
         {
-            close_later = self.earliest_channel_close(&payment.id, &payment.channel).await?;
-            if self.ask_and_close(&payment.id, &payment.channel, &order.merchant_id, close_later.is_none()).await? {
+            close_later = self.earliest_channel_close(&payment.id, payment.channel).await?;
+            if self.ask_and_close(&payment.id, payment.channel, &order.merchant_id, close_later.is_none()).await? {
                 return Ok(()); // paid after all
             }
         }
@@ -328,8 +328,12 @@ impl Payq {
     /// When a payment may be closed at its channel, if not yet: WeChat Pay refuses to close
     /// a trade within `payment.wechatpay_close_after` (5 minutes) of its creation there,
     /// which is no later than when payq recorded the answer to the payment's start.
-    async fn earliest_channel_close(&self, id: &PaymentId, channel: &str) -> Result<Option<Timestamp>, ProcessError> {
-        if channel != "wechatpay" {
+    async fn earliest_channel_close(
+        &self,
+        id: &PaymentId,
+        channel: ChannelName,
+    ) -> Result<Option<Timestamp>, ProcessError> {
+        if channel != ChannelName::Wechatpay {
             return Ok(None);
         }
         let payment = self.store.payment(id).await?;
@@ -344,11 +348,11 @@ impl Payq {
     async fn ask_and_close(
         &self,
         payment_id: &PaymentId,
-        channel: &str,
+        channel: ChannelName,
         merchant_id: &MerchantId,
         close: bool,
     ) -> Result<bool, ProcessError> {
-        let call = (channel != "sim").then_some(ChannelCall::Close(payment_id));
+        let call = channel.is_real().then_some(ChannelCall::Close(payment_id));
         self.claim_call(call).await?;
         let closed = async {
             let channel = self.channel_for(channel, merchant_id).await?;
@@ -374,6 +378,6 @@ impl Payq {
         if payment.status == PaymentStatus::Succeeded {
             return Ok(());
         }
-        self.ask_and_close(payment_id, &payment.channel, &payment.merchant_id, true).await.map(|_| ())
+        self.ask_and_close(payment_id, payment.channel, &payment.merchant_id, true).await.map(|_| ())
     }
 }

@@ -307,7 +307,7 @@ impl Payq {
             return Ok(()); // replaced by a newer start, or already ended
         };
         let date = run.bill_date.to_string();
-        let bill = match self.channel_for(run.channel.as_str(), &run.merchant_id).await {
+        let bill = match self.channel_for(run.channel.into(), &run.merchant_id).await {
             Ok(channel) => channel.trade_bill(&date).await,
             Err(e) => Err(BillError::Refused(e.to_string())),
         };
@@ -418,7 +418,7 @@ impl Payq {
         self.claim_call(call).await?;
         let settled = async {
             let status =
-                self.channel_for(&payment.channel, &payment.merchant_id).await?.query_payment(payment_id).await?;
+                self.channel_for(payment.channel, &payment.merchant_id).await?.query_payment(payment_id).await?;
             if let payq_channels::ChannelStatus::Succeeded { .. } = status {
                 self.apply_channel_status(payment_id, status).await?;
             }
@@ -546,7 +546,7 @@ mod tests {
             payment_id: id.into(),
             amount,
             status: status.into(),
-            channel: "alipay".into(),
+            channel: payq_domain::ChannelName::Alipay,
         }
     }
 

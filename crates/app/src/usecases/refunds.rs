@@ -119,7 +119,7 @@ impl Payq {
         let executed = async {
             match self.store.payment(&payment_id).await {
                 Ok(payment) => {
-                    let channel = self.channel_for(&payment.channel, &payment.merchant_id).await?;
+                    let channel = self.channel_for(payment.channel, &payment.merchant_id).await?;
                     Ok(channel.refund(&payment_id, &refund.id, refund.amount).await?)
                 }
                 // Nothing to give back through any channel.

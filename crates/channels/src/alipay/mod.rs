@@ -28,8 +28,8 @@ pub struct Alipay {
 const MAX_SUBJECT_CHARS: usize = 256;
 
 impl PaymentChannel for Alipay {
-    fn name(&self) -> &'static str {
-        "alipay"
+    fn name(&self) -> payq_domain::ChannelName {
+        payq_domain::ChannelName::Alipay
     }
 
     fn create_payment(&self, req: PaymentRequest) -> BoxFuture<'_, Result<Started, ChannelError>> {

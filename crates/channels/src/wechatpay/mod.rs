@@ -35,8 +35,8 @@ fn fresh_stamp() -> (String, String) {
 const MAX_DESCRIPTION_CHARS: usize = 127;
 
 impl PaymentChannel for WechatPay {
-    fn name(&self) -> &'static str {
-        "wechatpay"
+    fn name(&self) -> payq_domain::ChannelName {
+        payq_domain::ChannelName::Wechatpay
     }
 
     fn create_payment(&self, req: PaymentRequest) -> BoxFuture<'_, Result<Started, ChannelError>> {
