@@ -11,6 +11,15 @@ pub mod sim;
 pub mod wechatpay;
 
 use futures_util::future::BoxFuture;
+
+/// An HTTP client builder for payq's outgoing calls (channels, webhooks, the command line),
+/// with the one TLS crypto provider, ring, installed for the process first: reqwest is built
+/// without a provider of its own (a long C build), so every client starts here.
+pub fn http_client() -> reqwest::ClientBuilder {
+    // Installing again is harmless: the first provider stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
 use payq_domain::{ChannelName, Currency, NextAction, PayProduct, PaymentId, RefundId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -127,5 +136,16 @@ pub trait PaymentChannel: Send + Sync + 'static {
         let _ = date;
         let name = self.name();
         Box::pin(async move { Err(bill::BillError::Unsupported(name)) })
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    /// An HTTPS client builds with the one crypto provider (ring) installed.
+    #[test]
+    fn https_clients_build_with_the_one_crypto_provider() {
+        assert!(super::http_client().https_only(true).build().is_ok());
+        let provider = rustls::crypto::CryptoProvider::get_default().expect("installed with the client");
+        assert!(!provider.cipher_suites.is_empty());
     }
 }

@@ -97,7 +97,7 @@ pub struct SimChannel {
 impl SimChannel {
     /// A channel keeping its ledger in `store` and signing callbacks with `secret`.
     pub fn new(store: Store, secret: String, default_delay: HumanDuration) -> anyhow::Result<Arc<SimChannel>> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        let http = crate::http_client().timeout(Duration::from_secs(10)).build()?;
         Ok(Arc::new(SimChannel {
             store,
             secret,

@@ -108,7 +108,7 @@ impl AlipaySandbox {
             app_private_key_pem: app_private,
             alipay_public_key_pem: alipay_public,
             inner,
-            http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?,
+            http: payq_channels::http_client().timeout(std::time::Duration::from_secs(10)).build()?,
         })
     }
 

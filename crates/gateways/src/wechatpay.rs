@@ -216,7 +216,7 @@ impl WechatPaySandbox {
             public_key: public_key.map(|(id, _, pem)| (id, pem)),
             keys,
             inner,
-            http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?,
+            http: payq_channels::http_client().timeout(std::time::Duration::from_secs(10)).build()?,
         })
     }
 

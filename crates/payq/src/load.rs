@@ -32,7 +32,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if args.orders == 0 || args.concurrency == 0 {
         bail!("--orders and --concurrency must be positive");
     }
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency as usize).build()?;
+    let http = payq_channels::http_client().pool_max_idle_per_host(args.concurrency as usize).build()?;
     let merchant: serde_json::Value = http
         .post(format!("{}/v1/merchants", args.url))
         .bearer_auth(&args.admin_token)

@@ -65,7 +65,7 @@ impl Payq {
     pub fn new(store: Store, channel: Arc<dyn PaymentChannel>, settings: Arc<Settings>) -> Payq {
         // Redirects are never followed: a 3xx is a failed attempt, like any non-2xx.
         let timeout = settings.webhook.timeout.as_std();
-        let mut builder = reqwest::Client::builder()
+        let mut builder = payq_channels::http_client()
             .timeout(timeout)
             .connect_timeout(timeout.min(std::time::Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none());
@@ -76,7 +76,7 @@ impl Payq {
         let http = builder.build().unwrap_or_else(|e| {
             // Only a broken TLS setup fails here; never follow redirects even then.
             tracing::error!(error = %e, "could not build the webhook client; using a plain one");
-            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default()
+            payq_channels::http_client().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default()
         });
         let delivery_gate = Arc::new(DeliveryGate::new(settings.webhook.per_merchant_concurrency));
         // Checked when the settings were loaded; a key that does not read is no key.

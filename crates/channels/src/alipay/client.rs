@@ -95,7 +95,7 @@ fn text<'a>(node: &'a Value, field: &str) -> &'a str {
 impl AlipayClient {
     /// A client whose calls give up after `timeout` (their result is then unknown).
     pub fn new(timeout: Duration) -> anyhow::Result<AlipayClient> {
-        Ok(AlipayClient { http: reqwest::Client::builder().timeout(timeout).build()? })
+        Ok(AlipayClient { http: crate::http_client().timeout(timeout).build()? })
     }
 
     /// Calls `method` and returns its verified response node, whatever its `code` (the

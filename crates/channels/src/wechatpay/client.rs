@@ -149,7 +149,7 @@ fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
 impl WechatPayClient {
     /// A client whose calls give up after `timeout` (their result is then unknown).
     pub fn new(timeout: Duration) -> anyhow::Result<WechatPayClient> {
-        Ok(WechatPayClient { http: reqwest::Client::builder().timeout(timeout).build()? })
+        Ok(WechatPayClient { http: crate::http_client().timeout(timeout).build()? })
     }
 
     /// A request to `url` (whose path and query are `path_and_query`) signed with the

@@ -101,7 +101,9 @@ async fn on_a_desktop_the_buyer_scans_payqs_qr_code_and_the_page_turns_to_paid()
     browser.refresh().await.expect("reloaded");
     el(&browser, "#outcome").await;
     assert!(browser.find_all(Locator::Css("form.way")).await.expect("forms").is_empty());
-    let r = reqwest::Client::new()
+    let r = payq_channels::http_client()
+        .build()
+        .expect("an HTTP client")
         .post(&url)
         .header("content-type", "application/x-www-form-urlencoded")
         .body("form=x&channel=alipay")
@@ -152,7 +154,7 @@ async fn on_a_phone_the_alipay_link_leads_to_alipays_page() {
 async fn a_bad_or_expired_link_is_refused_and_says_nothing_about_the_order() {
     let (app, m, _alipay, _wechatpay) = shop().await;
     let (id, url) = order_with_link(&app, &m, "CK-4", 1234).await;
-    let http = reqwest::Client::new();
+    let http = payq_channels::http_client().build().expect("an HTTP client");
     let get = |url: String, lang: &'static str| {
         let http = http.clone();
         async move {

@@ -82,7 +82,11 @@ impl Driver {
             "goog:chromeOptions".into(),
             json!({ "binary": CHROMIUM, "args": args, "prefs": { "intl.accept_languages": lang } }),
         );
-        ClientBuilder::rustls().expect("TLS").capabilities(caps).connect(&self.url).await.expect("a browser session")
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a browser session")
     }
 }
 
@@ -219,7 +223,7 @@ async fn an_operator_signs_in_finds_an_order_replays_a_dead_letter_and_rotates_a
 #[tokio::test]
 async fn console_pages_need_a_session_and_forms_need_its_token() {
     let app = spawn_app_with(|_| {}).await;
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let http = payq_channels::http_client().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     for path in
         ["/console", "/console/orders", "/console/dead-letters", "/console/merchants", "/console/reconciliation"]
     {

@@ -138,7 +138,7 @@ async fn kill_9_with_100_orders_in_flight_then_restart_loses_nothing() {
     let db = crate::db::TestDb::new().await;
     let db_url = db.url.clone();
     let hook = Receiver::start().await;
-    let http = reqwest::Client::new();
+    let http = payq_channels::http_client().build().expect("an HTTP client");
     // Quick retries, and enough of them that a busy machine's slow moment does not
     // dead-letter a delivery: this test is about the crash, not the retry limit.
     let retries = [("PAYQ_WEBHOOK_RETRY_SCHEDULE", "100ms,200ms,400ms,800ms,1s,2s,4s,8s".to_owned())];
@@ -216,7 +216,7 @@ async fn two_processes_share_one_store_and_survive_one_being_killed() {
     let db = crate::db::TestDb::new().await;
     let db_url = db.url.clone();
     let hook = Receiver::start().await;
-    let http = reqwest::Client::new();
+    let http = payq_channels::http_client().build().expect("an HTTP client");
     let a = Server::start(&db_url);
     let b = Server::start(&db_url);
 

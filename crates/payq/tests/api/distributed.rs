@@ -54,7 +54,12 @@ async fn setup_with(
     if !services_up().await {
         return None;
     }
-    Some((turn, Cluster::start(workers, extra).await, reqwest::Client::new(), Receiver::start().await))
+    Some((
+        turn,
+        Cluster::start(workers, extra).await,
+        payq_channels::http_client().build().expect("an HTTP client"),
+        Receiver::start().await,
+    ))
 }
 
 /// One API process and `workers` worker processes on their own database and name prefix.

@@ -75,7 +75,7 @@ async fn a_hung_webhook_endpoint_never_delays_another_merchants_payments() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_cut_off_by_kill_9_can_be_retried_with_their_keys() {
     let db = crate::db::TestDb::new().await;
-    let http = reqwest::Client::new();
+    let http = payq_channels::http_client().build().expect("an HTTP client");
     let server = Server::start_with(&db.url, &[]);
     let hook = crate::receiver::Receiver::start().await;
     let key = crate::crash::merchant(&http, &server.base, &hook.url, json!({})).await;
@@ -206,7 +206,7 @@ async fn concurrent_pay_and_close_on_one_order_never_answer_5xx_or_both() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_kill_9_payments_in_flight_resume_within_5_s_of_the_restart() {
     let db = crate::db::TestDb::new().await;
-    let http = reqwest::Client::new();
+    let http = payq_channels::http_client().build().expect("an HTTP client");
     // A lease far longer than the test: only the lifeline can hand the work back in time.
     let env = [("PAYQ_ENGINE__LEASE", "60s".to_owned())];
     let server = Server::start_with(&db.url, &env);

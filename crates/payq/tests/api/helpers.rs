@@ -63,7 +63,16 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move { app.run_until_stopped(stop).await });
-    TestApp { base, admin_token, sim_secret, db_url, http: reqwest::Client::new(), sim, shutdown, db }
+    TestApp {
+        base,
+        admin_token,
+        sim_secret,
+        db_url,
+        http: payq_channels::http_client().build().expect("an HTTP client"),
+        sim,
+        shutdown,
+        db,
+    }
 }
 
 /// A merchant's id and API key.

@@ -129,7 +129,7 @@ async fn a_slow_wechatpay_gateway_is_asked_once() {
 /// request starts the payment, once, and the buyer pays.
 async fn killed_between_claim_and_call_starts_once_after_the_restart(gateway: &dyn LocalGateway) {
     let db = crate::db::TestDb::new().await;
-    let http = reqwest::Client::new();
+    let http = payq_channels::http_client().build().expect("an HTTP client");
     let env = [
         ("PAYQ_SECRETS_KEY", SECRETS_KEY.to_owned()),
         ("PAYQ_PAYMENT__CHANNEL_TIMEOUT", "1s".to_owned()),

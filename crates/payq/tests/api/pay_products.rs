@@ -45,7 +45,7 @@ async fn buyer_pays(app: &TestApp, m: &TestMerchant, gateway: &dyn LocalGateway,
 async fn every_alipay_product_is_paid_end_to_end() {
     let gateway = AlipaySandbox::start().await.expect("Alipay's local gateway");
     let (app, m) = TestApp::with_channel(SECRETS_KEY, |_| {}, "alipay", gateway.credentials()).await;
-    let http = reqwest::Client::new();
+    let http = payq_channels::http_client().build().expect("an HTTP client");
     for (product, method) in [("web", "alipay.trade.page.pay"), ("wap", "alipay.trade.wap.pay")] {
         let order =
             pay(&app, &m, "alipay", &format!("AP-{product}"), json!({ "product": product, "return_url": RETURN_URL }))

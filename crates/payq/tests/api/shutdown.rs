@@ -60,7 +60,7 @@ async fn sigterm_with_work_in_hand_exits_cleanly_and_quietly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("serve.log");
     let hook = Receiver::start().await;
-    let http = reqwest::Client::new();
+    let http = payq_channels::http_client().build().expect("an HTTP client");
     let (mut child, base) = serve(&db.url, &log);
     let key = merchant(&http, &base, &hook.url, json!({ "payment_timeout": "1h" })).await;
     // Payments whose callbacks are still on their way, and webhooks to deliver.

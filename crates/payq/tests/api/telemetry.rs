@@ -95,7 +95,7 @@ async fn every_metric_is_described_and_counters_and_gauges_read_0_from_the_start
 async fn each_request_is_logged_once_with_its_request_id_and_the_log_file_has_no_colour_codes() {
     let server = LoggedServer::start(&[("PAYQ_LOG", "info")]);
     let base = server.base().await;
-    let http = reqwest::Client::new();
+    let http = payq_channels::http_client().build().expect("an HTTP client");
     let r = http.get(format!("{base}/v1/orders")).header("x-request-id", "req-telemetry-1").send().await;
     let r = r.expect("sent");
     assert_eq!(r.status(), 401);
@@ -121,7 +121,13 @@ async fn each_request_is_logged_once_with_its_request_id_and_the_log_file_has_no
 async fn in_json_mode_every_log_line_is_one_json_object_with_one_message() {
     let server = LoggedServer::start(&[("PAYQ_LOG", "info"), ("PAYQ_LOG_FORMAT", "json")]);
     let base = server.base().await;
-    let r = reqwest::Client::new().get(format!("{base}/v1/orders")).header("x-request-id", "req-json-1").send().await;
+    let r = payq_channels::http_client()
+        .build()
+        .expect("an HTTP client")
+        .get(format!("{base}/v1/orders"))
+        .header("x-request-id", "req-json-1")
+        .send()
+        .await;
     assert_eq!(r.expect("sent").status(), 401);
     eventually("the request is logged", || async { server.log_text().contains("req-json-1").then_some(()) }).await;
     let text = server.log_text();
