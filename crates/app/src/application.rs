@@ -277,7 +277,7 @@ async fn declare_topology(url: &str, settings: &Settings) -> anyhow::Result<()> 
     let channel = conn.create_channel().await.context("opening a RabbitMQ channel")?;
     topology.declare(&channel).await.context("declaring the RabbitMQ topology")?;
     if delay_mode(settings) == DelayMode::Plugin {
-        payq_bus::rabbit::relay::declare_plugin_exchange(&conn, &topology).await.map_err(|e| anyhow::anyhow!(e))?;
+        payq_bus::rabbit::relay::declare_plugin_exchange(&conn, &topology).await?;
     }
     let _ = conn.close(200, "topology declared".into()).await;
     Ok(())

@@ -5,7 +5,9 @@
 //! take (no URL, or filtered out) is only announced: it skips payq's webhook queue.
 
 use crate::jobs::{Job, JobKind};
+use payq_bus::rabbit::RouteError;
 use payq_bus::rabbit::relay::{Route, Router};
+use payq_bus::rabbit::topology::WorkQueue;
 use payq_store::{OutboxMessage, Store};
 
 /// Routes payq's jobs to the work queues (docs/operations.md, "RabbitMQ topology").
@@ -20,23 +22,23 @@ impl JobRouter {
     }
 }
 
-/// The work queue (by purpose) of a job kind.
-pub fn purpose(kind: JobKind) -> &'static str {
+/// The work queue of a job kind.
+pub fn queue_of(kind: JobKind) -> WorkQueue {
     match kind {
-        JobKind::PaymentRequest => "risk",
-        JobKind::PaymentQuery | JobKind::PaymentClose => "channel",
-        JobKind::RefundExecute => "refunds",
-        JobKind::WebhookDeliver => "webhooks",
+        JobKind::PaymentRequest => WorkQueue::Risk,
+        JobKind::PaymentQuery | JobKind::PaymentClose => WorkQueue::Channel,
+        JobKind::RefundExecute => WorkQueue::Refunds,
+        JobKind::WebhookDeliver => WorkQueue::Webhooks,
         JobKind::PaymentTimeout
         | JobKind::OrderCheck
         | JobKind::ShipReminder
         | JobKind::ReconciliationDay
-        | JobKind::ReconciliationRun => "timers",
+        | JobKind::ReconciliationRun => WorkQueue::Timers,
     }
 }
 
 impl Router for JobRouter {
-    async fn route_all(&self, batch: &[OutboxMessage]) -> Vec<Result<Route, String>> {
+    async fn route_all(&self, batch: &[OutboxMessage]) -> Vec<Result<Route, RouteError>> {
         let jobs: Vec<_> = batch.iter().map(|m| Job::parse(&m.message.kind, &m.message.payload)).collect();
         // First publication only (not a retry or a deferral, which move the due time).
         // A redelivery the merchant asked for goes to its webhook only.
@@ -54,7 +56,7 @@ impl Router for JobRouter {
         let events = if event_ids.is_empty() {
             Ok(Default::default())
         } else {
-            self.store.events_to_announce(&event_ids).await.map_err(|e| e.to_string())
+            self.store.events_to_announce(&event_ids).await.map_err(|e| RouteError::Unavailable(e.to_string()))
         };
         announced
             .into_iter()
@@ -66,12 +68,12 @@ impl Router for JobRouter {
                         body: a.event.body.clone(),
                         webhook: a.webhook,
                     }),
-                    None => Err(format!("event {id} not found")),
+                    None => Err(RouteError::EventNotFound(id.to_string())),
                 },
                 (Some(_), Err(e)) => Err(e.clone()),
                 // A message payq cannot read still goes to a worker, which dead-letters it
                 // with the reason.
-                (None, _) => Ok(Route::Work(job.as_ref().map_or("timers", |job| purpose(job.kind())))),
+                (None, _) => Ok(Route::Work(job.as_ref().map_or(WorkQueue::Timers, |job| queue_of(job.kind())))),
             })
             .collect()
     }

@@ -16,7 +16,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use payq_bus::rabbit::bundle::{self, BundledMessage, CLAIM_HEADER, DUE_HEADER, KEY_HEADER, Splitter};
 use payq_bus::rabbit::publisher::{ConfirmedPublisher, Outgoing, PublishError};
 use payq_bus::rabbit::tiers::Tiers;
-use payq_bus::rabbit::topology::Topology;
+use payq_bus::rabbit::topology::{Topology, WorkQueue};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +64,7 @@ async fn the_topology_declares_idempotently_and_routes_commands_events_and_delay
     // taken away by the next declaration.
     channel
         .queue_bind(
-            topology.work_queue("webhooks").as_str().into(),
+            topology.work_queue(WorkQueue::Webhooks).as_str().into(),
             topology.events().as_str().into(),
             "#".into(),
             QueueBindOptions::default(),
@@ -77,7 +77,7 @@ async fn the_topology_declares_idempotently_and_routes_commands_events_and_delay
     // Commands reach their work queue, events the relay addresses to payq.webhooks (BCC)
     // reach it and no others do, delayed commands come out of the tiers into their work
     // queue.
-    let timers = topology.work_queue("timers");
+    let timers = topology.work_queue(WorkQueue::Timers);
     let publish = |exchange: String, key: String, body: &'static [u8], headers: FieldTable| {
         let channel = channel.clone();
         async move {
@@ -118,7 +118,7 @@ async fn the_topology_declares_idempotently_and_routes_commands_events_and_delay
         got.push(String::from_utf8_lossy(&d.data).into_owned());
     }
     assert_eq!(got, ["now", "later"]);
-    let webhooks = topology.work_queue("webhooks");
+    let webhooks = topology.work_queue(WorkQueue::Webhooks);
     let mut consumer = consume_no_ack(&channel, &webhooks, "w").await.expect("consume webhooks");
     let d = tokio::time::timeout(Duration::from_secs(5), consumer.next())
         .await
@@ -239,7 +239,7 @@ async fn a_bundle_waits_in_the_tiers_once_and_its_messages_arrive_one_by_one_wit
     };
 
     // Two timers and a webhook retry that wait 500 ms: one bundle, one tier message.
-    let timers = topology.work_queue("timers");
+    let timers = topology.work_queue(WorkQueue::Timers);
     let message = |n: i64, routing_key: &str| BundledMessage {
         routing_key: routing_key.to_owned(),
         message_id: format!("msg_{n}"),
@@ -343,7 +343,7 @@ async fn confirmed_publishes_carry_their_properties_and_unroutable_ones_are_repo
     let err = publisher.publish(&unroutable).await.expect_err("an unroutable message is not a success");
     assert!(matches!(err, PublishError::Returned(_)), "{err}");
 
-    let webhooks = topology.work_queue("webhooks");
+    let webhooks = topology.work_queue(WorkQueue::Webhooks);
     let mut consumer = consume_no_ack(&setup, &webhooks, "p").await.expect("consume");
     let d = tokio::time::timeout(Duration::from_secs(5), consumer.next())
         .await

@@ -249,24 +249,37 @@ impl AlipaySandbox {
     /// The Alipay app takes the order string a shop's app hands it
     /// (`alipay.trade.app.pay`): its signature must be the application's; then the trade
     /// exists, the buyer in front of it. Answers why not, if it is refused.
-    pub fn app_opens(&self, order_string: &str) -> Result<(), String> {
+    pub fn app_opens(&self, order_string: &str) -> Result<(), Refusal> {
         let params: Vec<(String, String)> = form_urlencoded::parse(order_string.as_bytes()).into_owned().collect();
         open_buyer_request(&self.inner, &params, &["alipay.trade.app.pay"]).map(|_| ())
     }
 }
 
+/// Why the local gateway refuses a request the buyer carries, as Alipay's error codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("isv.invalid-signature")]
+    InvalidSignature,
+    #[error("isv.invalid-method {0}")]
+    InvalidMethod(String),
+    #[error("ACQ.INVALID_PARAMETER")]
+    InvalidParameter,
+    #[error("ACQ.CONTEXT_INCONSISTENT")]
+    ContextInconsistent,
+}
+
 /// A request the buyer carries to Alipay (page, wap or app pay): checks its signature and
 /// fields and opens the trade, the buyer in front of it (as if they had scanned). Answers
 /// the trade's number, or why the request is refused.
-fn open_buyer_request(inner: &Inner, params: &[(String, String)], methods: &[&str]) -> Result<String, String> {
+fn open_buyer_request(inner: &Inner, params: &[(String, String)], methods: &[&str]) -> Result<String, Refusal> {
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
     let content = protocol::signing_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), &[]);
     if inner.app_public_key.verify(&content, &get("sign")).is_err() || get("app_id") != inner.app_id {
-        return Err("isv.invalid-signature".into());
+        return Err(Refusal::InvalidSignature);
     }
     let method = get("method");
     if !methods.contains(&method.as_str()) {
-        return Err(format!("isv.invalid-method {method}"));
+        return Err(Refusal::InvalidMethod(method));
     }
     let biz: Value = serde_json::from_str(&get("biz_content")).unwrap_or_default();
     let product_code = match method.as_str() {
@@ -277,7 +290,7 @@ fn open_buyer_request(inner: &Inner, params: &[(String, String)], methods: &[&st
     let no = biz["out_trade_no"].as_str().unwrap_or_default().to_owned();
     let amount = biz["total_amount"].as_str().and_then(|a| protocol::minor_units(a).ok()).unwrap_or(0);
     if no.is_empty() || amount <= 0 || biz["product_code"] != product_code || biz["time_expire"].as_str().is_none() {
-        return Err("ACQ.INVALID_PARAMETER".into());
+        return Err(Refusal::InvalidParameter);
     }
     let mut books = lock(inner);
     let trade = books.trades.entry(no.clone()).or_insert_with(|| SandboxTrade {
@@ -294,7 +307,7 @@ fn open_buyer_request(inner: &Inner, params: &[(String, String)], methods: &[&st
     });
     *trade.calls.entry(method).or_default() += 1;
     if trade.amount != amount {
-        return Err("ACQ.CONTEXT_INCONSISTENT".into());
+        return Err(Refusal::ContextInconsistent);
     }
     Ok(no)
 }

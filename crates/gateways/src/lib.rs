@@ -146,7 +146,7 @@ impl LocalGateway for AlipaySandbox {
             match next_action["type"].as_str() {
                 Some("redirect") => {
                     let url = next_action["url"].as_str().unwrap_or_default();
-                    let page = reqwest::get(url).await?;
+                    let page = payq_channels::http_client().build()?.get(url).send().await?;
                     anyhow::ensure!(page.status().is_success(), "Alipay refused the page request: {}", page.status());
                     Ok("the browser opened Alipay's checkout page (signature checked)".into())
                 }
@@ -240,7 +240,7 @@ impl LocalGateway for WechatPaySandbox {
             let field = |name: &str| next_action[name].as_str().unwrap_or_default();
             match field("type") {
                 "redirect" => {
-                    let page = reqwest::get(field("url")).await?;
+                    let page = payq_channels::http_client().build()?.get(field("url")).send().await?;
                     anyhow::ensure!(page.status().is_success(), "WeChat Pay refused the H5 page: {}", page.status());
                     Ok("the browser opened WeChat Pay's H5 page".into())
                 }

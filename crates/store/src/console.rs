@@ -2,8 +2,8 @@
 //! merchants, which the merchant API never needs.
 
 use crate::dead_letters::DeadLetter;
-use crate::messages::PendingMessage;
 use crate::orders::OrderPage;
+use crate::pending::PendingMessage;
 use crate::rows::{self, select_orders};
 use crate::{Store, StoreError, StoreResult};
 use payq_domain::{Event, Merchant, MerchantId, Order, OrderId, OrderStatus, Refund, Timestamp};
@@ -120,22 +120,20 @@ impl Store {
         keys.extend(payments);
         keys.extend(refunds.iter().map(|r| r.id.as_str().to_owned()));
         let keys_json = serde_json::to_string(&keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let key_list = match self.backend() {
-            crate::Backend::Sqlite => "SELECT value FROM json_each($1)",
-            crate::Backend::Postgres => "SELECT jsonb_array_elements_text($1::jsonb)",
-        };
+        let keys_listed = self.backend().in_json_texts("key", "$1");
+        let dead_keys_listed = self.backend().in_json_texts("d.key", "$1");
         let pending = crate::db::query(&format!(
             "SELECT id, kind, key, due_at, attempts, last_error FROM messages
-             WHERE kind IN ({ORDER_MESSAGE_KINDS}) AND key IN ({key_list}) ORDER BY due_at"
+             WHERE kind IN ({ORDER_MESSAGE_KINDS}) AND {keys_listed} ORDER BY due_at"
         ))
         .bind(keys_json.as_str())
         .fetch_all(self.read())
         .await?
         .iter()
-        .map(crate::messages::pending_message)
+        .map(crate::pending::pending_message)
         .collect::<StoreResult<Vec<_>>>()?;
         let dead_letters =
-            crate::db::query(&format!("SELECT * FROM dead_letters WHERE key IN ({key_list}) ORDER BY created_at"))
+            crate::db::query(&format!("SELECT * FROM dead_letters d WHERE {dead_keys_listed} ORDER BY d.created_at"))
                 .bind(keys_json.as_str())
                 .fetch_all(self.read())
                 .await?

@@ -106,66 +106,79 @@ impl<T: Bind> Bind for Option<T> {
     }
 }
 
+/// Why a SQLite value does not read as the column's type.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DecodeError {
+    #[error("unexpected NULL")]
+    Null,
+    #[error("{0:?} is not an integer")]
+    NotAnInteger(String),
+    #[error("{0:?} is not a number")]
+    NotANumber(String),
+    #[error("{0} is out of range")]
+    OutOfRange(i64),
+}
+
 /// What may be read from a column, on either backend.
 pub(crate) trait Decode: Sized + for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any> {
     /// Reads a SQLite value, converting the way SQLite's own accessors do.
-    fn from_value(value: &Value) -> Result<Self, String>;
+    fn from_value(value: &Value) -> Result<Self, DecodeError>;
 }
 
 impl Decode for i64 {
-    fn from_value(value: &Value) -> Result<i64, String> {
+    fn from_value(value: &Value) -> Result<i64, DecodeError> {
         match value {
             Value::Int(i) => Ok(*i),
             Value::Bool(b) => Ok(i64::from(*b)),
             // Float to integer, saturating: what SQLite's own integer accessor does.
             #[allow(clippy::cast_possible_truncation)]
             Value::Real(r) => Ok(*r as i64),
-            Value::Text(s) => s.trim().parse().map_err(|e| format!("{s:?} is not an integer: {e}")),
-            Value::NullInt | Value::NullText => Err("unexpected NULL".into()),
+            Value::Text(s) => s.trim().parse().map_err(|_| DecodeError::NotAnInteger(s.clone())),
+            Value::NullInt | Value::NullText => Err(DecodeError::Null),
         }
     }
 }
 
 impl Decode for i32 {
-    fn from_value(value: &Value) -> Result<i32, String> {
+    fn from_value(value: &Value) -> Result<i32, DecodeError> {
         let wide = i64::from_value(value)?;
-        i32::try_from(wide).map_err(|e| format!("{wide}: {e}"))
+        i32::try_from(wide).map_err(|_| DecodeError::OutOfRange(wide))
     }
 }
 
 impl Decode for bool {
-    fn from_value(value: &Value) -> Result<bool, String> {
+    fn from_value(value: &Value) -> Result<bool, DecodeError> {
         Ok(i64::from_value(value)? != 0)
     }
 }
 
 impl Decode for f64 {
-    fn from_value(value: &Value) -> Result<f64, String> {
+    fn from_value(value: &Value) -> Result<f64, DecodeError> {
         match value {
             #[allow(clippy::cast_precision_loss)]
             Value::Int(i) => Ok(*i as f64),
             Value::Bool(b) => Ok(f64::from(u8::from(*b))),
             Value::Real(r) => Ok(*r),
-            Value::Text(s) => s.trim().parse().map_err(|e| format!("{s:?} is not a number: {e}")),
-            Value::NullInt | Value::NullText => Err("unexpected NULL".into()),
+            Value::Text(s) => s.trim().parse().map_err(|_| DecodeError::NotANumber(s.clone())),
+            Value::NullInt | Value::NullText => Err(DecodeError::Null),
         }
     }
 }
 
 impl Decode for String {
-    fn from_value(value: &Value) -> Result<String, String> {
+    fn from_value(value: &Value) -> Result<String, DecodeError> {
         match value {
             Value::Text(s) => Ok(s.clone()),
             Value::Int(i) => Ok(i.to_string()),
             Value::Bool(b) => Ok(b.to_string()),
             Value::Real(r) => Ok(r.to_string()),
-            Value::NullInt | Value::NullText => Err("unexpected NULL".into()),
+            Value::NullInt | Value::NullText => Err(DecodeError::Null),
         }
     }
 }
 
 impl<T: Decode> Decode for Option<T> {
-    fn from_value(value: &Value) -> Result<Option<T>, String> {
+    fn from_value(value: &Value) -> Result<Option<T>, DecodeError> {
         match value {
             Value::NullInt | Value::NullText => Ok(None),
             v => T::from_value(v).map(Some),
@@ -456,79 +469,5 @@ impl Readers {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn memory() -> Mutex<rusqlite::Connection> {
-        let conn = rusqlite::Connection::open_in_memory().expect("in-memory database");
-        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, note TEXT)").expect("table");
-        Mutex::new(conn)
-    }
-
-    #[tokio::test]
-    async fn numbered_parameters_bind_by_number_not_by_position() {
-        let conn = memory();
-        query("INSERT INTO t (note, name, id) VALUES ($3, $2, $1)")
-            .bind(7_i64)
-            .bind("seven")
-            .bind(None::<&str>)
-            .execute(Executor::SqliteWriter(&conn))
-            .await
-            .expect("insert");
-        let row = query("SELECT id, name, note FROM t WHERE id = $1 AND name = $2 AND $1 > 0")
-            .bind(7_i64)
-            .bind("seven")
-            .fetch_one(Executor::SqliteWriter(&conn))
-            .await
-            .expect("row");
-        assert_eq!(row.try_get::<i64>("id").expect("id"), 7);
-        assert_eq!(row.try_get::<String>("name").expect("name"), "seven");
-        assert_eq!(row.try_get::<Option<String>>("note").expect("note"), None);
-        assert!(row.try_get::<String>("note").is_err(), "NULL is not a string");
-        assert!(row.try_get::<i64>("missing").is_err());
-    }
-
-    #[tokio::test]
-    async fn scalars_counts_and_missing_rows() {
-        let conn = memory();
-        for id in 1..=3_i64 {
-            query("INSERT INTO t (id, name) VALUES ($1, $2)")
-                .bind(id)
-                .bind(format!("n{id}"))
-                .execute(Executor::SqliteWriter(&conn))
-                .await
-                .expect("insert");
-        }
-        let done = query("UPDATE t SET note = 'x' WHERE id >= $1")
-            .bind(2_i64)
-            .execute(Executor::SqliteWriter(&conn))
-            .await
-            .expect("update");
-        assert_eq!(done.rows_affected(), 2);
-        let ids: Vec<i64> =
-            query_scalar("SELECT id FROM t ORDER BY id").fetch_all(Executor::SqliteWriter(&conn)).await.expect("ids");
-        assert_eq!(ids, vec![1, 2, 3]);
-        let none: Option<i64> = query_scalar("SELECT id FROM t WHERE id = $1")
-            .bind(9_i64)
-            .fetch_optional(Executor::SqliteWriter(&conn))
-            .await
-            .expect("query");
-        assert_eq!(none, None);
-        let missing = query("SELECT id FROM t WHERE id = 9").fetch_one(Executor::SqliteWriter(&conn)).await;
-        assert!(matches!(missing, Err(StoreError::NotFound)));
-        let deleted = query("DELETE FROM t WHERE id <= $1 RETURNING id")
-            .bind(2_i64)
-            .execute(Executor::SqliteWriter(&conn))
-            .await
-            .expect("delete");
-        assert_eq!(deleted.rows_affected(), 2);
-    }
-
-    #[tokio::test]
-    async fn a_duplicate_key_is_a_conflict() {
-        let conn = memory();
-        let insert = || query("INSERT INTO t (id) VALUES (1)").execute(Executor::SqliteWriter(&conn));
-        insert().await.expect("first insert");
-        assert!(matches!(insert().await, Err(StoreError::Conflict(_))));
-    }
-}
+#[path = "db_tests.rs"]
+mod tests;

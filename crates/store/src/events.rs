@@ -100,10 +100,7 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let backend = self.backend();
         let wanted = backend.json_array_has("m.webhook_events", "e.type");
-        let listed = match backend {
-            crate::Backend::Sqlite => "e.id IN (SELECT value FROM json_each($1))",
-            crate::Backend::Postgres => "e.id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::JSONB)))",
-        };
+        let listed = backend.in_json_texts("e.id", "$1");
         let sql = format!(
             "SELECT e.id, e.merchant_id, e.type, e.body,
                     (m.webhook_url IS NOT NULL AND (m.webhook_events IS NULL OR {wanted})) AS webhook

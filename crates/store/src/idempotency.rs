@@ -41,7 +41,7 @@ impl Store {
     ) -> StoreResult<IdempotencyBegin> {
         let now = Timestamp::now().millis();
         let mut tx = self.begin().await?;
-        if self.backend() == crate::Backend::Postgres {
+        if !self.backend().one_writer() {
             // Two first uses at once: one inserts, the other waits here and then sees it.
             crate::db::query("SELECT pg_advisory_xact_lock(hashtext($1::text || ' ' || $2::text))")
                 .bind(principal)

@@ -6,19 +6,24 @@
 //! transaction that a committer task commits as soon as the writer is free, so many requests
 //! share one fsync and every `commit()` returns only once its batch is durable.
 
+mod background;
 mod channel_calls;
 mod console;
 mod db;
 mod dead_letters;
+mod dialect;
+mod error;
 mod events;
 mod idempotency;
 mod inventory;
 pub mod job_kinds;
+mod lane;
 mod lifeline;
 mod merchants;
 mod messages;
 mod orders;
 mod outbox;
+mod pending;
 mod reconciliation;
 mod refunds;
 mod rows;
@@ -31,15 +36,19 @@ mod writer;
 pub use channel_calls::{CallClaim, ChannelCall};
 pub use console::{MinuteCounts, OrderHistory, OrderSearch, TimelineEvent};
 pub use dead_letters::DeadLetter;
+pub use dialect::Backend;
+pub use error::StoreError;
 pub use events::{Announcement, EventBody, NewEvent};
 pub use idempotency::{IdempotencyBegin, StoredResponse};
 pub use inventory::Shortage;
 pub use job_kinds::JOB_KINDS_IN_SQL;
+pub use lane::Lane;
 pub use lifeline::ProcessId;
 pub use merchants::{MerchantCredentials, NewMerchant, PreviousSecret};
-pub use messages::{ClaimedMessage, MessageStats, NewMessage, PendingMessage};
+pub use messages::{ClaimedMessage, NewMessage};
 pub use orders::{NewOrder, NewPayment, OrderPage, PaymentRecord};
 pub use outbox::OutboxMessage;
+pub use pending::{MessageStats, PendingMessage};
 pub use reconciliation::{NewDiscrepancy, Recorded, RunFilter, RunResult};
 pub use sim_ledger::{SimStatus, SimTxn};
 pub use verify::Violation;
@@ -51,218 +60,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// A store failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The row does not exist (or belongs to someone else).
-    #[error("not found")]
-    NotFound,
-    /// A compare-and-set lost a race or a unique key already exists.
-    #[error("conflict: {0}")]
-    Conflict(String),
-    /// A stored value could not be read back into its domain type.
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-    /// The database URL is not one payq supports.
-    #[error("unsupported database URL {0:?}: use sqlite://path or postgres://…")]
-    UnsupportedUrl(String),
-    /// The batch this write belonged to failed to commit.
-    #[error("commit failed: {0}")]
-    CommitFailed(String),
-    /// The database cannot take the request now (disk full, I/O error, connection lost or
-    /// refused, pool exhausted); it may succeed once the fault clears.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-    #[error(transparent)]
-    Db(sqlx::Error),
-    /// A SQLite statement failed for a reason other than the ones above.
-    #[error(transparent)]
-    Sqlite(rusqlite::Error),
-    #[error(transparent)]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl From<sqlx::Error> for StoreError {
-    /// Sorts database errors by what the caller can do about them: a fault of the storage
-    /// itself becomes [`StoreError::Unavailable`] (answered 503, retried by workers), a lost
-    /// race [`StoreError::Conflict`]; anything else stays a plain database error.
-    fn from(e: sqlx::Error) -> StoreError {
-        if storage_fault(&e) {
-            return StoreError::Unavailable(e.to_string());
-        }
-        if let sqlx::Error::Database(db) = &e {
-            // PostgreSQL: serialization failure, deadlock. SQLite: busy past the timeout.
-            if db.is_unique_violation() || matches!(db.code().as_deref(), Some("40001" | "40P01" | "5" | "6")) {
-                return StoreError::Conflict(db.message().to_owned());
-            }
-        }
-        StoreError::Db(e)
-    }
-}
-
-impl From<rusqlite::Error> for StoreError {
-    /// Sorts SQLite errors the same way: storage faults are [`StoreError::Unavailable`];
-    /// a busy database or a duplicate key is a [`StoreError::Conflict`].
-    fn from(e: rusqlite::Error) -> StoreError {
-        use rusqlite::ffi;
-        if let rusqlite::Error::SqliteFailure(failure, _) = &e {
-            return match failure.code {
-                ffi::ErrorCode::SystemIoFailure | ffi::ErrorCode::DiskFull | ffi::ErrorCode::CannotOpen => {
-                    StoreError::Unavailable(e.to_string())
-                }
-                ffi::ErrorCode::DatabaseBusy | ffi::ErrorCode::DatabaseLocked => StoreError::Conflict(e.to_string()),
-                ffi::ErrorCode::ConstraintViolation
-                    if matches!(
-                        failure.extended_code,
-                        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-                    ) =>
-                {
-                    StoreError::Conflict(e.to_string())
-                }
-                _ => StoreError::Sqlite(e),
-            };
-        }
-        StoreError::Sqlite(e)
-    }
-}
-
-/// Whether `e` says the storage cannot serve at the moment rather than that the statement
-/// was wrong: lost or refused connections, an exhausted pool, a full disk, I/O errors.
-fn storage_fault(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            // SQLite primary result codes (extended codes keep them in the low byte):
-            // SQLITE_IOERR 10, SQLITE_CORRUPT 11, SQLITE_FULL 13, SQLITE_CANTOPEN 14.
-            Some(code) if code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 10 | 13 | 14)) => true,
-            // PostgreSQL classes 08 (connection), 53 (insufficient resources: disk full,
-            // out of memory, too many connections), 57P (operator intervention: shutdown).
-            Some(code) => code.starts_with("08") || code.starts_with("53") || code.starts_with("57P"),
-            None => false,
-        },
-        _ => false,
-    }
-}
-
-impl StoreError {
-    /// Whether retrying the same operation later may succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Db(_)
-                | StoreError::Sqlite(_)
-                | StoreError::CommitFailed(_)
-                | StoreError::Io(_)
-                | StoreError::Conflict(_)
-                | StoreError::Unavailable(_)
-        )
-    }
-
-    /// Whether the storage itself is failing (the request may be retried once it recovers).
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
-    }
-}
-
-/// The queues of the delay engine. Each lane is claimed by its own dispatcher with its own
-/// concurrency, so deliveries to merchant endpoints (which may hang for their whole
-/// timeout) never hold up payments, timers and refunds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Lane {
-    /// Payments, risk checks, timers, refunds: payq's own work.
-    Work,
-    /// Webhook deliveries to merchant endpoints.
-    Deliveries,
-}
-
-impl Inner {
-    /// Wakes every lane's dispatcher (and the relay).
-    fn wake_all(&self) {
-        for waiter in &self.messages_changed {
-            waiter.notify_one();
-        }
-    }
-}
-
-impl Lane {
-    /// Every lane.
-    pub const ALL: [Lane; 2] = [Lane::Work, Lane::Deliveries];
-
-    /// The value stored in the `lane` column.
-    pub(crate) fn code(self) -> i64 {
-        match self {
-            Lane::Work => 0,
-            Lane::Deliveries => 1,
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Lane::Work => 0,
-            Lane::Deliveries => 1,
-        }
-    }
-
-    pub(crate) fn from_code(code: i64) -> Lane {
-        if code == 1 { Lane::Deliveries } else { Lane::Work }
-    }
-
-    /// The lane's name, for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lane::Work => "work",
-            Lane::Deliveries => "deliveries",
-        }
-    }
-}
-
 /// Result alias for store calls.
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// Which database a store runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// One file, one writer with group commit (the embedded mode).
-    Sqlite,
-    /// A PostgreSQL server shared by any number of payq processes (the distributed mode).
-    Postgres,
-}
-
-impl Backend {
-    /// The backend a database URL names, if payq supports it.
-    pub fn of_url(url: &str) -> Option<Backend> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Backend::Postgres)
-        } else if url.starts_with("sqlite:") {
-            Some(Backend::Sqlite)
-        } else {
-            None
-        }
-    }
-
-    /// SQL for the text field `field` of the JSON text in column `column`.
-    pub(crate) fn json_text(self, column: &str, field: &str) -> String {
-        match self {
-            Backend::Sqlite => format!("json_extract({column}, '$.{field}')"),
-            Backend::Postgres => format!("({column}::jsonb ->> '{field}')"),
-        }
-    }
-
-    /// SQL that is true when the JSON array of strings in `column` holds `value`.
-    pub(crate) fn json_array_has(self, column: &str, value: &str) -> String {
-        match self {
-            Backend::Sqlite => format!("EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.value = {value})"),
-            Backend::Postgres => format!("jsonb_exists({column}::jsonb, {value})"),
-        }
-    }
-}
 
 /// Statements each PostgreSQL connection keeps prepared, unless the URL names its own
 /// `statement-cache-capacity`: more than all of payq's statements, so that none is parsed
@@ -307,6 +106,15 @@ struct Inner {
 enum Reads {
     Sqlite(db::Readers),
     Postgres(AnyPool),
+}
+
+impl Inner {
+    /// Wakes every lane's dispatcher (and the relay).
+    fn wake_all(&self) {
+        for waiter in &self.messages_changed {
+            waiter.notify_one();
+        }
+    }
 }
 
 impl Store {
@@ -355,7 +163,7 @@ impl Store {
                 announce: Arc::new(Notify::new()),
             }),
         };
-        spawn_checkpointer(Arc::downgrade(&store.inner), checkpointer);
+        background::spawn_checkpointer(Arc::downgrade(&store.inner), checkpointer);
         Ok(store)
     }
 
@@ -380,9 +188,18 @@ impl Store {
                 announce: Arc::new(Notify::new()),
             }),
         };
-        spawn_listener(Arc::downgrade(&store.inner), url.to_owned());
-        spawn_announcer(Arc::downgrade(&store.inner), store.inner.announce.clone(), pool_for_announcer);
+        background::spawn_listener(Arc::downgrade(&store.inner), url.to_owned());
+        background::spawn_announcer(Arc::downgrade(&store.inner), store.inner.announce.clone(), pool_for_announcer);
         Ok(store)
+    }
+
+    /// Copies the whole WAL into the database file and truncates it (after a bulk load).
+    /// Nothing to do on PostgreSQL.
+    pub async fn checkpoint(&self) -> StoreResult<()> {
+        match self.writer() {
+            writer::Writer::Sqlite(group) => group.checkpoint().await,
+            writer::Writer::Postgres(_) => Ok(()),
+        }
     }
 
     /// Runs pending migrations.
@@ -458,18 +275,15 @@ impl Store {
     /// returns, if any: on SQLite through the writer (and its group commit), on PostgreSQL
     /// as one autocommitted statement, without the two round trips of `BEGIN` and `COMMIT`.
     pub(crate) async fn write_one(&self, q: db::Query<'_>) -> StoreResult<Option<db::Row>> {
-        match self.backend() {
-            Backend::Postgres => {
-                let outcome = q.fetch_optional(self.read()).await;
-                self.note_write(&outcome);
-                outcome
-            }
-            Backend::Sqlite => {
-                let mut tx = self.begin().await?;
-                let row = q.fetch_optional(tx.conn()).await?;
-                tx.commit().await?;
-                Ok(row)
-            }
+        if self.backend().one_writer() {
+            let mut tx = self.begin().await?;
+            let row = q.fetch_optional(tx.conn()).await?;
+            tx.commit().await?;
+            Ok(row)
+        } else {
+            let outcome = q.fetch_optional(self.read()).await;
+            self.note_write(&outcome);
+            outcome
         }
     }
 
@@ -505,89 +319,6 @@ fn create_private(path: &std::path::Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }
-}
-
-/// Runs a passive WAL checkpoint every 200 ms, on a thread of its own (checkpoints write
-/// and fsync the database file), until the store is dropped. Passive checkpoints never
-/// block the writer or readers.
-fn spawn_checkpointer(store: std::sync::Weak<Inner>, conn: rusqlite::Connection) {
-    let spawned = std::thread::Builder::new().name("payq-checkpoint".into()).spawn(move || {
-        loop {
-            std::thread::sleep(Duration::from_millis(200));
-            if store.strong_count() == 0 {
-                return;
-            }
-            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
-                tracing::warn!(error = %e, "WAL checkpoint failed");
-            }
-        }
-    });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the WAL checkpointer; the WAL grows until restart");
-    }
-}
-
-/// Listens for `NOTIFY payq_messages` (sent by every commit that scheduled a message, in any
-/// process) and wakes this process's dispatcher. Reconnects with back-off; while it is down
-/// the dispatcher still wakes at the next due time or its polling interval.
-/// Sends `NOTIFY payq_messages` whenever messages were committed, one for however many
-/// commits came since the last one (a `Notify` holds at most one wake-up).
-fn spawn_announcer(store: std::sync::Weak<Inner>, announce: Arc<Notify>, pool: AnyPool) {
-    tokio::spawn(async move {
-        while store.strong_count() > 0 {
-            // Wake up now and then to notice that the store is gone.
-            if tokio::time::timeout(Duration::from_secs(1), announce.notified()).await.is_err() {
-                continue;
-            }
-            if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(writer::MESSAGES_CHANNEL).execute(&pool).await
-            {
-                tracing::warn!(error = %e, "could not announce new messages; other processes find them by polling");
-            }
-        }
-    });
-}
-
-fn spawn_listener(store: std::sync::Weak<Inner>, url: String) {
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for message notifications; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    continue;
-                }
-            };
-            if let Err(e) = listener.listen(writer::MESSAGES_CHANNEL).await {
-                tracing::warn!(error = %e, "LISTEN failed; retrying");
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-            backoff = Duration::from_millis(200);
-            loop {
-                let Some(inner) = store.upgrade() else { return };
-                drop(inner);
-                match tokio::time::timeout(Duration::from_secs(1), listener.recv()).await {
-                    Err(_) => continue,
-                    Ok(Ok(_)) => {
-                        if let Some(inner) = store.upgrade() {
-                            inner.wake_all();
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "message notifications interrupted; reconnecting");
-                        // Something may have been scheduled while we were away.
-                        if let Some(inner) = store.upgrade() {
-                            inner.wake_all();
-                        }
-                        break;
-                    }
-                }
-            }
-        }
-    });
 }
 
 /// `url` with its password (if any) replaced by `***`, for logs, errors and start-up

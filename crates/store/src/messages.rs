@@ -43,32 +43,6 @@ pub struct ClaimedMessage {
     pub claim: i64,
 }
 
-/// A message still waiting, for inspection.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PendingMessage {
-    pub id: String,
-    pub kind: String,
-    pub key: Option<String>,
-    pub due_at: Timestamp,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-}
-
-/// Pending messages by kind and due time, the most overdue one, and engine totals.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct MessageStats {
-    /// `(kind, pending count)`.
-    pub pending_by_kind: Vec<(String, i64)>,
-    /// `(bucket, count)` for due-time buckets: overdue, <1m, <1h, <1d, later.
-    pub pending_by_due: Vec<(String, i64)>,
-    /// How late the most overdue message is, in milliseconds.
-    pub oldest_overdue_ms: Option<i64>,
-    pub pending_total: i64,
-    pub dead_letters: i64,
-    /// `(counter, total)`, e.g. `("fired:payment.timeout", 12)`.
-    pub counters: Vec<(String, i64)>,
-}
-
 /// Rows per engine counter on PostgreSQL.
 const COUNTER_SHARDS: i64 = 16;
 
@@ -162,21 +136,14 @@ impl Tx {
             })
             .collect();
         let rows = serde_json::Value::Array(rows).to_string();
-        let sql = match self.backend() {
-            crate::Backend::Sqlite => {
-                "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
-                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 5, $2,
-                        value ->> 6
-                 FROM json_each($1)"
-            }
-            crate::Backend::Postgres => {
-                "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
-                 SELECT value ->> 0, value ->> 1, value ->> 2, (value ->> 3)::BIGINT, value ->> 4,
-                        (value ->> 5)::BIGINT, (value ->> 5)::BIGINT, $2, (value ->> 6)::INTEGER
-                 FROM jsonb_array_elements($1::JSONB)"
-            }
-        };
-        crate::db::query(sql).bind(rows).bind(now).execute(self.conn()).await?;
+        let sql = format!(
+            "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
+             SELECT value ->> 0, value ->> 1, value ->> 2, CAST(value ->> 3 AS BIGINT), value ->> 4,
+                    CAST(value ->> 5 AS BIGINT), CAST(value ->> 5 AS BIGINT), $2, CAST(value ->> 6 AS INTEGER)
+             FROM {}",
+            self.backend().json_elements("$1")
+        );
+        crate::db::query(&sql).bind(rows).bind(now).execute(self.conn()).await?;
         Ok(())
     }
 
@@ -194,10 +161,7 @@ impl Tx {
     async fn bump(&mut self, counter: String, by: i64) -> StoreResult<()> {
         // On PostgreSQL, concurrent transactions would queue on one row per counter: each
         // bumps one of a few rows at random (summed on read).
-        let shard = match self.backend() {
-            crate::Backend::Sqlite => 0,
-            crate::Backend::Postgres => (rand_claim() >> 1).rem_euclid(COUNTER_SHARDS),
-        };
+        let shard = if self.backend().one_writer() { 0 } else { (rand_claim() >> 1).rem_euclid(COUNTER_SHARDS) };
         crate::db::query(
             "INSERT INTO engine_counters (name, shard, n) VALUES ($1, $2, $3)
              ON CONFLICT (name, shard) DO UPDATE SET n = engine_counters.n + excluded.n",
@@ -221,7 +185,7 @@ impl Store {
         limit: u32,
         lease_ms: i64,
     ) -> StoreResult<Vec<ClaimedMessage>> {
-        if self.backend() == crate::Backend::Postgres {
+        if !self.backend().one_writer() {
             return self.claim_due_skip_locked(lane, now, limit, lease_ms).await;
         }
         // Candidates come from a reader, which sees only committed rows: a message is never
@@ -339,21 +303,13 @@ impl Store {
         for m in done {
             by_claim.entry(m.claim).or_default().push(m);
         }
-        // Both forms find the rows through the primary key. On PostgreSQL, `seq IN (SELECT …)`
-        // would be planned as a hash join over a scan of the whole table (the planner
-        // cannot tell how many values the array holds): `= ANY(ARRAY(…))` is an index scan.
-        let sql = match self.backend() {
-            crate::Backend::Sqlite => {
-                "DELETE FROM messages WHERE claim = $1 AND seq IN (SELECT value FROM json_each($2)) RETURNING kind"
-            }
-            crate::Backend::Postgres => {
-                "DELETE FROM messages WHERE claim = $1
-                 AND seq = ANY(ARRAY(SELECT value::BIGINT FROM jsonb_array_elements_text($2::JSONB))) RETURNING kind"
-            }
-        };
+        let sql = format!(
+            "DELETE FROM messages WHERE claim = $1 AND {} RETURNING kind",
+            self.backend().in_json_ints("seq", "$2")
+        );
         for (claim, msgs) in by_claim {
             let seqs: Vec<i64> = msgs.iter().map(|m| m.seq).collect();
-            let kinds: Vec<String> = crate::db::query_scalar(sql)
+            let kinds: Vec<String> = crate::db::query_scalar(&sql)
                 .bind(claim)
                 .bind(crate::sql::json_list(&seqs))
                 .fetch_all(tx.conn())
@@ -365,15 +321,16 @@ impl Store {
         for (kind, n) in fired {
             tx.bump(format!("fired:{kind}"), n).await?;
         }
-        match self.backend() {
-            // On PostgreSQL not waited on to reach the disk (one WAL flush fewer per handled
-            // message; the rows are gone for every reader at once): a completion lost in a
-            // crash only means the messages run again, which handlers tolerate (at least
-            // once), and the handlers' own changes were committed durably before.
-            crate::Backend::Postgres => tx.commit_relaxed().await,
-            // On SQLite readers see only committed batches: waiting keeps what they report
-            // (pending messages, an earlier delivery still due) in step with the engine.
-            crate::Backend::Sqlite => tx.commit().await,
+        if self.backend().relaxed_commits_are_visible() {
+            // Not waited on to reach the disk (one WAL flush fewer per handled message; the
+            // rows are gone for every reader at once): a completion lost in a crash only
+            // means the messages run again, which handlers tolerate (at least once), and the
+            // handlers' own changes were committed durably before.
+            tx.commit_relaxed().await
+        } else {
+            // Readers see only committed batches: waiting keeps what they report (pending
+            // messages, an earlier delivery still due) in step with the engine.
+            tx.commit().await
         }
     }
 
@@ -462,77 +419,6 @@ impl Store {
         self.notify_messages_changed();
         Ok(id)
     }
-
-    /// Pending messages, soonest first.
-    pub async fn pending_messages(&self, kind: Option<&str>, limit: u32) -> StoreResult<Vec<PendingMessage>> {
-        let rows = crate::db::query(
-            "SELECT id, kind, key, due_at, attempts, last_error FROM messages
-             WHERE ($1 IS NULL OR kind = $1) ORDER BY due_at LIMIT $2",
-        )
-        .bind(kind)
-        .bind(i64::from(limit))
-        .fetch_all(self.read())
-        .await?;
-        rows.iter().map(pending_message).collect()
-    }
-
-    /// Copies the whole WAL into the database file and truncates it (after a bulk load).
-    /// Nothing to do on PostgreSQL.
-    pub async fn checkpoint(&self) -> StoreResult<()> {
-        match self.writer() {
-            crate::writer::Writer::Sqlite(group) => group.checkpoint().await,
-            crate::writer::Writer::Postgres(_) => Ok(()),
-        }
-    }
-
-    /// Pending messages by kind (an index scan).
-    pub async fn pending_by_kind(&self) -> StoreResult<Vec<(String, i64)>> {
-        let rows = crate::db::query("SELECT kind, COUNT(*) AS n FROM messages GROUP BY kind ORDER BY kind")
-            .fetch_all(self.read())
-            .await?;
-        rows.iter().map(|r| Ok((r.try_get("kind")?, r.try_get("n")?))).collect()
-    }
-
-    /// Counts for `payq timers stats` and `/v1/admin/stats`.
-    pub async fn message_stats(&self, now: Timestamp) -> StoreResult<MessageStats> {
-        let pairs = |rows: Vec<crate::db::Row>, k: &str, v: &str| -> StoreResult<Vec<(String, i64)>> {
-            rows.iter().map(|r| Ok((r.try_get(k)?, r.try_get(v)?))).collect()
-        };
-        let by_kind = crate::db::query("SELECT kind, COUNT(*) AS n FROM messages GROUP BY kind ORDER BY kind")
-            .fetch_all(self.read())
-            .await?;
-        let pending_by_kind = pairs(by_kind, "kind", "n")?;
-        let n = now.millis();
-        let by_due = crate::db::query(
-            "SELECT CASE WHEN due_at <= $1 THEN 'overdue' WHEN due_at <= $1 + 60000 THEN '<1m'
-                         WHEN due_at <= $1 + 3600000 THEN '<1h' WHEN due_at <= $1 + 86400000 THEN '<1d'
-                         ELSE 'later' END AS bucket, COUNT(*) AS n
-             FROM messages GROUP BY bucket",
-        )
-        .bind(n)
-        .fetch_all(self.read())
-        .await?;
-        let pending_by_due = pairs(by_due, "bucket", "n")?;
-        let oldest: Option<i64> = crate::db::query_scalar("SELECT MIN(due_at) FROM messages WHERE due_at <= $1")
-            .bind(n)
-            .fetch_one(self.read())
-            .await?;
-        let dead_letters: i64 =
-            crate::db::query_scalar("SELECT COUNT(*) FROM dead_letters").fetch_one(self.read()).await?;
-        let counters = crate::db::query(
-            "SELECT name, CAST(SUM(n) AS BIGINT) AS n FROM engine_counters GROUP BY name ORDER BY name",
-        )
-        .fetch_all(self.read())
-        .await?;
-        Ok(MessageStats {
-            pending_total: pending_by_kind.iter().map(|(_, n)| n).sum(),
-            pending_by_kind,
-            pending_by_due,
-            oldest_overdue_ms: oldest.map(|due| n - due),
-            dead_letters,
-            counters: pairs(counters, "name", "n")?,
-        })
-    }
 }
 
 pub(crate) fn rand_claim() -> i64 {
@@ -541,16 +427,4 @@ pub(crate) fn rand_claim() -> i64 {
     let h =
         id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     i64::from_ne_bytes(h.to_ne_bytes()) | 1
-}
-
-/// A pending message from a row of `id, kind, key, due_at, attempts, last_error`.
-pub(crate) fn pending_message(r: &crate::db::Row) -> StoreResult<PendingMessage> {
-    Ok(PendingMessage {
-        id: r.try_get("id")?,
-        kind: r.try_get("kind")?,
-        key: r.try_get("key")?,
-        due_at: Timestamp::from_millis(r.try_get("due_at")?),
-        attempts: r.try_get("attempts")?,
-        last_error: r.try_get("last_error")?,
-    })
 }

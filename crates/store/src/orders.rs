@@ -178,7 +178,7 @@ impl Tx {
     /// transaction ends: a no-op on SQLite (its writer is exclusive), `FOR UPDATE` of the
     /// order row on PostgreSQL.
     pub(crate) async fn hold_order(&mut self, of: OrderOf, id: &str) -> StoreResult<()> {
-        if self.backend() == crate::Backend::Postgres && !self.held.iter().any(|held| held == id) {
+        if !self.backend().one_writer() && !self.held.iter().any(|held| held == id) {
             let sql = match of {
                 OrderOf::Order => "SELECT id FROM orders WHERE id = $1 FOR UPDATE",
                 OrderOf::Payment => {

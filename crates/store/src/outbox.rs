@@ -108,21 +108,15 @@ impl Store {
         for m in published {
             by_claim.entry(m.claim).or_default().push(m.seq);
         }
-        let sql = match self.backend() {
-            crate::Backend::Sqlite => {
-                "UPDATE messages SET relay_lease = NULL, published_at = $1
-                 WHERE relay_lease IS NOT NULL AND claim = $2 AND seq IN (SELECT value FROM json_each($3))"
-            }
-            crate::Backend::Postgres => {
-                "UPDATE messages SET relay_lease = NULL, published_at = $1
-                 WHERE relay_lease IS NOT NULL AND claim = $2
-                   AND seq = ANY(ARRAY(SELECT value::BIGINT FROM jsonb_array_elements_text($3::JSONB)))"
-            }
-        };
+        let sql = format!(
+            "UPDATE messages SET relay_lease = NULL, published_at = $1
+             WHERE relay_lease IS NOT NULL AND claim = $2 AND {}",
+            self.backend().in_json_ints("seq", "$3")
+        );
         let now = Timestamp::now().millis();
         let mut tx = self.begin().await?;
         for (claim, seqs) in by_claim {
-            crate::db::query(sql).bind(now).bind(claim).bind(crate::sql::json_list(&seqs)).execute(tx.conn()).await?;
+            crate::db::query(&sql).bind(now).bind(claim).bind(crate::sql::json_list(&seqs)).execute(tx.conn()).await?;
         }
         tx.commit_relaxed().await
     }
@@ -148,17 +142,11 @@ impl Store {
         }
         let ids: Vec<&str> = wanted.iter().map(|(id, _)| id.as_str()).collect();
         let ids = serde_json::to_string(&ids).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
-        let sql = match self.backend() {
-            crate::Backend::Sqlite => {
-                "SELECT seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim FROM messages
-                 WHERE id IN (SELECT value FROM json_each($1))"
-            }
-            crate::Backend::Postgres => {
-                "SELECT seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim FROM messages
-                 WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::JSONB)))"
-            }
-        };
-        let rows = crate::db::query(sql).bind(ids).fetch_all(self.read()).await?;
+        let sql = format!(
+            "SELECT seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim FROM messages WHERE {}",
+            self.backend().in_json_texts("id", "$1")
+        );
+        let rows = crate::db::query(&sql).bind(ids).fetch_all(self.read()).await?;
         let mut found = std::collections::HashMap::with_capacity(rows.len());
         for row in &rows {
             let m = crate::messages::claimed(row)?;

@@ -11,6 +11,7 @@
 //! only copies (each timer's row stays in the store, and the relay publishes it again after
 //! the grace period).
 
+use super::error::RabbitError;
 use super::publisher::{ConfirmedPublisher, Outgoing, PublishError};
 use super::tiers::Tiers;
 use futures_util::StreamExt;
@@ -128,9 +129,9 @@ impl TierMessage {
 impl Bundle {
     /// The tier message that delays this bundle for `steps` tier steps, to come out in the
     /// fired queue.
-    pub fn into_tiers(&self, tiers: &Tiers, steps: u128) -> Result<TierMessage, String> {
-        let route = tiers.route_steps(steps).map_err(|e| e.to_string())?;
-        let body = serde_json::to_string(self).map_err(|e| e.to_string())?;
+    pub fn into_tiers(&self, tiers: &Tiers, steps: u128) -> Result<TierMessage, RabbitError> {
+        let route = tiers.route_steps(steps)?;
+        let body = serde_json::to_string(self).map_err(|e| RabbitError::Encode(e.to_string()))?;
         let mut headers = FieldTable::default();
         for (name, value) in route.headers {
             headers.insert(name.into(), value);
@@ -158,14 +159,11 @@ pub struct Splitter {
 
 impl Splitter {
     /// Splits bundles on `conn` until `stop` is cancelled or the connection fails.
-    pub async fn run(&self, conn: &lapin::Connection, stop: &CancellationToken) -> Result<(), String> {
-        let text = |e: lapin::Error| e.to_string();
-        let channel = conn.create_channel().await.map_err(text)?;
+    pub async fn run(&self, conn: &lapin::Connection, stop: &CancellationToken) -> Result<(), RabbitError> {
+        let channel = conn.create_channel().await?;
         let prefetch = u16::try_from(SPLIT_CONCURRENCY * 2).unwrap_or(16);
-        channel.basic_qos(prefetch, BasicQosOptions::default()).await.map_err(text)?;
-        let publisher = ConfirmedPublisher::new(conn.create_channel().await.map_err(text)?, self.confirm_timeout)
-            .await
-            .map_err(|e| e.to_string())?;
+        channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+        let publisher = ConfirmedPublisher::new(conn.create_channel().await?, self.confirm_timeout).await?;
         let consumer = channel
             .basic_consume(
                 self.fired_queue.as_str().into(),
@@ -173,8 +171,7 @@ impl Splitter {
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
-            .await
-            .map_err(text)?;
+            .await?;
         let split = consumer.take_until(stop.cancelled()).for_each_concurrent(SPLIT_CONCURRENCY, |delivery| {
             let publisher = &publisher;
             async move {

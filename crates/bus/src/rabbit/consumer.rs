@@ -19,14 +19,14 @@
 use super::connect::connect_until;
 use super::gather::Gatherer;
 use super::relay::{CLAIM_HEADER, sleep_or_stop};
-use super::topology::{Topology, WORK_QUEUES};
+use super::topology::{Topology, WorkQueue};
 use crate::store_engine::{Verdict, judge, settle};
 use crate::{ClaimedMessage, EngineConfig, Handler};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use payq_store::Store;
+use payq_store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -54,9 +54,9 @@ type Identity = (String, i64);
 struct Running<H: Handler> {
     consumers: Consumers<H>,
     /// Finds the rows deliveries stand for.
-    lookups: Gatherer<Identity, Result<Option<ClaimedMessage>, String>>,
+    lookups: Gatherer<Identity, Result<Option<ClaimedMessage>, Arc<StoreError>>>,
     /// Removes the rows of handled messages.
-    completions: Gatherer<ClaimedMessage, Result<(), String>>,
+    completions: Gatherer<ClaimedMessage, Result<(), Arc<StoreError>>>,
 }
 
 impl<H: Handler> Consumers<H> {
@@ -69,7 +69,10 @@ impl<H: Handler> Consumers<H> {
             async move {
                 match store.deliveries(&wanted).await {
                     Ok(found) => found.into_iter().map(Ok).collect(),
-                    Err(e) => wanted.iter().map(|_| Err(e.to_string())).collect(),
+                    Err(e) => {
+                        let e = Arc::new(e);
+                        wanted.iter().map(|_| Err(e.clone())).collect()
+                    }
                 }
             }
         });
@@ -78,7 +81,7 @@ impl<H: Handler> Consumers<H> {
             let store = store.clone();
             async move {
                 let refs: Vec<&ClaimedMessage> = done.iter().collect();
-                let outcome = store.complete_messages(&refs).await.map_err(|e| e.to_string());
+                let outcome = store.complete_messages(&refs).await.map_err(Arc::new);
                 done.iter().map(|_| outcome.clone()).collect()
             }
         });
@@ -94,7 +97,7 @@ impl<H: Handler> Consumers<H> {
             }
             let lost = CancellationToken::new();
             let mut queues: Vec<(String, bool)> =
-                WORK_QUEUES.iter().map(|p| (this.consumers.topology.work_queue(p), false)).collect();
+                WorkQueue::ALL.iter().map(|q| (this.consumers.topology.work_queue(*q), false)).collect();
             queues.push((this.consumers.topology.dead_letters(), true));
             let mut started = true;
             for (queue, dead) in queues {
@@ -211,14 +214,18 @@ impl<H: Handler> Running<H> {
         let recorded = match verdict {
             Verdict::Done => {
                 metrics::counter!("payq_messages_fired_total", "kind" => msg.kind.clone()).increment(1);
-                self.completions.ask(msg).await.unwrap_or_else(|| Err("the completion task is gone".into()))
+                self.completions.ask(msg).await
             }
-            other => settle(&self.consumers.store, &msg, other).await.map_err(|e| e.to_string()),
+            other => Some(settle(&self.consumers.store, &msg, other).await.map_err(Arc::new)),
         };
         match recorded {
-            Ok(()) => ack(&delivery).await,
-            Err(e) => {
+            Some(Ok(())) => ack(&delivery).await,
+            Some(Err(e)) => {
                 tracing::warn!(message_id = %id, error = %e, "cannot record a delivery's outcome; returning it");
+                requeue(&delivery, Duration::from_secs(1)).await;
+            }
+            None => {
+                tracing::warn!(message_id = %id, "the completion task is gone; returning the delivery");
                 requeue(&delivery, Duration::from_secs(1)).await;
             }
         }

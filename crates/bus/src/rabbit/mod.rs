@@ -5,8 +5,11 @@
 pub mod bundle;
 pub mod connect;
 pub mod consumer;
+pub mod error;
 pub mod gather;
 pub mod publisher;
 pub mod relay;
 pub mod tiers;
 pub mod topology;
+
+pub use error::{RabbitError, RouteError};

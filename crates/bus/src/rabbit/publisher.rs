@@ -29,7 +29,7 @@ pub struct Outgoing<'a> {
 }
 
 /// Why a publish did not take.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
     #[error("unroutable: returned by the broker ({0})")]
     Returned(String),

@@ -17,9 +17,10 @@
 
 use super::bundle::{self, BundledMessage, Splitter, TierMessage};
 use super::connect::connect_until;
+use super::error::{RabbitError, RouteError};
 use super::publisher::{ConfirmedPublisher, Outgoing, PublishError};
 use super::tiers::TierError;
-use super::topology::Topology;
+use super::topology::{Topology, WorkQueue};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use payq_domain::Timestamp;
 use payq_store::{OutboxMessage, Store};
@@ -44,8 +45,8 @@ pub enum DelayMode {
 /// Where one message goes.
 #[derive(Debug, Clone)]
 pub enum Route {
-    /// A command for the work queue of this purpose (`timers`, `webhooks`, …).
-    Work(&'static str),
+    /// A command for this work queue.
+    Work(WorkQueue),
     /// An event for `payq.events`: its type (the routing key) and body. With `webhook` it
     /// also reaches payq's own `payq.webhooks` queue (named in the message's `BCC` header,
     /// which the broker strips), and the row waits for that delivery; without, the
@@ -58,7 +59,7 @@ pub trait Router: Send + Sync + 'static {
     /// The route of each message of a batch, in order, or why it has none (that message is
     /// released and retried). One call per batch, so what the routes need from the store
     /// is read once for the batch.
-    fn route_all(&self, batch: &[OutboxMessage]) -> impl Future<Output = Vec<Result<Route, String>>> + Send;
+    fn route_all(&self, batch: &[OutboxMessage]) -> impl Future<Output = Vec<Result<Route, RouteError>>> + Send;
 }
 
 /// Tuning of the relay.
@@ -109,9 +110,9 @@ pub fn plugin_exchange(topology: &Topology) -> String {
 }
 
 /// Declares the topology (idempotent), and the plugin's exchange when it carries delays.
-pub async fn declare_all(conn: &lapin::Connection, topology: &Topology, mode: DelayMode) -> Result<(), String> {
-    let channel = conn.create_channel().await.map_err(|e| e.to_string())?;
-    topology.declare(&channel).await.map_err(|e| e.to_string())?;
+pub async fn declare_all(conn: &lapin::Connection, topology: &Topology, mode: DelayMode) -> Result<(), RabbitError> {
+    let channel = conn.create_channel().await?;
+    topology.declare(&channel).await?;
     if mode == DelayMode::Plugin {
         declare_plugin_exchange(conn, topology).await?;
     }
@@ -120,9 +121,9 @@ pub async fn declare_all(conn: &lapin::Connection, topology: &Topology, mode: De
 
 /// Declares the delayed-message exchange and binds the work queues to it. Fails with a
 /// clear message when the `rabbitmq_delayed_message_exchange` plugin is not enabled.
-pub async fn declare_plugin_exchange(conn: &lapin::Connection, topology: &Topology) -> Result<(), String> {
+pub async fn declare_plugin_exchange(conn: &lapin::Connection, topology: &Topology) -> Result<(), RabbitError> {
     use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
-    let channel = conn.create_channel().await.map_err(|e| e.to_string())?;
+    let channel = conn.create_channel().await?;
     let mut args = FieldTable::default();
     args.insert("x-delayed-type".into(), AMQPValue::LongString(LongString::from("direct")));
     let name = plugin_exchange(topology);
@@ -135,14 +136,10 @@ pub async fn declare_plugin_exchange(conn: &lapin::Connection, topology: &Topolo
         )
         .await;
     if let Err(e) = declared {
-        return Err(format!(
-            "delay.engine = \"rabbitmq-plugin\" needs the rabbitmq_delayed_message_exchange plugin, which this \
-             RabbitMQ does not have enabled ({e}); enable it (rabbitmq-plugins enable \
-             rabbitmq_delayed_message_exchange) or use delay.engine = \"rabbitmq\" (no plugin needed)"
-        ));
+        return Err(RabbitError::PluginMissing(e));
     }
-    for purpose in super::topology::WORK_QUEUES {
-        let q = topology.work_queue(purpose);
+    for queue in WorkQueue::ALL {
+        let q = topology.work_queue(queue);
         channel
             .queue_bind(
                 q.as_str().into(),
@@ -151,8 +148,7 @@ pub async fn declare_plugin_exchange(conn: &lapin::Connection, topology: &Topolo
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     Ok(())
 }
@@ -282,20 +278,20 @@ impl<R: Router> Relay<R> {
         let mut failed: Vec<(&OutboxMessage, String)> = Vec::new();
         let routes = self.router.route_all(batch).await;
         for (m, route) in batch.iter().zip(routes) {
-            match route.and_then(|route| self.address(m, route, now)) {
+            match route.map_err(RabbitError::from).and_then(|route| self.address(m, route, now)) {
                 Ok(Addressed::Now(addr)) => prepared.push((addr, vec![m])),
                 Ok(Addressed::Delayed { steps, message }) => {
                     delayed.push((steps, message));
                     delayed_rows.push(m);
                 }
-                Err(e) => failed.push((m, e)),
+                Err(e) => failed.push((m, e.to_string())),
             }
         }
         for (steps, indexes, bundle) in bundle::group(delayed) {
             let rows: Vec<&OutboxMessage> = indexes.iter().filter_map(|i| delayed_rows.get(*i).copied()).collect();
             match bundle.into_tiers(&self.topology.tiers, steps) {
                 Ok(tier_message) => prepared.push((Address::from(tier_message), rows)),
-                Err(e) => failed.extend(rows.into_iter().map(|m| (m, e.clone()))),
+                Err(e) => failed.extend(rows.into_iter().map(|m| (m, e.to_string()))),
             }
         }
         let outgoing: Vec<Outgoing<'_>> = prepared
@@ -359,7 +355,7 @@ impl<R: Router> Relay<R> {
     /// Where a message goes on its route: published now (to its queue, the events
     /// exchange or the plugin's exchange), or into the tiers with the messages that wait
     /// as many steps.
-    fn address(&self, m: &OutboxMessage, route: Route, now: Timestamp) -> Result<Addressed, String> {
+    fn address(&self, m: &OutboxMessage, route: Route, now: Timestamp) -> Result<Addressed, RabbitError> {
         let msg = &m.message;
         let due_at = m.due_at.to_rfc3339();
         let mut headers = bundle::message_headers(msg.claim, msg.key.as_deref(), &due_at);
@@ -386,8 +382,8 @@ impl<R: Router> Relay<R> {
             }
             // A delayed event delivery (a retry) goes to the webhooks queue only, so other
             // subscribers see each event once.
-            Route::Event { body, .. } => (self.topology.work_queue("webhooks"), body),
-            Route::Work(purpose) => (self.topology.work_queue(purpose), msg.payload.clone()),
+            Route::Event { body, .. } => (self.topology.work_queue(WorkQueue::Webhooks), body),
+            Route::Work(queue) => (self.topology.work_queue(queue), msg.payload.clone()),
         };
         if delay < self.topology.tiers.base || self.mode == DelayMode::Store {
             return Ok(now_address(self.topology.commands(), target, body, headers));
@@ -400,7 +396,7 @@ impl<R: Router> Relay<R> {
             _ => {
                 let tiers = &self.topology.tiers;
                 if delay > tiers.max_delay() {
-                    return Err(TierError::TooLong(delay, tiers.max_delay()).to_string());
+                    return Err(TierError::TooLong(delay, tiers.max_delay()).into());
                 }
                 let message = BundledMessage {
                     routing_key: target,

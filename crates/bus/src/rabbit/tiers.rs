@@ -65,7 +65,7 @@ pub struct Tiers {
 }
 
 /// Why a delay cannot be expressed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TierError {
     #[error("delay {0:?} exceeds the longest the tiers hold ({1:?})")]
     TooLong(Duration, Duration),

@@ -16,8 +16,37 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 use std::fmt;
 
-/// The work queues, by purpose.
-pub const WORK_QUEUES: [&str; 5] = ["risk", "channel", "timers", "webhooks", "refunds"];
+/// A work queue, by purpose (`payq.risk`, …): what its consumers do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkQueue {
+    /// Payment starts: risk control, then the channel.
+    Risk,
+    /// Channel queries and closes.
+    Channel,
+    /// Deadlines, checks, reminders and reconciliation days and runs.
+    Timers,
+    /// Webhook deliveries.
+    Webhooks,
+    /// Refunds at the channel.
+    Refunds,
+}
+
+impl WorkQueue {
+    /// Every work queue.
+    pub const ALL: [WorkQueue; 5] =
+        [WorkQueue::Risk, WorkQueue::Channel, WorkQueue::Timers, WorkQueue::Webhooks, WorkQueue::Refunds];
+
+    /// The purpose, the last part of the queue's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkQueue::Risk => "risk",
+            WorkQueue::Channel => "channel",
+            WorkQueue::Timers => "timers",
+            WorkQueue::Webhooks => "webhooks",
+            WorkQueue::Refunds => "refunds",
+        }
+    }
+}
 
 /// A queue argument's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,16 +153,16 @@ impl Topology {
         format!("{}.commands", self.prefix)
     }
 
-    /// The work queue of `purpose` (e.g. `payq.timers`).
-    pub fn work_queue(&self, purpose: &str) -> String {
-        format!("{}.{purpose}", self.prefix)
+    /// The name of work queue `queue` (e.g. `payq.timers`).
+    pub fn work_queue(&self, queue: WorkQueue) -> String {
+        format!("{}.{}", self.prefix, queue.as_str())
     }
 
     /// The key that routes an event on `payq.events` to `payq.webhooks` as well (the
     /// queue's name, which is no event type): the relay puts it in the `BCC` header of the
     /// events a merchant's webhook takes, so the others never reach the queue.
     pub fn webhook_route(&self) -> String {
-        self.work_queue("webhooks")
+        self.work_queue(WorkQueue::Webhooks)
     }
 
     /// `payq.dead`.
@@ -161,8 +190,8 @@ impl Topology {
             },
         ];
         out.push(Item::Exchange { name: self.tiers.deliver_exchange(), kind: Kind::Direct });
-        for purpose in WORK_QUEUES {
-            let q = self.work_queue(purpose);
+        for queue in WorkQueue::ALL {
+            let q = self.work_queue(queue);
             out.push(Item::Queue {
                 name: q.clone(),
                 args: vec![
@@ -188,7 +217,7 @@ impl Topology {
         }
         out.push(Item::Binding {
             source: self.events(),
-            destination: self.work_queue("webhooks"),
+            destination: self.work_queue(WorkQueue::Webhooks),
             key: self.webhook_route(),
             to_exchange: false,
         });
@@ -244,7 +273,7 @@ impl Topology {
         // Earlier versions bound every event to the webhook queue; unbinding is idempotent.
         channel
             .queue_unbind(
-                self.work_queue("webhooks").as_str().into(),
+                self.work_queue(WorkQueue::Webhooks).as_str().into(),
                 self.events().as_str().into(),
                 "#".into(),
                 FieldTable::default(),
@@ -288,24 +317,23 @@ pub async fn queue_depths(
     url: &str,
     topology: &Topology,
     limit: std::time::Duration,
-) -> Result<Vec<(String, u32)>, String> {
+) -> Result<Vec<(String, u32)>, super::RabbitError> {
     let count = async {
-        let conn =
-            lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await.map_err(|e| e.to_string())?;
+        let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
         let mut depths = Vec::new();
-        let mut channel = conn.create_channel().await.map_err(|e| e.to_string())?;
+        let mut channel = conn.create_channel().await?;
         for q in topology.queues() {
             let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
             match channel.queue_declare(q.as_str().into(), passive, FieldTable::default()).await {
                 Ok(declared) => depths.push((q, declared.message_count())),
                 // A missing queue closes the channel: go on with a fresh one.
-                Err(_) => channel = conn.create_channel().await.map_err(|e| e.to_string())?,
+                Err(_) => channel = conn.create_channel().await?,
             }
         }
         let _ = conn.close(200, "payq stats".into()).await;
-        Ok(depths)
+        Ok::<_, super::RabbitError>(depths)
     };
-    tokio::time::timeout(limit, count).await.map_err(|_| "RabbitMQ did not answer in time".to_owned())?
+    tokio::time::timeout(limit, count).await.map_err(|_| super::RabbitError::Timeout(limit))?
 }
 
 #[cfg(test)]

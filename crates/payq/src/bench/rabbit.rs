@@ -193,7 +193,7 @@ impl Peer {
             .collect();
         let mut messages = Vec::new();
         for (steps, _, b) in bundle::group(items) {
-            messages.push(b.into_tiers(tiers, steps).map_err(|e| anyhow::anyhow!(e))?);
+            messages.push(b.into_tiers(tiers, steps)?);
         }
         let outgoing: Vec<Outgoing<'_>> = messages.iter().map(TierMessage::outgoing).collect();
         for result in self.publisher.publish_many(&outgoing).await {

@@ -54,7 +54,15 @@ impl Driver {
             .expect("chromedriver starts");
         let url = format!("http://127.0.0.1:{port}");
         eventually("chromedriver answers", || async {
-            reqwest::get(format!("{url}/status")).await.ok().filter(|r| r.status().is_success()).map(|_| ())
+            payq_channels::http_client()
+                .build()
+                .expect("an HTTP client")
+                .get(format!("{url}/status"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
         })
         .await;
         Some(Driver { child, url })

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use payq_bus::rabbit::topology::Topology;
+use payq_bus::rabbit::topology::{Topology, WorkQueue};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -317,7 +317,11 @@ async fn two_workers_run_every_time_driven_behaviour() {
     // Admin stats report what waits in each of this topology's queues.
     let (s, stats) = call(&http, reqwest::Method::GET, format!("{base}/v1/admin/stats"), ADMIN, None).await;
     assert_eq!(s, 200);
-    for q in [cluster.topology.work_queue("timers"), cluster.topology.tiers.queue(0), cluster.topology.dead_letters()] {
+    for q in [
+        cluster.topology.work_queue(WorkQueue::Timers),
+        cluster.topology.tiers.queue(0),
+        cluster.topology.dead_letters(),
+    ] {
         assert!(stats["queue_depths"][q.as_str()].is_u64(), "depth of {q} in {stats}");
     }
     // Engine totals are summed over their rows: every fired kind counts at least once.
@@ -481,7 +485,7 @@ async fn events_no_webhook_takes_are_announced_without_reaching_the_webhook_queu
         announced.insert(body["merchant_id"].as_str().unwrap_or_default().to_owned());
     }
     // ... but only the one a webhook takes waits in payq.webhooks; the other two are done.
-    let webhooks = cluster.topology.work_queue("webhooks");
+    let webhooks = cluster.topology.work_queue(WorkQueue::Webhooks);
     wait_depth(&http, &base, &webhooks, 1).await;
     eventually("the announced-only deliveries are done", || async {
         let (_, stats) = call(&http, reqwest::Method::GET, format!("{base}/v1/admin/stats"), ADMIN, None).await;
@@ -656,7 +660,7 @@ async fn a_poison_message_is_dead_lettered_after_the_delivery_limit() {
     let props = BasicProperties::default().with_message_id("poison-1".into()).with_type("payment.timeout".into());
     ch.basic_publish(
         cluster.topology.commands().as_str().into(),
-        cluster.topology.work_queue("timers").as_str().into(),
+        cluster.topology.work_queue(WorkQueue::Timers).as_str().into(),
         BasicPublishOptions::default(),
         br#"{"order_id":"nothing"}"#,
         props,

@@ -63,7 +63,16 @@ impl Drop for LoggedServer {
 async fn every_metric_is_described_and_counters_and_gauges_read_0_from_the_start() {
     let server = LoggedServer::start(&[]);
     let base = server.base().await;
-    let text = reqwest::get(format!("{base}/metrics")).await.expect("scraped").text().await.expect("text");
+    let text = payq_channels::http_client()
+        .build()
+        .expect("an HTTP client")
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("scraped")
+        .text()
+        .await
+        .expect("text");
     for &(name, kind, _) in METRICS {
         if kind == MetricKind::Histogram || name == "payq_http_requests_total" {
             continue; // these appear with their first observation (the route is a label)
@@ -86,7 +95,16 @@ async fn every_metric_is_described_and_counters_and_gauges_read_0_from_the_start
         assert!(text.contains(&format!("# HELP {process} ")), "no {process}:\n{text}");
     }
     // Those are described too, once observed.
-    let text = reqwest::get(format!("{base}/metrics")).await.expect("scraped").text().await.expect("text");
+    let text = payq_channels::http_client()
+        .build()
+        .expect("an HTTP client")
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("scraped")
+        .text()
+        .await
+        .expect("text");
     assert!(text.contains("# HELP payq_http_request_duration_seconds "), "{text}");
     assert!(text.contains("# HELP payq_http_requests_total "), "{text}");
 }
