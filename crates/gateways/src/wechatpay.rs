@@ -7,7 +7,9 @@
 //! It is a counterpart to check payq against, never a stand-in for WeChat Pay in
 //! production.
 
-use axum::extract::State;
+mod api;
+mod notify;
+
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use payq_channels::rsa_keys::{der_of, pem_pair};
@@ -201,7 +203,7 @@ impl WechatPaySandbox {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner { base_url: format!("http://{addr}"), ..inner });
-        let app = axum::Router::new().fallback(api).with_state(inner.clone());
+        let app = axum::Router::new().fallback(api::api).with_state(inner.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -334,28 +336,6 @@ impl WechatPaySandbox {
         self.notify(&url, &resource, Forgery::Genuine).await.map(Some)
     }
 
-    /// The resource of WeChat Pay's refund notification, unsealed.
-    pub fn refund_notification(
-        &self,
-        out_trade_no: &str,
-        out_refund_no: &str,
-        amount: i64,
-        total: i64,
-        status: &str,
-    ) -> Value {
-        json!({
-            "mchid": self.mch_id,
-            "out_trade_no": out_trade_no,
-            "transaction_id": transaction_id(out_trade_no),
-            "out_refund_no": out_refund_no,
-            "refund_id": format!("5030{}", out_refund_no.trim_start_matches("ref_")),
-            "refund_status": status,
-            "success_time": protocol::rfc3339_china(payq_domain::Timestamp::now().millis()),
-            "user_received_account": "招商银行信用卡0403",
-            "amount": { "total": total, "refund": amount, "payer_total": total, "payer_refund": amount },
-        })
-    }
-
     /// Makes the gateway slow: it carries out each call at once and answers after `delay`
     /// (`None`: at once again).
     pub fn set_delay(&self, delay: Option<std::time::Duration>) {
@@ -412,67 +392,6 @@ impl WechatPaySandbox {
         };
         self.notify(&url, &self.notification(out_trade_no, amount, "SUCCESS"), Forgery::Genuine).await
     }
-
-    /// The transaction a notification carries (before encryption).
-    pub fn notification(&self, out_trade_no: &str, amount: i64, trade_state: &str) -> Value {
-        transaction_json(&self.inner, out_trade_no, amount, trade_state)
-    }
-
-    /// Posts `transaction` to `url` as WeChat Pay does: sealed in `resource` under the API
-    /// v3 key and signed under the platform certificate, or spoiled as `forgery` says;
-    /// answers payq's reply (status, body).
-    pub async fn notify(&self, url: &str, transaction: &Value, forgery: Forgery) -> anyhow::Result<(u16, String)> {
-        let other_key = payq_domain::crypto::random_hex(16);
-        let api_v3_key = if forgery == Forgery::EncryptedWithAnotherKey { &other_key } else { &self.api_v3_key };
-        let nonce = payq_domain::crypto::random_hex(6);
-        // A transaction's notification, or a refund's (its resource has `refund_status`).
-        let (kind, event_type, summary) =
-            match (transaction["refund_status"].as_str(), transaction["trade_state"] == "SUCCESS") {
-                (Some(status), _) => ("refund", format!("REFUND.{status}"), "退款状态变更"),
-                (None, true) => ("transaction", "TRANSACTION.SUCCESS".to_owned(), "支付成功"),
-                (None, false) => ("transaction", "TRANSACTION.CLOSED".to_owned(), "交易关闭"),
-            };
-        let ciphertext = protocol::encrypt_resource(api_v3_key, &nonce, kind, transaction.to_string().as_bytes())?;
-        let envelope = json!({
-            "id": format!("EV-{}", payq_domain::crypto::random_hex(8)),
-            "create_time": protocol::rfc3339_china(payq_domain::Timestamp::now().millis()),
-            "resource_type": "encrypt-resource",
-            "event_type": event_type,
-            "summary": summary,
-            "resource": {
-                "original_type": kind,
-                "algorithm": "AEAD_AES_256_GCM",
-                "ciphertext": ciphertext,
-                "associated_data": kind,
-                "nonce": nonce,
-            },
-        })
-        .to_string();
-        let now = payq_domain::Timestamp::now().unix_seconds();
-        let at = if forgery == Forgery::Stale { now - 600 } else { now };
-        // In a switch-over WeChat Pay signs notifications with either key; the sandbox
-        // takes them in turn, so that a test meets both.
-        let turn = self.inner.notifications.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (name, key) = self.inner.signing_keys[turn % self.inner.signing_keys.len()].clone();
-        let signer = match forgery {
-            Forgery::SignedWithAnotherKey => MerchantKey::from_pem(&self.merchant_private_key_pem)?,
-            _ => key,
-        };
-        let sign_nonce = payq_domain::crypto::random_hex(16);
-        let r = self
-            .http
-            .post(url)
-            .header("content-type", "application/json")
-            .header("wechatpay-serial", &name)
-            .header("wechatpay-timestamp", at.to_string())
-            .header("wechatpay-nonce", &sign_nonce)
-            .header("wechatpay-signature", signer.sign(&format!("{at}\n{sign_nonce}\n{envelope}\n")))
-            .header("wechatpay-signature-type", "WECHATPAY2-SHA256-RSA2048")
-            .body(envelope)
-            .send()
-            .await?;
-        Ok((r.status().as_u16(), r.text().await?))
-    }
 }
 
 fn lock(inner: &Inner) -> MutexGuard<'_, Books> {
@@ -501,290 +420,8 @@ fn transaction_json(inner: &Inner, out_trade_no: &str, amount: i64, trade_state:
     t
 }
 
-/// The key an answer is signed with: the one the request's `Wechatpay-Serial` names, else
-/// the first (the platform certificate's, when the merchant has both).
-fn answer_key<'a>(inner: &'a Inner, headers: &HeaderMap) -> &'a (String, MerchantKey) {
-    let named = headers.get("wechatpay-serial").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    inner.signing_keys.iter().find(|(name, _)| name == named).unwrap_or(&inner.signing_keys[0])
-}
-
-/// An answer signed under `key`.
-fn signed(key: &(String, MerchantKey), status: StatusCode, body: Option<Value>) -> Response {
-    let text = body.map(|b| b.to_string()).unwrap_or_default();
-    let at = payq_domain::Timestamp::now().unix_seconds();
-    let nonce = payq_domain::crypto::random_hex(16);
-    let signature = key.1.sign(&format!("{at}\n{nonce}\n{text}\n"));
-    let headers = [
-        ("wechatpay-serial", key.0.clone()),
-        ("wechatpay-timestamp", at.to_string()),
-        ("wechatpay-nonce", nonce),
-        ("wechatpay-signature", signature),
-        ("content-type", "application/json".into()),
-        ("request-id", payq_domain::crypto::random_hex(8)),
-    ];
-    let mut response = (status, text).into_response();
-    for (name, value) in headers {
-        if let Ok(value) = value.parse() {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
-}
-
-fn error(key: &(String, MerchantKey), status: StatusCode, code: &str) -> Response {
-    signed(key, status, Some(json!({ "code": code, "message": code })))
-}
-
-/// Checks the `Authorization` header: the merchant, its certificate serial, a fresh
-/// timestamp and the signature over method, path with query, timestamp, nonce and body.
-fn authorized(inner: &Inner, method: &Method, uri: &Uri, headers: &HeaderMap, body: &str) -> bool {
-    let value = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let Some(fields) = value.strip_prefix("WECHATPAY2-SHA256-RSA2048 ") else {
-        return false;
-    };
-    let fields: HashMap<&str, &str> =
-        fields.split(',').filter_map(|f| f.split_once('=')).map(|(k, v)| (k.trim(), v.trim_matches('"'))).collect();
-    let field = |name: &str| fields.get(name).copied().unwrap_or_default();
-    let Ok(timestamp) = field("timestamp").parse::<i64>() else {
-        return false;
-    };
-    let fresh = (payq_domain::Timestamp::now().unix_seconds() - timestamp).abs() <= protocol::FRESHNESS_S;
-    let request = SignedRequest {
-        method: method.as_str(),
-        path_and_query: uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-        timestamp,
-        nonce: field("nonce_str"),
-        body,
-    };
-    let signature = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, field("signature"))
-        .ok()
-        .and_then(|raw| Signature::try_from(raw.as_slice()).ok());
-    fresh
-        && field("mchid") == inner.mch_id
-        && field("serial_no") == inner.serial_no
-        && signature.is_some_and(|s| inner.merchant_public_key.verify(request.message().as_bytes(), &s).is_ok())
-}
-
-/// Every API call: authenticates it, carries it out, answers signed (late, when the
-/// gateway is slow).
-async fn api(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers: HeaderMap, body: String) -> Response {
-    let delay = lock(&inner).delay;
-    let answer = carry_out(&inner, method, uri, headers, body).await;
-    if let Some(delay) = delay {
-        tokio::time::sleep(delay).await;
-    }
-    answer
-}
-
-async fn carry_out(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, body: String) -> Response {
-    let key = answer_key(inner, &headers);
-    if method == Method::GET && uri.path() == "/h5/checkmweb" {
-        // The buyer's phone browser on WeChat Pay's H5 page (which opens WeChat to pay).
-        return axum::response::Html("<html><body><h1>WeChat Pay</h1></body></html>").into_response();
-    }
-    if lock(inner).hang {
-        std::future::pending::<()>().await;
-    }
-    if !authorized(inner, &method, &uri, &headers, &body) {
-        return error(key, StatusCode::UNAUTHORIZED, "SIGN_ERROR");
-    }
-    let request: Value = serde_json::from_str(&body).unwrap_or_default();
-    let path = uri.path();
-    let mut books = lock(inner);
-    let count = |no: &str, operation: &str, books: &mut Books| {
-        if let Some(t) = books.transactions.get_mut(no) {
-            *t.calls.entry(operation.to_owned()).or_default() += 1;
-        }
-    };
-    let trade_type = match path {
-        "/v3/pay/transactions/native" => Some("NATIVE"),
-        "/v3/pay/transactions/jsapi" => Some("JSAPI"),
-        "/v3/pay/transactions/h5" => Some("MWEB"),
-        "/v3/pay/transactions/app" => Some("APP"),
-        _ => None,
-    };
-    if let (&Method::POST, Some(trade_type)) = (&method, trade_type) {
-        let no = request["out_trade_no"].as_str().unwrap_or_default().to_owned();
-        let amount = request.pointer("/amount/total").and_then(Value::as_i64).unwrap_or(0);
-        let field = |pointer: &str| request.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let appid = field("/appid");
-        let app_ok = appid == inner.app_id || (trade_type == "JSAPI" && appid == MINI_PROGRAM_APP_ID);
-        let payer_ok = match trade_type {
-            "JSAPI" => !field("/payer/openid").is_empty(),
-            "MWEB" => !field("/scene_info/payer_client_ip").is_empty() && field("/scene_info/h5_info/type") == "Wap",
-            _ => true,
-        };
-        if no.is_empty() || amount <= 0 || request["mchid"] != inner.mch_id.as_str() || !app_ok || !payer_ok {
-            return error(key, StatusCode::BAD_REQUEST, "PARAM_ERROR");
-        }
-        let t = books.transactions.entry(no.clone()).or_insert_with(|| SandboxTransaction {
-            trade_state: "NOTPAY".into(),
-            amount,
-            notify_url: field("/notify_url"),
-            refunds: HashMap::new(),
-            calls: HashMap::new(),
-            time_expire: field("/time_expire"),
-            trade_type: trade_type.into(),
-            appid: appid.clone(),
-            openid: field("/payer/openid"),
-            client_ip: field("/scene_info/payer_client_ip"),
-            created_ms: payq_domain::Timestamp::now().millis(),
-        });
-        if t.amount != amount || t.trade_type != trade_type {
-            return error(key, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
-        }
-        count(&no, "create", &mut books);
-        let token = payq_domain::crypto::sha256_hex(no.as_bytes())[..10].to_owned();
-        let answer = match trade_type {
-            "NATIVE" => json!({ "code_url": format!("weixin://wxpay/bizpayurl?pr={token}") }),
-            "MWEB" => json!({ "h5_url": format!("{}/h5/checkmweb?prepay_id=wx{token}", inner.base_url) }),
-            _ => json!({ "prepay_id": format!("wx{token}") }),
-        };
-        return signed(key, StatusCode::OK, Some(answer));
-    }
-    if let Some(rest) = path.strip_prefix("/v3/pay/transactions/out-trade-no/") {
-        if let (&Method::POST, Some(no)) = (&method, rest.strip_suffix("/close")) {
-            count(no, "close", &mut books);
-            let close_after = books.close_after;
-            return match books.transactions.get_mut(no) {
-                // WeChat Pay's rule: no close within minutes of the trade's creation.
-                Some(t) if payq_domain::Timestamp::now().millis() - t.created_ms < close_after => {
-                    error(key, StatusCode::FORBIDDEN, "RULE_LIMIT")
-                }
-                Some(t) if t.trade_state == "NOTPAY" || t.trade_state == "CLOSED" => {
-                    t.trade_state = "CLOSED".into();
-                    signed(key, StatusCode::NO_CONTENT, None)
-                }
-                Some(_) => error(key, StatusCode::BAD_REQUEST, "ORDERPAID"),
-                None => error(key, StatusCode::NOT_FOUND, "ORDER_NOT_EXIST"),
-            };
-        }
-        if method == Method::GET {
-            count(rest, "query", &mut books);
-            return match books.transactions.get(rest) {
-                Some(t) => signed(key, StatusCode::OK, Some(transaction_json(inner, rest, t.amount, &t.trade_state))),
-                None => error(key, StatusCode::NOT_FOUND, "ORDER_NOT_EXIST"),
-            };
-        }
-    }
-    if method == Method::POST && path == "/v3/refund/domestic/refunds" {
-        let no = request["out_trade_no"].as_str().unwrap_or_default().to_owned();
-        let refund_no = request["out_refund_no"].as_str().unwrap_or_default().to_owned();
-        let amount = request.pointer("/amount/refund").and_then(Value::as_i64).unwrap_or(0);
-        let total = request.pointer("/amount/total").and_then(Value::as_i64).unwrap_or(0);
-        count(&no, "refund", &mut books);
-        let processing = books.refunds_processing;
-        let Some(t) = books.transactions.get_mut(&no) else {
-            return error(key, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS");
-        };
-        if !matches!(t.trade_state.as_str(), "SUCCESS" | "REFUND") || total != t.amount || amount <= 0 {
-            return error(key, StatusCode::BAD_REQUEST, "INVALID_REQUEST");
-        }
-        let others: i64 = t.refunds.iter().filter(|(r, _)| **r != refund_no).map(|(_, f)| f).sum();
-        if others + amount > t.amount {
-            return error(key, StatusCode::FORBIDDEN, "NOT_ENOUGH");
-        }
-        if processing {
-            books.processing.insert(refund_no.clone(), ProcessingRefund { out_trade_no: no.clone(), amount, total });
-            return signed(key, StatusCode::OK, Some(refund_json(&no, &refund_no, amount, total, "PROCESSING")));
-        }
-        if !t.refunds.contains_key(&refund_no) {
-            let refund_id = format!("5030{}", refund_no.trim_start_matches("ref_"));
-            bills(inner).refunded(&no, &refund_no, &refund_id, amount);
-        }
-        t.refunds.insert(refund_no.clone(), amount);
-        t.trade_state = "REFUND".into();
-        return signed(key, StatusCode::OK, Some(refund_json(&no, &refund_no, amount, t.amount, "SUCCESS")));
-    }
-    if let (&Method::GET, Some(refund_no)) = (&method, path.strip_prefix("/v3/refund/domestic/refunds/")) {
-        if let Some(r) = books.processing.get(refund_no) {
-            return signed(
-                key,
-                StatusCode::OK,
-                Some(refund_json(&r.out_trade_no, refund_no, r.amount, r.total, "PROCESSING")),
-            );
-        }
-        if let Some((r, status)) = books.refused.get(refund_no) {
-            return signed(
-                key,
-                StatusCode::OK,
-                Some(refund_json(&r.out_trade_no, refund_no, r.amount, r.total, status)),
-            );
-        }
-        let found = books.transactions.iter().find_map(|(no, t)| t.refunds.get(refund_no).map(|a| (no, *a, t.amount)));
-        return match found {
-            Some((no, amount, total)) => {
-                signed(key, StatusCode::OK, Some(refund_json(no, refund_no, amount, total, "SUCCESS")))
-            }
-            None => error(key, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS"),
-        };
-    }
-    if method == Method::GET && path == "/v3/bill/tradebill" {
-        drop(books);
-        return trade_bill(inner, key, &uri);
-    }
-    if method == Method::GET && path == "/v3/billdownload/file" {
-        drop(books);
-        let token = query_param(&uri, "token");
-        // The file's answer is not signed: the digest the bill request gave vouches for it.
-        return match bills(inner).file(&token) {
-            Some(file) => ([("content-type", "application/octet-stream")], file).into_response(),
-            None => error(key, StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS"),
-        };
-    }
-    error(key, StatusCode::NOT_FOUND, "NOT_FOUND")
-}
-
 fn bills(inner: &Inner) -> MutexGuard<'_, crate::bills::BillBook> {
     inner.bills.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn query_param(uri: &Uri, name: &str) -> String {
-    form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
-}
-
-/// `GET /v3/bill/tradebill`: the day's `ALL` bill as WeChat Pay makes it (gzip when asked
-/// for), behind a download URL, with its SHA1.
-fn trade_bill(inner: &Inner, key: &(String, MerchantKey), uri: &Uri) -> Response {
-    let date = query_param(uri, "bill_date");
-    if date.len() != 10 || query_param(uri, "bill_type") != "ALL" {
-        return error(key, StatusCode::BAD_REQUEST, "PARAM_ERROR");
-    }
-    let mut book = bills(inner);
-    if book.ask() {
-        return error(key, StatusCode::BAD_REQUEST, "NO_STATEMENT_EXIST");
-    }
-    let text =
-        payq_channels::wechatpay::bill::write_bill_text(&inner.app_id, &inner.mch_id, &date, &book.rows_for(&date));
-    let digest = payq_channels::wechatpay::bill::sha1_of(text.as_bytes());
-    let file = if query_param(uri, "tar_type") == "GZIP" {
-        use std::io::Write;
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        match gz.write_all(text.as_bytes()).and_then(|()| gz.finish()) {
-            Ok(file) => file,
-            Err(_) => return error(key, StatusCode::INTERNAL_SERVER_ERROR, "SYSTEM_ERROR"),
-        }
-    } else {
-        text.into_bytes()
-    };
-    let token = book.hand_out(file);
-    let url = format!("{}/v3/billdownload/file?token={token}", inner.base_url);
-    signed(key, StatusCode::OK, Some(json!({ "hash_type": "SHA1", "hash_value": digest, "download_url": url })))
-}
-
-fn refund_json(out_trade_no: &str, out_refund_no: &str, amount: i64, total: i64, status: &str) -> Value {
-    json!({
-        "refund_id": format!("5030{}", out_refund_no.trim_start_matches("ref_")),
-        "out_refund_no": out_refund_no,
-        "transaction_id": transaction_id(out_trade_no),
-        "out_trade_no": out_trade_no,
-        "channel": "ORIGINAL",
-        "status": status,
-        "amount": { "refund": amount, "total": total, "currency": "CNY", "payer_refund": amount },
-    })
 }
 
 /// A certificate's serial as `Wechatpay-Serial` names it (upper-case hex, no leading zeros).
