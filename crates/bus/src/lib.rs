@@ -8,7 +8,7 @@ pub mod store_engine;
 
 pub use lifeline::Lifeline;
 pub use payq_store::ClaimedMessage;
-pub use store_engine::{EngineConfig, StoreEngine};
+pub use store_engine::{EngineConfig, Step, StoreEngine};
 
 use std::future::Future;
 

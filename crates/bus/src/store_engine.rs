@@ -60,6 +60,16 @@ impl Default for EngineConfig {
     }
 }
 
+/// What one step of the store engine did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// This many due messages were claimed and handled (each completed, retried, deferred
+    /// or dead-lettered).
+    Processed(usize),
+    /// Nothing was due.
+    Idle,
+}
+
 /// The store engine: one dispatcher per lane.
 pub struct StoreEngine<H: Handler> {
     store: Store,
@@ -87,27 +97,29 @@ impl<H: Handler> StoreEngine<H> {
         futures_util::future::join_all(lanes).await;
     }
 
-    /// Handles every message of every lane that is due now, one batch after another, and
-    /// returns how many ran. For tests and tools that need "nothing else is due" to be a
-    /// fact rather than a wait.
+    /// One step of the engine, driven by its caller instead of its clock: claims one batch
+    /// of each lane's messages due now and handles them to the end. [`Step::Idle`] says
+    /// that nothing was due, a fact a test can assert instead of waiting.
+    pub async fn process_next(&self) -> payq_store::StoreResult<Step> {
+        let mut handled = 0;
+        for lane in Lane::ALL {
+            let batch = self.store.claim_due(lane, Timestamp::now(), self.config.batch, lease_ms(&self.config)).await?;
+            handled += batch.len();
+            let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+            if let Ok(permits) = Arc::new(Semaphore::new(batch.len())).acquire_many_owned(count).await {
+                run_batch(&self.store, &self.handler, &self.config, batch, permits).await;
+            }
+        }
+        Ok(if handled == 0 { Step::Idle } else { Step::Processed(handled) })
+    }
+
+    /// Steps until nothing is due now; answers how many messages were handled.
     pub async fn process_due(&self) -> payq_store::StoreResult<usize> {
         let mut handled = 0;
-        loop {
-            let mut round = 0;
-            for lane in Lane::ALL {
-                let batch =
-                    self.store.claim_due(lane, Timestamp::now(), self.config.batch, lease_ms(&self.config)).await?;
-                round += batch.len();
-                let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
-                if let Ok(permits) = Arc::new(Semaphore::new(batch.len())).acquire_many_owned(count).await {
-                    run_batch(&self.store, &self.handler, &self.config, batch, permits).await;
-                }
-            }
-            if round == 0 {
-                return Ok(handled);
-            }
-            handled += round;
+        while let Step::Processed(n) = self.process_next().await? {
+            handled += n;
         }
+        Ok(handled)
     }
 }
 
@@ -429,5 +441,32 @@ mod tests {
         // Drained: a second step finds nothing, and only the timer due in an hour waits.
         assert_eq!(engine.process_due().await.expect("step"), 0);
         assert_eq!(store.pending_messages(None, 10).await.expect("pending").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn process_next_takes_one_batch_per_lane_then_says_idle() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&format!("sqlite://{}/step.db", dir.path().display())).await.expect("store");
+        let mut tx = store.begin().await.expect("tx");
+        for lane in [Lane::Work, Lane::Work, Lane::Deliveries] {
+            let m = payq_store::NewMessage {
+                kind: "test.kind".into(),
+                key: None,
+                lane,
+                ordinal: None,
+                payload: serde_json::Value::Null,
+                due_at: Timestamp::now(),
+            };
+            tx.schedule(m).await.expect("schedule");
+        }
+        tx.commit().await.expect("commit");
+        let handler = Arc::new(Counting(std::sync::atomic::AtomicUsize::new(0)));
+        let config = EngineConfig { batch: 1, ..EngineConfig::default() };
+        let engine = StoreEngine::new(store.clone(), handler.clone(), config);
+        assert_eq!(engine.process_next().await.expect("step"), Step::Processed(2), "one of each lane");
+        assert_eq!(engine.process_next().await.expect("step"), Step::Processed(1), "the second work message");
+        assert_eq!(engine.process_next().await.expect("step"), Step::Idle);
+        assert_eq!(handler.0.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert!(store.pending_messages(None, 10).await.expect("pending").is_empty());
     }
 }

@@ -5,6 +5,7 @@
 //! edge and then trusted by the layers above.
 
 pub mod channel;
+pub mod close_reason;
 pub mod crypto;
 pub mod duration;
 pub mod event;
@@ -19,6 +20,7 @@ pub mod settings;
 pub mod timestamp;
 
 pub use channel::{ChannelName, UnknownChannel};
+pub use close_reason::CloseReason;
 pub use duration::{DurationError, HumanDuration};
 pub use event::EventType;
 pub use ids::{

@@ -4,7 +4,6 @@
 //! Amounts are minor units beside their currency; [`Order::amount`] and friends give them
 //! back as [`Money`] for arithmetic.
 
-use crate::ChannelName;
 use crate::event::EventType;
 use crate::ids::{EventId, MerchantId, OrderId, PaymentId, RefundId};
 use crate::money::{Currency, Money, MoneyError};
@@ -12,6 +11,7 @@ use crate::order::OrderStatus;
 use crate::refund::RefundStatus;
 use crate::settings::MerchantSettings;
 use crate::timestamp::Timestamp;
+use crate::{ChannelName, CloseReason};
 use serde::{Deserialize, Serialize};
 
 /// A merchant, without its secrets.
@@ -232,7 +232,8 @@ pub struct Order {
     pub shipped_at: Option<Timestamp>,
     pub closed_at: Option<Timestamp>,
     pub cancelled_at: Option<Timestamp>,
-    pub close_reason: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub close_reason: Option<CloseReason>,
     pub carrier: Option<String>,
     pub tracking_no: Option<String>,
     /// The latest payment attempt.

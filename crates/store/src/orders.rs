@@ -215,7 +215,7 @@ impl Tx {
         .bind(order.shipped_at.map(Timestamp::millis))
         .bind(order.closed_at.map(Timestamp::millis))
         .bind(order.cancelled_at.map(Timestamp::millis))
-        .bind(order.close_reason.as_deref())
+        .bind(order.close_reason.as_ref().map(payq_domain::CloseReason::as_str))
         .bind(order.carrier.as_deref())
         .bind(order.tracking_no.as_deref())
         .bind(i64::from(order.ship_reminders_sent))

@@ -108,7 +108,7 @@ pub(crate) fn order(row: &AnyRow) -> Result<Order, StoreError> {
         shipped_at: opt_ts(row, "shipped_at")?,
         closed_at: opt_ts(row, "closed_at")?,
         cancelled_at: opt_ts(row, "cancelled_at")?,
-        close_reason: row.try_get("close_reason")?,
+        close_reason: row.try_get::<Option<String>>("close_reason")?.map(|r| payq_domain::CloseReason::parse(&r)),
         carrier: row.try_get("carrier")?,
         tracking_no: row.try_get("tracking_no")?,
         payment,

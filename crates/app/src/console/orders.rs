@@ -142,7 +142,7 @@ fn timeline_body(h: &OrderHistory) -> Markup {
             tr { th { "pay by" } td { (time(Some(o.expires_at))) } }
             tr { th { "paid" } td { (time(o.paid_at)) } }
             tr { th { "shipped" } td { (time(o.shipped_at)) } }
-            tr { th { "closed" } td { (time(o.closed_at)) " " (o.close_reason.as_deref().unwrap_or_default()) } }
+            tr { th { "closed" } td { (time(o.closed_at)) " " (o.close_reason.as_ref().map(|r| r.as_str()).unwrap_or_default()) } }
             tr { th { "cancelled" } td { (time(o.cancelled_at)) } }
             @if let Some(p) = &o.payment {
                 tr { th { "payment" } td { code { (p.id) } " via " (p.channel) " " (status(p.status.as_str()))

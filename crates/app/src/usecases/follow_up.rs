@@ -44,7 +44,7 @@ impl Payq {
                 tracing::info!(order = %order.id, sku = %shortage.sku, wanted = shortage.wanted,
                     available = shortage.available, "post-payment check failed: out of stock");
                 order.checked_at = Some(Timestamp::now());
-                self.cancel_and_refund(&mut tx, order, "out_of_stock").await?;
+                self.cancel_and_refund(&mut tx, order, payq_domain::CloseReason::OutOfStock).await?;
             }
         }
         tx.commit().await?;

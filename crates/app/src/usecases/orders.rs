@@ -10,8 +10,8 @@ use crate::crypto;
 use crate::jobs::{Job, JobKind, PaymentRequestJob, PaymentTimeoutJob};
 use payq_channels::sim::Simulate;
 use payq_domain::{
-    ChannelName, Currency, EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId, OrderItem,
-    PayProduct, PaymentId, Timestamp,
+    ChannelName, CloseReason, Currency, EventType, HumanDuration, Merchant, Money, Order, OrderEvent, OrderId,
+    OrderItem, PayProduct, PaymentId, Timestamp,
 };
 use payq_store::{ChannelCall, NewOrder, NewPayment, StoreError};
 use serde::{Deserialize, Serialize};
@@ -266,7 +266,7 @@ impl Payq {
         let mut order = self.owned(&mut tx, merchant, id).await?;
         transition(&mut order, OrderEvent::CloseRequested)?;
         order.closed_at = Some(Timestamp::now());
-        order.close_reason = Some("merchant_closed".into());
+        order.close_reason = Some(CloseReason::MerchantClosed);
         save(&mut tx, &mut order).await?;
         tx.cancel_messages(JobKind::PaymentTimeout.as_str(), order.id.as_str()).await?;
         record(&mut tx, EventType::OrderClosed, &order, None).await?;
@@ -305,8 +305,8 @@ impl Payq {
         check_text("reason", reason.as_deref(), 200)?;
         let mut tx = self.store.begin().await?;
         let order = self.owned(&mut tx, merchant, id).await?;
-        let reason = reason.unwrap_or_else(|| "merchant_cancelled".into());
-        let order = self.cancel_and_refund(&mut tx, order, &reason).await?;
+        let reason = reason.map_or(CloseReason::MerchantCancelled, |words| CloseReason::parse(&words));
+        let order = self.cancel_and_refund(&mut tx, order, reason).await?;
         tx.commit().await?;
         Ok(order)
     }

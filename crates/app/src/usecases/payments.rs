@@ -317,7 +317,7 @@ impl Payq {
         }
         transition(&mut order, OrderEvent::Expired)?;
         order.closed_at = Some(Timestamp::now());
-        order.close_reason = Some("timeout".into());
+        order.close_reason = Some(payq_domain::CloseReason::Timeout);
         save(&mut tx, &mut order).await?;
         let order = tx.order(order_id).await?;
         record(&mut tx, EventType::OrderClosed, &order, None).await?;

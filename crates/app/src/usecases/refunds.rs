@@ -204,11 +204,12 @@ impl Payq {
         &self,
         tx: &mut Tx,
         mut order: Order,
-        reason: &str,
+        reason: payq_domain::CloseReason,
     ) -> Result<Order, OrderChangeError> {
         transition(&mut order, OrderEvent::Cancelled)?;
         order.cancelled_at = Some(Timestamp::now());
-        order.close_reason = Some(reason.to_owned());
+        let refund_reason = reason.as_str().to_owned();
+        order.close_reason = Some(reason);
         save(tx, &mut order).await?;
         tx.cancel_messages(JobKind::ShipReminder.as_str(), order.id.as_str()).await?;
         tx.cancel_messages(JobKind::OrderCheck.as_str(), order.id.as_str()).await?;
@@ -229,7 +230,7 @@ impl Payq {
             let unexpected = |e: String| StoreFault::Unexpected(anyhow::anyhow!("cancelling {}: {e}", order.id));
             let amount = Money::new(left, order.currency).map_err(|e| unexpected(e.to_string()))?;
             let refund = self
-                .open_refund(tx, &order, amount, Some(reason.to_owned()), RefundStatus::Processing, Timestamp::now())
+                .open_refund(tx, &order, amount, Some(refund_reason), RefundStatus::Processing, Timestamp::now())
                 .await
                 .map_err(|e| match e {
                     OpenRefundError::Store(f) => f,
