@@ -39,6 +39,7 @@ pub(crate) fn spawn_announcer(store: std::sync::Weak<Inner>, announce: Arc<Notif
             if tokio::time::timeout(Duration::from_secs(1), announce.notified()).await.is_err() {
                 continue;
             }
+            crate::db::pg_round_trips(1);
             if let Err(e) =
                 sqlx::query("SELECT pg_notify($1, '')").bind(crate::writer::MESSAGES_CHANNEL).execute(&pool).await
             {

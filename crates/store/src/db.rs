@@ -310,6 +310,7 @@ impl<'q> Query<'q> {
     }
 
     fn into_sqlx(self) -> sqlx::query::Query<'static, Any, AnyArguments> {
+        pg_round_trips(1);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(self.sql));
         for value in self.args {
             q = match value {
@@ -466,6 +467,13 @@ impl Readers {
         }
         Ok(outcome?)
     }
+}
+
+/// Counts `n` round trips to PostgreSQL (a statement, `BEGIN`, `COMMIT`): the
+/// `payq_store_pg_round_trips_total` counter the cost-per-order benchmark reads
+/// (docs/benchmarks.md).
+pub(crate) fn pg_round_trips(n: u64) {
+    metrics::counter!("payq_store_pg_round_trips_total").increment(n);
 }
 
 #[cfg(test)]

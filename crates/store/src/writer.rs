@@ -293,6 +293,7 @@ impl Tx {
                 let Some(tx) = tx.take() else {
                     return Err(StoreError::CommitFailed("transaction already ended".into()));
                 };
+                crate::db::pg_round_trips(1);
                 tx.commit().await?;
                 if scheduled_message {
                     // After the commit, coalesced, outside any transaction: a NOTIFY inside
@@ -321,6 +322,7 @@ impl Tx {
             }
             TxConn::Postgres(tx) => {
                 if let Some(mut tx) = tx.take() {
+                    crate::db::pg_round_trips(2);
                     sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *tx).await?;
                     tx.commit().await?;
                 }
@@ -334,7 +336,10 @@ impl Tx {
         match &mut self.conn {
             TxConn::Sqlite(guard) => guard.clean_up(),
             TxConn::Postgres(tx) => match tx.take() {
-                Some(tx) => Ok(tx.rollback().await?),
+                Some(tx) => {
+                    crate::db::pg_round_trips(1);
+                    Ok(tx.rollback().await?)
+                }
                 None => Ok(()),
             },
         }
@@ -345,6 +350,7 @@ impl Tx {
 /// found dead (a restarted server or a terminated backend): nothing has run yet, so the
 /// retry is safe.
 async fn begin_retrying_once(pool: &AnyPool) -> StoreResult<Transaction<'static, Any>> {
+    crate::db::pg_round_trips(1);
     match pool.begin().await {
         Ok(tx) => Ok(tx),
         Err(e) => match StoreError::from(e) {

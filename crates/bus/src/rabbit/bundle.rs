@@ -193,6 +193,7 @@ impl Splitter {
 
     /// Publishes one bundle's messages.
     async fn split(&self, publisher: &ConfirmedPublisher, data: &[u8]) -> Split {
+        metrics::counter!("payq_amqp_delivered_total").increment(1);
         let bundle: Bundle = match serde_json::from_slice(data) {
             Ok(b) => b,
             Err(e) => {

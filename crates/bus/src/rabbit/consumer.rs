@@ -186,6 +186,7 @@ impl<H: Handler> Running<H> {
     }
 
     async fn handle(&self, delivery: Delivery) {
+        metrics::counter!("payq_amqp_delivered_total").increment(1);
         let Some(identity) = identity(&delivery) else {
             tracing::warn!(routing_key = %delivery.routing_key, "unreadable delivery (no message_id or claim); returning it");
             requeue(&delivery, Duration::from_millis(200)).await;
@@ -233,6 +234,7 @@ impl<H: Handler> Running<H> {
 
     /// Records a message RabbitMQ dead-lettered (its delivery limit ran out).
     async fn record_dead_letter(&self, delivery: Delivery) {
+        metrics::counter!("payq_amqp_delivered_total").increment(1);
         let id = delivery.properties.message_id().as_ref().map(|s| s.to_string());
         let deliveries = header_int(&delivery, "x-delivery-count").unwrap_or(0);
         let reason = format!(

@@ -68,6 +68,7 @@ impl ConfirmedPublisher {
         let seconds =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let mut pending = Vec::with_capacity(batch.len());
+        metrics::counter!("payq_amqp_published_total").increment(batch.len() as u64);
         for m in batch {
             let props = BasicProperties::default()
                 .with_delivery_mode(2)
