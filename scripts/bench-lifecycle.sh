@@ -6,8 +6,9 @@
 # how long until every order is paid, and the cost per order, which does not depend on how
 # many cores there are (SPEC §9): CPU ms of each payq process, of PostgreSQL (every backend,
 # ended ones through the postmaster) and of RabbitMQ, read from /proc/<pid>/stat from just
-# before the load until every order is paid; PostgreSQL transactions (pg_stat_database);
-# SQLite write transactions and commits (payq's own metrics).
+# before the load until every order is paid; PostgreSQL transactions (pg_stat_database) and
+# round trips (statements, BEGIN and COMMIT, counted by payq); AMQP publishes and
+# deliveries (counted by payq); SQLite write transactions and commits (payq's own metrics).
 #
 #   scripts/bench-lifecycle.sh [orders] [concurrency] [workers]
 #
@@ -52,6 +53,8 @@ hz=$(getconf CLK_TCK)
 per_order() { python3 -c "print(f'{($2 - $1) * 1000 / $hz / $ORDERS:.2f}')"; }
 ratio() { python3 -c "print(f'{($2 - $1) / $ORDERS:.2f}')"; }
 metric() { curl -sf "$1/metrics" | awk -v n="$2" '$1 == n { print $2 }' | head -1; }
+# The sum of a counter over the processes listening on the ports given.
+metric_sum() { local n=$1 t=0 v p; shift; for p in "$@"; do v=$(metric "http://127.0.0.1:$p" "$n"); t=$(python3 -c "print(${t} + ${v:-0})"); done; echo "$t"; }
 costs=()
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
@@ -83,15 +86,20 @@ done
 for port in $(seq 18092 $((18091 + WORKERS))); do wait_up "http://127.0.0.1:$port"; done
 # Every PostgreSQL process alive at each end (backends opened meanwhile start from zero).
 xacts() { psql "$PG/test" -Atc "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$DB'"; }
+ports=$(seq 18091 $((18091 + WORKERS)))
+counters() { echo "$(metric_sum payq_store_pg_round_trips_total $ports) $(metric_sum payq_amqp_published_total $ports) $(metric_sum payq_amqp_delivered_total $ports)"; }
 api0=$(ticks "${pids[0]}") workers0=$(ticks "${pids[@]:1}") pg0=$(ticks $(pgrep -x postgres)) mq0=$(ticks $(pgrep beam.smp)) x0=$(xacts)
+read -r rt0 pub0 del0 <<<"$(counters)"
 $PAYQ load --url http://127.0.0.1:18091 --admin-token $ADMIN --orders "$ORDERS" --concurrency "$CONC" --pay 2>/dev/null | tail -3
 wait_paid http://127.0.0.1:18091
 api1=$(ticks "${pids[0]}") workers1=$(ticks "${pids[@]:1}") pg1=$(ticks $(pgrep -x postgres)) mq1=$(ticks $(pgrep beam.smp)) x1=$(xacts)
+read -r rt1 pub1 del1 <<<"$(counters)"
 costs+=("| distributed | payq api CPU ms | $(per_order "$api0" "$api1") |")
 costs+=("| distributed | payq workers CPU ms (all $WORKERS) | $(per_order "$workers0" "$workers1") |")
 costs+=("| distributed | PostgreSQL CPU ms | $(per_order "$pg0" "$pg1") |")
 costs+=("| distributed | RabbitMQ CPU ms | $(per_order "$mq0" "$mq1") |")
-costs+=("| distributed | PostgreSQL transactions | $(ratio "$x0" "$x1") |")
+costs+=("| distributed | PostgreSQL transactions / round trips | $(ratio "$x0" "$x1") / $(ratio "$rt0" "$rt1") |")
+costs+=("| distributed | AMQP publishes / deliveries | $(ratio "$pub0" "$pub1") / $(ratio "$del0" "$del1") |")
 cleanup; pids=()
 psql "$PG/test" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
 $PAYQ topology delete --yes >/dev/null

@@ -204,11 +204,12 @@ impl Store {
         }
         let mut tx = self.begin().await?;
         // `due_at <= now` again: another worker may have claimed a candidate meanwhile.
-        let rows = crate::db::query(
+        let rows = crate::db::query(&format!(
             "UPDATE messages SET due_at = $1, claim = $2, attempts = attempts + 1, owner = $4
-             WHERE due_at <= $3 AND seq IN (SELECT value FROM json_each($5))
+             WHERE due_at <= $3 AND {}
              RETURNING seq, id, kind, key, ordinal, lane, payload, scheduled_at, attempts, claim",
-        )
+            self.backend().in_json_ints("seq", "$5")
+        ))
         .bind(now.millis().saturating_add(lease_ms))
         .bind(rand_claim())
         .bind(now.millis())
@@ -216,12 +217,7 @@ impl Store {
         .bind(crate::sql::json_list(&candidates))
         .fetch_all(tx.conn())
         .await?;
-        // The claim need not wait for its fsync: a claim lost in a crash only means the
-        // messages come due again, which handlers tolerate.
-        tx.commit_relaxed().await?;
-        let mut out = rows.iter().map(claimed).collect::<StoreResult<Vec<_>>>()?;
-        out.sort_by_key(|m| m.scheduled_at);
-        Ok(out)
+        claimed_batch(tx, &rows).await
     }
 
     /// [`Store::claim_due`] on PostgreSQL: one statement, rows locked by another claim are
@@ -248,10 +244,7 @@ impl Store {
         .bind(lane.code())
         .fetch_all(tx.conn())
         .await?;
-        tx.commit_relaxed().await?;
-        let mut out = rows.iter().map(claimed).collect::<StoreResult<Vec<_>>>()?;
-        out.sort_by_key(|m| m.scheduled_at);
-        Ok(out)
+        claimed_batch(tx, &rows).await
     }
 
     /// When the next message of `lane` becomes due, if any is pending.
@@ -419,6 +412,16 @@ impl Store {
         self.notify_messages_changed();
         Ok(id)
     }
+}
+
+/// Commits a claim and reads its rows, in the order they were scheduled. The claim need not
+/// wait for its fsync: a claim lost in a crash only means the messages come due again,
+/// which handlers tolerate.
+async fn claimed_batch(tx: Tx, rows: &[crate::db::Row]) -> StoreResult<Vec<ClaimedMessage>> {
+    tx.commit_relaxed().await?;
+    let mut out = rows.iter().map(claimed).collect::<StoreResult<Vec<_>>>()?;
+    out.sort_by_key(|m| m.scheduled_at);
+    Ok(out)
 }
 
 pub(crate) fn rand_claim() -> i64 {

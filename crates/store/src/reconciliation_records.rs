@@ -37,17 +37,9 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> StoreResult<Vec<Recorded>> {
-        let found = crate::db::query(
-            "SELECT id, merchant_id, id AS payment_id, amount, status, channel FROM payments
-             WHERE merchant_id = $1 AND channel = $2 AND status = 'succeeded' AND updated_at >= $3 AND updated_at < $4",
-        )
-        .bind(merchant.as_str())
-        .bind(channel.as_str())
-        .bind(from.millis())
-        .bind(to.millis())
-        .fetch_all(self.read())
-        .await?;
-        found.iter().map(recorded).collect()
+        let sql = "SELECT id, merchant_id, id AS payment_id, amount, status, channel FROM payments
+             WHERE merchant_id = $1 AND channel = $2 AND status = 'succeeded' AND updated_at >= $3 AND updated_at < $4";
+        self.recorded_in(sql, merchant, channel, (from, to)).await
     }
 
     /// The merchant's refunds at `channel` that succeeded in [`from`, `to`).
@@ -58,18 +50,29 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> StoreResult<Vec<Recorded>> {
-        let found = crate::db::query(
-            "SELECT r.id, r.merchant_id, r.payment_id, r.amount, r.status, p.channel FROM refunds r
+        let sql = "SELECT r.id, r.merchant_id, r.payment_id, r.amount, r.status, p.channel FROM refunds r
              JOIN payments p ON p.id = r.payment_id
              WHERE r.merchant_id = $1 AND r.status = 'succeeded' AND r.updated_at >= $3 AND r.updated_at < $4
-               AND p.channel = $2",
-        )
-        .bind(merchant.as_str())
-        .bind(channel.as_str())
-        .bind(from.millis())
-        .bind(to.millis())
-        .fetch_all(self.read())
-        .await?;
+               AND p.channel = $2";
+        self.recorded_in(sql, merchant, channel, (from, to)).await
+    }
+
+    /// The records `sql` selects for `merchant` (`$1`), `channel` (`$2`) and the times
+    /// [`$3`, `$4`).
+    async fn recorded_in(
+        &self,
+        sql: &str,
+        merchant: &MerchantId,
+        channel: BillChannel,
+        (from, to): (Timestamp, Timestamp),
+    ) -> StoreResult<Vec<Recorded>> {
+        let found = crate::db::query(sql)
+            .bind(merchant.as_str())
+            .bind(channel.as_str())
+            .bind(from.millis())
+            .bind(to.millis())
+            .fetch_all(self.read())
+            .await?;
         found.iter().map(recorded).collect()
     }
 

@@ -3,7 +3,7 @@
 
 use super::layout::{csrf, flash, page, time};
 use super::session::Session;
-use super::{ConsoleError, check_form, form_value, form_values};
+use super::{CheckedForm, ConsoleError, form_value, form_values};
 use crate::state::AppState;
 use crate::usecases::LookupError;
 use axum::extract::{Path, Query, State};
@@ -103,8 +103,8 @@ pub async fn inspect(
 }
 
 /// `POST /console/dead-letters/replay` with one or more `id`s: each is due again now.
-pub async fn replay(State(state): State<AppState>, session: Session, body: String) -> Result<Response, ConsoleError> {
-    check_form(&session, &body)?;
+pub async fn replay(State(state): State<AppState>, form: CheckedForm) -> Result<Response, ConsoleError> {
+    let CheckedForm { body, .. } = form;
     let ids = form_values(&body, "id");
     if ids.is_empty() {
         return Ok(Redirect::to("/console/dead-letters?refused=Select+at+least+one+dead+letter.").into_response());
@@ -122,8 +122,8 @@ pub async fn replay(State(state): State<AppState>, session: Session, body: Strin
 }
 
 /// `POST /console/dead-letters/purge` with `confirm=purge`.
-pub async fn purge(State(state): State<AppState>, session: Session, body: String) -> Result<Response, ConsoleError> {
-    check_form(&session, &body)?;
+pub async fn purge(State(state): State<AppState>, form: CheckedForm) -> Result<Response, ConsoleError> {
+    let CheckedForm { body, .. } = form;
     if form_value(&body, "confirm").as_deref() != Some("purge") {
         return Ok(
             Redirect::to("/console/dead-letters?refused=Nothing+purged%3A+type+purge+to+confirm.").into_response()

@@ -4,7 +4,7 @@
 
 use super::layout::{csrf, flash, page, time};
 use super::session::Session;
-use super::{ConsoleError, check_form, form_value, form_values};
+use super::{CheckedForm, ConsoleError, form_value, form_values};
 use crate::state::AppState;
 use crate::usecases::{CreateMerchant, InputError, MerchantChangeError, RotateCredentials, UpdateMerchant};
 use axum::extract::{Path, Query, State};
@@ -45,8 +45,8 @@ fn list_body(session: &Session, merchants: &[Merchant], problem: Option<&str>) -
 }
 
 /// `POST /console/merchants`: creates one and shows its secrets, once.
-pub async fn create(State(state): State<AppState>, session: Session, body: String) -> Result<Response, ConsoleError> {
-    check_form(&session, &body)?;
+pub async fn create(State(state): State<AppState>, form: CheckedForm) -> Result<Response, ConsoleError> {
+    let CheckedForm { session, body } = form;
     let req = CreateMerchant {
         name: form_value(&body, "name").unwrap_or_default(),
         webhook_url: form_value(&body, "webhook_url"),
@@ -166,11 +166,10 @@ fn edit_body(session: &Session, m: &Merchant, done: Option<&str>, problem: Optio
 /// `POST /console/merchants/{id}`: the whole form, through the same checks as `PATCH`.
 pub async fn update(
     State(state): State<AppState>,
-    session: Session,
     Path(id): Path<String>,
-    body: String,
+    form: CheckedForm,
 ) -> Result<Response, ConsoleError> {
-    check_form(&session, &body)?;
+    let CheckedForm { session, body } = form;
     let current = merchant(&state, &id).await?;
     let outcome = match update_from_form(&body) {
         Ok(req) => state.payq.update_merchant(&current.id, req).await,
@@ -224,11 +223,10 @@ fn update_from_form(body: &str) -> Result<UpdateMerchant, InputError> {
 /// `POST /console/merchants/{id}/rotate`: shows the new secrets once.
 pub async fn rotate(
     State(state): State<AppState>,
-    session: Session,
     Path(id): Path<String>,
-    body: String,
+    form: CheckedForm,
 ) -> Result<Response, ConsoleError> {
-    check_form(&session, &body)?;
+    let CheckedForm { session, body } = form;
     let current = merchant(&state, &id).await?;
     let overlap = match form_value(&body, "overlap").map(|o| o.parse::<HumanDuration>()).transpose() {
         Ok(overlap) => overlap,

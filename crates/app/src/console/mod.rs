@@ -154,12 +154,30 @@ impl IntoResponse for ConsoleError {
     }
 }
 
-/// Refuses a form whose token is not the session's.
-fn check_form(session: &Session, body: &str) -> Result<(), ConsoleError> {
-    let submitted = form_values(body, "csrf").into_iter().next().unwrap_or_default();
-    if session.accepts(&submitted) {
-        Ok(())
-    } else {
-        Err(ConsoleError::new(StatusCode::FORBIDDEN, "This form has expired; reload the page and try again."))
+/// A console form post: a signed-in session, and a body that carries the session's form
+/// token. A handler that takes one cannot forget the check against cross-site requests.
+pub struct CheckedForm {
+    pub session: Session,
+    /// The form's `application/x-www-form-urlencoded` body.
+    pub body: String,
+}
+
+impl axum::extract::FromRequest<AppState> for CheckedForm {
+    type Rejection = Response;
+
+    /// Without a session, the sign-in page; with a body whose token is not the session's,
+    /// `403`.
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<CheckedForm, Response> {
+        use axum::extract::FromRequestParts as _;
+        let (mut parts, body) = req.into_parts();
+        let session = Session::from_request_parts(&mut parts, state).await?;
+        let req = axum::extract::Request::from_parts(parts, body);
+        let body = String::from_request(req, state).await.map_err(IntoResponse::into_response)?;
+        let submitted = form_values(&body, "csrf").into_iter().next().unwrap_or_default();
+        if !session.accepts(&submitted) {
+            let refused = "This form has expired; reload the page and try again.";
+            return Err(ConsoleError::new(StatusCode::FORBIDDEN, refused).into_response());
+        }
+        Ok(CheckedForm { session, body })
     }
 }

@@ -3,7 +3,7 @@
 
 use super::layout::{csrf, flash, money, page, status, time};
 use super::session::Session;
-use super::{ConsoleError, check_form, form_value};
+use super::{CheckedForm, ConsoleError, form_value};
 use crate::state::AppState;
 use crate::usecases::ReconcileError;
 use axum::extract::{Path, Query, State};
@@ -134,11 +134,10 @@ pub async fn run(
 /// `POST /console/discrepancies/{id}/resolve` with `note` (and the `run` to go back to).
 pub async fn resolve(
     State(state): State<AppState>,
-    session: Session,
     Path(id): Path<String>,
-    body: String,
+    form: CheckedForm,
 ) -> Result<Response, ConsoleError> {
-    check_form(&session, &body)?;
+    let CheckedForm { body, .. } = form;
     let id: DiscrepancyId = id.parse().map_err(|_| ConsoleError::not_found("discrepancy"))?;
     let run = form_value(&body, "run").unwrap_or_default();
     let back = |query: &str| Redirect::to(&format!("/console/reconciliation/{run}?{query}")).into_response();
@@ -153,11 +152,9 @@ pub async fn resolve(
 /// `POST /console/reconciliation/{id}/rerun`: runs the day again now.
 pub async fn rerun(
     State(state): State<AppState>,
-    session: Session,
     Path(id): Path<String>,
-    body: String,
+    _checked: CheckedForm,
 ) -> Result<Response, ConsoleError> {
-    check_form(&session, &body)?;
     let id: ReconciliationId = id.parse().map_err(|_| ConsoleError::not_found("reconciliation"))?;
     let run = state.payq.reconciliation_run(&id).await?;
     let (merchant, channel, date): (MerchantId, BillChannel, BillDate) = (run.merchant_id, run.channel, run.bill_date);
