@@ -261,9 +261,9 @@ fn delay_mode(settings: &Settings) -> DelayMode {
 /// error: the API starts, the outbox holds messages, and the relay and consumers declare
 /// the topology when they connect.
 async fn declare_topology(url: &str, settings: &Settings) -> anyhow::Result<()> {
-    let connect = lapin::Connection::connect(url, lapin::ConnectionProperties::default());
+    let connect = payq_bus::rabbit::connect::connect_first(url, 0);
     let conn = match tokio::time::timeout(Duration::from_secs(5), connect).await {
-        Ok(Ok(conn)) => conn,
+        Ok(Ok((conn, _))) => conn,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "RabbitMQ does not answer; starting anyway (messages wait in the outbox)");
             return Ok(());
@@ -277,7 +277,7 @@ async fn declare_topology(url: &str, settings: &Settings) -> anyhow::Result<()> 
     let channel = conn.create_channel().await.context("opening a RabbitMQ channel")?;
     topology.declare(&channel).await.context("declaring the RabbitMQ topology")?;
     if delay_mode(settings) == DelayMode::Plugin {
-        payq_bus::rabbit::relay::declare_plugin_exchange(&conn, &topology).await?;
+        payq_bus::rabbit::declare::declare_plugin_exchange(&conn, &topology).await?;
     }
     let _ = conn.close(200, "topology declared".into()).await;
     Ok(())

@@ -34,9 +34,10 @@ async fn connect(amqp_url: Option<String>, configured_url: Option<&str>) -> anyh
     let url = amqp_url
         .or_else(|| configured_url.map(str::to_owned))
         .context("no RabbitMQ URL: set PAYQ_AMQP_URL or pass --amqp-url")?;
-    lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+    let (conn, _) = payq_bus::rabbit::connect::connect_first(&url, 0)
         .await
-        .with_context(|| "connecting to RabbitMQ".to_string())
+        .with_context(|| "connecting to RabbitMQ".to_string())?;
+    Ok(conn)
 }
 
 /// Runs `payq topology …` on the topology the settings name (prefix, tier queue type).

@@ -93,8 +93,11 @@ fn storage_fault(e: &sqlx::Error) -> bool {
             // SQLITE_IOERR 10, SQLITE_CORRUPT 11, SQLITE_FULL 13, SQLITE_CANTOPEN 14.
             Some(code) if code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 10 | 13 | 14)) => true,
             // PostgreSQL classes 08 (connection), 53 (insufficient resources: disk full,
-            // out of memory, too many connections), 57P (operator intervention: shutdown).
-            Some(code) => code.starts_with("08") || code.starts_with("53") || code.starts_with("57P"),
+            // out of memory, too many connections), 57P (operator intervention: shutdown),
+            // and 25006 (a read-only server: a standby, or a primary demoted by a failover).
+            Some(code) => {
+                code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || code == "25006"
+            }
             None => false,
         },
         _ => false,

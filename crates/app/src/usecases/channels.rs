@@ -142,7 +142,7 @@ impl Payq {
         {
             return Err(refused("amount is not the payment's"));
         }
-        let status = match trade_state(&transaction) {
+        let status = match trade_state(&transaction).map_err(|_| refused("unknown trade_state"))? {
             ChannelStatus::Closed => ChannelStatus::Failed { reason: format!("wechatpay: {}", text("trade_state")) },
             ChannelStatus::Pending => return Ok(()),
             other => other,

@@ -16,7 +16,7 @@
 //! dead-lettering it to `payq.dead-letters`, whose consumer records it with the other dead
 //! letters, where operators list and replay them.
 
-use super::connect::connect_until;
+use super::connect::{NodeCursor, connect_until};
 use super::gather::Gatherer;
 use super::relay::{CLAIM_HEADER, sleep_or_stop};
 use super::topology::{Topology, WorkQueue};
@@ -87,8 +87,11 @@ impl<H: Handler> Consumers<H> {
         });
         let this = Arc::new(Running { consumers: self, lookups, completions });
         let tracker = TaskTracker::new();
+        let mut cursor = NodeCursor::default();
         while !shutdown.is_cancelled() {
-            let Some(conn) = connect_until(&this.consumers.amqp_url, &shutdown, "consumers").await else { break };
+            let Some(conn) = connect_until(&this.consumers.amqp_url, &mut cursor, &shutdown, "consumers").await else {
+                break;
+            };
             // The queues must exist before consuming (the broker may have been reset).
             if let Ok(channel) = conn.create_channel().await
                 && let Err(e) = this.consumers.topology.declare(&channel).await

@@ -19,6 +19,9 @@ pub enum RabbitError {
          rabbitmq_delayed_message_exchange) or use delay.engine = \"rabbitmq\" (no plugin needed)"
     )]
     PluginMissing(lapin::Error),
+    /// No node of the cluster accepted a connection.
+    #[error(transparent)]
+    Connect(#[from] super::connect::ConnectError),
     /// A publisher could not be set up (confirms refused).
     #[error(transparent)]
     Publish(#[from] PublishError),

@@ -5,6 +5,7 @@
 pub mod bundle;
 pub mod connect;
 pub mod consumer;
+pub mod declare;
 pub mod error;
 pub mod gather;
 pub mod publisher;

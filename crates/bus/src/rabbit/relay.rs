@@ -16,7 +16,8 @@
 //! go to `payq.webhooks`, and the others are done once announced.
 
 use super::bundle::{self, BundledMessage, Splitter, TierMessage};
-use super::connect::connect_until;
+use super::connect::{NodeCursor, connect_until};
+use super::declare::{declare_all, plugin_exchange};
 use super::error::{RabbitError, RouteError};
 use super::publisher::{ConfirmedPublisher, Outgoing, PublishError};
 use super::tiers::TierError;
@@ -104,55 +105,6 @@ pub struct Relay<R: Router> {
     pub config: RelayConfig,
 }
 
-/// The exchange of the delayed-message plugin.
-pub fn plugin_exchange(topology: &Topology) -> String {
-    format!("{}.delay.plugin", topology.prefix)
-}
-
-/// Declares the topology (idempotent), and the plugin's exchange when it carries delays.
-pub async fn declare_all(conn: &lapin::Connection, topology: &Topology, mode: DelayMode) -> Result<(), RabbitError> {
-    let channel = conn.create_channel().await?;
-    topology.declare(&channel).await?;
-    if mode == DelayMode::Plugin {
-        declare_plugin_exchange(conn, topology).await?;
-    }
-    Ok(())
-}
-
-/// Declares the delayed-message exchange and binds the work queues to it. Fails with a
-/// clear message when the `rabbitmq_delayed_message_exchange` plugin is not enabled.
-pub async fn declare_plugin_exchange(conn: &lapin::Connection, topology: &Topology) -> Result<(), RabbitError> {
-    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
-    let channel = conn.create_channel().await?;
-    let mut args = FieldTable::default();
-    args.insert("x-delayed-type".into(), AMQPValue::LongString(LongString::from("direct")));
-    let name = plugin_exchange(topology);
-    let declared = channel
-        .exchange_declare(
-            name.as_str().into(),
-            lapin::ExchangeKind::Custom("x-delayed-message".into()),
-            ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
-            args,
-        )
-        .await;
-    if let Err(e) = declared {
-        return Err(RabbitError::PluginMissing(e));
-    }
-    for queue in WorkQueue::ALL {
-        let q = topology.work_queue(queue);
-        channel
-            .queue_bind(
-                q.as_str().into(),
-                name.as_str().into(),
-                q.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-    }
-    Ok(())
-}
-
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -160,8 +112,11 @@ fn millis(d: Duration) -> i64 {
 impl<R: Router> Relay<R> {
     /// Publishes until `shutdown` is cancelled, reconnecting whenever the broker goes away.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut cursor = NodeCursor::default();
         while !shutdown.is_cancelled() {
-            let Some(conn) = connect_until(&self.amqp_url, &shutdown, "outbox relay").await else { return };
+            let Some(conn) = connect_until(&self.amqp_url, &mut cursor, &shutdown, "outbox relay").await else {
+                return;
+            };
             if let Err(e) = declare_all(&conn, &self.topology, self.mode).await {
                 tracing::warn!(error = %e, "outbox relay: cannot declare the topology; reconnecting");
                 sleep_or_stop(&shutdown, Duration::from_secs(1)).await;

@@ -319,7 +319,7 @@ pub async fn queue_depths(
     limit: std::time::Duration,
 ) -> Result<Vec<(String, u32)>, super::RabbitError> {
     let count = async {
-        let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+        let (conn, _) = super::connect::connect_first(url, 0).await?;
         let mut depths = Vec::new();
         let mut channel = conn.create_channel().await?;
         for q in topology.queues() {

@@ -279,7 +279,7 @@ impl WechatPayClient {
     /// The payment's state at WeChat Pay.
     pub async fn query(&self, account: &WechatPayAccount, out_trade_no: &str) -> Result<ChannelStatus, ChannelError> {
         Ok(match self.transaction(account, out_trade_no).await? {
-            Some(transaction) => trade_state(&transaction),
+            Some(transaction) => trade_state(&transaction)?,
             None => ChannelStatus::NotFound,
         })
     }
@@ -386,17 +386,24 @@ impl WechatPayClient {
     }
 }
 
-/// A transaction's `trade_state` as payq's view of the payment.
-pub fn trade_state(transaction: &Value) -> ChannelStatus {
+/// A transaction's `trade_state` as payq's view of the payment; a state payq does not
+/// know is no answer (`Unavailable`: asked again later, and logged), never taken as pending.
+pub fn trade_state(transaction: &Value) -> Result<ChannelStatus, ChannelError> {
     match text(transaction, "trade_state") {
         // `REFUND`: paid, then (partly) refunded.
-        "SUCCESS" | "REFUND" => ChannelStatus::Succeeded { txn_id: text(transaction, "transaction_id").to_owned() },
-        "CLOSED" | "REVOKED" => ChannelStatus::Closed,
-        "PAYERROR" => ChannelStatus::Failed {
+        "SUCCESS" | "REFUND" => Ok(ChannelStatus::Succeeded { txn_id: text(transaction, "transaction_id").to_owned() }),
+        "CLOSED" | "REVOKED" => Ok(ChannelStatus::Closed),
+        "PAYERROR" => Ok(ChannelStatus::Failed {
             reason: format!("wechatpay: PAYERROR {}", text(transaction, "trade_state_desc")).trim().to_owned(),
-        },
-        _ => ChannelStatus::Pending,
+        }),
+        "NOTPAY" | "USERPAYING" => Ok(ChannelStatus::Pending),
+        other => Err(unavailable(format!("unknown trade_state {:?}; asked again later", truncate(other)))),
     }
+}
+
+/// At most 40 characters of a value from an answer, for an error message.
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
 }
 
 /// A refund's `status` (in an answer; `refund_status` in a notification): `SUCCESS` is

@@ -848,3 +848,21 @@ async fn real_channel_payments_are_created_once_with_two_workers() {
     let (code, out) = cluster.verify();
     assert_eq!(code, 0, "{out}");
 }
+
+/// `PAYQ_AMQP_URL` naming a cluster's nodes: the first is down (nothing listens on its
+/// port), so every process connects to the next; orders are paid and their events
+/// delivered once, as with one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_is_down_is_passed_over_for_the_next() {
+    let nodes = format!("amqp://guest:guest@127.0.0.1:1/%2f,{}", amqp_url());
+    let Some((_turn, cluster, http, hook)) = setup_with(1, &[("PAYQ_AMQP_URL", &nodes)]).await else { return };
+    let base = cluster.api.base.clone();
+    let key = merchant(&http, &base, &hook.url, json!({})).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(order_paid(&http, &base, &key, &format!("N-{i}"), 100 + i, json!({})).await);
+    }
+    assert_each_paid_once(&cluster, &http, &key, &hook, &ids).await;
+    let stats = call(&http, reqwest::Method::GET, format!("{base}/v1/admin/stats"), ADMIN, None).await.1;
+    assert!(stats["queue_depths"].is_object(), "the stats found the live node: {stats}");
+}
