@@ -329,3 +329,73 @@ async fn a_full_disk_answers_503_and_payq_recovers_when_space_returns() {
     let (code, out) = app.verify();
     assert_eq!(code, 0, "{out}");
 }
+
+/// Makes the PostgreSQL database `name` read-only for new sessions (as a primary demoted by
+/// a failover, or a standby, answers), or writable again, and ends every session on it so
+/// that payq's pools reconnect to the server as it now is.
+async fn set_read_only(name: &str, read_only: bool) {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&crate::db::pg_server_url()).await.expect("PostgreSQL answers");
+    let change =
+        if read_only { "SET default_transaction_read_only = on" } else { "RESET default_transaction_read_only" };
+    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} {change}")))
+        .execute(&mut admin)
+        .await
+        .expect("alter the test database");
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(name)
+    .execute(&mut admin)
+    .await
+    .expect("end the test database's sessions");
+}
+
+/// A PostgreSQL server that turns read-only under payq (a demoted primary still reached
+/// after a failover) refuses every write with SQLSTATE 25006: payq answers `503
+/// storage_unavailable`, never `500`, keeps nothing of the refused requests, and writes
+/// again once the server takes writes, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_answers_503_and_payq_writes_again_once_it_is_writable() {
+    if tokio::net::TcpStream::connect("127.0.0.1:5432").await.is_err() {
+        assert!(std::env::var_os("CI").is_none(), "CI: PostgreSQL must answer on 127.0.0.1:5432");
+        eprintln!("skipping: PostgreSQL is not reachable");
+        return;
+    }
+    let db = crate::db::TestDb::postgres().await;
+    let name = db.url.rsplit('/').next().unwrap_or_default().to_owned();
+    let db_url = db.url.clone();
+    let app = spawn_app_with(|s| s.database_url = db_url.clone()).await;
+    let m = app.merchant().await;
+    app.paid_order(&m, "before-1", 100).await;
+
+    set_read_only(&name, true).await;
+    let mut tried = 0;
+    let refused = eventually("payq refuses writes on the read-only server", || {
+        tried += 1;
+        let body = json!({ "merchant_order_no": format!("ro-{tried}"), "amount": 100, "currency": "CNY" });
+        let (app, key) = (&app, &m.key);
+        async move {
+            let r = app.post("/v1/orders", key, body).await;
+            assert!(r.status == 503, "a write on a read-only server: {} {}", r.status, r.body);
+            (r.body["code"] == "storage_unavailable").then_some(r)
+        }
+    })
+    .await;
+    crate::helpers::assert_problem(&refused, 503, "storage_unavailable");
+
+    set_read_only(&name, false).await;
+    eventually("payq writes again", || async {
+        let body = json!({ "merchant_order_no": "after-1", "amount": 100, "currency": "CNY" });
+        let status = app.post("/v1/orders", &m.key, body).await.status;
+        (status == 201 || status == 200).then_some(())
+    })
+    .await;
+    let orders = app.get("/v1/orders?limit=100", &m.key).await;
+    let numbers: Vec<&str> =
+        orders.body["data"].as_array().into_iter().flatten().filter_map(|o| o["merchant_order_no"].as_str()).collect();
+    assert!(numbers.iter().all(|n| !n.starts_with("ro-")), "nothing of the refused requests: {numbers:?}");
+    assert!(numbers.contains(&"after-1") && numbers.contains(&"before-1"), "{numbers:?}");
+    let (code, out) = app.verify();
+    assert_eq!(code, 0, "{out}");
+}
