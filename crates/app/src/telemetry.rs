@@ -54,6 +54,17 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         "SQLite: duration of one group commit (COMMIT with its fsync)",
     ),
     ("payq_outbox_published_total", MetricKind::Counter, "RabbitMQ: outbox messages published and confirmed"),
+    ("payq_amqp_published_total", MetricKind::Counter, "RabbitMQ: messages published (outbox, bundles, splits)"),
+    (
+        "payq_amqp_delivered_total",
+        MetricKind::Counter,
+        "RabbitMQ: deliveries taken (work queues, dead letters, bundles)",
+    ),
+    (
+        "payq_store_pg_round_trips_total",
+        MetricKind::Counter,
+        "PostgreSQL: round trips (statements, BEGIN, COMMIT, ROLLBACK)",
+    ),
     ("payq_outbox_publish_failures_total", MetricKind::Counter, "RabbitMQ: outbox publications that failed (retried)"),
     (
         "payq_outbox_republished_total",

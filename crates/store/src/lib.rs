@@ -51,7 +51,7 @@ pub use orders::{NewOrder, NewPayment, OrderPage, PaymentRecord};
 pub use outbox::OutboxMessage;
 pub use pending::{MessageStats, PendingMessage};
 pub use reconciliation::{NewDiscrepancy, RunFilter, RunResult};
-pub use reconciliation_records::Recorded;
+pub use reconciliation_records::{Recorded, Succeeded};
 pub use sim_ledger::{SimStatus, SimTxn};
 pub use verify::Violation;
 pub use writer::Tx;

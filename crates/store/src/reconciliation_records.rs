@@ -16,6 +16,13 @@ pub struct Recorded {
     pub channel: payq_domain::ChannelName,
 }
 
+/// Which of a day's succeeded records to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Succeeded {
+    Payments,
+    Refunds,
+}
+
 impl Store {
     /// The merchants that have `channel` set up.
     pub async fn merchants_with_channel(&self, channel: BillChannel) -> StoreResult<Vec<MerchantId>> {
@@ -29,43 +36,27 @@ impl Store {
             .collect()
     }
 
-    /// The merchant's payments that succeeded at `channel` in [`from`, `to`).
-    pub async fn succeeded_payments(
+    /// The merchant's payments (or refunds) that succeeded at `channel` in [`from`, `to`).
+    pub async fn succeeded(
         &self,
-        merchant: &MerchantId,
-        channel: BillChannel,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> StoreResult<Vec<Recorded>> {
-        let sql = "SELECT id, merchant_id, id AS payment_id, amount, status, channel FROM payments
-             WHERE merchant_id = $1 AND channel = $2 AND status = 'succeeded' AND updated_at >= $3 AND updated_at < $4";
-        self.recorded_in(sql, merchant, channel, (from, to)).await
-    }
-
-    /// The merchant's refunds at `channel` that succeeded in [`from`, `to`).
-    pub async fn succeeded_refunds(
-        &self,
-        merchant: &MerchantId,
-        channel: BillChannel,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> StoreResult<Vec<Recorded>> {
-        let sql = "SELECT r.id, r.merchant_id, r.payment_id, r.amount, r.status, p.channel FROM refunds r
-             JOIN payments p ON p.id = r.payment_id
-             WHERE r.merchant_id = $1 AND r.status = 'succeeded' AND r.updated_at >= $3 AND r.updated_at < $4
-               AND p.channel = $2";
-        self.recorded_in(sql, merchant, channel, (from, to)).await
-    }
-
-    /// The records `sql` selects for `merchant` (`$1`), `channel` (`$2`) and the times
-    /// [`$3`, `$4`).
-    async fn recorded_in(
-        &self,
-        sql: &str,
+        what: Succeeded,
         merchant: &MerchantId,
         channel: BillChannel,
         (from, to): (Timestamp, Timestamp),
     ) -> StoreResult<Vec<Recorded>> {
+        let sql = match what {
+            Succeeded::Payments => {
+                "SELECT id, merchant_id, id AS payment_id, amount, status, channel FROM payments
+                 WHERE merchant_id = $1 AND channel = $2 AND status = 'succeeded' AND updated_at >= $3
+                   AND updated_at < $4"
+            }
+            Succeeded::Refunds => {
+                "SELECT r.id, r.merchant_id, r.payment_id, r.amount, r.status, p.channel FROM refunds r
+                 JOIN payments p ON p.id = r.payment_id
+                 WHERE r.merchant_id = $1 AND r.status = 'succeeded' AND r.updated_at >= $3 AND r.updated_at < $4
+                   AND p.channel = $2"
+            }
+        };
         let found = crate::db::query(sql)
             .bind(merchant.as_str())
             .bind(channel.as_str())

@@ -15,7 +15,7 @@ use payq_domain::{
     BillChannel, BillDate, Discrepancy, DiscrepancyId, DiscrepancyKind, EventType, MerchantId, PaymentId,
     ReconciliationId, ReconciliationRun, RunStatus, Timestamp,
 };
-use payq_store::{NewEvent, RunFilter, RunResult, StoreError, Tx};
+use payq_store::{NewEvent, RunFilter, RunResult, StoreError, Succeeded, Tx};
 use std::collections::{HashMap, HashSet};
 
 /// Why a reconciliation could not be started or a discrepancy resolved.
@@ -205,10 +205,16 @@ impl Payq {
         let zone = self.settings.reconciliation.zone().map_err(|e| ProcessError::Broken(e.to_string()))?;
         let (from, to) =
             (day_start(run.bill_date, &zone)?, day_start(run.bill_date.next().unwrap_or(run.bill_date), &zone)?);
-        let payments =
-            self.store.succeeded_payments(&run.merchant_id, run.channel, from, to).await.map_err(StoreFault::from)?;
-        let refunds =
-            self.store.succeeded_refunds(&run.merchant_id, run.channel, from, to).await.map_err(StoreFault::from)?;
+        let payments = self
+            .store
+            .succeeded(Succeeded::Payments, &run.merchant_id, run.channel, (from, to))
+            .await
+            .map_err(StoreFault::from)?;
+        let refunds = self
+            .store
+            .succeeded(Succeeded::Refunds, &run.merchant_id, run.channel, (from, to))
+            .await
+            .map_err(StoreFault::from)?;
         let known: HashSet<&str> = payments.iter().chain(&refunds).map(|r| r.id.as_str()).collect();
         let mut others = HashMap::new();
         for row in &bill.rows {

@@ -59,20 +59,18 @@ impl Drop for LoggedServer {
     }
 }
 
+/// The text `/metrics` answers.
+async fn scrape(base: &str) -> String {
+    let client = payq_channels::http_client().build().expect("an HTTP client");
+    let answer = client.get(format!("{base}/metrics")).send().await.expect("scraped");
+    answer.text().await.expect("text")
+}
+
 #[tokio::test]
 async fn every_metric_is_described_and_counters_and_gauges_read_0_from_the_start() {
     let server = LoggedServer::start(&[]);
     let base = server.base().await;
-    let text = payq_channels::http_client()
-        .build()
-        .expect("an HTTP client")
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("scraped")
-        .text()
-        .await
-        .expect("text");
+    let text = scrape(&base).await;
     for &(name, kind, _) in METRICS {
         if kind == MetricKind::Histogram || name == "payq_http_requests_total" {
             continue; // these appear with their first observation (the route is a label)
@@ -95,16 +93,7 @@ async fn every_metric_is_described_and_counters_and_gauges_read_0_from_the_start
         assert!(text.contains(&format!("# HELP {process} ")), "no {process}:\n{text}");
     }
     // Those are described too, once observed.
-    let text = payq_channels::http_client()
-        .build()
-        .expect("an HTTP client")
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("scraped")
-        .text()
-        .await
-        .expect("text");
+    let text = scrape(&base).await;
     assert!(text.contains("# HELP payq_http_request_duration_seconds "), "{text}");
     assert!(text.contains("# HELP payq_http_requests_total "), "{text}");
 }
