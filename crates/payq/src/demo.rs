@@ -111,7 +111,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             (base, admin, Some(InProcess { stop, task, _dir: dir }))
         }
     };
-    let c = Client { http: payq_channels::http_client().build().expect("an HTTP client"), base };
+    let c = Client { http: payq_channels::http_client().build()?, base };
     // The local gateway outlives payq's shutdown: a call payq still has in hand reaches it.
     let gateway: Option<Box<dyn payq_gateways::LocalGateway>> = match args.channel {
         DemoChannel::Sim => None,
