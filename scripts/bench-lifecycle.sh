@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Order lifecycle throughput, embedded against distributed, in one run on one machine:
-# `payq load --pay` (create → pay; the simulated channel calls back; webhooks are not
-# configured) against (1) `payq serve` on SQLite and (2) one `--role api` and N (default 2)
+# `payq load --pay --webhook` (create → pay → the simulated channel's callback → the
+# merchant's `payment.succeeded` webhook, received by the load generator; SPEC §9) against (1) `payq serve` on SQLite and (2) one `--role api` and N (default 2)
 # `--role worker` processes on PostgreSQL + RabbitMQ. Reports the load generator's figures,
 # how long until every order is paid, and the cost per order, which does not depend on how
 # many cores there are (SPEC §9): CPU ms of each payq process, of PostgreSQL (every backend,
@@ -20,12 +20,16 @@ ORDERS=${1:-5000}
 CONC=${2:-64}
 WORKERS=${3:-2}
 PAYQ=${PAYQ:-target/release/payq}
+# The load generator (another build's, to measure an older server with today's load).
+LOAD=${LOAD:-$PAYQ}
 ADMIN=bench-admin-token-0001
 PG=postgres://postgres@127.0.0.1:5432
 DB=payq_bench_lifecycle
 PREFIX=payqbench$$
 # Every process signs and checks the simulated channel's callbacks with the same secret.
-export PAYQ_ADMIN_TOKEN=$ADMIN PAYQ_LOG=warn PAYQ_SIM__CALLBACK_DELAY=50ms PAYQ_SIM_SECRET=bench-sim-secret
+# The webhook endpoint is the load generator's, on loopback.
+export PAYQ_ADMIN_TOKEN=$ADMIN PAYQ_LOG=warn PAYQ_SIM__CALLBACK_DELAY=50ms PAYQ_SIM_SECRET=bench-sim-secret \
+    PAYQ_WEBHOOK__ALLOW_PRIVATE=true
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -65,7 +69,7 @@ pids+=($!)
 wait_up http://127.0.0.1:18090
 serve0=$(ticks "${pids[@]}")
 tx0=$(metric http://127.0.0.1:18090 payq_store_batch_transactions_sum); c0=$(metric http://127.0.0.1:18090 payq_store_commit_seconds_count)
-$PAYQ load --url http://127.0.0.1:18090 --admin-token $ADMIN --orders "$ORDERS" --concurrency "$CONC" --pay 2>/dev/null | tail -3
+$LOAD load --url http://127.0.0.1:18090 --admin-token $ADMIN --orders "$ORDERS" --concurrency "$CONC" --pay --webhook 2>/dev/null | tail -3
 wait_paid http://127.0.0.1:18090
 serve1=$(ticks "${pids[@]}")
 tx1=$(metric http://127.0.0.1:18090 payq_store_batch_transactions_sum); c1=$(metric http://127.0.0.1:18090 payq_store_commit_seconds_count)
@@ -90,7 +94,7 @@ ports=$(seq 18091 $((18091 + WORKERS)))
 counters() { echo "$(metric_sum payq_store_pg_round_trips_total $ports) $(metric_sum payq_amqp_published_total $ports) $(metric_sum payq_amqp_delivered_total $ports)"; }
 api0=$(ticks "${pids[0]}") workers0=$(ticks "${pids[@]:1}") pg0=$(ticks $(pgrep -x postgres)) mq0=$(ticks $(pgrep beam.smp)) x0=$(xacts)
 read -r rt0 pub0 del0 <<<"$(counters)"
-$PAYQ load --url http://127.0.0.1:18091 --admin-token $ADMIN --orders "$ORDERS" --concurrency "$CONC" --pay 2>/dev/null | tail -3
+$LOAD load --url http://127.0.0.1:18091 --admin-token $ADMIN --orders "$ORDERS" --concurrency "$CONC" --pay --webhook 2>/dev/null | tail -3
 wait_paid http://127.0.0.1:18091
 api1=$(ticks "${pids[0]}") workers1=$(ticks "${pids[@]:1}") pg1=$(ticks $(pgrep -x postgres)) mq1=$(ticks $(pgrep beam.smp)) x1=$(xacts)
 read -r rt1 pub1 del1 <<<"$(counters)"
@@ -104,7 +108,7 @@ cleanup; pids=()
 psql "$PG/test" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
 $PAYQ topology delete --yes >/dev/null
 
-echo "== cost per order (create → pay → callback; from just before the load until every order is paid)"
+echo "== cost per order (create → pay → callback → webhook; from just before the load until every order is paid and its webhook received)"
 echo "| mode | figure | per order |"
 echo "|---|---|---|"
 printf '%s\n' "${costs[@]}"

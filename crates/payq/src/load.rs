@@ -1,5 +1,7 @@
 //! `payq load`: a load generator. Creates a merchant through the admin API, then creates
 //! orders from many concurrent clients, and reports throughput and latency percentiles.
+//! With `--pay --webhook` it runs the whole lifecycle of SPEC §9: create → pay → the
+//! channel's callback → the merchant's `payment.succeeded` webhook, received here.
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -26,6 +28,49 @@ pub struct LoadArgs {
     /// Also pay each order (create → pay).
     #[arg(long)]
     pay: bool,
+    /// With `--pay`: receive each order's `payment.succeeded` webhook on a local endpoint
+    /// (the payq under load must allow private webhook addresses) and wait for all of them.
+    #[arg(long, requires = "pay")]
+    webhook: bool,
+}
+
+/// The local webhook endpoint: counts the deliveries it answers `200`.
+struct WebhookReceiver {
+    url: String,
+    received: Arc<AtomicU64>,
+}
+
+impl WebhookReceiver {
+    async fn start() -> anyhow::Result<WebhookReceiver> {
+        let received = Arc::new(AtomicU64::new(0));
+        let counter = received.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the webhook endpoint")?;
+        let url = format!("http://{}/", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(WebhookReceiver { url, received })
+    }
+
+    /// Waits until `want` deliveries arrived (at most two minutes); answers how many did.
+    async fn wait_for(&self, want: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let got = self.received.load(Ordering::Relaxed);
+            if got >= want || Instant::now() >= deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
@@ -33,10 +78,16 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         bail!("--orders and --concurrency must be positive");
     }
     let http = payq_channels::http_client().pool_max_idle_per_host(args.concurrency as usize).build()?;
+    let receiver = if args.webhook { Some(WebhookReceiver::start().await?) } else { None };
+    let mut merchant = serde_json::json!({ "name": "load test" });
+    if let Some(r) = &receiver {
+        merchant["webhook_url"] = r.url.clone().into();
+        merchant["webhook_events"] = serde_json::json!(["payment.succeeded"]);
+    }
     let merchant: serde_json::Value = http
         .post(format!("{}/v1/merchants", args.url))
         .bearer_auth(&args.admin_token)
-        .json(&serde_json::json!({ "name": "load test" }))
+        .json(&merchant)
         .send()
         .await
         .context("creating the load-test merchant")?
@@ -108,7 +159,17 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         ms(all.value_at_quantile(0.99)),
         ms(all.max())
     );
-    Ok(if errors.load(Ordering::Relaxed) == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let mut complete = true;
+    if let Some(r) = &receiver {
+        let want = n - errors.load(Ordering::Relaxed).min(n);
+        let got = r.wait_for(want).await;
+        println!(
+            "webhooks: {got} of {want} payment.succeeded received, the last {:.1} s after the load ended",
+            (started.elapsed() - elapsed).as_secs_f64()
+        );
+        complete = got >= want;
+    }
+    Ok(if errors.load(Ordering::Relaxed) == 0 && complete { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 async fn pay_order(http: &reqwest::Client, url: &str, key: &str, created: reqwest::Response) -> bool {
