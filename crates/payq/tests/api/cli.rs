@@ -78,3 +78,21 @@ fn a_mistyped_setting_is_an_error_that_names_it() {
     let (_, err) = run("listen = \"127.0.0.1:9999\"\n[risk]\nmax_amount = 5\n", &[("PAYQ_RISK__MAX_AMOUNT", "7")]);
     assert!(!err.contains("unknown setting"), "{err}");
 }
+
+/// `payq load --pay --webhook` runs the whole lifecycle against a real payq: every order is
+/// created, paid through `sim`, and its `payment.succeeded` webhook reaches the load
+/// generator's own endpoint, which it waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_with_webhooks_receives_one_payment_succeeded_per_order() {
+    let app = crate::helpers::spawn_app().await;
+    let (base, token) = (app.base.clone(), app.admin_token.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        let orders = ["--orders", "20", "--concurrency", "4", "--pay", "--webhook"];
+        payq_cli(&[&["load", "--url", &base, "--admin-token", &token][..], &orders[..]].concat())
+    })
+    .await
+    .expect("payq load ran");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("errors 0") && text.contains("webhooks: 20 of 20 payment.succeeded received"), "{text}");
+}
