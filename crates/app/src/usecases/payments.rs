@@ -235,7 +235,7 @@ impl Payq {
             return Ok(());
         }
         // The simulated channel answers from payq's own database: no claim (as for its create).
-        let call = (payment.channel.is_real()).then_some(ChannelCall::Query(payment_id));
+        let call = payment.channel.is_real().then_some(ChannelCall::Query(payment_id));
         self.claim_call(call).await?;
         let queried = async {
             let status =

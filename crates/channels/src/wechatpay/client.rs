@@ -397,13 +397,11 @@ pub fn trade_state(transaction: &Value) -> Result<ChannelStatus, ChannelError> {
             reason: format!("wechatpay: PAYERROR {}", text(transaction, "trade_state_desc")).trim().to_owned(),
         }),
         "NOTPAY" | "USERPAYING" => Ok(ChannelStatus::Pending),
-        other => Err(unavailable(format!("unknown trade_state {:?}; asked again later", truncate(other)))),
+        other => {
+            let shown: String = other.chars().take(40).collect();
+            Err(unavailable(format!("unknown trade_state {shown:?}; asked again later")))
+        }
     }
-}
-
-/// At most 40 characters of a value from an answer, for an error message.
-fn truncate(s: &str) -> String {
-    s.chars().take(40).collect()
 }
 
 /// A refund's `status` (in an answer; `refund_status` in a notification): `SUCCESS` is
