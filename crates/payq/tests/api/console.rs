@@ -116,9 +116,18 @@ pub async fn text_of(browser: &Client, css: &str) -> String {
 /// Waits (up to 10 s) until the element `css` selects reads `want`, finding it afresh each
 /// time: after a click that navigates, the old page's element may be read first.
 pub async fn wait_for_text(browser: &Client, css: &str, want: &str) {
-    crate::helpers::eventually(&format!("{css} reads {want:?}"), || async {
+    wait_for_text_that(browser, css, &format!("reads {want:?}"), |text| text == want).await;
+}
+
+/// [`wait_for_text`] for an element whose text contains `part`.
+pub async fn wait_for_text_containing(browser: &Client, css: &str, part: &str) {
+    wait_for_text_that(browser, css, &format!("contains {part:?}"), |text| text.contains(part)).await;
+}
+
+async fn wait_for_text_that(browser: &Client, css: &str, what: &str, fits: impl Fn(&str) -> bool) {
+    crate::helpers::eventually(&format!("{css} {what}"), || async {
         let found = browser.find(Locator::Css(css)).await.ok()?;
-        (found.text().await.ok()? == want).then_some(())
+        fits(&found.text().await.ok()?).then_some(())
     })
     .await;
 }
@@ -310,14 +319,14 @@ async fn an_operator_reads_a_reconciliation_and_resolves_a_discrepancy() {
     // Resolving it needs a note; the note, who and when are kept.
     el(&browser, "#discrepancies input[name=note]").await.send_keys("bill reissued by Alipay").await.expect("typed");
     el(&browser, "#discrepancies button[type=submit]").await.click().await.expect("clicked");
-    assert!(text_of(&browser, "#discrepancies td.resolution").await.contains("bill reissued by Alipay"));
+    wait_for_text_containing(&browser, "#discrepancies td.resolution", "bill reissued by Alipay").await;
     let found = app.get(&format!("/v1/admin/reconciliations/{run_id}/discrepancies"), &app.admin_token).await;
     let d = &found.body["data"][0];
     assert_eq!((d["note"].as_str(), d["resolved_by"].as_str()), (Some("bill reissued by Alipay"), Some("console")));
 
     // Running the day again keeps the resolution of a discrepancy found again.
     el(&browser, "#rerun").await.click().await.expect("clicked");
-    assert_eq!(text_of(&browser, "div.flash").await, "Started again.");
+    wait_for_text(&browser, "div.flash", "Started again.").await;
     eventually("the run completes again", || async {
         let run = app.get(&format!("/v1/admin/reconciliations/{run_id}"), &app.admin_token).await.body;
         (run["status"] == "completed" && gateway.bill_book().requests() == 2).then_some(())
