@@ -9,6 +9,7 @@ use crate::worker::Worker;
 use anyhow::Context;
 use payq_bus::rabbit::consumer::Consumers;
 use payq_bus::rabbit::relay::{DelayMode, Relay, RelayConfig};
+use payq_bus::rabbit::tiers::TierQueueType;
 use payq_bus::rabbit::topology::Topology;
 use payq_bus::{EngineConfig, Lifeline, StoreEngine};
 use payq_channels::sim::{Sim, SimChannel};
@@ -244,8 +245,17 @@ impl Application {
 pub fn topology(settings: &Settings) -> Topology {
     let mut t = Topology::new(settings.rabbitmq.prefix.clone());
     t.delivery_limit = settings.rabbitmq.delivery_limit;
-    t.tiers.queue_type = settings.rabbitmq.tier_queue_type;
+    t.tiers.queue_type = tier_queue_type(settings);
     t
+}
+
+/// The delay tiers' queue type: the one set, else quorum on a cluster (several nodes named
+/// in `amqp_url`: a node lost must not lose a tier) and classic on one node.
+pub fn tier_queue_type(settings: &Settings) -> TierQueueType {
+    settings.rabbitmq.tier_queue_type.unwrap_or_else(|| {
+        let nodes = settings.amqp_url.as_deref().map_or(0, |url| payq_bus::rabbit::connect::nodes(url).len());
+        if nodes > 1 { TierQueueType::Quorum } else { TierQueueType::default() }
+    })
 }
 
 fn delay_mode(settings: &Settings) -> DelayMode {

@@ -105,8 +105,9 @@ pub struct RabbitSettings {
     pub prefetch: u16,
     /// Deliveries of one message before RabbitMQ dead-letters it (`x-delivery-limit`).
     pub delivery_limit: i64,
-    /// Queue type of the delay tiers: `classic` (default, fast) or `quorum` (replicated).
-    pub tier_queue_type: payq_bus::rabbit::tiers::TierQueueType,
+    /// Queue type of the delay tiers: `classic` (fast) or `quorum` (replicated). Unset:
+    /// quorum when `amqp_url` names several nodes (a cluster), classic on one node.
+    pub tier_queue_type: Option<payq_bus::rabbit::tiers::TierQueueType>,
     /// A published message not handled by its due time plus this long is published again
     /// (the database row is the source of truth; the broker's copy may be lost).
     pub republish_grace: HumanDuration,
@@ -118,7 +119,7 @@ impl Default for RabbitSettings {
             prefix: "payq".into(),
             prefetch: 32,
             delivery_limit: 10,
-            tier_queue_type: payq_bus::rabbit::tiers::TierQueueType::default(),
+            tier_queue_type: None,
             republish_grace: HumanDuration::from_millis(60_000),
         }
     }

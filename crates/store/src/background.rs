@@ -27,9 +27,6 @@ pub(crate) fn spawn_checkpointer(store: std::sync::Weak<Inner>, conn: rusqlite::
     }
 }
 
-/// Listens for `NOTIFY payq_messages` (sent by every commit that scheduled a message, in any
-/// process) and wakes this process's dispatcher. Reconnects with back-off; while it is down
-/// the dispatcher still wakes at the next due time or its polling interval.
 /// Sends `NOTIFY payq_messages` whenever messages were committed, one for however many
 /// commits came since the last one (a `Notify` holds at most one wake-up).
 pub(crate) fn spawn_announcer(store: std::sync::Weak<Inner>, announce: Arc<Notify>, pool: AnyPool) {
@@ -49,11 +46,16 @@ pub(crate) fn spawn_announcer(store: std::sync::Weak<Inner>, announce: Arc<Notif
     });
 }
 
-pub(crate) fn spawn_listener(store: std::sync::Weak<Inner>, url: String) {
+/// Listens for `NOTIFY payq_messages` (sent by every commit that scheduled a message, in any
+/// process) and wakes this process's dispatcher. Reconnects with back-off; while it is down
+/// the dispatcher still wakes at the next due time or its polling interval.
+/// It listens on the server payq writes to, and follows it after a failover.
+pub(crate) fn spawn_listener(store: std::sync::Weak<Inner>, primary: Arc<crate::primary::Primary>) {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
-            let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+            let server = primary.url().to_owned();
+            let mut listener = match sqlx::postgres::PgListener::connect(&server).await {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for message notifications; retrying");
@@ -72,6 +74,8 @@ pub(crate) fn spawn_listener(store: std::sync::Weak<Inner>, url: String) {
                 let Some(inner) = store.upgrade() else { return };
                 drop(inner);
                 match tokio::time::timeout(Duration::from_secs(1), listener.recv()).await {
+                    // After a failover, commits notify on the new server.
+                    Err(_) if primary.url() != server => break,
                     Err(_) => continue,
                     Ok(Ok(_)) => {
                         if let Some(inner) = store.upgrade() {

@@ -16,6 +16,9 @@ pub enum StoreError {
     /// The database URL is not one payq supports.
     #[error("unsupported database URL {0:?}: use sqlite://path or postgres://…")]
     UnsupportedUrl(String),
+    /// The URL asks for a server that does not take writes (`target_session_attrs`).
+    #[error("target_session_attrs={0} names a server payq cannot write to: use read-write")]
+    UnwritableSessionAttrs(String),
     /// The batch this write belonged to failed to commit.
     #[error("commit failed: {0}")]
     CommitFailed(String),

@@ -24,6 +24,8 @@ mod messages;
 mod orders;
 mod outbox;
 mod pending;
+mod pg_hosts;
+mod primary;
 mod reconciliation;
 mod reconciliation_records;
 mod refunds;
@@ -57,7 +59,6 @@ pub use verify::Violation;
 pub use writer::Tx;
 
 use sqlx::AnyPool;
-use sqlx::any::AnyPoolOptions;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -102,6 +103,8 @@ struct Inner {
     /// PostgreSQL: messages were committed; the announcer sends one `NOTIFY` for any
     /// number of them.
     announce: Arc<Notify>,
+    /// PostgreSQL: the servers named and the one written to (`None` on SQLite).
+    primary: Option<Arc<primary::Primary>>,
 }
 
 /// Where reads run: SQLite's read connections, or the PostgreSQL pool.
@@ -163,6 +166,7 @@ impl Store {
                 write_failing: std::sync::atomic::AtomicBool::new(false),
                 process: lifeline::ProcessId::generate(),
                 announce: Arc::new(Notify::new()),
+                primary: None,
             }),
         };
         background::spawn_checkpointer(Arc::downgrade(&store.inner), checkpointer);
@@ -170,28 +174,39 @@ impl Store {
     }
 
     async fn open_postgres(url: &str) -> StoreResult<Store> {
-        let pool = AnyPoolOptions::new()
+        let urls = pg_hosts::server_urls(url)?.iter().map(|server| with_statement_cache(server)).collect();
+        let primary = primary::Primary::new(urls);
+        if primary.several() {
+            let first = primary.find_writable().await;
+            let index = first.ok_or_else(|| StoreError::Unavailable("no server named takes writes".into()))?;
+            primary.point_at(index);
+        }
+        let pool = primary
+            .pool_options()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(&with_statement_cache(url))
+            // With a standby to move to, a request waits less for a connection to a server
+            // that is gone, so that it is answered within SPEC §8's 10 s.
+            .acquire_timeout(Duration::from_secs(if primary.several() { 5 } else { 10 }))
+            .connect(primary.url())
             .await?;
         // The migrator holds an advisory lock, so processes starting together take turns.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let pool_for_announcer = pool.clone();
         let store = Store {
             inner: Arc::new(Inner {
                 backend: Backend::Postgres,
                 read: Reads::Postgres(pool.clone()),
-                writer: writer::Writer::Postgres(pool),
+                writer: writer::Writer::Postgres(pool.clone()),
                 messages_changed: [Notify::new(), Notify::new()],
                 announce_all_events: std::sync::atomic::AtomicBool::new(false),
                 write_failing: std::sync::atomic::AtomicBool::new(false),
                 process: lifeline::ProcessId::generate(),
                 announce: Arc::new(Notify::new()),
+                primary: Some(primary.clone()),
             }),
         };
-        background::spawn_listener(Arc::downgrade(&store.inner), url.to_owned());
-        background::spawn_announcer(Arc::downgrade(&store.inner), store.inner.announce.clone(), pool_for_announcer);
+        background::spawn_listener(Arc::downgrade(&store.inner), primary.clone());
+        background::spawn_announcer(Arc::downgrade(&store.inner), store.inner.announce.clone(), pool.clone());
+        primary::spawn_follower(Arc::downgrade(&store.inner), primary, pool);
         Ok(store)
     }
 
@@ -292,6 +307,9 @@ impl Store {
     /// Records the outcome of a write for [`Store::is_ready`].
     pub(crate) fn note_write<T>(&self, outcome: &StoreResult<T>) {
         let failing = matches!(outcome, Err(e) if e.is_unavailable());
+        if let Some(primary) = self.inner.primary.as_ref().filter(|_| failing) {
+            primary.report_unavailable();
+        }
         if outcome.is_ok() || failing {
             self.inner.write_failing.store(failing, std::sync::atomic::Ordering::Relaxed);
         }

@@ -32,6 +32,7 @@ impl From<StoreError> for StoreFault {
             e @ (StoreError::NotFound
             | StoreError::Corrupt(_)
             | StoreError::UnsupportedUrl(_)
+            | StoreError::UnwritableSessionAttrs(_)
             | StoreError::CommitFailed(_)
             | StoreError::Db(_)
             | StoreError::Sqlite(_)

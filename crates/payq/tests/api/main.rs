@@ -13,6 +13,7 @@ mod callbacks;
 mod channels;
 mod checkout;
 mod cli;
+mod clustered;
 mod console;
 mod crash;
 mod demo;
