@@ -22,8 +22,6 @@ use tokio::sync::Notify;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the follower asks again while no server takes writes.
 const PROBE_INTERVAL: Duration = Duration::from_millis(250);
-/// A connection idle for longer is pinged before it is handed out.
-const PING_WHEN_IDLE: Duration = Duration::from_secs(1);
 
 /// The servers a store's URL names and the one it writes to.
 pub(crate) struct Primary {
@@ -100,37 +98,30 @@ impl Primary {
         Ok(())
     }
 
-    /// The pool's options: no ping before each use (a dead connection fails its first
-    /// statement, and a transaction's `BEGIN` is retried once: see the writer), only after a
-    /// second idle; with several servers, connections opened before a switch are retired and
-    /// every new one must take writes.
+    /// The pool's options. With one server, sqlx's own: every idle connection is pinged
+    /// before use, so one that died with a restarted server is replaced rather than failing
+    /// a request. With several, connections opened before a switch are retired, and every
+    /// new one must take writes.
     pub(crate) fn pool_options(self: &Arc<Primary>) -> AnyPoolOptions {
-        let primary = Arc::clone(self);
-        let options = AnyPoolOptions::new().test_before_acquire(false).before_acquire(move |conn, meta| {
-            let retired = primary.is_retired(meta.age);
-            Box::pin(async move {
-                if retired {
-                    return Ok(false);
-                }
-                if meta.idle_for > PING_WHEN_IDLE {
-                    crate::db::pg_round_trips(1);
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
-        });
+        let options = AnyPoolOptions::new();
         if !self.several() {
             return options;
         }
-        options.after_connect(|conn, _meta| {
-            Box::pin(async move {
-                if takes_writes(conn).await? {
-                    Ok(())
-                } else {
-                    Err(sqlx::Error::Protocol("the server is read-only (target_session_attrs=read-write)".into()))
-                }
+        let primary = Arc::clone(self);
+        options
+            .before_acquire(move |_conn, meta| {
+                let retired = primary.is_retired(meta.age);
+                Box::pin(async move { Ok(!retired) })
             })
-        })
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    if takes_writes(conn).await? {
+                        Ok(())
+                    } else {
+                        Err(sqlx::Error::Protocol("the server is read-only (target_session_attrs=read-write)".into()))
+                    }
+                })
+            })
     }
 }
 
