@@ -92,6 +92,11 @@ for port in $(seq 18092 $((18091 + WORKERS))); do wait_up "http://127.0.0.1:$por
 xacts() { psql "$PG/test" -Atc "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$DB'"; }
 ports=$(seq 18091 $((18091 + WORKERS)))
 counters() { echo "$(metric_sum payq_store_pg_round_trips_total $ports) $(metric_sum payq_amqp_published_total $ports) $(metric_sum payq_amqp_delivered_total $ports)"; }
+# Where PostgreSQL's calls go, when pg_stat_statements is loaded (shared_preload_libraries).
+statements=$(psql "$PG/$DB" -Atc "SELECT 1 FROM pg_settings WHERE name = 'shared_preload_libraries' AND setting LIKE '%pg_stat_statements%'")
+if [ -n "$statements" ]; then
+    psql "$PG/$DB" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
+fi
 api0=$(ticks "${pids[0]}") workers0=$(ticks "${pids[@]:1}") pg0=$(ticks $(pgrep -x postgres)) mq0=$(ticks $(pgrep beam.smp)) x0=$(xacts)
 read -r rt0 pub0 del0 <<<"$(counters)"
 $LOAD load --url http://127.0.0.1:18091 --admin-token $ADMIN --orders "$ORDERS" --concurrency "$CONC" --pay --webhook 2>/dev/null | tail -3
@@ -104,6 +109,12 @@ costs+=("| distributed | PostgreSQL CPU ms | $(per_order "$pg0" "$pg1") |")
 costs+=("| distributed | RabbitMQ CPU ms | $(per_order "$mq0" "$mq1") |")
 costs+=("| distributed | PostgreSQL transactions / round trips | $(ratio "$x0" "$x1") / $(ratio "$rt0" "$rt1") |")
 costs+=("| distributed | AMQP publishes / deliveries | $(ratio "$pub0" "$pub1") / $(ratio "$del0" "$del1") |")
+if [ -n "$statements" ]; then
+    echo "== PostgreSQL statements per order (pg_stat_statements, the whole run; calls, rows and ms per order)"
+    psql "$PG/$DB" -Atc "SELECT to_char(calls::float / $ORDERS, 'FM990.00') || ' | ' || to_char(rows::float / $ORDERS, 'FM990.00')
+        || ' | ' || to_char(total_exec_time / $ORDERS, 'FM990.000') || ' | ' || regexp_replace(left(query, 110), '\\s+', ' ', 'g')
+        FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '$DB') ORDER BY calls DESC LIMIT 30"
+fi
 cleanup; pids=()
 psql "$PG/test" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
 $PAYQ topology delete --yes >/dev/null

@@ -75,10 +75,4 @@ impl Backend {
     pub(crate) fn one_writer(self) -> bool {
         self == Backend::Sqlite
     }
-
-    /// Whether a relaxed commit (not waited on to reach the disk) is visible to every reader
-    /// at once: on PostgreSQL it is; on SQLite only once the writer's batch commits.
-    pub(crate) fn relaxed_commits_are_visible(self) -> bool {
-        self == Backend::Postgres
-    }
 }

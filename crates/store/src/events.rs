@@ -116,14 +116,25 @@ impl Store {
             .collect()
     }
 
-    /// An event with its merchant (`None` when the merchant is gone): what a webhook
-    /// delivery needs, in one read.
-    pub async fn event_with_merchant(&self, id: &EventId) -> StoreResult<(EventBody, Option<MerchantCredentials>)> {
+    /// What a webhook delivery of event `id` needs, in one read: the event, its merchant
+    /// (`None` when the merchant is gone), whether a delivery of `earlier` (kind, key and
+    /// ordinal: the order's earlier events) is still pending, and whether the event has
+    /// reached the webhook already.
+    pub async fn delivery_context(
+        &self,
+        id: &EventId,
+        earlier: Option<(&str, &str, i64)>,
+    ) -> StoreResult<DeliveryContext> {
         let row = crate::db::query(
-            "SELECT e.merchant_id, e.type, e.body, m.* \
+            "SELECT e.merchant_id, e.type, e.body, m.*,
+                    EXISTS (SELECT 1 FROM messages q WHERE q.kind = $2 AND q.key = $3 AND q.ordinal < $4) AS earlier_pending,
+                    EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id) AS delivered
              FROM events e LEFT JOIN merchants m ON m.id = e.merchant_id WHERE e.id = $1",
         )
         .bind(id.as_str())
+        .bind(earlier.map(|(kind, _, _)| kind))
+        .bind(earlier.map(|(_, key, _)| key))
+        .bind(earlier.map(|(_, _, ordinal)| ordinal))
         .fetch_optional(self.read())
         .await?
         .ok_or(StoreError::NotFound)?;
@@ -132,7 +143,12 @@ impl Store {
             Some(_) => Some(crate::merchants::credentials(&row)?),
             None => None,
         };
-        Ok((event, merchant))
+        Ok(DeliveryContext {
+            event,
+            merchant,
+            earlier_pending: row.try_get("earlier_pending")?,
+            delivered: row.try_get("delivered")?,
+        })
     }
 
     /// The merchant's event `id` (`NotFound` for another merchant's).
@@ -143,6 +159,17 @@ impl Store {
             Err(e) => Err(e),
         }
     }
+}
+
+/// What a webhook delivery needs (see [`Store::delivery_context`]).
+pub struct DeliveryContext {
+    pub event: EventBody,
+    /// `None` when the merchant is gone.
+    pub merchant: Option<MerchantCredentials>,
+    /// An earlier delivery about the same key is still pending.
+    pub earlier_pending: bool,
+    /// The event has reached the webhook already.
+    pub delivered: bool,
 }
 
 /// An event's merchant, type and body from a row that selects `merchant_id`, `type` and

@@ -41,7 +41,7 @@ pub use console::{MinuteCounts, OrderHistory, OrderSearch, TimelineEvent};
 pub use dead_letters::DeadLetter;
 pub use dialect::Backend;
 pub use error::StoreError;
-pub use events::{Announcement, EventBody, NewEvent};
+pub use events::{Announcement, DeliveryContext, EventBody, NewEvent};
 pub use idempotency::{IdempotencyBegin, StoredResponse};
 pub use inventory::Shortage;
 pub use job_kinds::JOB_KINDS_IN_SQL;

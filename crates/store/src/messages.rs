@@ -46,6 +46,12 @@ pub struct ClaimedMessage {
 /// Rows per engine counter on PostgreSQL.
 const COUNTER_SHARDS: i64 = 16;
 
+/// The row of a counter to bump. On PostgreSQL, concurrent transactions would queue on one
+/// row per counter: each bumps one of a few rows at random (summed on read).
+fn counter_shard(backend: crate::Backend) -> i64 {
+    if backend.one_writer() { 0 } else { (rand_claim() >> 1).rem_euclid(COUNTER_SHARDS) }
+}
+
 pub(crate) fn claimed(row: &crate::db::Row) -> StoreResult<ClaimedMessage> {
     let attempts: i64 = row.try_get("attempts")?;
     Ok(ClaimedMessage {
@@ -149,19 +155,32 @@ impl Tx {
 
     /// Cancels the pending messages of `kind` about `key` (a timer that became pointless).
     pub async fn cancel_messages(&mut self, kind: &str, key: &str) -> StoreResult<u64> {
+        self.cancel_messages_of(&[(kind, key)]).await
+    }
+
+    /// Cancels the pending messages of each `(kind, key)`, in one statement.
+    pub async fn cancel_messages_of(&mut self, which: &[(&str, &str)]) -> StoreResult<u64> {
+        if which.is_empty() {
+            return Ok(0);
+        }
         self.write_scheduled().await?;
-        let done = crate::db::query("DELETE FROM messages WHERE kind = $1 AND key = $2")
-            .bind(kind)
-            .bind(key)
-            .execute(self.conn())
-            .await?;
+        let sql = format!(
+            "DELETE FROM messages WHERE {}",
+            (0..which.len())
+                .map(|i| format!("(kind = ${} AND key = ${})", 2 * i + 1, 2 * i + 2))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        );
+        let mut query = crate::db::query(&sql);
+        for (kind, key) in which {
+            query = query.bind(*kind).bind(*key);
+        }
+        let done = query.execute(self.conn()).await?;
         Ok(done.rows_affected())
     }
 
     async fn bump(&mut self, counter: String, by: i64) -> StoreResult<()> {
-        // On PostgreSQL, concurrent transactions would queue on one row per counter: each
-        // bumps one of a few rows at random (summed on read).
-        let shard = if self.backend().one_writer() { 0 } else { (rand_claim() >> 1).rem_euclid(COUNTER_SHARDS) };
+        let shard = counter_shard(self.backend());
         crate::db::query(
             "INSERT INTO engine_counters (name, shard, n) VALUES ($1, $2, $3)
              ON CONFLICT (name, shard) DO UPDATE SET n = engine_counters.n + excluded.n",
@@ -256,19 +275,6 @@ impl Store {
         Ok(due.map(Timestamp::from_millis))
     }
 
-    /// Whether a message of `kind` about `key` with a smaller ordinal than `ordinal` is
-    /// still pending (an earlier delivery that must go first).
-    pub async fn has_earlier_message(&self, kind: &str, key: &str, ordinal: i64) -> StoreResult<bool> {
-        let n: i64 =
-            crate::db::query_scalar("SELECT COUNT(*) FROM messages WHERE kind = $1 AND key = $2 AND ordinal < $3")
-                .bind(kind)
-                .bind(key)
-                .bind(ordinal)
-                .fetch_one(self.read())
-                .await?;
-        Ok(n > 0)
-    }
-
     /// Pushes the leases of messages still being handled to `until`, so a slow handler is
     /// not taken over while it runs.
     pub async fn extend_leases(&self, held: &[&ClaimedMessage], until: Timestamp) -> StoreResult<()> {
@@ -284,47 +290,62 @@ impl Store {
         tx.commit().await
     }
 
-    /// Removes handled messages (those whose claim is still ours), in one transaction.
+    /// Removes handled messages (those whose claim is still ours) and counts them as fired,
+    /// in one transaction. A completion need not wait for the disk: one lost in a crash
+    /// only means the messages run again, which handlers tolerate (at least once), and the
+    /// handlers' own changes were committed durably before.
     pub async fn complete_messages(&self, done: &[&ClaimedMessage]) -> StoreResult<()> {
         if done.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin().await?;
-        let mut fired = std::collections::BTreeMap::<String, i64>::new();
-        // A claim token covers a whole claimed batch, so one statement removes many rows.
-        let mut by_claim = std::collections::BTreeMap::<i64, Vec<&ClaimedMessage>>::new();
+        if self.backend().one_writer() {
+            return self.complete_on_sqlite(done).await;
+        }
+        // One statement, autocommitted: the rows go and the counters move together, and
+        // `set_config(.., true)` makes this statement's own transaction commit without
+        // waiting for the WAL flush (the rows are gone for every reader at once).
+        let pairs = serde_json::to_string(&done.iter().map(|m| [m.claim, m.seq]).collect::<Vec<_>>())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let complete = crate::db::query(
+            "WITH relaxed AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS setting),
+                  done AS (DELETE FROM messages m
+                           USING (SELECT (p ->> 0)::BIGINT AS claim, (p ->> 1)::BIGINT AS seq
+                                  FROM jsonb_array_elements($1::JSONB) AS p) d
+                           WHERE m.seq = d.seq AND m.claim = d.claim
+                           RETURNING m.kind)
+             INSERT INTO engine_counters (name, shard, n)
+             SELECT 'fired:' || done.kind, $2, COUNT(*) FROM done CROSS JOIN relaxed GROUP BY done.kind
+             ON CONFLICT (name, shard) DO UPDATE SET n = engine_counters.n + excluded.n",
+        )
+        .bind(pairs)
+        .bind(counter_shard(self.backend()));
+        let outcome = complete.execute(self.read()).await;
+        self.note_write(&outcome);
+        outcome.map(|_| ())
+    }
+
+    /// [`Store::complete_messages`] on SQLite: one statement per claim and kind (a claim
+    /// token covers a whole claimed batch), counted from what each removed, in one
+    /// transaction of the writer.
+    async fn complete_on_sqlite(&self, done: &[&ClaimedMessage]) -> StoreResult<()> {
+        let mut groups = std::collections::BTreeMap::<(i64, &str), Vec<i64>>::new();
         for m in done {
-            by_claim.entry(m.claim).or_default().push(m);
+            groups.entry((m.claim, m.kind.as_str())).or_default().push(m.seq);
         }
-        let sql = format!(
-            "DELETE FROM messages WHERE claim = $1 AND {} RETURNING kind",
-            self.backend().in_json_ints("seq", "$2")
-        );
-        for (claim, msgs) in by_claim {
-            let seqs: Vec<i64> = msgs.iter().map(|m| m.seq).collect();
-            let kinds: Vec<String> = crate::db::query_scalar(&sql)
-                .bind(claim)
-                .bind(crate::sql::json_list(&seqs))
-                .fetch_all(tx.conn())
-                .await?;
-            for kind in kinds {
-                *fired.entry(kind).or_default() += 1;
-            }
+        let sql = format!("DELETE FROM messages WHERE claim = $1 AND {}", self.backend().in_json_ints("seq", "$2"));
+        let mut fired = std::collections::BTreeMap::<&str, i64>::new();
+        let mut tx = self.begin().await?;
+        for ((claim, kind), seqs) in groups {
+            let removed =
+                crate::db::query(&sql).bind(claim).bind(crate::sql::json_list(&seqs)).execute(tx.conn()).await?;
+            *fired.entry(kind).or_default() += i64::try_from(removed.rows_affected()).unwrap_or(i64::MAX);
         }
-        for (kind, n) in fired {
+        for (kind, n) in fired.into_iter().filter(|(_, n)| *n > 0) {
             tx.bump(format!("fired:{kind}"), n).await?;
         }
-        if self.backend().relaxed_commits_are_visible() {
-            // Not waited on to reach the disk (one WAL flush fewer per handled message; the
-            // rows are gone for every reader at once): a completion lost in a crash only
-            // means the messages run again, which handlers tolerate (at least once), and the
-            // handlers' own changes were committed durably before.
-            tx.commit_relaxed().await
-        } else {
-            // Readers see only committed batches: waiting keeps what they report (pending
-            // messages, an earlier delivery still due) in step with the engine.
-            tx.commit().await
-        }
+        // Readers see only committed batches: waiting keeps what they report (pending
+        // messages, an earlier delivery still due) in step with the engine.
+        tx.commit().await
     }
 
     /// Puts a failed message back to run again at `due_at`, keeping the error.

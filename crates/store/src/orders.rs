@@ -109,13 +109,18 @@ fn payment_record(row: &crate::db::Row) -> StoreResult<PaymentRecord> {
 }
 
 impl Tx {
-    /// Inserts an order. A second order with the same `merchant_order_no` is a `Conflict`.
-    pub async fn insert_order(&mut self, o: NewOrder<'_>) -> StoreResult<()> {
+    /// Inserts the order unless the merchant has one with its `merchant_order_no` already,
+    /// and returns it as the API shows it: `None` when the number is taken (read that order
+    /// with [`Tx::order_by_merchant_order_no`]). One statement, and no read back: a new
+    /// order has no payment, nothing refunded and version 0. On PostgreSQL a concurrent
+    /// insert of the same number is waited for, so the loser finds the winner's order.
+    pub async fn insert_order(&mut self, o: NewOrder<'_>) -> StoreResult<Option<Order>> {
         let items = serde_json::to_string(o.items).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        crate::db::query(
+        let inserted = crate::db::query(
             "INSERT INTO orders (id, merchant_id, merchant_order_no, request_hash, status, amount, currency,
                 description, customer_id, items, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (merchant_id, merchant_order_no) DO NOTHING",
         )
         .bind(o.id.as_str())
         .bind(o.merchant_id.as_str())
@@ -131,9 +136,36 @@ impl Tx {
         .bind(o.expires_at.millis())
         .execute(self.conn())
         .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(None);
+        }
         // Nobody else sees the row before this transaction commits: it is held already.
         self.held.push(o.id.as_str().to_owned());
-        Ok(())
+        Ok(Some(Order {
+            id: o.id.clone(),
+            merchant_id: o.merchant_id.clone(),
+            merchant_order_no: o.merchant_order_no.to_owned(),
+            status: OrderStatus::PendingPayment,
+            amount: o.amount,
+            currency: o.currency,
+            amount_refunded: 0,
+            description: o.description.map(str::to_owned),
+            customer_id: o.customer_id.map(str::to_owned),
+            items: o.items.to_vec(),
+            created_at: o.created_at,
+            expires_at: o.expires_at,
+            paid_at: None,
+            shipped_at: None,
+            closed_at: None,
+            cancelled_at: None,
+            close_reason: None,
+            carrier: None,
+            tracking_no: None,
+            payment: None,
+            ship_reminders_sent: 0,
+            checked_at: None,
+            version: 0,
+        }))
     }
 
     /// An order by id, read inside this transaction and held until it ends: SQLite's writer
@@ -206,7 +238,7 @@ impl Tx {
         let done = crate::db::query(
             "UPDATE orders SET status = $1, amount_refunded = $2, paid_at = $3, shipped_at = $4, closed_at = $5,
                 cancelled_at = $6, close_reason = $7, carrier = $8, tracking_no = $9, ship_reminders_sent = $10,
-                checked_at = $13, version = version + 1
+                checked_at = $13, current_payment_id = $14, version = version + 1
              WHERE id = $11 AND version = $12",
         )
         .bind(order.status.as_str())
@@ -222,6 +254,7 @@ impl Tx {
         .bind(order.id.as_str())
         .bind(order.version)
         .bind(order.checked_at.map(Timestamp::millis))
+        .bind(order.payment.as_ref().map(|p| p.id.as_str()))
         .execute(self.conn())
         .await?;
         if done.rows_affected() == 0 {
@@ -230,8 +263,9 @@ impl Tx {
         Ok(())
     }
 
-    /// Inserts a payment attempt and makes it the order's current payment.
-    pub async fn insert_payment(&mut self, p: NewPayment<'_>) -> StoreResult<()> {
+    /// Inserts a payment attempt and returns it as its order shows it. It becomes the
+    /// order's current payment when the order is saved with it ([`Tx::update_order`]).
+    pub async fn insert_payment(&mut self, p: NewPayment<'_>) -> StoreResult<payq_domain::Payment> {
         crate::db::query(
             "INSERT INTO payments (id, order_id, merchant_id, channel, status, amount, currency, customer_id,
                 simulate, created_at, updated_at, product)
@@ -250,12 +284,15 @@ impl Tx {
         .bind(p.product.map(payq_domain::PayProduct::as_str))
         .execute(self.conn())
         .await?;
-        crate::db::query("UPDATE orders SET current_payment_id = $1 WHERE id = $2")
-            .bind(p.id.as_str())
-            .bind(p.order.id.as_str())
-            .execute(self.conn())
-            .await?;
-        Ok(())
+        Ok(payq_domain::Payment {
+            id: p.id.clone(),
+            channel: p.channel,
+            channel_txn_id: None,
+            status: PaymentStatus::Pending,
+            failure_reason: None,
+            product: p.product,
+            next_action: None,
+        })
     }
 
     /// A payment attempt, read inside this transaction. Its order is held first (as by

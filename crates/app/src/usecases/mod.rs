@@ -38,7 +38,9 @@ use crate::delivery_gate::DeliveryGate;
 use crate::jobs::{self, Job};
 use payq_channels::PaymentChannel;
 use payq_domain::Timestamp;
-use payq_domain::{EventType, Order, OrderEvent, Refund, RefundEvent, RefundTransitionError, TransitionError};
+use payq_domain::{
+    EventType, Order, OrderEvent, PaymentId, PaymentStatus, Refund, RefundEvent, RefundTransitionError, TransitionError,
+};
 use payq_store::{NewEvent, Store, Tx};
 use std::sync::Arc;
 
@@ -160,6 +162,28 @@ async fn publish(tx: &mut Tx, event_type: EventType, order: &Order, data: serde_
             .message(order.id.as_str(), Timestamp::now());
         delivery.ordinal = Some(seq);
         tx.schedule(delivery).await?;
+    }
+    Ok(())
+}
+
+/// Moves one of the order's payment attempts from `from` to `to` in the store
+/// ([`Tx::update_payment`]) and in the order's view of its current payment, so that the
+/// event written next shows the change without reading the order back.
+async fn update_payment(
+    tx: &mut Tx,
+    order: &mut Order,
+    id: &PaymentId,
+    (from, to): (PaymentStatus, PaymentStatus),
+    channel_txn_id: Option<&str>,
+    failure_reason: Option<&str>,
+) -> Result<(), StoreFault> {
+    tx.update_payment(id, from, to, channel_txn_id, failure_reason).await?;
+    if let Some(current) = order.payment.as_mut().filter(|p| &p.id == id) {
+        current.status = to;
+        if let Some(txn) = channel_txn_id {
+            current.channel_txn_id = Some(txn.to_owned());
+        }
+        current.failure_reason = failure_reason.map(str::to_owned);
     }
     Ok(())
 }

@@ -117,7 +117,30 @@ impl Payq {
         let timeout = req.payment_timeout.unwrap_or(merchant.settings.payment_timeout);
         let id = OrderId::generate();
         let mut tx = self.store.begin().await?;
-        if let Some((existing, hash)) = tx.order_by_merchant_order_no(&merchant.id, &req.merchant_order_no).await? {
+        let inserted = tx
+            .insert_order(NewOrder {
+                id: &id,
+                merchant_id: &merchant.id,
+                merchant_order_no: &req.merchant_order_no,
+                request_hash: &request_hash,
+                amount: amount.minor(),
+                currency: amount.currency(),
+                description: req.description.as_deref(),
+                customer_id: req.customer_id.as_deref(),
+                items: &req.items,
+                created_at: now,
+                expires_at: now.plus_millis(timeout.as_millis()),
+            })
+            .await?;
+        let Some(order) = inserted else {
+            // The number is taken: a retry of the same request, or a conflicting reuse.
+            let Some((existing, hash)) = tx.order_by_merchant_order_no(&merchant.id, &req.merchant_order_no).await?
+            else {
+                return Err(StoreFault::from(StoreError::Conflict(
+                    "merchant_order_no taken by an order not visible yet; try again".into(),
+                ))
+                .into());
+            };
             return if hash == request_hash {
                 Ok(CreateOrderOutcome::Existing(existing))
             } else {
@@ -126,22 +149,7 @@ impl Payq {
                     req.merchant_order_no, existing.id
                 )))
             };
-        }
-        tx.insert_order(NewOrder {
-            id: &id,
-            merchant_id: &merchant.id,
-            merchant_order_no: &req.merchant_order_no,
-            request_hash: &request_hash,
-            amount: amount.minor(),
-            currency: amount.currency(),
-            description: req.description.as_deref(),
-            customer_id: req.customer_id.as_deref(),
-            items: &req.items,
-            created_at: now,
-            expires_at: now.plus_millis(timeout.as_millis()),
-        })
-        .await?;
-        let order = tx.order(&id).await?;
+        };
         record(&mut tx, EventType::OrderCreated, &order, None).await?;
         tx.schedule(
             Job::PaymentTimeout(PaymentTimeoutJob { order_id: order.id.clone() })
@@ -203,17 +211,18 @@ impl Payq {
         }
         transition(&mut order, OrderEvent::PayRequested)?;
         let payment_id = PaymentId::generate();
-        tx.insert_payment(NewPayment {
-            id: &payment_id,
-            order: &order,
-            channel,
-            simulate: instructions.as_deref(),
-            product,
-            created_at: Timestamp::now(),
-        })
-        .await?;
+        let payment = tx
+            .insert_payment(NewPayment {
+                id: &payment_id,
+                order: &order,
+                channel,
+                simulate: instructions.as_deref(),
+                product,
+                created_at: Timestamp::now(),
+            })
+            .await?;
+        order.payment = Some(payment);
         save(&mut tx, &mut order).await?;
-        let order = tx.order(id).await?;
         record(&mut tx, EventType::OrderPaying, &order, None).await?;
         // A real channel's buyer needs its next step (the QR code) in this answer, so this
         // request starts the payment itself: it claims the start here, and the queued

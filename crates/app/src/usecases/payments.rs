@@ -1,7 +1,7 @@
 //! Payments after the request: risk control and the channel call, channel results
 //! (callbacks and queries), missing callbacks, payment timeouts and late payments.
 
-use super::{Payq, ProcessError, StoreFault, record, save, transition};
+use super::{Payq, ProcessError, StoreFault, record, save, transition, update_payment};
 use crate::jobs::{Job, JobKind, PaymentCloseJob, PaymentQueryJob, PaymentRequestJob};
 use crate::risk;
 use payq_channels::{ChannelError, ChannelStatus, PaymentRequest, StartDetails};
@@ -74,13 +74,12 @@ impl Payq {
         if let Some(rule) = risk::check(&self.settings.risk, &mut tx, &order).await? {
             let reason = format!("risk:{}", rule.as_str());
             let failed = payment.status.on(PaymentEvent::Failed)?;
-            tx.update_payment(payment_id, payment.status, failed, None, Some(&reason)).await?;
+            update_payment(&mut tx, &mut order, payment_id, (payment.status, failed), None, Some(&reason)).await?;
             if claims {
                 tx.finish_channel_call(call).await?;
             }
             transition(&mut order, OrderEvent::PaymentFailed)?;
             save(&mut tx, &mut order).await?;
-            let order = tx.order(&order.id).await?;
             record(&mut tx, EventType::RiskRejected, &order, None).await?;
             record(&mut tx, EventType::PaymentFailed, &order, None).await?;
             tx.commit().await?;
@@ -174,17 +173,22 @@ impl Payq {
                 let Ok(succeeded) = payment.status.on(PaymentEvent::Succeeded) else {
                     return Ok(()); // duplicate
                 };
-                tx.update_payment(payment_id, payment.status, succeeded, Some(&txn_id), None).await?;
-                tx.cancel_messages(JobKind::PaymentQuery.as_str(), payment_id.as_str()).await?;
+                let change = (payment.status, succeeded);
+                update_payment(&mut tx, &mut order, payment_id, change, Some(&txn_id), None).await?;
                 if current && order.status == OrderStatus::Paying {
+                    // The queries and the order's payment timeout end together.
+                    tx.cancel_messages_of(&[
+                        (JobKind::PaymentQuery.as_str(), payment_id.as_str()),
+                        (JobKind::PaymentTimeout.as_str(), order.id.as_str()),
+                    ])
+                    .await?;
                     transition(&mut order, OrderEvent::PaymentSucceeded)?;
                     order.paid_at = Some(Timestamp::now());
                     save(&mut tx, &mut order).await?;
-                    tx.cancel_messages(JobKind::PaymentTimeout.as_str(), order.id.as_str()).await?;
-                    let order = tx.order(&order.id).await?;
                     self.schedule_follow_up(&mut tx, &order).await?;
                     record(&mut tx, EventType::PaymentSucceeded, &order, None).await?;
                 } else {
+                    tx.cancel_messages(JobKind::PaymentQuery.as_str(), payment_id.as_str()).await?;
                     // Paid after the order closed (or for a superseded attempt): give it back.
                     let amount = Money::new(payment.amount, payment.currency)?;
                     let refund = self
@@ -205,12 +209,11 @@ impl Payq {
                 let Ok(failed) = payment.status.on(PaymentEvent::Failed) else {
                     return Ok(()); // settled already: a late or repeated failure changes nothing
                 };
-                tx.update_payment(payment_id, payment.status, failed, None, Some(&reason)).await?;
+                update_payment(&mut tx, &mut order, payment_id, (payment.status, failed), None, Some(&reason)).await?;
                 tx.cancel_messages(JobKind::PaymentQuery.as_str(), payment_id.as_str()).await?;
                 if current && order.status == OrderStatus::Paying {
                     transition(&mut order, OrderEvent::PaymentFailed)?;
                     save(&mut tx, &mut order).await?;
-                    let order = tx.order(&order.id).await?;
                     record(&mut tx, EventType::PaymentFailed, &order, None).await?;
                 }
             }

@@ -49,9 +49,11 @@ impl Payq {
         turn: Option<DeliveryTurn<'_>>,
     ) -> Result<DeliveryOutcome, StoreFault> {
         let event_id = &job.event_id;
-        let (event, creds) = self.store.event_with_merchant(event_id).await?;
+        let earlier = turn.map(|turn| (JobKind::WebhookDeliver.as_str(), turn.key, turn.ordinal));
+        let context = self.store.delivery_context(event_id, earlier).await?;
+        let event = context.event;
         let merchant_id = event.merchant_id;
-        let Some(creds) = creds else {
+        let Some(creds) = context.merchant else {
             return Ok(DeliveryOutcome::NoEndpoint);
         };
         let Some(url) = creds.merchant.webhook_url.as_deref() else {
@@ -60,12 +62,10 @@ impl Payq {
         if !job.redelivery && !creds.merchant.wants(&event.event_type) {
             return Ok(DeliveryOutcome::NoEndpoint);
         }
-        if let Some(turn) = turn
-            && self.store.has_earlier_message(JobKind::WebhookDeliver.as_str(), turn.key, turn.ordinal).await?
-        {
+        if context.earlier_pending {
             return Ok(DeliveryOutcome::NotYourTurn);
         }
-        if !job.redelivery && self.store.webhook_delivered(event_id).await? {
+        if !job.redelivery && context.delivered {
             return Ok(DeliveryOutcome::Delivered);
         }
         let body = event.body;

@@ -33,6 +33,32 @@ async fn create_read_and_dedupe_by_merchant_order_no() {
     assert_eq!(app.event_types(&m, order["id"].as_str().unwrap_or_default()).await, ["order.created"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_of_one_merchant_order_no_make_one_order() {
+    let app = spawn_app().await;
+    let m = app.merchant().await;
+    let body = json!({ "merchant_order_no": "RACE-1", "amount": 700, "currency": "CNY" });
+    let replies = futures_util::future::join_all((0..8).map(|_| app.post("/v1/orders", &m.key, body.clone()))).await;
+    let created: Vec<_> = replies.iter().filter(|r| r.status == 201).collect();
+    assert_eq!(created.len(), 1, "exactly one create wins: {:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    for r in &replies {
+        assert!(r.status == 201 || r.status == 200, "{} {}", r.status, r.body);
+        assert_eq!(r.body, created[0].body, "every retry answers with the one order");
+    }
+    let id = created[0].body["id"].as_str().unwrap_or_default();
+    assert_eq!(app.event_types(&m, id).await, ["order.created"]);
+
+    // A racing create with other content is refused while the first one's answer stands.
+    let mut other = body.clone();
+    other["amount"] = json!(701);
+    let replies = futures_util::future::join_all((0..4).map(|_| app.post("/v1/orders", &m.key, other.clone()))).await;
+    for r in &replies {
+        assert_problem(r, 409, "conflict");
+    }
+    let list = app.get("/v1/orders?limit=10", &m.key).await;
+    assert_eq!(list.body["data"].as_array().map(Vec::len), Some(1), "{}", list.body);
+}
+
 #[tokio::test]
 async fn list_filters_by_status_and_pages_with_a_cursor() {
     let app = spawn_app().await;

@@ -15,6 +15,9 @@ async fn pay_succeeds_through_the_channel_callback() {
     assert!(paid["payment"]["channel_txn_id"].as_str().is_some_and(|t| t.starts_with("sim_")));
     assert!(paid["paid_at"].is_string());
     assert_eq!(app.event_types(&m, id).await, ["order.created", "order.paying", "payment.succeeded"]);
+    // Each event carries the order as the API showed it after that step.
+    let shown: Vec<_> = app.events(&m).await.into_iter().map(|e| e["data"]["order"].clone()).collect();
+    assert_eq!(shown, [order.clone(), paying, paid]);
     assert_eq!(app.verify().0, 0);
 }
 
@@ -31,6 +34,8 @@ async fn a_failed_payment_returns_the_order_to_pending_and_it_can_be_paid_again(
     .await;
     assert_eq!(order["status"], "pending_payment");
     assert_eq!(order["payment"]["failure_reason"], "card_declined");
+    let failed_event = app.events(&m).await.into_iter().find(|e| e["type"] == "payment.failed");
+    assert_eq!(failed_event.map(|e| e["data"]["order"].clone()), Some(order.clone()));
     app.pay(&m, &id, json!({})).await;
     let paid = app.wait_order(&m, &id, "paid").await;
     assert_ne!(paid["payment"]["id"], order["payment"]["id"]);
