@@ -110,9 +110,9 @@ costs+=("| distributed | RabbitMQ CPU ms | $(per_order "$mq0" "$mq1") |")
 costs+=("| distributed | PostgreSQL transactions / round trips | $(ratio "$x0" "$x1") / $(ratio "$rt0" "$rt1") |")
 costs+=("| distributed | AMQP publishes / deliveries | $(ratio "$pub0" "$pub1") / $(ratio "$del0" "$del1") |")
 if [ -n "$statements" ]; then
-    echo "== PostgreSQL statements per order (pg_stat_statements, the whole run; calls, rows and ms per order)"
+    echo "== PostgreSQL statements per order (pg_stat_statements, the whole run: calls, rows and ms per order, the longest call's ms)"
     psql "$PG/$DB" -Atc "SELECT to_char(calls::float / $ORDERS, 'FM990.00') || ' | ' || to_char(rows::float / $ORDERS, 'FM990.00')
-        || ' | ' || to_char(total_exec_time / $ORDERS, 'FM990.000') || ' | ' || regexp_replace(left(query, 110), '\\s+', ' ', 'g')
+        || ' | ' || to_char(total_exec_time / $ORDERS, 'FM990.000') || ' | ' || to_char(max_exec_time, 'FM99990.0') || ' | ' || regexp_replace(left(query, 110), '\\s+', ' ', 'g')
         FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '$DB') ORDER BY calls DESC LIMIT 30"
 fi
 cleanup; pids=()

@@ -304,17 +304,21 @@ impl Store {
         // One statement, autocommitted: the rows go and the counters move together, and
         // `set_config(.., true)` makes this statement's own transaction commit without
         // waiting for the WAL flush (the rows are gone for every reader at once).
-        let pairs = serde_json::to_string(&done.iter().map(|m| [m.claim, m.seq]).collect::<Vec<_>>())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Rows are locked in `seq` order (the index scan of `= ANY`), as every other
+        // statement that writes several messages locks them, and counters in name order:
+        // two such statements never wait for each other in a cycle.
+        let mut pairs: Vec<[i64; 2]> = done.iter().map(|m| [m.seq, m.claim]).collect();
+        pairs.sort_unstable();
+        let pairs = serde_json::to_string(&pairs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let complete = crate::db::query(
             "WITH relaxed AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS setting),
                   done AS (DELETE FROM messages m
-                           USING (SELECT (p ->> 0)::BIGINT AS claim, (p ->> 1)::BIGINT AS seq
-                                  FROM jsonb_array_elements($1::JSONB) AS p) d
-                           WHERE m.seq = d.seq AND m.claim = d.claim
+                           WHERE m.seq = ANY(ARRAY(SELECT (p ->> 0)::BIGINT FROM jsonb_array_elements($1::JSONB) AS p))
+                             AND (m.seq, m.claim) IN (SELECT (p ->> 0)::BIGINT, (p ->> 1)::BIGINT
+                                                      FROM jsonb_array_elements($1::JSONB) AS p)
                            RETURNING m.kind)
              INSERT INTO engine_counters (name, shard, n)
-             SELECT 'fired:' || done.kind, $2, COUNT(*) FROM done CROSS JOIN relaxed GROUP BY done.kind
+             SELECT 'fired:' || done.kind, $2, COUNT(*) FROM done CROSS JOIN relaxed GROUP BY done.kind ORDER BY done.kind
              ON CONFLICT (name, shard) DO UPDATE SET n = engine_counters.n + excluded.n",
         )
         .bind(pairs)
