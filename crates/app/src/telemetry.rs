@@ -77,6 +77,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         "RabbitMQ: delayed messages published from the bundles that came out of the tiers",
     ),
     (
+        "payq_delay_dropped_in_split_total",
+        MetricKind::Counter,
+        "RabbitMQ: delayed messages out of the tiers not published again (handled or cancelled meanwhile)",
+    ),
+    (
         "payq_deliveries_dropped_total",
         MetricKind::Counter,
         "RabbitMQ: stale or duplicate deliveries acknowledged unhandled",

@@ -227,6 +227,7 @@ async fn a_bundle_waits_in_the_tiers_once_and_its_messages_arrive_one_by_one_wit
     topology.tiers.levels = 6;
     topology.declare(&channel).await.expect("declare");
     let splitter = Splitter {
+        store: None,
         fired_queue: topology.tiers.fired_queue(),
         exchange: topology.commands(),
         confirm_timeout: Duration::from_secs(5),

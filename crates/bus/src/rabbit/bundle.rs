@@ -9,7 +9,11 @@
 //! only once every one of them is confirmed. A bundle handled twice publishes its messages
 //! twice, and consumers drop the copy by claim token; a bundle lost in the broker loses
 //! only copies (each timer's row stays in the store, and the relay publishes it again after
-//! the grace period).
+//! the grace period). Before publishing, the splitter asks the store which of a bundle's
+//! messages are still pending under their claim token, in one read: a timer cancelled
+//! meanwhile (the payment query of a paid order, the timeout of a paid order) goes no
+//! further, instead of costing a publish, a delivery and a look-up to be dropped by the
+//! consumer. If the store cannot answer, everything is published and consumers check.
 
 use super::error::RabbitError;
 use super::publisher::{ConfirmedPublisher, Outgoing, PublishError};
@@ -17,6 +21,7 @@ use super::tiers::Tiers;
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
+use payq_store::Store;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -147,8 +152,11 @@ impl Bundle {
     }
 }
 
-/// Consumes the fired queue and publishes each bundled message to its exchange.
+/// Consumes the fired queue and publishes each bundled message still pending to its exchange.
 pub struct Splitter {
+    /// Where the messages' rows are, to publish only those still pending; `None`
+    /// publishes every message (bundles with no store behind them, as in `payq bench`).
+    pub store: Option<Store>,
     /// The queue bundles arrive in when their delay is over (`payq.delay.fired`).
     pub fired_queue: String,
     /// Where the bundled messages go (`payq.commands`).
@@ -202,8 +210,12 @@ impl Splitter {
                 return Split::Done;
             }
         };
-        let outgoing: Vec<Outgoing<'_>> = bundle
-            .messages
+        let pending = self.still_pending(&bundle).await;
+        let dropped = bundle.messages.len() - pending.iter().filter(|p| **p).count();
+        metrics::counter!("payq_delay_dropped_in_split_total").increment(dropped as u64);
+        let live: Vec<&BundledMessage> =
+            bundle.messages.iter().zip(&pending).filter(|(_, pending)| **pending).map(|(m, _)| m).collect();
+        let outgoing: Vec<Outgoing<'_>> = live
             .iter()
             .map(|m| Outgoing {
                 exchange: &self.exchange,
@@ -217,7 +229,7 @@ impl Splitter {
         let results = publisher.publish_many(&outgoing).await;
         metrics::counter!("payq_delay_bundled_messages_total").increment(outgoing.len() as u64);
         let mut again = false;
-        for (m, result) in bundle.messages.iter().zip(results) {
+        for (m, result) in live.iter().zip(results) {
             match result {
                 Ok(()) => {}
                 // The broker may be going away: hand the bundle back.
@@ -232,6 +244,23 @@ impl Splitter {
             }
         }
         if again { Split::Again } else { Split::Done }
+    }
+
+    /// Whether each message of the bundle is still pending under its claim token, as the
+    /// consumer would find it ([`Store::deliveries`]); all of them when the store cannot
+    /// say (the consumers check again).
+    async fn still_pending(&self, bundle: &Bundle) -> Vec<bool> {
+        let Some(store) = &self.store else {
+            return vec![true; bundle.messages.len()];
+        };
+        let wanted: Vec<(String, i64)> = bundle.messages.iter().map(|m| (m.message_id.clone(), m.claim)).collect();
+        match store.deliveries(&wanted).await {
+            Ok(found) => found.iter().map(Option::is_some).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "delay splitter: cannot look up a bundle's messages; publishing them all");
+                vec![true; wanted.len()]
+            }
+        }
     }
 }
 

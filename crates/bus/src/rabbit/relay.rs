@@ -142,6 +142,7 @@ impl<R: Router> Relay<R> {
                     return;
                 }
                 let splitter = Splitter {
+                    store: Some(self.store.clone()),
                     fired_queue: self.topology.tiers.fired_queue(),
                     exchange: self.topology.commands(),
                     confirm_timeout: self.config.confirm_timeout,

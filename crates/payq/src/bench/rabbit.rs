@@ -260,6 +260,7 @@ pub async fn run(args: &TimersArgs, mode: Mode) -> anyhow::Result<Vec<Report>> {
     let mut splitter = None;
     if let Some(t) = &peer.tiers {
         let split = Splitter {
+            store: None,
             fired_queue: t.fired_queue(),
             exchange: peer.commands.clone(),
             confirm_timeout: CONFIRM_TIMEOUT,

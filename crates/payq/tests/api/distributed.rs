@@ -445,6 +445,44 @@ async fn wait_depth(http: &reqwest::Client, base: &str, queue: &str, want: u64) 
     .await;
 }
 
+/// The sum of an unlabelled counter over the processes' `/metrics` (0 where absent).
+async fn counter_total(http: &reqwest::Client, cluster: &Cluster, name: &str) -> f64 {
+    let mut total = 0.0;
+    for server in std::iter::once(&cluster.api).chain(cluster.workers.iter().flatten()) {
+        let text = http.get(format!("{}/metrics", server.base)).send().await.expect("metrics").text().await;
+        let text = text.unwrap_or_default();
+        total += text
+            .lines()
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_cancelled_while_in_the_tiers_stops_at_the_splitter() {
+    let extra = [("PAYQ_PAYMENT_QUERY_SCHEDULE", "2s"), ("PAYQ_SIM__CALLBACK_DELAY", "50ms")];
+    let Some((_turn, cluster, http, hook)) = setup_with(1, &extra).await else { return };
+    let base = cluster.api.base.clone();
+    let key = merchant(&http, &base, &hook.url, json!({})).await;
+    // The payment's first query waits 2 s in the tiers; the callback cancels it long before.
+    let paid = order_paid(&http, &base, &key, "S-1", 100, json!({})).await;
+    wait_status(&http, &base, &key, &paid, "paid").await;
+    eventually("the cancelled query leaves the tiers and is dropped by the splitter", || async {
+        (counter_total(&http, &cluster, "payq_delay_dropped_in_split_total").await >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        counter_total(&http, &cluster, "payq_deliveries_dropped_total").await,
+        0.0,
+        "no copy of a cancelled timer reached a consumer"
+    );
+    let events = wait_all_delivered(&http, &base, &key, &hook).await;
+    assert_eq!(count(&events, "payment.succeeded", &paid), 1);
+    let (code, out) = cluster.verify();
+    assert_eq!(code, 0, "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_no_webhook_takes_are_announced_without_reaching_the_webhook_queue() {
     // No workers: what reaches payq.webhooks stays there to be counted.
