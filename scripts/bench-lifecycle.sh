@@ -9,6 +9,8 @@
 # before the load until every order is paid; PostgreSQL transactions (pg_stat_database) and
 # round trips (statements, BEGIN and COMMIT, counted by payq); AMQP publishes and
 # deliveries (counted by payq); SQLite write transactions and commits (payq's own metrics).
+# Where PostgreSQL's share goes: with pg_stat_statements loaded (shared_preload_libraries),
+# it also lists each statement's calls, rows and execution ms per order.
 #
 #   scripts/bench-lifecycle.sh [orders] [concurrency] [workers]
 #
