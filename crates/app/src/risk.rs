@@ -3,7 +3,7 @@
 
 use crate::config::RiskSettings;
 use payq_domain::{Order, Timestamp};
-use payq_store::{StoreResult, Tx};
+use payq_store::{Store, StoreResult};
 
 /// A rule that refused a payment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +26,9 @@ impl RiskRule {
     }
 }
 
-/// Checks `order` against the rules, inside the transaction that records the payment
-/// attempt (which is itself counted in velocity and volume). `None` means it passes.
-pub async fn check(rules: &RiskSettings, tx: &mut Tx, order: &Order) -> StoreResult<Option<RiskRule>> {
+/// Checks `order` against the rules, on committed data (the payment attempt being started
+/// is itself counted in velocity and volume). `None` means it passes.
+pub async fn check(rules: &RiskSettings, store: &Store, order: &Order) -> StoreResult<Option<RiskRule>> {
     if order.amount > rules.max_amount {
         return Ok(Some(RiskRule::MaxAmount));
     }
@@ -37,13 +37,13 @@ pub async fn check(rules: &RiskSettings, tx: &mut Tx, order: &Order) -> StoreRes
             return Ok(Some(RiskRule::BlockedCustomer));
         }
         let minute_ago = Timestamp::now().plus_millis(-60_000);
-        if tx.payments_by_customer_since(customer, minute_ago).await? > i64::from(rules.velocity) {
+        if store.payments_by_customer_since(customer, minute_ago).await? > i64::from(rules.velocity) {
             return Ok(Some(RiskRule::Velocity));
         }
     }
     if let Some(limit) = rules.merchant_daily_volume {
         let day_ago = Timestamp::now().plus_millis(-86_400_000);
-        if tx.merchant_volume_since(&order.merchant_id, order.currency, day_ago).await? > limit {
+        if store.merchant_volume_since(&order.merchant_id, order.currency, day_ago).await? > limit {
             return Ok(Some(RiskRule::MerchantDailyVolume));
         }
     }

@@ -239,8 +239,21 @@ pub(crate) enum Executor<'e> {
     SqliteReaders(&'e Readers),
     /// A PostgreSQL connection (a transaction's).
     Postgres(&'e mut AnyConnection),
-    /// Any connection of the PostgreSQL pool.
-    PostgresPool(&'e AnyPool),
+    /// Any connection of the PostgreSQL pool, and the failover follower to tell when the
+    /// server is gone (a process that only reads must find the new primary too).
+    PostgresPool(&'e AnyPool, Option<&'e crate::primary::Primary>),
+}
+
+/// A pool statement's outcome. A failure that says the server is gone is also told to the
+/// failover follower (docs/operations.md, "Clustered services").
+fn reported<T>(primary: Option<&crate::primary::Primary>, outcome: Result<T, sqlx::Error>) -> StoreResult<T> {
+    outcome.map_err(|e| {
+        let e = StoreError::from(e);
+        if let Some(primary) = primary.filter(|_| e.is_unavailable()) {
+            primary.report_unavailable();
+        }
+        e
+    })
 }
 
 /// A statement with its bound values.
@@ -273,7 +286,9 @@ impl<'q> Query<'q> {
             Executor::SqliteWriter(conn) => sqlite_execute(&lock(conn), self.sql, &self.args)?,
             Executor::SqliteReaders(readers) => readers.with(|conn| sqlite_execute(conn, self.sql, &self.args))?,
             Executor::Postgres(conn) => self.into_sqlx().execute(conn).await?.rows_affected(),
-            Executor::PostgresPool(pool) => self.into_sqlx().execute(pool).await?.rows_affected(),
+            Executor::PostgresPool(pool, primary) => {
+                reported(primary, self.into_sqlx().execute(pool).await)?.rows_affected()
+            }
         };
         Ok(Done { rows_affected })
     }
@@ -288,8 +303,8 @@ impl<'q> Query<'q> {
             Executor::Postgres(conn) => {
                 self.into_sqlx().fetch_all(conn).await?.into_iter().map(Row::Postgres).collect()
             }
-            Executor::PostgresPool(pool) => {
-                self.into_sqlx().fetch_all(pool).await?.into_iter().map(Row::Postgres).collect()
+            Executor::PostgresPool(pool, primary) => {
+                reported(primary, self.into_sqlx().fetch_all(pool).await)?.into_iter().map(Row::Postgres).collect()
             }
         })
     }
@@ -300,7 +315,9 @@ impl<'q> Query<'q> {
             Executor::SqliteWriter(conn) => sqlite_fetch(&lock(conn), self.sql, &self.args, 1)?.pop(),
             Executor::SqliteReaders(readers) => readers.with(|conn| sqlite_fetch(conn, self.sql, &self.args, 1))?.pop(),
             Executor::Postgres(conn) => self.into_sqlx().fetch_optional(conn).await?.map(Row::Postgres),
-            Executor::PostgresPool(pool) => self.into_sqlx().fetch_optional(pool).await?.map(Row::Postgres),
+            Executor::PostgresPool(pool, primary) => {
+                reported(primary, self.into_sqlx().fetch_optional(pool).await)?.map(Row::Postgres)
+            }
         })
     }
 

@@ -241,7 +241,7 @@ impl Store {
     pub(crate) fn read(&self) -> db::Executor<'_> {
         match &self.inner.read {
             Reads::Sqlite(readers) => db::Executor::SqliteReaders(readers),
-            Reads::Postgres(pool) => db::Executor::PostgresPool(pool),
+            Reads::Postgres(pool) => db::Executor::PostgresPool(pool, self.inner.primary.as_deref()),
         }
     }
 

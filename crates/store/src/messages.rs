@@ -291,9 +291,10 @@ impl Store {
     }
 
     /// Removes handled messages (those whose claim is still ours) and counts them as fired,
-    /// in one transaction. A completion need not wait for the disk: one lost in a crash
-    /// only means the messages run again, which handlers tolerate (at least once), and the
-    /// handlers' own changes were committed durably before.
+    /// in one transaction. The commit is durable: a completion lost in a crash would only
+    /// run the messages again, but one lost in a PostgreSQL failover (a commit the standby
+    /// never received) leaves its row pending until the republish grace has passed, and an
+    /// order's later webhooks wait behind it all that time.
     pub async fn complete_messages(&self, done: &[&ClaimedMessage]) -> StoreResult<()> {
         if done.is_empty() {
             return Ok(());
@@ -301,9 +302,7 @@ impl Store {
         if self.backend().one_writer() {
             return self.complete_on_sqlite(done).await;
         }
-        // One statement, autocommitted: the rows go and the counters move together, and
-        // `set_config(.., true)` makes this statement's own transaction commit without
-        // waiting for the WAL flush (the rows are gone for every reader at once).
+        // One statement, autocommitted: the rows go and the counters move together.
         // Rows are locked in `seq` order (the index scan of `= ANY`), as every other
         // statement that writes several messages locks them, and counters in name order:
         // two such statements never wait for each other in a cycle.
@@ -311,14 +310,13 @@ impl Store {
         pairs.sort_unstable();
         let pairs = serde_json::to_string(&pairs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let complete = crate::db::query(
-            "WITH relaxed AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS setting),
-                  done AS (DELETE FROM messages m
+            "WITH done AS (DELETE FROM messages m
                            WHERE m.seq = ANY(ARRAY(SELECT (p ->> 0)::BIGINT FROM jsonb_array_elements($1::JSONB) AS p))
                              AND (m.seq, m.claim) IN (SELECT (p ->> 0)::BIGINT, (p ->> 1)::BIGINT
                                                       FROM jsonb_array_elements($1::JSONB) AS p)
                            RETURNING m.kind)
              INSERT INTO engine_counters (name, shard, n)
-             SELECT 'fired:' || done.kind, $2, COUNT(*) FROM done CROSS JOIN relaxed GROUP BY done.kind ORDER BY done.kind
+             SELECT 'fired:' || done.kind, $2, COUNT(*) FROM done GROUP BY done.kind ORDER BY done.kind
              ON CONFLICT (name, shard) DO UPDATE SET n = engine_counters.n + excluded.n",
         )
         .bind(pairs)

@@ -347,21 +347,23 @@ impl Tx {
             .await?;
         Ok(())
     }
+}
 
+impl Store {
     /// How many payment attempts this customer made since `since` (risk velocity).
-    pub async fn payments_by_customer_since(&mut self, customer_id: &str, since: Timestamp) -> StoreResult<i64> {
+    pub async fn payments_by_customer_since(&self, customer_id: &str, since: Timestamp) -> StoreResult<i64> {
         let n: i64 =
             crate::db::query_scalar("SELECT COUNT(*) FROM payments WHERE customer_id = $1 AND created_at >= $2")
                 .bind(customer_id)
                 .bind(since.millis())
-                .fetch_one(self.conn())
+                .fetch_one(self.read())
                 .await?;
         Ok(n)
     }
 
     /// The merchant's succeeded payment volume since `since`, in minor units of `currency`.
     pub async fn merchant_volume_since(
-        &mut self,
+        &self,
         merchant: &MerchantId,
         currency: Currency,
         since: Timestamp,
@@ -373,13 +375,11 @@ impl Tx {
         .bind(merchant.as_str())
         .bind(currency.code())
         .bind(since.millis())
-        .fetch_one(self.conn())
+        .fetch_one(self.read())
         .await?;
         Ok(n)
     }
-}
 
-impl Store {
     /// The merchant's order `id`; another merchant's order is `NotFound`.
     pub async fn order(&self, merchant: &MerchantId, id: &OrderId) -> StoreResult<Order> {
         let row = crate::db::query(select_orders!("WHERE o.id = $1 AND o.merchant_id = $2"))

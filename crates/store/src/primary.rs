@@ -22,6 +22,10 @@ use tokio::sync::Notify;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the follower asks again while no server takes writes.
 const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// How long after a lost write the follower keeps asking while the server it writes to
+/// still says it takes writes: a server shutting down answers for a moment, and a probe in
+/// that moment must not end the search while the standby is being promoted.
+const CONFIRM_LOSS: Duration = Duration::from_secs(3);
 
 /// The servers a store's URL names and the one it writes to.
 pub(crate) struct Primary {
@@ -153,16 +157,16 @@ pub(crate) fn spawn_follower(store: Weak<crate::Inner>, primary: Arc<Primary>, p
                 continue;
             }
             let lost_at = Instant::now();
+            let from = primary.current.load(Ordering::Relaxed);
             let found = loop {
                 if store.strong_count() == 0 {
                     return;
                 }
-                if let Some(index) = primary.find_writable().await {
-                    break index;
+                match primary.find_writable().await {
+                    Some(index) if index != from || lost_at.elapsed() >= CONFIRM_LOSS => break index,
+                    _ => tokio::time::sleep(PROBE_INTERVAL).await,
                 }
-                tokio::time::sleep(PROBE_INTERVAL).await;
             };
-            let from = primary.current.load(Ordering::Relaxed);
             if found == from {
                 continue;
             }

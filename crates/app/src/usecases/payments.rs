@@ -6,10 +6,10 @@ use crate::jobs::{Job, JobKind, PaymentCloseJob, PaymentQueryJob, PaymentRequest
 use crate::risk;
 use payq_channels::{ChannelError, ChannelStatus, PaymentRequest, StartDetails};
 use payq_domain::{
-    ChannelName, EventType, MerchantId, Money, OrderEvent, OrderId, OrderStatus, PaymentEvent, PaymentId,
+    ChannelName, EventType, MerchantId, Money, Order, OrderEvent, OrderId, OrderStatus, PaymentEvent, PaymentId,
     PaymentStatus, RefundStatus, Timestamp,
 };
-use payq_store::{CallClaim, ChannelCall, Tx};
+use payq_store::{CallClaim, ChannelCall, PaymentRecord, Tx};
 
 impl Payq {
     /// Runs risk control on a requested payment, then starts it at the channel: the job's
@@ -43,49 +43,42 @@ impl Payq {
         Timestamp::now().plus_millis(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
     }
 
-    /// Runs risk control on a requested payment, then creates it at the channel, once: the
-    /// create call is claimed in the transaction that checks the payment (`claimed` when the
-    /// pay request claimed it already, in its own transaction), and only the claim's holder
-    /// calls. A start held elsewhere is [`ProcessError::Busy`]; a start done already, or an
-    /// attempt that ended, is a no-op. A failed call hands the claim back for the next try.
+    /// Runs risk control on a requested payment, then creates it at the channel, once. What
+    /// the start needs is read outside any transaction (committed state), so a start that
+    /// passes writes nothing before the call: a real channel's create call is claimed first,
+    /// in a transaction that checks the payment again under its order's lock (`claimed`
+    /// when the pay request claimed it already), and only the claim's holder calls; a
+    /// refusal is written in a transaction of its own ([`Payq::refuse_at_risk`]). A start
+    /// held elsewhere is [`ProcessError::Busy`]; a start done already, or an attempt that
+    /// ended, is a no-op. A failed call hands the claim back for the next try.
     pub(crate) async fn start_payment(&self, payment_id: &PaymentId, claimed: bool) -> Result<(), ProcessError> {
         let call = ChannelCall::Create(payment_id);
-        let mut tx = self.store.begin().await?;
-        let payment = tx.payment(payment_id).await?;
-        let mut order = tx.order(&payment.order_id).await?;
-        let current = order.payment.as_ref().is_some_and(|p| &p.id == payment_id);
-        if payment.status != PaymentStatus::Pending || order.status != OrderStatus::Paying || !current {
-            return Ok(()); // stale: the attempt already ended
-        }
-        if payment.next_action.is_some() {
-            return Ok(()); // started already
+        let payment = self.store.payment(payment_id).await?;
+        let order = self.store.order(&payment.merchant_id, &payment.order_id).await?;
+        if !awaits_start(&payment, &order, payment_id) {
+            return Ok(());
         }
         // The simulated channel needs no claim: its create is an upsert by payment id in
         // payq's own database, with no provider behind it to count or refuse a repeat, and
         // only the queued request makes it. Its hot path keeps its cost.
         let claims = payment.channel.is_real();
         if claims && !claimed {
+            let mut tx = self.store.begin().await?;
+            let payment = tx.payment(payment_id).await?;
+            let order = tx.order(&payment.order_id).await?;
+            if !awaits_start(&payment, &order, payment_id) {
+                return Ok(());
+            }
             match tx.claim_channel_call(call, self.call_lease_until()).await? {
                 CallClaim::Claimed => {}
                 CallClaim::Done => return Ok(()),
                 CallClaim::HeldUntil(until) => return Err(ProcessError::Busy(until)),
             }
-        }
-        if let Some(rule) = risk::check(&self.settings.risk, &mut tx, &order).await? {
-            let reason = format!("risk:{}", rule.as_str());
-            let failed = payment.status.on(PaymentEvent::Failed)?;
-            update_payment(&mut tx, &mut order, payment_id, (payment.status, failed), None, Some(&reason)).await?;
-            if claims {
-                tx.finish_channel_call(call).await?;
-            }
-            transition(&mut order, OrderEvent::PaymentFailed)?;
-            save(&mut tx, &mut order).await?;
-            record(&mut tx, EventType::RiskRejected, &order, None).await?;
-            record(&mut tx, EventType::PaymentFailed, &order, None).await?;
             tx.commit().await?;
-            return Ok(());
         }
-        tx.commit().await?;
+        if let Some(rule) = risk::check(&self.settings.risk, &self.store, &order).await? {
+            return self.refuse_at_risk(payment_id, rule, claims).await;
+        }
 
         // The `simulate` column keeps the sim channel's instructions, or a real channel's
         // start details.
@@ -140,6 +133,35 @@ impl Payq {
             }
             self.schedule_query(&mut tx, payment_id, 0).await?;
         }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Fails a payment that risk control refused, with its events, under its order's lock,
+    /// and finishes the start's channel claim (`claims`). A payment that moved on meanwhile
+    /// keeps its state.
+    async fn refuse_at_risk(
+        &self,
+        payment_id: &PaymentId,
+        rule: risk::RiskRule,
+        claims: bool,
+    ) -> Result<(), ProcessError> {
+        let mut tx = self.store.begin().await?;
+        let payment = tx.payment(payment_id).await?;
+        let mut order = tx.order(&payment.order_id).await?;
+        if !awaits_start(&payment, &order, payment_id) {
+            return Ok(());
+        }
+        let reason = format!("risk:{}", rule.as_str());
+        let failed = payment.status.on(PaymentEvent::Failed)?;
+        update_payment(&mut tx, &mut order, payment_id, (payment.status, failed), None, Some(&reason)).await?;
+        if claims {
+            tx.finish_channel_call(ChannelCall::Create(payment_id)).await?;
+        }
+        transition(&mut order, OrderEvent::PaymentFailed)?;
+        save(&mut tx, &mut order).await?;
+        record(&mut tx, EventType::RiskRejected, &order, None).await?;
+        record(&mut tx, EventType::PaymentFailed, &order, None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -383,4 +405,14 @@ impl Payq {
         }
         self.ask_and_close(payment_id, payment.channel, &payment.merchant_id, true).await.map(|_| ())
     }
+}
+
+/// Whether the attempt still waits for its start: pending, its order's current payment
+/// while the order is paying, and not started at the channel yet.
+fn awaits_start(payment: &PaymentRecord, order: &Order, id: &PaymentId) -> bool {
+    let current = order.payment.as_ref().is_some_and(|p| &p.id == id);
+    payment.status == PaymentStatus::Pending
+        && order.status == OrderStatus::Paying
+        && current
+        && payment.next_action.is_none()
 }
