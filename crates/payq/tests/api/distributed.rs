@@ -8,7 +8,7 @@
 
 use crate::crash::{ADMIN, Server, all_events, call, merchant, order_paid};
 use crate::db::TestDb;
-use crate::helpers::eventually;
+use crate::helpers::{eventually, eventually_within};
 use crate::receiver::Receiver;
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
@@ -461,14 +461,16 @@ async fn counter_total(http: &reqwest::Client, cluster: &Cluster, name: &str) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timer_cancelled_while_in_the_tiers_stops_at_the_splitter() {
-    let extra = [("PAYQ_PAYMENT_QUERY_SCHEDULE", "2s"), ("PAYQ_SIM__CALLBACK_DELAY", "50ms")];
+    // The first query waits 5 s: time enough, even on a loaded machine, for the callback
+    // to come first and cancel it.
+    let extra = [("PAYQ_PAYMENT_QUERY_SCHEDULE", "5s"), ("PAYQ_SIM__CALLBACK_DELAY", "50ms")];
     let Some((_turn, cluster, http, hook)) = setup_with(1, &extra).await else { return };
     let base = cluster.api.base.clone();
     let key = merchant(&http, &base, &hook.url, json!({})).await;
-    // The payment's first query waits 2 s in the tiers; the callback cancels it long before.
     let paid = order_paid(&http, &base, &key, "S-1", 100, json!({})).await;
     wait_status(&http, &base, &key, &paid, "paid").await;
-    eventually("the cancelled query leaves the tiers and is dropped by the splitter", || async {
+    let waited = Duration::from_secs(30);
+    eventually_within("the cancelled query leaves the tiers and is dropped by the splitter", waited, || async {
         (counter_total(&http, &cluster, "payq_delay_dropped_in_split_total").await >= 1.0).then_some(())
     })
     .await;
