@@ -461,13 +461,15 @@ async fn counter_total(http: &reqwest::Client, cluster: &Cluster, name: &str) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timer_cancelled_while_in_the_tiers_stops_at_the_splitter() {
-    // The first query waits 5 s: time enough, even on a loaded machine, for the callback
-    // to come first and cancel it.
-    let extra = [("PAYQ_PAYMENT_QUERY_SCHEDULE", "5s"), ("PAYQ_SIM__CALLBACK_DELAY", "50ms")];
+    // The first query waits 5 s in the tiers. The callback comes after 1 s: late enough for
+    // the relay to have published the query into the tiers even on a loaded machine (a
+    // timer cancelled before its publication never reaches the broker at all), and early
+    // enough to cancel it before it comes out.
+    let extra = [("PAYQ_PAYMENT_QUERY_SCHEDULE", "5s")];
     let Some((_turn, cluster, http, hook)) = setup_with(1, &extra).await else { return };
     let base = cluster.api.base.clone();
     let key = merchant(&http, &base, &hook.url, json!({})).await;
-    let paid = order_paid(&http, &base, &key, "S-1", 100, json!({})).await;
+    let paid = order_paid(&http, &base, &key, "S-1", 100, json!({ "callback_delay": "1s" })).await;
     wait_status(&http, &base, &key, &paid, "paid").await;
     let waited = Duration::from_secs(30);
     eventually_within("the cancelled query leaves the tiers and is dropped by the splitter", waited, || async {
