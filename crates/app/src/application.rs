@@ -131,6 +131,7 @@ impl Application {
                 router: Arc::new(JobRouter::new(state.payq.store().clone())),
                 config: RelayConfig {
                     republish_grace: settings.rabbitmq.republish_grace.as_std(),
+                    publish_ahead: settings.rabbitmq.publish_ahead.as_std(),
                     ..RelayConfig::default()
                 },
             };

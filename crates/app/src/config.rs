@@ -111,6 +111,9 @@ pub struct RabbitSettings {
     /// A published message not handled by its due time plus this long is published again
     /// (the database row is the source of truth; the broker's copy may be lost).
     pub republish_grace: HumanDuration,
+    /// How far ahead of its due time a timer is published into RabbitMQ's delays; until
+    /// then it waits in the database, where cancelling it costs one `DELETE`.
+    pub publish_ahead: HumanDuration,
 }
 
 impl Default for RabbitSettings {
@@ -121,6 +124,7 @@ impl Default for RabbitSettings {
             delivery_limit: 10,
             tier_queue_type: None,
             republish_grace: HumanDuration::from_millis(60_000),
+            publish_ahead: HumanDuration::from_millis(1_000),
         }
     }
 }

@@ -30,9 +30,10 @@ fn outbox_message(row: &crate::db::Row) -> StoreResult<OutboxMessage> {
 }
 
 impl Store {
-    /// Claims up to `limit` unpublished messages due by `horizon` (all of them for the
-    /// RabbitMQ delay engines, the due ones for the store engine), oldest first, holding
-    /// them for `lease_ms`. PostgreSQL only (`FOR UPDATE SKIP LOCKED`).
+    /// Claims up to `limit` unpublished messages due by `horizon` (those due within
+    /// `rabbitmq.publish_ahead` for the RabbitMQ delay engines, the due ones for the store
+    /// engine), earliest due first, holding them for `lease_ms`. PostgreSQL only (`FOR
+    /// UPDATE SKIP LOCKED`); the batch comes back in `seq` order.
     pub async fn claim_for_publish(
         &self,
         horizon: Timestamp,
@@ -45,7 +46,7 @@ impl Store {
             "UPDATE messages SET claim = $1, attempts = attempts + 1, relay_lease = $2
              WHERE seq IN (SELECT seq FROM messages
                            WHERE published_at IS NULL AND (relay_lease IS NULL OR relay_lease <= $3) AND due_at <= $4
-                           ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED)
+                           ORDER BY due_at, seq LIMIT $5 FOR UPDATE SKIP LOCKED)
              {RETURNING}"
         ))
         .bind(crate::messages::rand_claim())
@@ -167,17 +168,17 @@ impl Store {
         row.as_ref().map(crate::messages::claimed).transpose()
     }
 
-    /// When the earliest unpublished message is due, if any.
-    pub async fn next_unpublished_due(&self) -> StoreResult<Option<Timestamp>> {
-        let due: Option<i64> = crate::db::query_scalar("SELECT MIN(due_at) FROM messages WHERE published_at IS NULL")
-            .fetch_one(self.read())
-            .await?;
+    /// When the earliest unpublished message due after `horizon` is due, if any: the next
+    /// time a relay that claimed everything up to `horizon` has work. (Rows within the
+    /// horizon that it could not claim are held by another relay or wait for a retry;
+    /// the relays' poll finds them.)
+    pub async fn next_unpublished_due_after(&self, horizon: Timestamp) -> StoreResult<Option<Timestamp>> {
+        let due: Option<i64> =
+            crate::db::query_scalar("SELECT MIN(due_at) FROM messages WHERE published_at IS NULL AND due_at > $1")
+                .bind(horizon.millis())
+                .fetch_one(self.read())
+                .await?;
         Ok(due.map(Timestamp::from_millis))
-    }
-
-    /// Messages waiting to be published (the outbox backlog).
-    pub async fn unpublished_count(&self) -> StoreResult<i64> {
-        crate::db::query_scalar("SELECT COUNT(*) FROM messages WHERE published_at IS NULL").fetch_one(self.read()).await
     }
 
     /// Records a message the broker dead-lettered (its delivery limit ran out) that no

@@ -79,6 +79,10 @@ pub struct RelayConfig {
     /// A published message still pending this long after its due time (and its
     /// publication) is published again: its copy in the broker is taken as lost.
     pub republish_grace: Duration,
+    /// How far ahead of its due time a delayed message is published into the broker's
+    /// delays (the RabbitMQ delay engines): a timer due later waits in the store, so one
+    /// cancelled before then (an order paid before its timeout) never reaches RabbitMQ.
+    pub publish_ahead: Duration,
 }
 
 impl Default for RelayConfig {
@@ -91,6 +95,7 @@ impl Default for RelayConfig {
             retry_after: Duration::from_secs(1),
             idle_poll: Duration::from_millis(500),
             republish_grace: Duration::from_secs(60),
+            publish_ahead: Duration::from_secs(1),
         }
     }
 }
@@ -180,11 +185,7 @@ impl<R: Router> Relay<R> {
                     return;
                 }
             }
-            let horizon = match self.mode {
-                DelayMode::Store => Timestamp::now(),
-                // Delays are the broker's job: publish everything now.
-                DelayMode::Tiers | DelayMode::Plugin => Timestamp::from_millis(i64::MAX / 2),
-            };
+            let horizon = self.horizon();
             let batch = match self.store.claim_for_publish(horizon, self.config.batch, millis(self.config.lease)).await
             {
                 Ok(b) => b,
@@ -195,7 +196,7 @@ impl<R: Router> Relay<R> {
                 }
             };
             if batch.is_empty() {
-                self.wait_for_work(shutdown).await;
+                self.wait_for_work(horizon, shutdown).await;
                 continue;
             }
             if !self.publish_batch(publisher, &batch).await {
@@ -368,13 +369,27 @@ impl<R: Router> Relay<R> {
         }
     }
 
-    /// Sleeps until something is scheduled, the next due time (store mode), or the poll.
-    async fn wait_for_work(&self, shutdown: &CancellationToken) {
+    /// How far ahead of its due time a message is published: at once into the work queue
+    /// with the store engine (it keeps the delays), `publish_ahead` into the broker's
+    /// delays otherwise.
+    fn ahead(&self) -> Duration {
+        match self.mode {
+            DelayMode::Store => Duration::ZERO,
+            DelayMode::Tiers | DelayMode::Plugin => self.config.publish_ahead,
+        }
+    }
+
+    /// The latest due time a claim takes now.
+    fn horizon(&self) -> Timestamp {
+        Timestamp::now().plus_millis(millis(self.ahead()))
+    }
+
+    /// Sleeps until something is scheduled, the next unpublished message beyond `horizon`
+    /// comes within it, or the poll.
+    async fn wait_for_work(&self, horizon: Timestamp, shutdown: &CancellationToken) {
         let mut wait = self.config.idle_poll;
-        if self.mode == DelayMode::Store
-            && let Ok(Some(due)) = self.store.next_unpublished_due().await
-        {
-            let ms = due.millis().saturating_sub(Timestamp::now().millis()).max(1);
+        if let Ok(Some(due)) = self.store.next_unpublished_due_after(horizon).await {
+            let ms = due.millis().saturating_sub(millis(self.ahead())).saturating_sub(Timestamp::now().millis()).max(1);
             wait = wait.min(Duration::from_millis(u64::try_from(ms).unwrap_or(1)));
         }
         tokio::select! {

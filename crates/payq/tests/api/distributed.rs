@@ -461,11 +461,12 @@ async fn counter_total(http: &reqwest::Client, cluster: &Cluster, name: &str) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timer_cancelled_while_in_the_tiers_stops_at_the_splitter() {
-    // The first query waits 5 s in the tiers. The callback comes after 1 s: late enough for
-    // the relay to have published the query into the tiers even on a loaded machine (a
-    // timer cancelled before its publication never reaches the broker at all), and early
+    // The first query waits 5 s in the tiers: published an hour ahead, it goes there at
+    // once. The callback comes after 1 s: late enough for the relay to have published the
+    // query into the tiers even on a loaded machine (a timer cancelled before its
+    // publication never reaches the broker at all, as the next test shows), and early
     // enough to cancel it before it comes out.
-    let extra = [("PAYQ_PAYMENT_QUERY_SCHEDULE", "5s")];
+    let extra = [("PAYQ_PAYMENT_QUERY_SCHEDULE", "5s"), ("PAYQ_RABBITMQ__PUBLISH_AHEAD", "1h")];
     let Some((_turn, cluster, http, hook)) = setup_with(1, &extra).await else { return };
     let base = cluster.api.base.clone();
     let key = merchant(&http, &base, &hook.url, json!({})).await;
@@ -481,6 +482,46 @@ async fn a_timer_cancelled_while_in_the_tiers_stops_at_the_splitter() {
         0.0,
         "no copy of a cancelled timer reached a consumer"
     );
+    let events = wait_all_delivered(&http, &base, &key, &hook).await;
+    assert_eq!(count(&events, "payment.succeeded", &paid), 1);
+    let (code, out) = cluster.verify();
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_waits_in_the_database_until_it_is_due_within_the_publish_ahead() {
+    // Published 1 s ahead: the first payment query (due at 3 s) is cancelled by the callback
+    // (after 300 ms) while it still waits in the database, and never reaches RabbitMQ; a
+    // payment timeout of 4 s waits there 3 s, then 1 s in the tiers, and fires on time.
+    let extra = [("PAYQ_PAYMENT_QUERY_SCHEDULE", "3s"), ("PAYQ_RABBITMQ__PUBLISH_AHEAD", "1s")];
+    let Some((_turn, cluster, http, hook)) = setup_with(1, &extra).await else { return };
+    let base = cluster.api.base.clone();
+    let key = merchant(&http, &base, &hook.url, json!({ "payment_timeout": "4s" })).await;
+    let paid = order_paid(&http, &base, &key, "P-1", 100, json!({ "callback_delay": "300ms" })).await;
+    let created = std::time::Instant::now();
+    let body = json!({ "merchant_order_no": "P-2", "amount": 100, "currency": "CNY" });
+    let (s, unpaid) = call(&http, reqwest::Method::POST, format!("{base}/v1/orders"), &key, Some(body)).await;
+    assert_eq!(s, 201, "{unpaid}");
+    wait_status(&http, &base, &key, &paid, "paid").await;
+    // Until a second before its deadline the unpaid order's timeout is not in the broker
+    // (looked at only while that is surely so on a loaded machine).
+    let depth = tier_depths(&cluster.topology).await.iter().sum::<u32>();
+    if created.elapsed() < Duration::from_millis(2_500) {
+        assert_eq!(depth, 0, "no timer is in the tiers yet");
+    }
+    let unpaid = unpaid["id"].as_str().unwrap_or_default().to_owned();
+    let closed = wait_status(&http, &base, &key, &unpaid, "closed").await;
+    assert_eq!(closed["close_reason"], "timeout", "{closed}");
+    let late = closed_late_ms(&closed);
+    assert!((0..1_000).contains(&late), "the order closed {late} ms after its deadline");
+    // The query was due a second before the timeout: had it been published, the splitter
+    // would have dropped it by now (bundles leave the tiers in due order).
+    assert_eq!(
+        counter_total(&http, &cluster, "payq_delay_dropped_in_split_total").await,
+        0.0,
+        "the cancelled query never reached the tiers"
+    );
+    assert_eq!(counter_total(&http, &cluster, "payq_deliveries_dropped_total").await, 0.0);
     let events = wait_all_delivered(&http, &base, &key, &hook).await;
     assert_eq!(count(&events, "payment.succeeded", &paid), 1);
     let (code, out) = cluster.verify();
@@ -561,24 +602,30 @@ async fn mixed_delays_fire_in_due_order_through_the_tiers() {
     let mut closed = Vec::new();
     for (key, id) in &orders {
         let o = wait_status(&http, &base, key, id, "closed").await;
-        let ms = |field: &str| {
-            time::OffsetDateTime::parse(
-                o[field].as_str().unwrap_or_default(),
-                &time::format_description::well_known::Rfc3339,
-            )
-            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-            .expect("timestamp")
-        };
-        let (expires, closed_at) = (ms("expires_at"), ms("closed_at"));
-        let late = closed_at - expires;
+        let late = closed_late_ms(&o);
         assert!((0..1_000).contains(&late), "order {id} closed {late} ms after its deadline");
-        closed.push((closed_at, id.clone()));
+        closed.push((unix_ms(&o, "closed_at"), id.clone()));
     }
     closed.sort();
     let fired: Vec<&str> = closed.iter().map(|(_, id)| id.as_str()).collect();
     assert_eq!(fired, [orders[1].1.as_str(), orders[2].1.as_str(), orders[0].1.as_str()], "due order: 1s, 2s, 3s");
     let (code, out) = cluster.verify();
     assert_eq!(code, 0, "{out}");
+}
+
+/// The RFC 3339 time in `order[field]` as Unix milliseconds.
+fn unix_ms(order: &Value, field: &str) -> i64 {
+    time::OffsetDateTime::parse(
+        order[field].as_str().unwrap_or_default(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+    .expect("timestamp")
+}
+
+/// How long after its deadline a closed order closed, in milliseconds.
+fn closed_late_ms(order: &Value) -> i64 {
+    unix_ms(order, "closed_at") - unix_ms(order, "expires_at")
 }
 
 /// Messages in each delay tier queue of `topology`, the fired queue included (a passive
