@@ -3,7 +3,7 @@
 use crate::jobs::{Job, WebhookDeliverJob};
 use crate::usecases::{DeliveryOutcome, DeliveryTurn};
 use crate::usecases::{Payq, ProcessError, StoreFault};
-use payq_bus::{ClaimedMessage, Handler, HandlerError};
+use payq_bus::{ClaimedMessage, Handled, Handler, HandlerError};
 use std::time::Duration;
 
 /// Handles payq's messages with its use cases.
@@ -32,13 +32,14 @@ const TURN_WAIT: Duration = Duration::from_millis(100);
 impl Worker {
     /// Delivers one webhook, in event-log order per order, on the configured retry schedule;
     /// after the last retry the delivery is dead-lettered (and can be replayed).
-    async fn deliver(&self, msg: &ClaimedMessage, job: WebhookDeliverJob) -> Result<(), HandlerError> {
+    async fn deliver(&self, msg: &ClaimedMessage, job: WebhookDeliverJob) -> Result<Handled, HandlerError> {
         let turn = match (msg.key.as_deref(), msg.ordinal) {
             (Some(key), Some(ordinal)) => Some(DeliveryTurn { key, ordinal }),
             _ => None,
         };
         match self.payq.deliver_webhook(&job, msg.attempts, turn).await.map_err(|e: StoreFault| classify(e.into()))? {
-            DeliveryOutcome::Delivered | DeliveryOutcome::NoEndpoint => Ok(()),
+            DeliveryOutcome::Sent(delivery) => Ok(Handled::Delivered(delivery)),
+            DeliveryOutcome::Delivered | DeliveryOutcome::NoEndpoint => Ok(Handled::Done),
             DeliveryOutcome::NotYourTurn => Err(HandlerError::Defer(TURN_WAIT)),
             DeliveryOutcome::Throttled(wait) => Err(HandlerError::Defer(wait)),
             DeliveryOutcome::Failed(error) => {
@@ -56,7 +57,7 @@ impl Worker {
 }
 
 impl Handler for Worker {
-    async fn handle(&self, msg: &ClaimedMessage) -> Result<(), HandlerError> {
+    async fn handle(&self, msg: &ClaimedMessage) -> Result<Handled, HandlerError> {
         let job = Job::parse(&msg.kind, &msg.payload).map_err(|e| HandlerError::Permanent(e.to_string()))?;
         let result = match job {
             Job::PaymentRequest(job) => self.payq.request_payment(&job.payment_id).await,
@@ -70,6 +71,6 @@ impl Handler for Worker {
             Job::ReconciliationDay(job) => self.payq.reconciliation_day(job.bill_date).await,
             Job::ReconciliationRun(job) => self.payq.run_reconciliation(&job.run_id, job.generation).await,
         };
-        result.map_err(classify)
+        result.map(|()| Handled::Done).map_err(classify)
     }
 }

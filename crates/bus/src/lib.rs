@@ -7,7 +7,7 @@ pub mod rabbit;
 pub mod store_engine;
 
 pub use lifeline::Lifeline;
-pub use payq_store::ClaimedMessage;
+pub use payq_store::{ClaimedMessage, WebhookDelivery};
 pub use store_engine::{EngineConfig, Step, StoreEngine};
 
 use std::future::Future;
@@ -31,9 +31,19 @@ pub enum HandlerError {
     Defer(std::time::Duration),
 }
 
+/// What handling a message did, besides its own effects (committed already): a webhook
+/// delivery is recorded with the message's completion, in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Done; nothing more to record.
+    Done,
+    /// The message delivered an event to its merchant's webhook.
+    Delivered(WebhookDelivery),
+}
+
 /// Handles one message. Must be idempotent: re-read state, apply the transition, and treat
 /// a stale or repeated message as done.
 pub trait Handler: Send + Sync + 'static {
     /// Handles `msg`; `Ok` means its effect has committed.
-    fn handle(&self, msg: &ClaimedMessage) -> impl Future<Output = Result<(), HandlerError>> + Send;
+    fn handle(&self, msg: &ClaimedMessage) -> impl Future<Output = Result<Handled, HandlerError>> + Send;
 }

@@ -11,11 +11,11 @@
 //! are released at once; a handler that hangs inside a live process keeps its row until
 //! the lease runs out. Handlers are idempotent, so running a row again is safe.
 
-use crate::{Handler, HandlerError};
+use crate::{Handled, Handler, HandlerError};
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use payq_domain::Timestamp;
-use payq_store::{ClaimedMessage, Lane, Store};
+use payq_store::{ClaimedMessage, Lane, Store, WebhookDelivery};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -215,8 +215,12 @@ fn lease_ms(config: &EngineConfig) -> i64 {
 
 /// What to do with a message once its handler returned.
 pub(crate) enum Verdict {
-    Done,
-    Retry { delay: Duration, error: String },
+    /// Handled; with the webhook delivery it made, if any, to record with its completion.
+    Done(Option<WebhookDelivery>),
+    Retry {
+        delay: Duration,
+        error: String,
+    },
     Defer(Duration),
     Dead(String),
 }
@@ -231,7 +235,8 @@ pub(crate) async fn judge<H: Handler>(handler: &H, config: &EngineConfig, msg: &
     let span = tracing::info_span!("message", message_id = %msg.id, kind = %msg.kind, attempt = msg.attempts);
     let outcome = handler.handle(msg).instrument(span).await;
     match outcome {
-        Ok(()) => Verdict::Done,
+        Ok(Handled::Done) => Verdict::Done(None),
+        Ok(Handled::Delivered(delivery)) => Verdict::Done(Some(delivery)),
         Err(HandlerError::Defer(delay)) => Verdict::Defer(delay),
         Err(HandlerError::RetryAfter { delay, error }) => Verdict::Retry { delay, error },
         Err(HandlerError::Transient(error)) if msg.attempts < config.max_attempts => {
@@ -308,13 +313,15 @@ async fn run_batch<H: Handler>(
             }
         }
         let mut done = Vec::new();
+        let mut delivered = Vec::new();
         let mut deferred = Vec::new();
         for (msg, verdict, _) in &mut finished {
             held.remove(&msg.seq);
-            match std::mem::replace(verdict, Verdict::Done) {
-                Verdict::Done => {
+            match std::mem::replace(verdict, Verdict::Done(None)) {
+                Verdict::Done(delivery) => {
                     metrics::counter!("payq_messages_fired_total", "kind" => msg.kind.clone()).increment(1);
                     done.push(*msg);
+                    delivered.extend(delivery);
                 }
                 Verdict::Defer(delay) => deferred.push((*msg, due_in(delay))),
                 failure => {
@@ -326,7 +333,7 @@ async fn run_batch<H: Handler>(
             }
         }
         // Completions and deferrals of the round each take one transaction.
-        if let Err(e) = store.complete_messages(&done).await {
+        if let Err(e) = store.complete_messages(&done, &delivered).await {
             tracing::warn!(error = %e, count = done.len(), "could not complete handled messages; they will run again");
         }
         if let Err(e) = store.defer_messages(&deferred).await {
@@ -340,9 +347,9 @@ async fn run_batch<H: Handler>(
 /// (deferred or retried), or moved to the dead letters. The same for every transport.
 pub(crate) async fn settle(store: &Store, msg: &ClaimedMessage, verdict: Verdict) -> payq_store::StoreResult<()> {
     match verdict {
-        Verdict::Done => {
+        Verdict::Done(delivery) => {
             metrics::counter!("payq_messages_fired_total", "kind" => msg.kind.clone()).increment(1);
-            store.complete_messages(&[msg]).await
+            store.complete_messages(&[msg], delivery.as_slice()).await
         }
         other => record_failure(store, msg, other).await,
     }
@@ -351,7 +358,7 @@ pub(crate) async fn settle(store: &Store, msg: &ClaimedMessage, verdict: Verdict
 async fn record_failure(store: &Store, msg: &ClaimedMessage, verdict: Verdict) -> payq_store::StoreResult<()> {
     let kind = msg.kind.clone();
     match verdict {
-        Verdict::Done => Ok(()),
+        Verdict::Done(_) => Ok(()),
         Verdict::Defer(delay) => store.defer_message(msg, due_in(delay)).await,
         Verdict::Retry { delay, error } => {
             metrics::counter!("payq_messages_retried_total", "kind" => kind.clone()).increment(1);
@@ -409,9 +416,9 @@ mod tests {
     struct Counting(std::sync::atomic::AtomicUsize);
 
     impl Handler for Counting {
-        async fn handle(&self, _msg: &ClaimedMessage) -> Result<(), HandlerError> {
+        async fn handle(&self, _msg: &ClaimedMessage) -> Result<Handled, HandlerError> {
             self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok(())
+            Ok(Handled::Done)
         }
     }
 

@@ -56,6 +56,7 @@ pub use reconciliation::{NewDiscrepancy, RunFilter, RunResult};
 pub use reconciliation_records::{Recorded, Succeeded};
 pub use sim_ledger::{SimStatus, SimTxn};
 pub use verify::Violation;
+pub use webhooks::WebhookDelivery;
 pub use writer::Tx;
 
 use sqlx::AnyPool;

@@ -290,17 +290,23 @@ impl Store {
         tx.commit().await
     }
 
-    /// Removes handled messages (those whose claim is still ours) and counts them as fired,
-    /// in one transaction. The commit is durable: a completion lost in a crash would only
-    /// run the messages again, but one lost in a PostgreSQL failover (a commit the standby
-    /// never received) leaves its row pending until the republish grace has passed, and an
-    /// order's later webhooks wait behind it all that time.
-    pub async fn complete_messages(&self, done: &[&ClaimedMessage]) -> StoreResult<()> {
-        if done.is_empty() {
+    /// Removes handled messages (those whose claim is still ours), counts them as fired and
+    /// records the webhook deliveries they made, in one transaction. The commit is durable:
+    /// a completion lost in a crash would only run the messages again, but one lost in a
+    /// PostgreSQL failover (a commit the standby never received) leaves its row pending
+    /// until the republish grace has passed, and an order's later webhooks wait behind it
+    /// all that time.
+    pub async fn complete_messages(
+        &self,
+        done: &[&ClaimedMessage],
+        delivered: &[crate::WebhookDelivery],
+    ) -> StoreResult<()> {
+        if done.is_empty() && delivered.is_empty() {
             return Ok(());
         }
+        let now = crate::now_ms();
         if self.backend().one_writer() {
-            return self.complete_on_sqlite(done).await;
+            return self.complete_on_sqlite(done, delivered, now).await;
         }
         // One statement, autocommitted: the rows go and the counters move together.
         // Rows are locked in `seq` order (the index scan of `= ANY`), as every other
@@ -309,27 +315,38 @@ impl Store {
         let mut pairs: Vec<[i64; 2]> = done.iter().map(|m| [m.seq, m.claim]).collect();
         pairs.sort_unstable();
         let pairs = serde_json::to_string(&pairs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // The deliveries go in the same statement (a data-modifying `WITH` always runs).
         let complete = crate::db::query(
             "WITH done AS (DELETE FROM messages m
                            WHERE m.seq = ANY(ARRAY(SELECT (p ->> 0)::BIGINT FROM jsonb_array_elements($1::JSONB) AS p))
                              AND (m.seq, m.claim) IN (SELECT (p ->> 0)::BIGINT, (p ->> 1)::BIGINT
                                                       FROM jsonb_array_elements($1::JSONB) AS p)
-                           RETURNING m.kind)
+                           RETURNING m.kind),
+                  delivered AS (INSERT INTO webhook_deliveries (event_id, merchant_id, attempts, delivered_at)
+                                SELECT d ->> 0, d ->> 1, (d ->> 2)::BIGINT, $4 FROM jsonb_array_elements($3::JSONB) AS d
+                                ON CONFLICT (event_id) DO NOTHING)
              INSERT INTO engine_counters (name, shard, n)
              SELECT 'fired:' || done.kind, $2, COUNT(*) FROM done GROUP BY done.kind ORDER BY done.kind
              ON CONFLICT (name, shard) DO UPDATE SET n = engine_counters.n + excluded.n",
         )
         .bind(pairs)
-        .bind(counter_shard(self.backend()));
+        .bind(counter_shard(self.backend()))
+        .bind(crate::webhooks::as_json_rows(delivered))
+        .bind(now);
         let outcome = complete.execute(self.read()).await;
         self.note_write(&outcome);
         outcome.map(|_| ())
     }
 
     /// [`Store::complete_messages`] on SQLite: one statement per claim and kind (a claim
-    /// token covers a whole claimed batch), counted from what each removed, in one
-    /// transaction of the writer.
-    async fn complete_on_sqlite(&self, done: &[&ClaimedMessage]) -> StoreResult<()> {
+    /// token covers a whole claimed batch), counted from what each removed, and one for the
+    /// deliveries, in one transaction of the writer.
+    async fn complete_on_sqlite(
+        &self,
+        done: &[&ClaimedMessage],
+        delivered: &[crate::WebhookDelivery],
+        now: i64,
+    ) -> StoreResult<()> {
         let mut groups = std::collections::BTreeMap::<(i64, &str), Vec<i64>>::new();
         for m in done {
             groups.entry((m.claim, m.kind.as_str())).or_default().push(m.seq);
@@ -344,6 +361,18 @@ impl Store {
         }
         for (kind, n) in fired.into_iter().filter(|(_, n)| *n > 0) {
             tx.bump(format!("fired:{kind}"), n).await?;
+        }
+        if !delivered.is_empty() {
+            crate::db::query(&format!(
+                "INSERT INTO webhook_deliveries (event_id, merchant_id, attempts, delivered_at)
+                 SELECT value ->> 0, value ->> 1, value ->> 2, $2 FROM {}
+                 WHERE true ON CONFLICT (event_id) DO NOTHING",
+                self.backend().json_elements("$1")
+            ))
+            .bind(crate::webhooks::as_json_rows(delivered))
+            .bind(now)
+            .execute(tx.conn())
+            .await?;
         }
         // Readers see only committed batches: waiting keeps what they report (pending
         // messages, an earlier delivery still due) in step with the engine.

@@ -7,12 +7,15 @@ use crate::crypto;
 use crate::delivery_gate::Admission;
 use crate::jobs::{Job, JobKind, WebhookDeliverJob};
 use payq_domain::{EventId, Merchant, Timestamp};
-use payq_store::StoreError;
+use payq_store::{StoreError, WebhookDelivery};
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryOutcome {
-    /// The merchant answered 2xx (now or on an earlier attempt).
+    /// The merchant answered 2xx now: the delivery to record with the message's completion
+    /// (docs/architecture.md, "Webhooks in order").
+    Sent(WebhookDelivery),
+    /// The merchant answered 2xx on an earlier attempt (recorded then).
     Delivered,
     /// There is nothing to deliver to: the merchant has no webhook URL any more, or its
     /// event filter leaves this event's type out.
@@ -97,9 +100,12 @@ impl Payq {
             .await;
         let failure = match sent {
             Ok(r) if r.status().is_success() => {
-                self.store.record_webhook_delivery(event_id, &merchant_id, attempt).await?;
                 metrics::counter!("payq_webhook_deliveries_total", "outcome" => "delivered").increment(1);
-                return Ok(DeliveryOutcome::Delivered);
+                return Ok(DeliveryOutcome::Sent(WebhookDelivery {
+                    event: event_id.clone(),
+                    merchant: merchant_id,
+                    attempts: attempt,
+                }));
             }
             Ok(r) => format!("merchant answered {}", r.status()),
             Err(e) if e.is_timeout() => "merchant did not answer in time".to_owned(),

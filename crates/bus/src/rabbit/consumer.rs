@@ -21,7 +21,7 @@ use super::gather::Gatherer;
 use super::relay::{CLAIM_HEADER, sleep_or_stop};
 use super::topology::{Topology, WorkQueue};
 use crate::store_engine::{Verdict, judge, settle};
-use crate::{ClaimedMessage, EngineConfig, Handler};
+use crate::{ClaimedMessage, EngineConfig, Handler, WebhookDelivery};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
@@ -55,8 +55,8 @@ struct Running<H: Handler> {
     consumers: Consumers<H>,
     /// Finds the rows deliveries stand for.
     lookups: Gatherer<Identity, Result<Option<ClaimedMessage>, Arc<StoreError>>>,
-    /// Removes the rows of handled messages.
-    completions: Gatherer<ClaimedMessage, Result<(), Arc<StoreError>>>,
+    /// Removes the rows of handled messages and records the webhook deliveries they made.
+    completions: Gatherer<(ClaimedMessage, Option<WebhookDelivery>), Result<(), Arc<StoreError>>>,
 }
 
 impl<H: Handler> Consumers<H> {
@@ -77,11 +77,12 @@ impl<H: Handler> Consumers<H> {
             }
         });
         let store = self.store.clone();
-        let completions = Gatherer::spawn(GATHER_LIMIT, move |done: Vec<ClaimedMessage>| {
+        let completions = Gatherer::spawn(GATHER_LIMIT, move |done: Vec<(ClaimedMessage, Option<WebhookDelivery>)>| {
             let store = store.clone();
             async move {
-                let refs: Vec<&ClaimedMessage> = done.iter().collect();
-                let outcome = store.complete_messages(&refs).await.map_err(Arc::new);
+                let refs: Vec<&ClaimedMessage> = done.iter().map(|(m, _)| m).collect();
+                let delivered: Vec<WebhookDelivery> = done.iter().filter_map(|(_, d)| d.clone()).collect();
+                let outcome = store.complete_messages(&refs, &delivered).await.map_err(Arc::new);
                 done.iter().map(|_| outcome.clone()).collect()
             }
         });
@@ -216,9 +217,9 @@ impl<H: Handler> Running<H> {
         };
         let verdict = judge(self.consumers.handler.as_ref(), &self.consumers.engine, &msg).await;
         let recorded = match verdict {
-            Verdict::Done => {
+            Verdict::Done(delivery) => {
                 metrics::counter!("payq_messages_fired_total", "kind" => msg.kind.clone()).increment(1);
-                self.completions.ask(msg).await
+                self.completions.ask((msg, delivery)).await
             }
             other => Some(settle(&self.consumers.store, &msg, other).await.map_err(Arc::new)),
         };

@@ -291,7 +291,7 @@ impl<R: Router> Relay<R> {
         if !announced.is_empty() {
             metrics::counter!("payq_messages_fired_total", "kind" => "webhook.deliver")
                 .increment(announced.len() as u64);
-            if let Err(e) = self.store.complete_messages(&announced).await {
+            if let Err(e) = self.store.complete_messages(&announced, &[]).await {
                 // Their leases expire and they are announced again: at least once.
                 tracing::warn!(error = %e, "outbox relay: could not record announced events");
             }

@@ -3,7 +3,7 @@
 use super::TimersArgs;
 use super::batched::{self, InsertBatch};
 use super::stats::{Fired, Report, rate};
-use payq_bus::{ClaimedMessage, EngineConfig, Handler, HandlerError, StoreEngine};
+use payq_bus::{ClaimedMessage, EngineConfig, Handled, Handler, HandlerError, StoreEngine};
 use payq_domain::Timestamp;
 use payq_store::{NewMessage, Store};
 use std::sync::Arc;
@@ -20,9 +20,9 @@ pub const ON_POSTGRES: &str = "store (PostgreSQL)";
 struct Recorder(Fired);
 
 impl Handler for Recorder {
-    async fn handle(&self, msg: &ClaimedMessage) -> Result<(), HandlerError> {
+    async fn handle(&self, msg: &ClaimedMessage) -> Result<Handled, HandlerError> {
         self.0.record([msg.scheduled_at.millis()]);
-        Ok(())
+        Ok(Handled::Done)
     }
 }
 
