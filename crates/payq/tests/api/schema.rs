@@ -164,9 +164,9 @@ const ONLY_POSTGRES: [(&str, &str); 2] = [
          row by id; the embedded engine addresses rows by seq only and saves the index on every timer",
     ),
     (
-        "index messages(seq) where …",
-        "the outbox relay's scan of unpublished rows (distributed mode, PostgreSQL only); on \
-         SQLite no row is ever published, so the index would hold every row",
+        "index messages(due_at,seq) where …",
+        "the outbox relay's scan of unpublished rows in due order (distributed mode, PostgreSQL \
+         only); on SQLite no row is ever published, so the index would hold every row",
     ),
 ];
 
