@@ -10,7 +10,7 @@ use crate::{StoreResult, Tx};
 use payq_domain::{PaymentId, RefundId, Timestamp};
 
 /// `claimed_until` of a call done for good.
-const DONE: i64 = i64::MAX;
+pub(crate) const DONE: i64 = i64::MAX;
 
 /// One call to a payment channel, about one payment or refund.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub enum ChannelCall<'a> {
 
 impl ChannelCall<'_> {
     /// The call's stored id.
-    fn id(self) -> String {
+    pub(crate) fn id(self) -> String {
         match self {
             ChannelCall::Create(p) => format!("create:{p}"),
             ChannelCall::Query(p) => format!("query:{p}"),

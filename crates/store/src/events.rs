@@ -15,9 +15,42 @@ pub struct NewEvent<'a> {
     pub data: serde_json::Value,
 }
 
+/// An event appended in a transaction and not yet written (see [`Tx::insert_event`]).
+pub(crate) struct UnwrittenEvent {
+    pub(crate) id: EventId,
+    merchant_id: MerchantId,
+    event_type: EventType,
+    order_id: Option<OrderId>,
+    created_at: i64,
+    body: String,
+}
+
+impl UnwrittenEvent {
+    /// The row as a JSON array, in the order of [`EVENT_COLUMNS`].
+    pub(crate) fn json_row(&self) -> serde_json::Value {
+        serde_json::json!([
+            self.id.as_str(),
+            self.merchant_id.as_str(),
+            self.event_type.as_str(),
+            self.order_id.as_ref().map(OrderId::as_str),
+            self.created_at,
+            self.body
+        ])
+    }
+}
+
+/// The columns of an event row, and how they are read from a JSON array of
+/// [`UnwrittenEvent::json_row`]s (`value` is each element).
+pub(crate) const EVENT_COLUMNS: &str = "id, merchant_id, type, order_id, created_at, body";
+pub(crate) const EVENT_VALUES: &str =
+    "value ->> 0, value ->> 1, value ->> 2, value ->> 3, CAST(value ->> 4 AS BIGINT), value ->> 5";
+
 impl Tx {
-    /// Appends an event to the merchant's log and returns it with its position in the log.
-    pub async fn insert_event(&mut self, e: NewEvent<'_>) -> StoreResult<(Event, i64)> {
+    /// Appends an event to the merchant's log. It is written with the transaction's
+    /// messages, in the same statement on PostgreSQL (docs/architecture.md, "One statement
+    /// per state change"); a delivery scheduled with [`Tx::schedule_in_event_order`] takes
+    /// the event's position in the log as its ordinal.
+    pub fn insert_event(&mut self, e: NewEvent<'_>) -> StoreResult<Event> {
         let event = Event {
             id: EventId::generate(),
             event_type: e.event_type,
@@ -26,19 +59,15 @@ impl Tx {
             data: e.data,
         };
         let body = serde_json::to_string(&event).map_err(|err| StoreError::Corrupt(err.to_string()))?;
-        let seq: i64 = crate::db::query_scalar(
-            "INSERT INTO events (id, merchant_id, type, order_id, created_at, body) VALUES ($1, $2, $3, $4, $5, $6)
-             RETURNING seq",
-        )
-        .bind(event.id.as_str())
-        .bind(event.merchant_id.as_str())
-        .bind(event.event_type.as_str())
-        .bind(e.order_id.map(OrderId::as_str))
-        .bind(Timestamp::now().millis())
-        .bind(body)
-        .fetch_one(self.conn())
-        .await?;
-        Ok((event, seq))
+        self.unwritten_events.push(UnwrittenEvent {
+            id: event.id.clone(),
+            merchant_id: event.merchant_id.clone(),
+            event_type: event.event_type,
+            order_id: e.order_id.cloned(),
+            created_at: Timestamp::now().millis(),
+            body,
+        });
+        Ok(event)
     }
 }
 

@@ -70,13 +70,34 @@ pub(crate) fn claimed(row: &crate::db::Row) -> StoreResult<ClaimedMessage> {
 
 /// A message scheduled in a transaction and not yet written (see [`Tx::schedule`]).
 pub(crate) struct Unwritten {
-    id: MessageId,
-    kind: String,
-    key: Option<String>,
+    pub(crate) id: MessageId,
+    pub(crate) kind: String,
+    pub(crate) key: Option<String>,
     ordinal: Option<i64>,
-    payload: String,
-    due_at: Timestamp,
-    lane: crate::Lane,
+    pub(crate) payload: String,
+    pub(crate) due_at: Timestamp,
+    pub(crate) lane: crate::Lane,
+    /// The event whose position in the log becomes the ordinal once it is written.
+    ordinal_of: Option<payq_domain::EventId>,
+}
+
+impl TryFrom<NewMessage> for Unwritten {
+    type Error = StoreError;
+
+    /// The row of a new message, with its id and its payload's JSON text.
+    fn try_from(m: NewMessage) -> StoreResult<Unwritten> {
+        let payload = serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Unwritten {
+            id: MessageId::generate(),
+            kind: m.kind,
+            key: m.key,
+            ordinal: m.ordinal,
+            payload,
+            due_at: m.due_at,
+            lane: m.lane,
+            ordinal_of: None,
+        })
+    }
 }
 
 impl Tx {
@@ -84,19 +105,23 @@ impl Tx {
     /// transaction's messages are written together, in one statement, before it next
     /// removes messages and at the latest when it commits: one round trip for all of them.
     pub async fn schedule(&mut self, m: NewMessage) -> StoreResult<MessageId> {
-        let id = MessageId::generate();
-        let payload = serde_json::to_string(&m.payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.unwritten.push(Unwritten {
-            id: id.clone(),
-            kind: m.kind,
-            key: m.key,
-            ordinal: m.ordinal,
-            payload,
-            due_at: m.due_at,
-            lane: m.lane,
-        });
+        Ok(self.schedule_unwritten(Unwritten::try_from(m)?))
+    }
+
+    /// Schedules a message whose ordinal is the position of `event` (appended in this
+    /// transaction or before) in the merchant's event log: a webhook delivery goes in the
+    /// order of its order's events.
+    pub fn schedule_in_event_order(&mut self, m: NewMessage, event: &payq_domain::EventId) -> StoreResult<MessageId> {
+        let mut m = Unwritten::try_from(m)?;
+        m.ordinal_of = Some(event.clone());
+        Ok(self.schedule_unwritten(m))
+    }
+
+    pub(crate) fn schedule_unwritten(&mut self, m: Unwritten) -> MessageId {
+        let id = m.id.clone();
+        self.unwritten.push(m);
         self.mark_message_scheduled();
-        Ok(id)
+        id
     }
 
     /// Schedules many messages in this transaction, written at once.
@@ -107,13 +132,18 @@ impl Tx {
         self.write_scheduled().await
     }
 
-    /// Writes the messages scheduled since the last write. One row goes as a plain
-    /// `INSERT`; more travel as one JSON array bound to one parameter (a statement's cost
-    /// grows with its bound values, not with the size of one value).
+    /// Writes the events appended and the messages scheduled since the last write. One
+    /// message alone goes as a plain `INSERT`; more, or messages with events, travel as JSON
+    /// arrays bound to one parameter each (a statement's cost grows with its bound values,
+    /// not with the size of one value). On PostgreSQL the events and the messages are one
+    /// statement, one round trip; SQLite, whose writer runs in this process, takes two.
     pub(crate) async fn write_scheduled(&mut self) -> StoreResult<()> {
+        let events = std::mem::take(&mut self.unwritten_events);
         let unwritten = std::mem::take(&mut self.unwritten);
         let now = crate::now_ms();
-        if let [m] = unwritten.as_slice() {
+        if let ([], [m]) = (events.as_slice(), unwritten.as_slice())
+            && m.ordinal_of.is_none()
+        {
             crate::db::query(
                 "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
                  VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
@@ -130,26 +160,62 @@ impl Tx {
             .await?;
             return Ok(());
         }
-        if unwritten.is_empty() {
+        if events.is_empty() && unwritten.is_empty() {
             return Ok(());
         }
+        let backend = self.backend();
+        let events = (!events.is_empty()).then(|| {
+            serde_json::Value::Array(events.iter().map(crate::events::UnwrittenEvent::json_row).collect()).to_string()
+        });
+        let insert_events = |param: &str| {
+            format!(
+                "INSERT INTO events ({}) SELECT {} FROM {}",
+                crate::events::EVENT_COLUMNS,
+                crate::events::EVENT_VALUES,
+                backend.json_elements(param)
+            )
+        };
+        // Events written in one statement with the messages are visible to it only
+        // through what the statement returns (`ev`); events of earlier statements, in
+        // the table.
+        let (with_events, ordinal_from_written) = match (&events, backend.one_writer()) {
+            (Some(_), false) => (
+                format!("WITH ev AS ({} RETURNING id, seq) ", insert_events("$3")),
+                "(SELECT seq FROM ev WHERE ev.id = value ->> 7), ",
+            ),
+            (Some(events), true) => {
+                crate::db::query(&insert_events("$1")).bind(events.as_str()).execute(self.conn()).await?;
+                if unwritten.is_empty() {
+                    return Ok(());
+                }
+                (String::new(), "")
+            }
+            (None, _) => (String::new(), ""),
+        };
         // Moved, not copied, into the array (a batch of timers can be large).
         let rows: Vec<serde_json::Value> = unwritten
             .into_iter()
             .map(|m| {
                 let (due_at, lane) = (m.due_at.millis(), m.lane.code());
-                serde_json::json!([m.id.as_str(), m.kind, m.key, m.ordinal, m.payload, due_at, lane])
+                let ordinal_of = m.ordinal_of.as_ref().map(payq_domain::EventId::as_str);
+                serde_json::json!([m.id.as_str(), m.kind, m.key, m.ordinal, m.payload, due_at, lane, ordinal_of])
             })
             .collect();
         let rows = serde_json::Value::Array(rows).to_string();
         let sql = format!(
-            "INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
-             SELECT value ->> 0, value ->> 1, value ->> 2, CAST(value ->> 3 AS BIGINT), value ->> 4,
-                    CAST(value ->> 5 AS BIGINT), CAST(value ->> 5 AS BIGINT), $2, CAST(value ->> 6 AS INTEGER)
+            "{with_events}INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
+             SELECT value ->> 0, value ->> 1, value ->> 2,
+                    COALESCE(CAST(value ->> 3 AS BIGINT), {ordinal_from_written}
+                             (SELECT seq FROM events e WHERE e.id = value ->> 7)),
+                    value ->> 4, CAST(value ->> 5 AS BIGINT), CAST(value ->> 5 AS BIGINT), $2, CAST(value ->> 6 AS INTEGER)
              FROM {}",
-            self.backend().json_elements("$1")
+            backend.json_elements("$1")
         );
-        crate::db::query(&sql).bind(rows).bind(now).execute(self.conn()).await?;
+        let mut query = crate::db::query(&sql).bind(rows).bind(now);
+        if !with_events.is_empty() {
+            query = query.bind(events);
+        }
+        query.execute(self.conn()).await?;
         Ok(())
     }
 

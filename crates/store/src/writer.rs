@@ -196,6 +196,8 @@ pub struct Tx {
     pub(crate) held: Vec<String>,
     /// Messages scheduled and not yet written (see `Tx::schedule`).
     pub(crate) unwritten: Vec<crate::messages::Unwritten>,
+    /// Events appended and not yet written (see `Tx::insert_event`).
+    pub(crate) unwritten_events: Vec<crate::events::UnwrittenEvent>,
 }
 
 impl Tx {
@@ -204,7 +206,14 @@ impl Tx {
         if started.is_err() {
             store.note_write(&started);
         }
-        Ok(Tx { conn: started?, store, scheduled_message: false, held: Vec::new(), unwritten: Vec::new() })
+        Ok(Tx {
+            conn: started?,
+            store,
+            scheduled_message: false,
+            held: Vec::new(),
+            unwritten: Vec::new(),
+            unwritten_events: Vec::new(),
+        })
     }
 
     async fn open(store: &Store) -> StoreResult<TxConn> {

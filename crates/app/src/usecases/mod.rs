@@ -145,23 +145,28 @@ async fn record(tx: &mut Tx, event_type: EventType, order: &Order, refund: Optio
     publish(tx, event_type, order, data).await
 }
 
-/// Appends an event with `data` to the merchant's log and, if the merchant has a webhook
-/// that receives its type (or with RabbitMQ, always), schedules its delivery, ordered after the order's earlier
-/// events, in the same transaction.
+/// Appends an event with `data` to the order's merchant's log, with its delivery (see
+/// [`announce`]).
 async fn publish(tx: &mut Tx, event_type: EventType, order: &Order, data: serde_json::Value) -> Result<(), StoreFault> {
-    let (event, seq) = tx
-        .insert_event(NewEvent { event_type, merchant_id: &order.merchant_id, order_id: Some(&order.id), data })
-        .await?;
+    let event = NewEvent { event_type, merchant_id: &order.merchant_id, order_id: Some(&order.id), data };
+    announce(tx, event, order.id.as_str()).await
+}
+
+/// Appends an event to the merchant's log and, if the merchant has a webhook that
+/// receives its type (or with RabbitMQ, always), schedules its delivery, keyed by `key`
+/// and ordered after the earlier events of the same key, in the same transaction.
+pub(crate) async fn announce(tx: &mut Tx, event: NewEvent<'_>, key: &str) -> Result<(), StoreFault> {
+    let (event_type, merchant_id) = (event.event_type, event.merchant_id.clone());
+    let event = tx.insert_event(event)?;
     // With RabbitMQ every event is announced on `payq.events`, so other systems see the
     // events of merchants without a webhook too.
     if tx.announces_all_events() || {
-        let merchant = tx.merchant(&order.merchant_id).await?;
+        let merchant = tx.merchant(&merchant_id).await?;
         merchant.webhook_url.is_some() && merchant.wants(event_type.as_str())
     } {
-        let mut delivery = Job::WebhookDeliver(jobs::WebhookDeliverJob { event_id: event.id, redelivery: false })
-            .message(order.id.as_str(), Timestamp::now());
-        delivery.ordinal = Some(seq);
-        tx.schedule(delivery).await?;
+        let delivery = Job::WebhookDeliver(jobs::WebhookDeliverJob { event_id: event.id.clone(), redelivery: false })
+            .message(key, Timestamp::now());
+        tx.schedule_in_event_order(delivery, &event.id)?;
     }
     Ok(())
 }

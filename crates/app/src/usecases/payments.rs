@@ -9,7 +9,7 @@ use payq_domain::{
     ChannelName, EventType, MerchantId, Money, Order, OrderEvent, OrderId, OrderStatus, PaymentEvent, PaymentId,
     PaymentStatus, RefundStatus, Timestamp,
 };
-use payq_store::{CallClaim, ChannelCall, PaymentRecord, Tx};
+use payq_store::{CallClaim, ChannelCall, PaymentRecord, PaymentStart, Tx};
 
 impl Payq {
     /// Runs risk control on a requested payment, then starts it at the channel: the job's
@@ -118,22 +118,22 @@ impl Payq {
             }
         };
         // The channel's callback may have been applied already (under load it can arrive
-        // before this transaction): then the payment is settled and keeps its outcome; a
-        // blind write of `Pending` here would undo it, and the next query would take the
-        // paid order's success for a late payment and refund it.
-        let mut tx = self.store.begin().await?;
-        if claims {
-            tx.finish_channel_call(call).await?;
-        }
-        let status = tx.payment(payment_id).await?.status;
-        if let Ok(still) = status.on(PaymentEvent::Started) {
-            tx.update_payment(payment_id, status, still, started.txn_id.as_deref(), None).await?;
-            if let Some(action) = &started.next_action {
-                tx.set_next_action(payment_id, action).await?;
-            }
-            self.schedule_query(&mut tx, payment_id, 0).await?;
-        }
-        tx.commit().await?;
+        // before this write): then the payment is settled and keeps its outcome (the start
+        // is recorded only while the payment is still pending); a blind write of `Pending`
+        // here would undo it, and the next query would take the paid order's success for a
+        // late payment and refund it.
+        let from = PaymentStatus::Pending;
+        self.store
+            .record_payment_start(PaymentStart {
+                id: payment_id,
+                from,
+                to: from.on(PaymentEvent::Started)?,
+                channel_txn_id: started.txn_id.as_deref(),
+                next_action: started.next_action.as_ref(),
+                finish: claims.then_some(call),
+                first_query: self.query_message(payment_id, 0),
+            })
+            .await?;
         Ok(())
     }
 
@@ -167,15 +167,20 @@ impl Payq {
     }
 
     async fn schedule_query(&self, tx: &mut Tx, payment_id: &PaymentId, attempt: usize) -> Result<(), StoreFault> {
-        let schedule = self.settings.query_schedule();
-        if let Some(wait) = schedule.get(attempt) {
-            tx.schedule(
-                Job::PaymentQuery(PaymentQueryJob { payment_id: payment_id.clone(), attempt })
-                    .message(payment_id.as_str(), Timestamp::now().plus_millis(wait.as_millis())),
-            )
-            .await?;
+        if let Some(query) = self.query_message(payment_id, attempt) {
+            tx.schedule(query).await?;
         }
         Ok(())
+    }
+
+    /// The payment's query number `attempt`, due after its wait in the query schedule;
+    /// `None` once the schedule is over.
+    fn query_message(&self, payment_id: &PaymentId, attempt: usize) -> Option<payq_store::NewMessage> {
+        let wait = self.settings.query_schedule().get(attempt).copied()?;
+        Some(
+            Job::PaymentQuery(PaymentQueryJob { payment_id: payment_id.clone(), attempt })
+                .message(payment_id.as_str(), Timestamp::now().plus_millis(wait.as_millis())),
+        )
     }
 
     /// Records what the channel says about a payment (from a callback or a query).

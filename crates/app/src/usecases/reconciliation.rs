@@ -396,25 +396,13 @@ async fn schedule_run(tx: &mut Tx, run: &ReconciliationRun, at: Timestamp) -> Re
 /// webhook delivery (with RabbitMQ, its announcement), as for every event.
 async fn announce(tx: &mut Tx, run: &ReconciliationRun) -> Result<(), StoreFault> {
     let data = serde_json::json!({ "reconciliation": run });
-    let (event, seq) = tx
-        .insert_event(NewEvent {
-            event_type: EventType::ReconciliationCompleted,
-            merchant_id: &run.merchant_id,
-            order_id: None,
-            data,
-        })
-        .await?;
-    if tx.announces_all_events() || {
-        let merchant = tx.merchant(&run.merchant_id).await?;
-        merchant.webhook_url.is_some() && merchant.wants(EventType::ReconciliationCompleted.as_str())
-    } {
-        let mut delivery =
-            Job::WebhookDeliver(crate::jobs::WebhookDeliverJob { event_id: event.id, redelivery: false })
-                .message(run.id.as_str(), Timestamp::now());
-        delivery.ordinal = Some(seq);
-        tx.schedule(delivery).await?;
-    }
-    Ok(())
+    let event = NewEvent {
+        event_type: EventType::ReconciliationCompleted,
+        merchant_id: &run.merchant_id,
+        order_id: None,
+        data,
+    };
+    super::announce(tx, event, run.id.as_str()).await
 }
 
 #[cfg(test)]

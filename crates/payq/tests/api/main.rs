@@ -24,6 +24,7 @@ mod health;
 mod idempotency;
 mod merchants;
 mod one_call;
+mod one_statement;
 mod orders;
 mod pay_products;
 mod payments;
