@@ -178,19 +178,20 @@ impl Tx {
         // Events written in one statement with the messages are visible to it only
         // through what the statement returns (`ev`); events of earlier statements, in
         // the table.
-        let (with_events, ordinal_from_written) = match (&events, backend.one_writer()) {
+        let in_table = "(SELECT seq FROM events e WHERE e.id = value ->> 7)";
+        let (with_events, event_seq) = match (&events, backend.one_writer()) {
             (Some(_), false) => (
                 format!("WITH ev AS ({} RETURNING id, seq) ", insert_events("$3")),
-                "(SELECT seq FROM ev WHERE ev.id = value ->> 7), ",
+                format!("COALESCE((SELECT seq FROM ev WHERE ev.id = value ->> 7), {in_table})"),
             ),
             (Some(events), true) => {
                 crate::db::query(&insert_events("$1")).bind(events.as_str()).execute(self.conn()).await?;
                 if unwritten.is_empty() {
                     return Ok(());
                 }
-                (String::new(), "")
+                (String::new(), in_table.to_owned())
             }
-            (None, _) => (String::new(), ""),
+            (None, _) => (String::new(), in_table.to_owned()),
         };
         // Moved, not copied, into the array (a batch of timers can be large).
         let rows: Vec<serde_json::Value> = unwritten
@@ -205,8 +206,8 @@ impl Tx {
         let sql = format!(
             "{with_events}INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
              SELECT value ->> 0, value ->> 1, value ->> 2,
-                    COALESCE(CAST(value ->> 3 AS BIGINT), {ordinal_from_written}
-                             (SELECT seq FROM events e WHERE e.id = value ->> 7)),
+                    CASE WHEN value ->> 7 IS NULL THEN CAST(value ->> 3 AS BIGINT)
+                         ELSE {event_seq} END,
                     value ->> 4, CAST(value ->> 5 AS BIGINT), CAST(value ->> 5 AS BIGINT), $2, CAST(value ->> 6 AS INTEGER)
              FROM {}",
             backend.json_elements("$1")
