@@ -132,16 +132,47 @@ impl Tx {
         self.write_scheduled().await
     }
 
-    /// Writes the events appended and the messages scheduled since the last write. One
-    /// message alone goes as a plain `INSERT`; more, or messages with events, travel as JSON
-    /// arrays bound to one parameter each (a statement's cost grows with its bound values,
-    /// not with the size of one value). On PostgreSQL the events and the messages are one
-    /// statement, one round trip; SQLite, whose writer runs in this process, takes two.
+    /// Writes the events appended and the messages scheduled since the last write. On
+    /// PostgreSQL the events and the messages are one statement, one round trip; SQLite's
+    /// writer runs in this process and takes a plain `INSERT` for each event, whose `seq`
+    /// becomes the ordinal of the messages scheduled in its order.
     pub(crate) async fn write_scheduled(&mut self) -> StoreResult<()> {
         let events = std::mem::take(&mut self.unwritten_events);
-        let unwritten = std::mem::take(&mut self.unwritten);
+        let mut unwritten = std::mem::take(&mut self.unwritten);
+        if !self.backend().one_writer() {
+            let events = (!events.is_empty()).then(|| {
+                serde_json::Value::Array(events.iter().map(crate::events::UnwrittenEvent::json_row).collect())
+                    .to_string()
+            });
+            return self.write_messages(unwritten, events).await;
+        }
+        let mut seqs = std::collections::HashMap::with_capacity(events.len());
+        for e in &events {
+            seqs.insert(e.id.clone(), self.write_event(e).await?);
+        }
+        for m in &mut unwritten {
+            if let Some(event) = m.ordinal_of.take() {
+                m.ordinal = Some(match seqs.get(&event) {
+                    Some(seq) => *seq,
+                    None => {
+                        crate::db::query_scalar("SELECT seq FROM events WHERE id = $1")
+                            .bind(event.as_str())
+                            .fetch_one(self.conn())
+                            .await?
+                    }
+                });
+            }
+        }
+        self.write_messages(unwritten, None).await
+    }
+
+    /// Writes messages, and on PostgreSQL the `events` (a JSON array of
+    /// [`crate::events::UnwrittenEvent::json_row`]s) in the same statement. One message
+    /// alone goes as a plain `INSERT`; more travel as one JSON array bound to one parameter
+    /// (a statement's cost grows with its bound values, not with the size of one value).
+    async fn write_messages(&mut self, unwritten: Vec<Unwritten>, events: Option<String>) -> StoreResult<()> {
         let now = crate::now_ms();
-        if let ([], [m]) = (events.as_slice(), unwritten.as_slice())
+        if let (None, [m]) = (&events, unwritten.as_slice())
             && m.ordinal_of.is_none()
         {
             crate::db::query(
@@ -160,38 +191,24 @@ impl Tx {
             .await?;
             return Ok(());
         }
-        if events.is_empty() && unwritten.is_empty() {
+        if events.is_none() && unwritten.is_empty() {
             return Ok(());
         }
         let backend = self.backend();
-        let events = (!events.is_empty()).then(|| {
-            serde_json::Value::Array(events.iter().map(crate::events::UnwrittenEvent::json_row).collect()).to_string()
-        });
-        let insert_events = |param: &str| {
-            format!(
-                "INSERT INTO events ({}) SELECT {} FROM {}",
-                crate::events::EVENT_COLUMNS,
-                crate::events::EVENT_VALUES,
-                backend.json_elements(param)
-            )
-        };
-        // Events written in one statement with the messages are visible to it only
-        // through what the statement returns (`ev`); events of earlier statements, in
-        // the table.
+        // Events written in this statement are visible to it only through what it returns
+        // (`ev`); events of earlier statements, in the table.
         let in_table = "(SELECT seq FROM events e WHERE e.id = value ->> 7)";
-        let (with_events, event_seq) = match (&events, backend.one_writer()) {
-            (Some(_), false) => (
-                format!("WITH ev AS ({} RETURNING id, seq) ", insert_events("$3")),
+        let (with_events, event_seq) = match &events {
+            Some(_) => (
+                format!(
+                    "WITH ev AS (INSERT INTO events ({}) SELECT {} FROM {} RETURNING id, seq) ",
+                    crate::events::EVENT_COLUMNS,
+                    crate::events::EVENT_VALUES,
+                    backend.json_elements("$3")
+                ),
                 format!("COALESCE((SELECT seq FROM ev WHERE ev.id = value ->> 7), {in_table})"),
             ),
-            (Some(events), true) => {
-                crate::db::query(&insert_events("$1")).bind(events.as_str()).execute(self.conn()).await?;
-                if unwritten.is_empty() {
-                    return Ok(());
-                }
-                (String::new(), in_table.to_owned())
-            }
-            (None, _) => (String::new(), in_table.to_owned()),
+            None => (String::new(), in_table.to_owned()),
         };
         // Moved, not copied, into the array (a batch of timers can be large).
         let rows: Vec<serde_json::Value> = unwritten
@@ -206,14 +223,13 @@ impl Tx {
         let sql = format!(
             "{with_events}INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
              SELECT value ->> 0, value ->> 1, value ->> 2,
-                    CASE WHEN value ->> 7 IS NULL THEN CAST(value ->> 3 AS BIGINT)
-                         ELSE {event_seq} END,
+                    CASE WHEN value ->> 7 IS NULL THEN CAST(value ->> 3 AS BIGINT) ELSE {event_seq} END,
                     value ->> 4, CAST(value ->> 5 AS BIGINT), CAST(value ->> 5 AS BIGINT), $2, CAST(value ->> 6 AS INTEGER)
              FROM {}",
             backend.json_elements("$1")
         );
         let mut query = crate::db::query(&sql).bind(rows).bind(now);
-        if !with_events.is_empty() {
+        if let Some(events) = events {
             query = query.bind(events);
         }
         query.execute(self.conn()).await?;
