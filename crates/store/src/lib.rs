@@ -31,6 +31,7 @@ mod reconciliation;
 mod reconciliation_records;
 mod refunds;
 mod rows;
+mod scheduling;
 mod sim_ledger;
 mod sql;
 mod verify;

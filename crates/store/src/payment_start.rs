@@ -32,7 +32,7 @@ impl Store {
     pub async fn record_payment_start(&self, start: PaymentStart<'_>) -> StoreResult<bool> {
         let next_action =
             start.next_action.map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let first_query = start.first_query.map(crate::messages::Unwritten::try_from).transpose()?;
+        let first_query = start.first_query.map(crate::scheduling::Unwritten::try_from).transpose()?;
         if self.backend().one_writer() {
             let mut tx = self.begin().await?;
             if let Some(call) = start.finish {

@@ -195,7 +195,7 @@ pub struct Tx {
     /// nothing (see `Tx::hold_order`).
     pub(crate) held: Vec<String>,
     /// Messages scheduled and not yet written (see `Tx::schedule`).
-    pub(crate) unwritten: Vec<crate::messages::Unwritten>,
+    pub(crate) unwritten: Vec<crate::scheduling::Unwritten>,
     /// Events appended and not yet written (see `Tx::insert_event`).
     pub(crate) unwritten_events: Vec<crate::events::UnwrittenEvent>,
 }
