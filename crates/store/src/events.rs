@@ -39,25 +39,6 @@ impl UnwrittenEvent {
     }
 }
 
-impl Tx {
-    /// Writes one event as a plain `INSERT` and returns its position in the log (SQLite).
-    pub(crate) async fn write_event(&mut self, e: &UnwrittenEvent) -> StoreResult<i64> {
-        let seq = crate::db::query_scalar(
-            "INSERT INTO events (id, merchant_id, type, order_id, created_at, body) VALUES ($1, $2, $3, $4, $5, $6)
-             RETURNING seq",
-        )
-        .bind(e.id.as_str())
-        .bind(e.merchant_id.as_str())
-        .bind(e.event_type.as_str())
-        .bind(e.order_id.as_ref().map(OrderId::as_str))
-        .bind(e.created_at)
-        .bind(e.body.as_str())
-        .fetch_one(self.conn())
-        .await?;
-        Ok(seq)
-    }
-}
-
 /// The columns of an event row, and how they are read from a JSON array of
 /// [`UnwrittenEvent::json_row`]s (`value` is each element).
 pub(crate) const EVENT_COLUMNS: &str = "id, merchant_id, type, order_id, created_at, body";
@@ -87,6 +68,23 @@ impl Tx {
             body,
         });
         Ok(event)
+    }
+
+    /// Writes one event as a plain `INSERT` and returns its position in the log (SQLite).
+    pub(crate) async fn write_event(&mut self, e: &UnwrittenEvent) -> StoreResult<i64> {
+        let seq = crate::db::query_scalar(
+            "INSERT INTO events (id, merchant_id, type, order_id, created_at, body) VALUES ($1, $2, $3, $4, $5, $6)
+             RETURNING seq",
+        )
+        .bind(e.id.as_str())
+        .bind(e.merchant_id.as_str())
+        .bind(e.event_type.as_str())
+        .bind(e.order_id.as_ref().map(OrderId::as_str))
+        .bind(e.created_at)
+        .bind(e.body.as_str())
+        .fetch_one(self.conn())
+        .await?;
+        Ok(seq)
     }
 }
 

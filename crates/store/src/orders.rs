@@ -336,17 +336,6 @@ impl Tx {
         }
         Ok(())
     }
-
-    /// Records what the buyer does next to pay (the channel's QR code or page).
-    pub async fn set_next_action(&mut self, id: &PaymentId, action: &payq_domain::NextAction) -> StoreResult<()> {
-        let action = serde_json::to_string(action).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        crate::db::query("UPDATE payments SET next_action = $1 WHERE id = $2")
-            .bind(action)
-            .bind(id.as_str())
-            .execute(self.conn())
-            .await?;
-        Ok(())
-    }
 }
 
 impl Store {
