@@ -70,29 +70,18 @@ pub(crate) fn claimed(row: &crate::db::Row) -> StoreResult<ClaimedMessage> {
 
 impl Tx {
     /// Cancels the pending messages of `kind` about `key` (a timer that became pointless).
-    pub async fn cancel_messages(&mut self, kind: &str, key: &str) -> StoreResult<u64> {
+    pub async fn cancel_messages(&mut self, kind: &str, key: &str) -> StoreResult<()> {
         self.cancel_messages_of(&[(kind, key)]).await
     }
 
-    /// Cancels the pending messages of each `(kind, key)`, in one statement.
-    pub async fn cancel_messages_of(&mut self, which: &[(&str, &str)]) -> StoreResult<u64> {
-        if which.is_empty() {
-            return Ok(0);
-        }
-        self.write_scheduled().await?;
-        let sql = format!(
-            "DELETE FROM messages WHERE {}",
-            (0..which.len())
-                .map(|i| format!("(kind = ${} AND key = ${})", 2 * i + 1, 2 * i + 2))
-                .collect::<Vec<_>>()
-                .join(" OR ")
-        );
-        let mut query = crate::db::query(&sql);
-        for (kind, key) in which {
-            query = query.bind(*kind).bind(*key);
-        }
-        let done = query.execute(self.conn()).await?;
-        Ok(done.rows_affected())
+    /// Cancels the pending messages of each `(kind, key)`: those scheduled in this
+    /// transaction and not written yet at once, those written before by a `DELETE` that
+    /// goes with the transaction's next write of messages (on PostgreSQL in the same
+    /// statement; see `Tx::write_scheduled`). A message scheduled after the cancel stays.
+    pub async fn cancel_messages_of(&mut self, which: &[(&str, &str)]) -> StoreResult<()> {
+        self.unwritten.retain(|m| !which.iter().any(|(kind, key)| m.kind == *kind && m.key.as_deref() == Some(*key)));
+        self.uncancelled.extend(which.iter().map(|(kind, key)| ((*kind).to_owned(), (*key).to_owned())));
+        Ok(())
     }
 
     async fn bump(&mut self, counter: String, by: i64) -> StoreResult<()> {

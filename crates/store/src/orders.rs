@@ -80,31 +80,37 @@ pub struct PaymentRecord {
 }
 
 fn payment_record(row: &crate::db::Row) -> StoreResult<PaymentRecord> {
-    let status: String = row.try_get("status")?;
+    payment_record_as(row, "")
+}
+
+/// The payment attempt of a row whose payment columns are named with `prefix`.
+fn payment_record_as(row: &crate::db::Row, prefix: &str) -> StoreResult<PaymentRecord> {
+    let col = |name: &str| format!("{prefix}{name}");
+    let status: String = row.try_get(&col("status"))?;
     Ok(PaymentRecord {
-        id: rows::parse(row, "id")?,
-        order_id: rows::parse(row, "order_id")?,
-        merchant_id: rows::parse(row, "merchant_id")?,
-        channel: rows::parse(row, "channel")?,
-        channel_txn_id: row.try_get("channel_txn_id")?,
+        id: rows::parse(row, &col("id"))?,
+        order_id: rows::parse(row, &col("order_id"))?,
+        merchant_id: rows::parse(row, &col("merchant_id"))?,
+        channel: rows::parse(row, &col("channel"))?,
+        channel_txn_id: row.try_get(&col("channel_txn_id"))?,
         status: PaymentStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("payment status {status}")))?,
-        failure_reason: row.try_get("failure_reason")?,
-        amount: row.try_get("amount")?,
-        currency: rows::parse(row, "currency")?,
-        customer_id: row.try_get("customer_id")?,
-        simulate: row.try_get("simulate")?,
+        failure_reason: row.try_get(&col("failure_reason"))?,
+        amount: row.try_get(&col("amount"))?,
+        currency: rows::parse(row, &col("currency"))?,
+        customer_id: row.try_get(&col("customer_id"))?,
+        simulate: row.try_get(&col("simulate"))?,
         product: row
-            .try_get::<Option<String>>("product")?
+            .try_get::<Option<String>>(&col("product"))?
             .map(|p| {
                 payq_domain::PayProduct::parse(&p).ok_or_else(|| StoreError::Corrupt(format!("payment product {p}")))
             })
             .transpose()?,
         next_action: row
-            .try_get::<Option<String>>("next_action")?
+            .try_get::<Option<String>>(&col("next_action"))?
             .map(|a| serde_json::from_str(&a).map_err(|e| StoreError::Corrupt(format!("next_action: {e}"))))
             .transpose()?,
-        created_at: Timestamp::from_millis(row.try_get("created_at")?),
-        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+        created_at: Timestamp::from_millis(row.try_get(&col("created_at"))?),
+        updated_at: Timestamp::from_millis(row.try_get(&col("updated_at"))?),
     })
 }
 
@@ -410,6 +416,26 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         payment_record(&row)
+    }
+
+    /// A payment attempt and its order (with the order's current payment), read together in
+    /// one statement, so from one snapshot.
+    pub async fn payment_and_order(&self, id: &PaymentId) -> StoreResult<(PaymentRecord, Order)> {
+        let row = crate::db::query(concat!(
+            "SELECT x.id AS x_id, x.order_id AS x_order_id, x.merchant_id AS x_merchant_id, x.channel AS x_channel, ",
+            "x.channel_txn_id AS x_channel_txn_id, x.status AS x_status, x.failure_reason AS x_failure_reason, ",
+            "x.amount AS x_amount, x.currency AS x_currency, x.customer_id AS x_customer_id, ",
+            "x.simulate AS x_simulate, x.product AS x_product, x.next_action AS x_next_action, ",
+            "x.created_at AS x_created_at, x.updated_at AS x_updated_at, ",
+            crate::rows::order_columns!(),
+            "FROM payments x JOIN orders o ON o.id = x.order_id ",
+            "LEFT JOIN payments p ON p.id = o.current_payment_id WHERE x.id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(self.read())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        Ok((payment_record_as(&row, "x_")?, rows::order(&row)?))
     }
 
     /// Counts of orders by status.

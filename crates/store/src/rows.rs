@@ -49,17 +49,28 @@ pub(crate) fn merchant(row: &AnyRow) -> Result<Merchant, StoreError> {
     })
 }
 
+/// The columns of an order `o` and its current payment `p`, as [`order`] reads them.
+macro_rules! order_columns {
+    () => {
+        concat!(
+            "o.id, o.merchant_id, o.merchant_order_no, o.status, o.amount, o.currency, ",
+            "o.amount_refunded, o.description, o.customer_id, o.items, o.created_at, o.expires_at, o.paid_at, ",
+            "o.shipped_at, o.closed_at, o.cancelled_at, o.close_reason, o.carrier, o.tracking_no, ",
+            "o.ship_reminders_sent, o.checked_at, o.version, o.request_hash, p.id AS p_id, p.channel AS p_channel, ",
+            "p.channel_txn_id AS p_channel_txn_id, p.status AS p_status, p.failure_reason AS p_failure_reason, ",
+            "p.next_action AS p_next_action, p.product AS p_product "
+        )
+    };
+}
+pub(crate) use order_columns;
+
 /// A `SELECT` of orders `o` with their current payment `p`, followed by `$tail`
 /// (a static string, so the query stays a literal).
 macro_rules! select_orders {
     ($tail:literal) => {
         concat!(
-            "SELECT o.id, o.merchant_id, o.merchant_order_no, o.status, o.amount, o.currency, ",
-            "o.amount_refunded, o.description, o.customer_id, o.items, o.created_at, o.expires_at, o.paid_at, ",
-            "o.shipped_at, o.closed_at, o.cancelled_at, o.close_reason, o.carrier, o.tracking_no, ",
-            "o.ship_reminders_sent, o.checked_at, o.version, o.request_hash, p.id AS p_id, p.channel AS p_channel, ",
-            "p.channel_txn_id AS p_channel_txn_id, p.status AS p_status, p.failure_reason AS p_failure_reason, ",
-            "p.next_action AS p_next_action, p.product AS p_product ",
+            "SELECT ",
+            crate::rows::order_columns!(),
             "FROM orders o LEFT JOIN payments p ON p.id = o.current_payment_id ",
             $tail
         )

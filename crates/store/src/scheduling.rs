@@ -77,12 +77,16 @@ impl Tx {
     pub(crate) async fn write_scheduled(&mut self) -> StoreResult<()> {
         let events = std::mem::take(&mut self.unwritten_events);
         let mut unwritten = std::mem::take(&mut self.unwritten);
+        let cancelled = std::mem::take(&mut self.uncancelled);
         if !self.backend().one_writer() {
             let events = (!events.is_empty()).then(|| {
                 serde_json::Value::Array(events.iter().map(crate::events::UnwrittenEvent::json_row).collect())
                     .to_string()
             });
-            return self.write_messages(unwritten, events).await;
+            return self.write_messages(unwritten, events, &cancelled).await;
+        }
+        if !cancelled.is_empty() {
+            bind_cancelled(crate::db::query(&delete_cancelled(&cancelled, 1)), &cancelled).execute(self.conn()).await?;
         }
         let mut seqs = std::collections::HashMap::with_capacity(events.len());
         for e in &events {
@@ -101,16 +105,21 @@ impl Tx {
                 });
             }
         }
-        self.write_messages(unwritten, None).await
+        self.write_messages(unwritten, None, &[]).await
     }
 
     /// Writes messages, and on PostgreSQL the `events` (a JSON array of
     /// [`crate::events::UnwrittenEvent::json_row`]s) in the same statement. One message
     /// alone goes as a plain `INSERT`; more travel as one JSON array bound to one parameter
     /// (a statement's cost grows with its bound values, not with the size of one value).
-    async fn write_messages(&mut self, unwritten: Vec<Unwritten>, events: Option<String>) -> StoreResult<()> {
+    async fn write_messages(
+        &mut self,
+        unwritten: Vec<Unwritten>,
+        events: Option<String>,
+        cancelled: &[(String, String)],
+    ) -> StoreResult<()> {
         let now = crate::now_ms();
-        if let (None, [m]) = (&events, unwritten.as_slice())
+        if let (None, [], [m]) = (&events, cancelled, unwritten.as_slice())
             && m.ordinal_of.is_none()
         {
             crate::db::query(
@@ -130,24 +139,36 @@ impl Tx {
             return Ok(());
         }
         if events.is_none() && unwritten.is_empty() {
+            if !cancelled.is_empty() {
+                bind_cancelled(crate::db::query(&delete_cancelled(cancelled, 1)), cancelled)
+                    .execute(self.conn())
+                    .await?;
+            }
             return Ok(());
         }
         let backend = self.backend();
         // Events written in this statement are visible to it only through what it returns
-        // (`ev`); events of earlier statements, in the table.
+        // (`ev`); events of earlier statements, in the table. The cancelled rows' `DELETE`
+        // sees the table as it was before the statement, so the messages it inserts stay.
         let in_table = "(SELECT seq FROM events e WHERE e.id = value ->> 7)";
-        let (with_events, event_seq) = match &events {
-            Some(_) => (
-                format!(
-                    "WITH ev AS (INSERT INTO events ({}) SELECT {} FROM {} RETURNING id, seq) ",
+        let mut with = Vec::new();
+        let event_seq = match &events {
+            Some(_) => {
+                with.push(format!(
+                    "ev AS (INSERT INTO events ({}) SELECT {} FROM {} RETURNING id, seq)",
                     crate::events::EVENT_COLUMNS,
                     crate::events::EVENT_VALUES,
                     backend.json_elements("$3")
-                ),
-                format!("COALESCE((SELECT seq FROM ev WHERE ev.id = value ->> 7), {in_table})"),
-            ),
-            None => (String::new(), in_table.to_owned()),
+                ));
+                format!("COALESCE((SELECT seq FROM ev WHERE ev.id = value ->> 7), {in_table})")
+            }
+            None => in_table.to_owned(),
         };
+        if !cancelled.is_empty() {
+            let first = if events.is_some() { 4 } else { 3 };
+            with.push(format!("gone AS ({})", delete_cancelled(cancelled, first)));
+        }
+        let with = if with.is_empty() { String::new() } else { format!("WITH {} ", with.join(", ")) };
         // Moved, not copied, into the array (a batch of timers can be large).
         let rows: Vec<serde_json::Value> = unwritten
             .into_iter()
@@ -159,7 +180,7 @@ impl Tx {
             .collect();
         let rows = serde_json::Value::Array(rows).to_string();
         let sql = format!(
-            "{with_events}INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
+            "{with}INSERT INTO messages (id, kind, key, ordinal, payload, scheduled_at, due_at, created_at, lane)
              SELECT value ->> 0, value ->> 1, value ->> 2,
                     CASE WHEN value ->> 7 IS NULL THEN CAST(value ->> 3 AS BIGINT) ELSE {event_seq} END,
                     value ->> 4, CAST(value ->> 5 AS BIGINT), CAST(value ->> 5 AS BIGINT), $2, CAST(value ->> 6 AS INTEGER)
@@ -170,7 +191,24 @@ impl Tx {
         if let Some(events) = events {
             query = query.bind(events);
         }
-        query.execute(self.conn()).await?;
+        bind_cancelled(query, cancelled).execute(self.conn()).await?;
         Ok(())
     }
+}
+
+/// `DELETE` of the pending messages of each `(kind, key)`, its parameters numbered from
+/// `first`.
+fn delete_cancelled(which: &[(String, String)], first: usize) -> String {
+    let each = (0..which.len())
+        .map(|i| format!("(kind = ${} AND key = ${})", first + 2 * i, first + 2 * i + 1))
+        .collect::<Vec<_>>();
+    format!("DELETE FROM messages WHERE {}", each.join(" OR "))
+}
+
+/// Binds the `(kind, key)` pairs of [`delete_cancelled`], in order.
+fn bind_cancelled<'q>(mut query: crate::db::Query<'q>, which: &'q [(String, String)]) -> crate::db::Query<'q> {
+    for (kind, key) in which {
+        query = query.bind(kind.as_str()).bind(key.as_str());
+    }
+    query
 }

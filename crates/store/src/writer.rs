@@ -198,6 +198,9 @@ pub struct Tx {
     pub(crate) unwritten: Vec<crate::scheduling::Unwritten>,
     /// Events appended and not yet written (see `Tx::insert_event`).
     pub(crate) unwritten_events: Vec<crate::events::UnwrittenEvent>,
+    /// `(kind, key)` of messages cancelled whose rows are not deleted yet (see
+    /// `Tx::cancel_messages_of`).
+    pub(crate) uncancelled: Vec<(String, String)>,
 }
 
 impl Tx {
@@ -213,6 +216,7 @@ impl Tx {
             held: Vec::new(),
             unwritten: Vec::new(),
             unwritten_events: Vec::new(),
+            uncancelled: Vec::new(),
         })
     }
 

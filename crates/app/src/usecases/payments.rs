@@ -53,8 +53,7 @@ impl Payq {
     /// ended, is a no-op. A failed call hands the claim back for the next try.
     pub(crate) async fn start_payment(&self, payment_id: &PaymentId, claimed: bool) -> Result<(), ProcessError> {
         let call = ChannelCall::Create(payment_id);
-        let payment = self.store.payment(payment_id).await?;
-        let order = self.store.order(&payment.merchant_id, &payment.order_id).await?;
+        let (payment, order) = self.store.payment_and_order(payment_id).await?;
         if !awaits_start(&payment, &order, payment_id) {
             return Ok(());
         }

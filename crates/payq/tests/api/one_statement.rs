@@ -2,7 +2,9 @@
 //! state change"): a transaction's events are written with its messages (on PostgreSQL in
 //! one statement), and a delivery scheduled in event order takes its event's position in
 //! the log as its ordinal, whether the event was written in the same statement or an
-//! earlier one; a payment's start is recorded only while the payment is still pending.
+//! earlier one; a cancel removes the messages scheduled before it, written or not, and
+//! keeps those scheduled after it; a payment's start is recorded only while the payment is
+//! still pending.
 //! Runs on the backend the suite runs on.
 
 use crate::db::TestDb;
@@ -35,8 +37,8 @@ async fn a_delivery_takes_its_events_position_in_the_log_as_its_ordinal() {
     let mut tx = store.begin().await.expect("tx");
     let first = tx.insert_event(event(&merchant, EventType::OrderCreated)).expect("event");
     let first_delivery = tx.schedule_in_event_order(delivery("k1"), &first.id).expect("schedule");
-    // Removing messages writes what was scheduled so far: the first event and its delivery.
-    tx.cancel_messages("payment.timeout", "nothing").await.expect("cancel");
+    // A batch of messages writes what was scheduled so far: the first event and its delivery.
+    tx.schedule_many(Vec::new()).await.expect("write");
     let second = tx.insert_event(event(&merchant, EventType::OrderPaying)).expect("event");
     let second_delivery = tx.schedule_in_event_order(delivery("k1"), &second.id).expect("schedule");
     // An event written by the earlier statement, named by a delivery of this one.
@@ -66,6 +68,39 @@ async fn a_delivery_takes_its_events_position_in_the_log_as_its_ordinal() {
     assert_eq!(seq_of(&messages, second_delivery.as_str()), Some(s2));
     assert_eq!(seq_of(&messages, again.as_str()), Some(s1));
     assert_eq!(seq_of(&messages, timer.as_str()), Some(7), "a message's own ordinal stays");
+}
+
+#[tokio::test]
+async fn a_cancel_removes_the_messages_scheduled_before_it_and_keeps_those_after() {
+    let db = TestDb::new().await;
+    let store = Store::open(&db.url).await.expect("store opens");
+    let timer = |key: &str| NewMessage { kind: "payment.timeout".into(), lane: Lane::Work, ..delivery(key) };
+    // Written by an earlier transaction.
+    let mut tx = store.begin().await.expect("tx");
+    tx.schedule(timer("o1")).await.expect("schedule");
+    tx.schedule(timer("o2")).await.expect("schedule");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.begin().await.expect("tx");
+    // Written earlier in this transaction, and not written yet.
+    tx.schedule(timer("o1")).await.expect("schedule");
+    tx.schedule_many(Vec::new()).await.expect("write");
+    tx.schedule(timer("o1")).await.expect("schedule");
+    tx.cancel_messages("payment.timeout", "o1").await.expect("cancel");
+    // Scheduled after the cancel, with an event in the same write.
+    let kept = tx.schedule(timer("o1")).await.expect("schedule");
+    let merchant = MerchantId::generate();
+    tx.insert_event(event(&merchant, EventType::OrderClosed)).expect("event");
+    tx.commit().await.expect("commit");
+
+    let mut conn = db.connect().await;
+    let left: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, key FROM messages ORDER BY key, id").fetch_all(&mut conn).await.expect("messages");
+    let keys: Vec<&str> = left.iter().map(|(_, key)| key.as_str()).collect();
+    assert_eq!(keys, ["o1", "o2"], "one timer of o1 is left, and o2's");
+    assert_eq!(left[0].0, kept.as_str(), "the one scheduled after the cancel");
+    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(&mut conn).await.expect("count");
+    assert_eq!(events, 1);
 }
 
 #[tokio::test]
