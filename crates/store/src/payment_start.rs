@@ -6,6 +6,15 @@
 use crate::{ChannelCall, NewMessage, Store, StoreError, StoreResult};
 use payq_domain::{NextAction, PaymentId, PaymentStatus};
 
+/// The start's compare-and-set on the payment (its parameters `$1` to `$6`), as SQLite runs
+/// it and as PostgreSQL's one statement holds it.
+macro_rules! record_start {
+    () => {
+        "UPDATE payments SET status = $1, channel_txn_id = COALESCE($2, channel_txn_id),
+             next_action = COALESCE($3, next_action), updated_at = $4 WHERE id = $5 AND status = $6"
+    };
+}
+
 /// What a payment's start writes.
 pub struct PaymentStart<'a> {
     pub id: &'a PaymentId,
@@ -38,19 +47,16 @@ impl Store {
             if let Some(call) = start.finish {
                 tx.finish_channel_call(call).await?;
             }
-            let started = crate::db::query(
-                "UPDATE payments SET status = $1, channel_txn_id = COALESCE($2, channel_txn_id),
-                    next_action = COALESCE($3, next_action), updated_at = $4 WHERE id = $5 AND status = $6",
-            )
-            .bind(start.to.as_str())
-            .bind(start.channel_txn_id)
-            .bind(next_action)
-            .bind(crate::now_ms())
-            .bind(start.id.as_str())
-            .bind(start.from.as_str())
-            .execute(tx.conn())
-            .await?
-            .rows_affected()
+            let started = crate::db::query(record_start!())
+                .bind(start.to.as_str())
+                .bind(start.channel_txn_id)
+                .bind(next_action)
+                .bind(crate::now_ms())
+                .bind(start.id.as_str())
+                .bind(start.from.as_str())
+                .execute(tx.conn())
+                .await?
+                .rows_affected()
                 > 0;
             if started && let Some(query) = first_query {
                 tx.schedule_unwritten(query);
@@ -63,11 +69,10 @@ impl Store {
             start.finish.map_or((None, None), |call| (Some(call.id()), Some(crate::channel_calls::DONE)));
         let scheduled = first_query.is_some();
         let q = first_query.as_ref();
-        let outcome = crate::db::query(
-            "WITH started AS (
-                 UPDATE payments SET status = $1, channel_txn_id = COALESCE($2, channel_txn_id),
-                     next_action = COALESCE($3, next_action), updated_at = $4 WHERE id = $5 AND status = $6
-                 RETURNING id),
+        let outcome = crate::db::query(concat!(
+            "WITH started AS (",
+            record_start!(),
+            " RETURNING id),
              finished AS (
                  INSERT INTO channel_calls (id, owner, claimed_until) SELECT CAST($7 AS TEXT), NULL, CAST($8 AS BIGINT)
                  WHERE $7 IS NOT NULL
@@ -77,8 +82,8 @@ impl Store {
                  SELECT CAST($9 AS TEXT), CAST($10 AS TEXT), CAST($11 AS TEXT), NULL, CAST($12 AS TEXT),
                         CAST($13 AS BIGINT), CAST($13 AS BIGINT), $4, CAST($14 AS INTEGER)
                  FROM started WHERE $9 IS NOT NULL)
-             SELECT COUNT(*) AS n FROM started",
-        )
+             SELECT COUNT(*) AS n FROM started"
+        ))
         .bind(start.to.as_str())
         .bind(start.channel_txn_id)
         .bind(next_action)

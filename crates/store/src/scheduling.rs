@@ -1,5 +1,6 @@
 //! Messages and events written by a transaction: what `Tx::schedule` and
-//! `Tx::insert_event` keep until the transaction next removes messages or commits, and
+//! `Tx::insert_event` keep (and the rows `Tx::cancel_messages` deletes) until the
+//! transaction commits or schedules a batch (`Tx::schedule_many`), and
 //! the statements that write them (docs/architecture.md, "One statement per state change").
 
 use crate::messages::NewMessage;
@@ -40,8 +41,8 @@ impl TryFrom<NewMessage> for Unwritten {
 
 impl Tx {
     /// Schedules a message; it commits with this transaction or not at all. The
-    /// transaction's messages are written together, in one statement, before it next
-    /// removes messages and at the latest when it commits: one round trip for all of them.
+    /// transaction's messages are written together, in one statement, when it commits (or
+    /// schedules a batch with [`Tx::schedule_many`]): one round trip for all of them.
     pub async fn schedule(&mut self, m: NewMessage) -> StoreResult<MessageId> {
         Ok(self.schedule_unwritten(Unwritten::try_from(m)?))
     }
